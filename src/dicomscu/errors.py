@@ -1,0 +1,76 @@
+"""Errors that end an operation, each with the exit code the command line returns.
+
+Every failure a user can meet is one of these classes, carrying a one-line message
+that names what failed and, where we know it, what to do about it.  The command
+line prints ``str(error)`` and exits with ``error.exit_code``; nothing else.
+
+Exit codes (stable, documented in the README and in ``--help``):
+
+====  ==========================================================
+0     success
+1     the operation ran but something failed (a file, a status)
+2     usage error (bad option, bad value, missing host)
+3     could not connect (connection refused, unreachable)
+4     unknown host (name does not resolve)
+5     timeout (connect, association, DIMSE or network read)
+6     association rejected by the peer, or no context accepted
+7     association aborted, or the peer broke the protocol
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+
+class DicomscuError(Exception):
+    """Base class: a failure with a one-line message and an exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(DicomscuError):
+    """The command line or an API argument is wrong; nothing was sent."""
+
+    exit_code = 2
+
+
+class ConnectionFailed(DicomscuError):
+    """TCP connection could not be made (refused, unreachable, reset)."""
+
+    exit_code = 3
+
+
+class UnknownHost(DicomscuError):
+    """The host name does not resolve."""
+
+    exit_code = 4
+
+
+class PeerTimeout(DicomscuError):
+    """The peer did not answer within one of the configured timeouts."""
+
+    exit_code = 5
+
+
+class AssociationRejected(DicomscuError):
+    """The peer rejected the association, or accepted none of its contexts."""
+
+    exit_code = 6
+
+
+class AssociationAborted(DicomscuError):
+    """The association was aborted, or the peer broke the upper-layer protocol."""
+
+    exit_code = 7
+
+
+class OperationFailed(DicomscuError):
+    """The operation completed its exchange but the result is a failure."""
+
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""Local DICOM files: finding them on disk and reading what sending needs."""

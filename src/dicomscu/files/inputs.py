@@ -1,0 +1,86 @@
+"""Turn the paths a user typed into a stream of files, reporting what cannot be used.
+
+Yields lazily (a directory of a million files is never listed into memory as
+paths of ours beyond one directory at a time), in a stable order (sorted names),
+and each problem exactly once: missing paths, broken symbolic links, unreadable
+directories, directory loops met through symbolic links with ``-r``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Union
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """A path that cannot be used, and why (one line)."""
+
+    path: str
+    reason: str
+
+
+Entry = Union[str, InputProblem]
+
+
+def expand(paths: Iterable[str], recursive: bool = False) -> Iterator[Entry]:
+    """Yield file paths (str) and :class:`InputProblem` for `paths`.
+
+    A directory contributes its regular files; with `recursive` also those of its
+    subdirectories, at any depth, each directory visited once.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            yield InputProblem(path, _stat_problem(path, exc))
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            yield from _directory(path, info, recursive, seen_dirs)
+        elif stat.S_ISREG(info.st_mode):
+            yield path
+        else:
+            yield InputProblem(path, "not a regular file (device, socket or pipe)")
+
+
+def _stat_problem(path: str, exc: OSError) -> str:
+    if os.path.islink(path):
+        return "broken symbolic link (its target does not exist)"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file or directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def _directory(
+    path: str, info: os.stat_result, recursive: bool, seen: set[tuple[int, int]]
+) -> Iterator[Entry]:
+    key = (info.st_dev, info.st_ino)
+    if key in seen:
+        yield InputProblem(path, "directory loop: this directory was already visited (symbolic link)")
+        return
+    seen.add(key)
+    try:
+        with os.scandir(path) as listing:
+            names = sorted(entry.name for entry in listing)
+    except OSError as exc:
+        yield InputProblem(path, f"cannot list directory: {exc.strerror or exc}")
+        return
+    subdirs = []
+    for name in names:
+        child = os.path.join(path, name)
+        try:
+            child_info = os.stat(child)
+        except OSError as exc:
+            yield InputProblem(child, _stat_problem(child, exc))
+            continue
+        if stat.S_ISREG(child_info.st_mode):
+            yield child
+        elif stat.S_ISDIR(child_info.st_mode) and recursive:
+            subdirs.append((child, child_info))
+    for child, child_info in subdirs:
+        yield from _directory(child, child_info, recursive, seen)

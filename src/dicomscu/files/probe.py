@@ -1,0 +1,245 @@
+"""Read what C-STORE needs from a DICOM file's bytes, and prove the file is whole.
+
+pydicom decodes every value and, on a file cut in the middle of an element,
+silently returns what it managed to read.  To send a file we need neither: only
+the SOP Class/Instance UIDs, the transfer syntax and where the data set starts,
+plus the certainty that the data set is complete (DCMTK refuses a truncated file
+with "premature end of stream"; so do we).  So this module parses the file meta
+(group 0002, always Explicit VR Little Endian) and then walks the data set's
+element headers, skipping values, following undefined-length sequences and
+encapsulated pixel data item by item.  Walking never decodes a value and never
+copies one, so it costs microseconds per file; the bytes found valid are then
+sent as they are, without re-encoding.
+
+All functions here are pure: bytes in, :class:`DicomFile` or :class:`BadFile` out.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+#: VRs whose explicit encoding has 2 reserved bytes and a 32-bit length (PS3.5 7.1.2).
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_ALL_VRS = _LONG_VRS | frozenset(
+    b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split()
+)
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQUENCE_END = 0xFFFEE0DD
+_SOP_CLASS = 0x00080016
+_SOP_INSTANCE = 0x00080018
+_MAX_DEPTH = 64
+
+#: Meta elements we read (tag -> field of DicomFile).
+_META_UIDS = {0x00020002: "sop_class", 0x00020003: "sop_instance", 0x00020010: "transfer_syntax"}
+
+UNCOMPRESSED = (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian)
+
+
+class BadFile(ValueError):
+    """The bytes are not a DICOM file we can send; the message says why."""
+
+
+@dataclass(frozen=True)
+class DicomFile:
+    """What C-STORE needs to know about one file."""
+
+    sop_class: str
+    sop_instance: str
+    transfer_syntax: str
+    #: Offset of the data set in the file (after the preamble and file meta).
+    dataset_offset: int
+    #: False for a "raw" data set without preamble and file meta.
+    has_meta: bool
+
+
+def _uid(raw: bytes | memoryview) -> str:
+    return bytes(raw).rstrip(b"\0 ").decode("ascii", "replace")
+
+
+@dataclass
+class _Walk:
+    """Parsing state: the buffer, its encoding, and the UIDs found at top level."""
+
+    data: memoryview
+    implicit: bool
+    little: bool
+    wanted: dict[int, str]
+
+    def header(self, pos: int, end: int) -> tuple[int, int, int, bool]:
+        """(tag, value length, header size, is_sequence_like) of the element at `pos`."""
+        if end - pos < 8:
+            raise BadFile(f"truncated: the file ends inside an element header at offset {pos}")
+        data = self.data
+        fmt_short = "<HH" if self.little else ">HH"
+        group, element = struct.unpack_from(fmt_short, data, pos)
+        tag = group << 16 | element
+        if group == 0xFFFE or self.implicit:
+            (length,) = struct.unpack_from("<L" if self.little else ">L", data, pos + 4)
+            return tag, length, 8, False
+        vr = bytes(data[pos + 4 : pos + 6])
+        if vr in _LONG_VRS:
+            if end - pos < 12:
+                raise BadFile(f"truncated: the file ends inside the header of ({group:04X},{element:04X})")
+            (length,) = struct.unpack_from("<L" if self.little else ">L", data, pos + 8)
+            return tag, length, 12, vr == b"UN"
+        if vr not in _ALL_VRS:
+            raise BadFile(
+                f"corrupt: invalid VR {vr!r} in element ({group:04X},{element:04X}) at offset {pos}"
+            )
+        (length,) = struct.unpack_from("<H" if self.little else ">H", data, pos + 6)
+        return tag, length, 8, False
+
+    def elements(self, pos: int, end: int, depth: int, in_item: bool) -> int:
+        """Walk elements from `pos`; return the offset after them (or after an item delimiter)."""
+        if depth > _MAX_DEPTH:
+            raise BadFile(f"corrupt: sequences nested deeper than {_MAX_DEPTH} levels")
+        while pos < end:
+            tag, length, size, as_implicit = self.header(pos, end)
+            if tag == _ITEM_END and in_item:
+                return pos + size
+            value = pos + size
+            if length == _UNDEFINED:
+                saved = self.implicit, self.little
+                if as_implicit:  # UN of undefined length holds Implicit VR LE (PS3.5 6.2.2)
+                    self.implicit, self.little = True, True
+                pos = self.items(value, end, depth + 1, tag)
+                self.implicit, self.little = saved
+                continue
+            if value + length > end:
+                raise BadFile(
+                    f"truncated: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs {length} bytes "
+                    f"at offset {value} but the file ends at {end}"
+                )
+            if depth == 0 and tag in self.wanted:
+                self.wanted[tag] = _uid(self.data[value : value + length])
+            pos = value + length
+        if in_item:
+            raise BadFile("truncated: the file ends inside a sequence item")
+        return pos
+
+    def items(self, pos: int, end: int, depth: int, owner: int) -> int:
+        """Walk the items of an undefined-length value up to its sequence delimiter."""
+        while True:
+            if end - pos < 8:
+                raise BadFile(
+                    f"truncated: the file ends inside the value of ({owner >> 16:04X},{owner & 0xFFFF:04X})"
+                )
+            tag, length, size, _ = self.header(pos, end)
+            if tag == _SEQUENCE_END:
+                return pos + size
+            if tag != _ITEM:
+                raise BadFile(
+                    f"corrupt: expected an item in ({owner >> 16:04X},{owner & 0xFFFF:04X}) at offset {pos}"
+                )
+            if length == _UNDEFINED:
+                pos = self.elements(pos + size, end, depth, in_item=True)
+            elif pos + size + length > end:
+                raise BadFile(
+                    f"truncated: an item of ({owner >> 16:04X},{owner & 0xFFFF:04X}) needs {length} "
+                    f"bytes at offset {pos + size} but the file ends at {end}"
+                )
+            else:
+                pos += size + length
+
+
+def _read_meta(data: memoryview, pos: int) -> tuple[dict[str, str], int]:
+    """Parse group 0002 (Explicit VR LE) from `pos`; return the UIDs found and the end offset."""
+    found: dict[str, str] = {}
+    walker = _Walk(data, implicit=False, little=True, wanted={})
+    end = len(data)
+    while end - pos >= 8:
+        (group,) = struct.unpack_from("<H", data, pos)
+        if group != 0x0002:
+            break
+        tag, length, size, _ = walker.header(pos, end)
+        if length == _UNDEFINED or pos + size + length > end:
+            raise BadFile("truncated or corrupt file meta information (group 0002)")
+        if tag in _META_UIDS:
+            found[_META_UIDS[tag]] = _uid(data[pos + size : pos + size + length])
+        pos += size + length
+    return found, pos
+
+
+def _guess_raw_encoding(data: memoryview) -> str:
+    """Transfer syntax of a data set without file meta: DICOM default unless it looks explicit."""
+    if len(data) >= 8 and bytes(data[4:6]) in _ALL_VRS:
+        return ExplicitVRLittleEndian
+    return ImplicitVRLittleEndian
+
+
+def _looks_like_raw_dataset(data: memoryview) -> bool:
+    """A data set without meta starts with a low group (0008 usually), little endian."""
+    if len(data) < 8:
+        return False
+    group, element = struct.unpack_from("<HH", data, 0)
+    return 0x0002 < group <= 0x0010 and element <= 0x00FF
+
+
+def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> DicomFile:
+    """Parse `data` (a whole file, or its head when `complete` is False).
+
+    With ``complete=True`` the whole data set is walked and a truncated or corrupt
+    file raises :class:`BadFile`.  With ``complete=False`` parsing stops once the
+    SOP UIDs are known; a head cut anywhere is fine.
+    """
+    view = memoryview(data)
+    if len(view) == 0:
+        raise BadFile("empty file (0 bytes)")
+    has_meta = True
+    if len(view) >= 132 and bytes(view[128:132]) == b"DICM":
+        meta, offset = _read_meta(view, 132)
+    elif len(view) >= 8 and bytes(view[0:2]) == b"\x02\x00":  # meta without preamble
+        meta, offset = _read_meta(view, 0)
+    elif _looks_like_raw_dataset(view):
+        has_meta, meta, offset = False, {"transfer_syntax": _guess_raw_encoding(view)}, 0
+    else:
+        raise BadFile("not a DICOM file (no 'DICM' prefix and not a raw data set)")
+    syntax = meta.get("transfer_syntax")
+    if not syntax:
+        raise BadFile("the file meta has no Transfer Syntax UID (0002,0010)")
+
+    wanted = {_SOP_CLASS: "", _SOP_INSTANCE: ""}
+    if syntax == DeflatedExplicitVRLittleEndian:
+        pass  # the data set is zlib-compressed: nothing to walk without inflating it
+    else:
+        walker = _Walk(
+            view,
+            implicit=syntax == ImplicitVRLittleEndian,
+            little=syntax != ExplicitVRBigEndian,
+            wanted=wanted,
+        )
+        try:
+            walker.elements(offset, len(view), 0, in_item=False)
+        except BadFile:
+            if complete:
+                raise
+        except struct.error as exc:  # pragma: no cover - header() checks lengths first
+            raise BadFile(f"corrupt data set: {exc}") from None
+
+    sop_class = meta.get("sop_class") or wanted[_SOP_CLASS]
+    sop_instance = meta.get("sop_instance") or wanted[_SOP_INSTANCE]
+    if not sop_class:
+        raise BadFile("no SOP Class UID: neither (0002,0002) in the file meta nor (0008,0016) in the data set")
+    if not sop_instance:
+        raise BadFile(
+            "no SOP Instance UID: neither (0002,0003) in the file meta nor (0008,0018) in the data set"
+        )
+    for name, value in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_instance),
+                        ("Transfer Syntax UID", syntax)):
+        if not _valid_uid(value):
+            raise BadFile(f"invalid {name} {value[:70]!r} (a UID is up to 64 digits and dots)")
+    return DicomFile(sop_class, sop_instance, syntax, offset, has_meta)
+
+
+def _valid_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and all(part.isdigit() and part.isascii() for part in value.split("."))

@@ -1,0 +1,309 @@
+"""C-STORE: send files and directories to a peer, many files per association.
+
+The sequence:
+
+1. **Plan** — read the head of every file once to learn which (SOP Class,
+   Transfer Syntax) pairs are needed, and propose exactly those contexts (plus an
+   Implicit VR Little Endian fallback per SOP class for uncompressed data).
+   More than 128 contexts (the PS3.8 limit) are split over several associations.
+2. **Send** — walk the inputs again, streaming: each file is read, proven whole
+   (:func:`dicomscu.files.probe.probe`), and its data set bytes are sent as they
+   are when the peer accepted its transfer syntax; re-encoded by pydicom only
+   when it accepted another uncompressed one.  Memory does not grow with the
+   number of files.
+3. **Report** — every file gives one :class:`FileResult`; bad files are
+   reported and skipped, the rest still goes.  :class:`StoreReport` has the
+   counts, bytes and time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Callable, Sequence
+
+from pydicom import dcmread
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
+from pynetdicom.presentation import PresentationContext, build_context
+
+from dicomscu.errors import DicomscuError
+from dicomscu.files.inputs import InputProblem, expand
+from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
+from dicomscu.operations.status import SUCCESS, WARNING, Status, decode
+from dicomscu.transport import Channel, Peer, associate
+
+#: PS3.8 9.3.2.2: at most 128 presentation contexts (odd IDs 1..255) per association.
+MAX_CONTEXTS = 128
+#: Bytes read per file while planning: enough for the file meta and group 0008.
+HEAD_SIZE = 64 * 1024
+CONVERTIBLE = frozenset(UNCOMPRESSED) | {DeflatedExplicitVRLittleEndian}
+
+OK, WARNED, FAILED, SKIPPED = "ok", "warning", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input file."""
+
+    path: str
+    outcome: str  # "ok", "warning", "failed" or "skipped"
+    message: str = ""
+    status: Status | None = None
+    sop_instance: str = ""
+    size: int = 0
+
+
+@dataclass
+class StoreReport:
+    """Totals of a store run (per-file details go to the ``on_result`` callback)."""
+
+    peer: Peer
+    planned: int = 0
+    planned_bytes: int = 0
+    counts: Counter = field(default_factory=Counter)
+    bytes_sent: int = 0
+    seconds: float = 0.0
+    not_sent: int = 0
+    #: The association-level failure that stopped (part of) the run, if any.
+    error: DicomscuError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not (self.counts[FAILED] or self.counts[SKIPPED] or self.not_sent)
+
+    @property
+    def stored(self) -> int:
+        return self.counts[OK] + self.counts[WARNED]
+
+
+@dataclass
+class _Group:
+    """One association's worth of presentation contexts."""
+
+    contexts: list[PresentationContext]
+    pairs: set[tuple[str, str]]
+    files: int = 0
+
+
+@dataclass
+class Plan:
+    files: int
+    bytes: int
+    groups: list[_Group]
+
+
+def plan(paths: Sequence[str], recursive: bool = False) -> Plan:
+    """First pass: the contexts needed by the readable DICOM files among `paths`."""
+    pairs: Counter = Counter()
+    total_bytes = 0
+    for entry in expand(paths, recursive):
+        if isinstance(entry, InputProblem):
+            continue
+        try:
+            with open(entry, "rb") as handle:
+                info = probe(handle.read(HEAD_SIZE), complete=False)
+            total_bytes += os.stat(entry).st_size
+        except (OSError, BadFile):
+            continue  # reported by the sending pass, once
+        pairs[(info.sop_class, info.transfer_syntax)] += 1
+    return Plan(sum(pairs.values()), total_bytes, _group_contexts(pairs))
+
+
+def _group_contexts(pairs: Counter) -> list[_Group]:
+    by_class: dict[str, list[str]] = {}
+    for sop_class, syntax in sorted(pairs):
+        by_class.setdefault(sop_class, []).append(syntax)
+    groups: list[_Group] = []
+    for sop_class, syntaxes in by_class.items():
+        wanted = list(syntaxes)
+        if any(s in CONVERTIBLE for s in wanted) and ImplicitVRLittleEndian not in wanted:
+            wanted.append(ImplicitVRLittleEndian)  # every SCP must accept it: our fallback
+        contexts = [build_context(sop_class, [syntax]) for syntax in wanted]
+        if not groups or len(groups[-1].contexts) + len(contexts) > MAX_CONTEXTS:
+            groups.append(_Group([], set()))
+        group = groups[-1]
+        group.contexts.extend(contexts)
+        for syntax in syntaxes:
+            group.pairs.add((sop_class, syntax))
+            group.files += pairs[(sop_class, syntax)]
+    return groups
+
+
+def store(
+    peer: Peer,
+    paths: Sequence[str],
+    *,
+    recursive: bool = False,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> StoreReport:
+    """Send the DICOM files among `paths` (files and directories) to `peer`.
+
+    Problems with single files never stop the run: they are reported through
+    `on_result` and counted.  An association that cannot be opened or is lost is
+    recorded in ``report.error``; files it could not carry count as ``not_sent``.
+    """
+    started = time.perf_counter()
+    the_plan = plan(paths, recursive)
+    report = StoreReport(peer, the_plan.files, the_plan.bytes)
+    if on_plan:
+        on_plan(the_plan)
+
+    def emit(result: FileResult) -> None:
+        report.counts[result.outcome] += 1
+        if result.outcome in (OK, WARNED):
+            report.bytes_sent += result.size
+        if on_result:
+            on_result(result)
+
+    planned_pairs = set().union(*(g.pairs for g in the_plan.groups)) if the_plan.groups else set()
+    if not the_plan.groups:  # nothing sendable: still report every bad input once
+        for entry in expand(paths, recursive):
+            _report_unsendable(entry, emit)
+    for index, group in enumerate(the_plan.groups):
+        attempted = 0
+        with _LazyAssociation(peer, group.contexts) as link:
+            for entry in expand(paths, recursive):
+                loaded = _load(entry)
+                if isinstance(loaded, FileResult):
+                    if index == 0:
+                        emit(loaded)
+                    continue
+                path, data, info = loaded
+                pair = (info.sop_class, info.transfer_syntax)
+                if pair not in group.pairs:
+                    if index == 0 and pair not in planned_pairs:
+                        emit(FileResult(path, FAILED, "file changed while dicomscu was running; not sent",
+                                        sop_instance=info.sop_instance))
+                    continue
+                attempted += 1
+                result = link.send(path, data, info)
+                emit(result)
+                if link.error is not None:
+                    break
+        if link.error is not None:
+            report.error = report.error or link.error
+            report.not_sent += max(group.files - attempted, 0)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _report_unsendable(entry, emit) -> None:
+    loaded = _load(entry)
+    if isinstance(loaded, FileResult):
+        emit(loaded)
+
+
+def _load(entry) -> FileResult | tuple[str, bytes, DicomFile]:
+    """Read and check one input; a FileResult (skipped) when it cannot be sent."""
+    if isinstance(entry, InputProblem):
+        return FileResult(entry.path, SKIPPED, entry.reason)
+    try:
+        with open(entry, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        return FileResult(entry, SKIPPED, f"cannot read: {exc.strerror or exc}")
+    try:
+        return entry, data, probe(data)
+    except BadFile as exc:
+        return FileResult(entry, SKIPPED, str(exc), size=len(data))
+
+
+class _LazyAssociation:
+    """The association of one group, opened at its first file, closed at the end.
+
+    After the association fails or is lost, :attr:`error` is set and no more files
+    are sent over it.
+    """
+
+    def __init__(self, peer: Peer, contexts: list[PresentationContext]) -> None:
+        self.peer = peer
+        self.contexts = contexts
+        self.channel: Channel | None = None
+        self.error: DicomscuError | None = None
+        self._stack = ExitStack()
+
+    def __enter__(self) -> "_LazyAssociation":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if exc_info[0] is not None and self.channel is not None:
+            self.channel.abort()
+        self._stack.close()
+
+    def send(self, path: str, data: bytes, info: DicomFile) -> FileResult:
+        try:
+            if self.channel is None:
+                self.channel = self._stack.enter_context(associate(self.peer, self.contexts))
+            return send_file(self.channel, path, data, info)
+        except DicomscuError as exc:
+            self.error = exc
+            if self.channel is not None:
+                self.channel.abort()
+            return FileResult(path, FAILED, str(exc), sop_instance=info.sop_instance, size=len(data))
+
+
+def send_file(channel: Channel, path: str, data: bytes, info: DicomFile) -> FileResult:
+    """Send one checked file over `channel` and decode the answer."""
+    context = channel.context_for(info.sop_class, info.transfer_syntax)
+    if context is not None:
+        payload = data[info.dataset_offset :]
+    else:
+        context = _fallback_context(channel, info)
+        if context is None:
+            return FileResult(path, FAILED, _refusal(channel, info), sop_instance=info.sop_instance,
+                              size=len(data))
+        try:
+            payload = _reencode(data, context.transfer_syntax[0])
+        except Exception as exc:  # pydicom could not convert this file
+            return FileResult(path, FAILED, f"cannot convert to {context.transfer_syntax[0].name}: {exc}",
+                              sop_instance=info.sop_instance, size=len(data))
+    request = C_STORE()
+    request.MessageID = channel.next_message_id()
+    request.AffectedSOPClassUID = info.sop_class
+    request.AffectedSOPInstanceUID = info.sop_instance
+    request.Priority = 0x0000  # MEDIUM
+    request.DataSet = BytesIO(payload)
+    response = channel.exchange(request, context.context_id, "C-STORE")
+    status = decode(response.Status, "store")
+    outcome = {SUCCESS: OK, WARNING: WARNED}.get(status.category, FAILED)
+    message = ""
+    if outcome != OK:
+        detail = getattr(response, "ErrorComment", None)
+        message = f"C-STORE {'warning' if outcome == WARNED else 'failed'}: {status}"
+        message += f" ({detail})" if detail else ""
+    return FileResult(path, outcome, message, status, info.sop_instance, len(data))
+
+
+def _fallback_context(channel: Channel, info: DicomFile) -> PresentationContext | None:
+    if info.transfer_syntax not in CONVERTIBLE:
+        return None
+    for context in channel.accepted:
+        if context.abstract_syntax == info.sop_class and context.transfer_syntax[0] in UNCOMPRESSED:
+            return context
+    return None
+
+
+def _refusal(channel: Channel, info: DicomFile) -> str:
+    sop_name = UID(info.sop_class).name
+    syntax_name = UID(info.transfer_syntax).name
+    if channel.context_for(info.sop_class) is None:
+        return f"the peer does not accept {sop_name} ({info.sop_class}) in any transfer syntax we offered"
+    return (
+        f"the peer does not accept {syntax_name} for {sop_name}; convert the file to an uncompressed "
+        "transfer syntax first (e.g. gdcmconv --raw or dcmdjpeg)"
+    )
+
+
+def _reencode(data: bytes, syntax: UID) -> bytes:
+    dataset = dcmread(BytesIO(data), force=True)
+    encoded = encode(dataset, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    if encoded is None:
+        raise ValueError("pydicom failed to encode the data set")
+    return encoded

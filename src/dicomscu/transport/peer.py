@@ -1,0 +1,80 @@
+"""Who we talk to and how long we wait: plain data, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dicomscu.errors import UsageError
+
+DEFAULT_PORT = 104
+DEFAULT_CALLING_AE = "GDCMSCU"
+DEFAULT_CALLED_AE = "ANY-SCP"
+#: Our receive limit, advertised in the A-ASSOCIATE-RQ (Maximum Length sub-item).
+DEFAULT_MAX_PDU = 1 << 20
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every wait is bounded: a dead or hostile peer costs at most these many seconds.
+
+    connect:     TCP connection establishment.
+    association: waiting for A-ASSOCIATE-AC/RJ and A-RELEASE-RP.
+    dimse:       waiting for a DIMSE response (C-ECHO-RSP, C-STORE-RSP, ...).
+    network:     a peer that stops sending in the middle of a PDU.
+    """
+
+    connect: float = 10.0
+    association: float = 30.0
+    dimse: float = 60.0
+    network: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "association", "dimse", "network"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise UsageError(f"the {name} timeout must be a positive number of seconds, not {value!r}")
+
+    @classmethod
+    def all(cls, seconds: float) -> "Timeouts":
+        """The same limit for every wait (``--timeout``)."""
+        return cls(seconds, seconds, seconds, seconds)
+
+
+def check_ae_title(value: str, what: str) -> str:
+    """An AE title is 1-16 characters of the default repertoire, no backslash or control."""
+    stripped = value.strip()
+    if not stripped or len(stripped) > 16:
+        raise UsageError(f"{what} {value!r} must be 1 to 16 characters")
+    if any(ord(c) < 0x20 or ord(c) > 0x7E or c == "\\" for c in stripped):
+        raise UsageError(f"{what} {value!r} may contain only printable ASCII characters, no backslash")
+    return stripped
+
+
+def check_port(value: int, what: str = "port") -> int:
+    if not 1 <= value <= 65535:
+        raise UsageError(f"{what} {value} is out of range (1-65535)")
+    return value
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A remote DICOM application entity and the settings we use to reach it."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    called_ae: str = DEFAULT_CALLED_AE
+    calling_ae: str = DEFAULT_CALLING_AE
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_pdu: int = DEFAULT_MAX_PDU
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise UsageError("hostname missing: give it as the first argument or with -H")
+        check_port(self.port)
+        object.__setattr__(self, "called_ae", check_ae_title(self.called_ae, "called AE title (--call)"))
+        object.__setattr__(self, "calling_ae", check_ae_title(self.calling_ae, "calling AE title (--aetitle)"))
+        if self.max_pdu != 0 and not 4096 <= self.max_pdu <= (1 << 26):
+            raise UsageError(f"--max-pdu {self.max_pdu} must be 0 (unlimited) or between 4096 and 67108864")
+
+    def __str__(self) -> str:
+        return f"{self.called_ae}@{self.host}:{self.port}"

@@ -1,0 +1,138 @@
+"""A pynetdicom AssociationSocket tuned for latency and bounded on every read.
+
+Why this exists:
+
+* DIMSE traffic is a ping-pong of small writes.  With Nagle's algorithm the
+  second small write of a message waits for the ACK of the first, and the
+  peer's delayed-ACK timer holds that ACK for ~40 ms: two stalls per message.
+  ``TCP_NODELAY`` removes the first; re-arming ``TCP_QUICKACK`` after every
+  receive (Linux clears it again by itself) removes the second.
+* Stock pynetdicom clears the socket timeout after connecting, so a peer that
+  sends a PDU header and then stalls keeps the reader in ``recv`` forever, and a
+  header that declares a 4 GiB PDU makes it try to read (and buffer) 4 GiB.
+  Here every read has a deadline and every PDU a size limit; the reason of a
+  failure is kept in :attr:`TunedSocket.failure` so the operation can say it.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING
+
+from pynetdicom import evt
+from pynetdicom.transport import AssociationSocket, T_CONNECT
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pynetdicom.association import Association
+    from pynetdicom.transport import AddressInformation
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+#: Largest PDU body accepted when we advertised "no limit" (max PDU 0), and the
+#: floor for association-phase PDUs, whatever limit was advertised.
+HARD_PDU_LIMIT = 64 << 20
+ASSOCIATION_PDU_FLOOR = 1 << 20
+
+
+def tune(sock: socket.socket) -> None:
+    """Disable Nagle and ask for immediate ACKs (both best effort)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # pragma: no cover - not a TCP socket
+        pass
+    quickack(sock)
+
+
+def quickack(sock: socket.socket) -> None:
+    """Re-arm TCP_QUICKACK; the kernel drops back to delayed ACKs on its own."""
+    if _QUICKACK is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        except OSError:  # pragma: no cover
+            pass
+
+
+class TunedSocket(AssociationSocket):
+    """AssociationSocket with TCP tuning, read deadlines and a PDU size limit."""
+
+    def __init__(
+        self,
+        assoc: "Association",
+        *,
+        address: "AddressInformation | None" = None,
+        client_socket: socket.socket | None = None,
+        read_timeout: float,
+        max_pdu: int,
+    ) -> None:
+        self.read_timeout = read_timeout
+        self.pdu_limit = max(max_pdu, ASSOCIATION_PDU_FLOOR) if max_pdu else HARD_PDU_LIMIT
+        #: Why the connection failed or was dropped, in words, or None.
+        self.failure: str | None = None
+        #: The OSError of a failed connect, kept for classification.
+        self.connect_error: OSError | None = None
+        super().__init__(assoc, client_socket=client_socket, address=address)
+        if client_socket is not None:
+            tune(client_socket)
+            client_socket.settimeout(read_timeout)
+
+    def _create_socket(self, address: "AddressInformation") -> socket.socket:
+        sock = super()._create_socket(address)
+        tune(sock)
+        return sock
+
+    def connect(self, primitive: T_CONNECT) -> None:
+        """Connect, remembering why it failed; reads keep a deadline afterwards."""
+        sock = self.socket
+        if sock is None:
+            raise ValueError("a socket must be created before connecting")
+        try:
+            if self.tls_args:
+                context, server_hostname = self.tls_args
+                sock = context.wrap_socket(sock, server_side=False, server_hostname=server_hostname)
+                self.socket = sock
+            sock.settimeout(self.assoc.connection_timeout)
+            sock.connect(primitive.address_info.as_tuple)
+            sock.settimeout(self.read_timeout)
+            tune(sock)
+            self.assoc.requestor.address_info = type(primitive.address_info).from_tuple(sock.getsockname())
+            self._is_connected = True
+            evt.trigger(self.assoc, evt.EVT_CONN_OPEN, {"address": primitive.address_info.as_tuple})
+            primitive.result = "Evt2"  # transport connection confirmed
+        except OSError as exc:
+            self.connect_error = exc
+            self._shutdown_socket()
+            self.socket = None
+            primitive.result = "Evt17"  # transport connection closed
+        finally:
+            self.provider_queue.put(primitive)
+            self._ready.set()
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read exactly `nr_bytes`, or fewer if the peer closed; never wait forever."""
+        if nr_bytes > self.pdu_limit:
+            self.failure = (
+                f"the peer announced a PDU of {nr_bytes} bytes, more than the {self.pdu_limit} "
+                "this association accepts (broken or hostile peer)"
+            )
+            raise OSError(self.failure)
+        sock = self.socket
+        if sock is None:
+            return bytearray()
+        buffer = bytearray(nr_bytes)
+        got = 0
+        with memoryview(buffer) as view:
+            try:
+                while got < nr_bytes:
+                    n = sock.recv_into(view[got:])
+                    if n == 0:
+                        if got or nr_bytes != 6:  # a header was already read
+                            self.failure = "the peer closed the connection in the middle of a PDU"
+                        break
+                    got += n
+                    quickack(sock)
+            except socket.timeout:
+                self.failure = (
+                    f"the peer stopped sending in the middle of a PDU (nothing for {self.read_timeout:g} s)"
+                )
+                raise
+        return buffer if got == nr_bytes else buffer[:got]
