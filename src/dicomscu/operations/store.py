@@ -182,8 +182,10 @@ def store(
                         emit(FileResult(path, FAILED, "file changed while dicomscu was running; not sent",
                                         sop_instance=info.sop_instance))
                     continue
-                attempted += 1
                 result = link.send(path, data, info)
+                if result is None:  # the association could not be opened
+                    break
+                attempted += 1
                 emit(result)
                 if link.error is not None:
                     break
@@ -237,10 +239,15 @@ class _LazyAssociation:
             self.channel.abort()
         self._stack.close()
 
-    def send(self, path: str, data: bytes, info: DicomFile) -> FileResult:
-        try:
-            if self.channel is None:
+    def send(self, path: str, data: bytes, info: DicomFile) -> FileResult | None:
+        """The file's result; None when the association could not even be opened."""
+        if self.channel is None:
+            try:
                 self.channel = self._stack.enter_context(associate(self.peer, self.contexts))
+            except DicomscuError as exc:
+                self.error = exc
+                return None
+        try:
             return send_file(self.channel, path, data, info)
         except DicomscuError as exc:
             self.error = exc

@@ -1,0 +1,125 @@
+"""The ``dicomscu`` program: parse, run one operation, print, return the exit code.
+
+This is the only place that joins the layers: :mod:`dicomscu.cli` gives a
+:class:`~dicomscu.cli.request.Request`, :mod:`dicomscu.operations` does the work,
+:mod:`dicomscu.output` says what happened.  Every anticipated failure is a
+:class:`~dicomscu.errors.DicomscuError`, printed as one line; anything else is a
+bug, and is still reported in one line (with the traceback only under -D).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import nullcontext
+from typing import Sequence
+
+from dicomscu import __version__
+from dicomscu.cli.help import HELP
+from dicomscu.cli.parser import parse
+from dicomscu.cli.request import DEBUG, VERBOSE, Request
+from dicomscu.errors import DicomscuError, UsageError
+from dicomscu.output import logs, text
+
+LOGGER = logging.getLogger("dicomscu")
+INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    request: Request | None = None
+    try:
+        request = parse(argv)
+        logs.setup(request.log_level, request.log_file)
+        return run(request)
+    except DicomscuError as exc:
+        _error(str(exc))
+        if isinstance(exc, UsageError):
+            print("Try 'dicomscu --help' for more information.", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return INTERRUPTED
+    except Exception as exc:  # a bug: one line, details under -D
+        if request is not None and request.log_level == DEBUG:
+            LOGGER.debug("internal error", exc_info=True)
+            import traceback
+
+            traceback.print_exc()
+        _error(f"internal error: {type(exc).__name__}: {exc} (please report it; run with -D for details)")
+        return 1
+
+
+def run(request: Request) -> int:
+    if request.action == "help":
+        print(HELP, end="")
+        return 0
+    if request.action == "version":
+        print(version_text())
+        return 0
+    if request.action == "queryhelp" or request.operation in ("find", "move", "get"):
+        what = "--queryhelp" if request.action == "queryhelp" else f"--{request.operation}"
+        raise UsageError(f"{what} is not available in this version of dicomscu yet (only --echo and --store)")
+    if request.operation == "echo":
+        return run_echo(request)
+    return run_store(request)
+
+
+def version_text() -> str:
+    import pydicom
+    import pynetdicom
+
+    return f"dicomscu {__version__} (pydicom {pydicom.__version__}, pynetdicom {pynetdicom.__version__})"
+
+
+def run_echo(request: Request) -> int:
+    from dicomscu.operations.echo import echo
+
+    print(text.echo_line(echo(request.peer)))
+    return 0
+
+
+def run_store(request: Request) -> int:
+    from dicomscu.operations.store import FAILED, OK, SKIPPED, store
+
+    verbose = request.log_level in (VERBOSE, DEBUG)
+    show_bar = request.progress if request.progress is not None else sys.stderr.isatty()
+    bar = None
+    if show_bar:
+        from dicomscu.output.progress import StoreProgress
+
+        bar = StoreProgress()
+
+    def say(line: str, stream) -> None:
+        if bar is not None:
+            bar.print(line)
+        else:
+            print(line, file=stream, flush=True)
+
+    def on_plan(plan) -> None:
+        LOGGER.info("%d DICOM file(s), %s, in %d association(s)", plan.files, text.megabytes(plan.bytes),
+                    len(plan.groups))
+        if bar is not None:
+            bar.start(plan.files, plan.bytes)
+
+    def on_result(result) -> None:
+        if bar is not None and result.outcome != SKIPPED:
+            bar.advance(result.size)
+        if result.outcome in (FAILED, SKIPPED):
+            say(f"dicomscu: {text.file_line(result)}", sys.stderr)
+        elif result.outcome != OK or verbose:
+            say(text.file_line(result), sys.stdout)
+
+    with bar if bar is not None else nullcontext():
+        report = store(request.peer, request.files, recursive=request.recursive,
+                       on_plan=on_plan, on_result=on_result)
+    if report.error is not None:
+        _error(str(report.error))
+    print(text.store_summary(report))
+    if report.error is not None:
+        return report.error.exit_code
+    return 0 if report.ok else 1
+
+
+def _error(message: str) -> None:
+    print(f"dicomscu: error: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,199 @@
+"""gdcmscu's command line, parsed exactly, into one :class:`~dicomscu.cli.request.Request`.
+
+``dicomscu [OPTION]... [OPERATION]... HOSTNAME [PORT] [FILE]...``
+
+Positional rules are gdcmscu's: one argument is the host, two are host and port,
+three or more are host, port and files.  Options and positionals may be mixed
+in any order.  Everything is validated here, before any network traffic: a bad
+value is a :class:`~dicomscu.errors.UsageError` naming the option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from typing import Sequence
+
+from dicomscu.cli.request import DEBUG, ERROR, LEVELS, MODELS, OPERATIONS, VERBOSE, WARNING, Request
+from dicomscu.errors import UsageError
+from dicomscu.transport.peer import (
+    DEFAULT_CALLED_AE,
+    DEFAULT_CALLING_AE,
+    DEFAULT_MAX_PDU,
+    DEFAULT_PORT,
+    Peer,
+    Timeouts,
+    check_port,
+)
+
+_ROOT_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+#: Longest root that still leaves room for a unique suffix within the 64-character UID limit.
+MAX_ROOT_UID = 60
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own usage errors become ours
+        raise UsageError(message)
+
+
+def _build() -> argparse.ArgumentParser:
+    p = _Parser(prog="dicomscu", add_help=False, allow_abbrev=False)
+    add = p.add_argument
+    # Connection (gdcmscu)
+    add("-H", "--hostname")
+    add("-p", "--port")
+    add("--aetitle", default=DEFAULT_CALLING_AE)
+    add("--call", default=DEFAULT_CALLED_AE)
+    # Operations (gdcmscu); several may be named, one must remain
+    for op in OPERATIONS:
+        add(f"--{op}", dest="operations", action="append_const", const=op)
+    # C-STORE (gdcmscu)
+    add("-i", "--input", action="append", default=[])
+    add("-r", "--recursive", action="store_true")
+    # Queries (gdcmscu)
+    add("--store-query")
+    for model in MODELS:
+        add(f"--{model}", dest="models", action="append_const", const=model)
+    for level in LEVELS:
+        add(f"--{level}", dest="levels", action="append_const", const=level)
+    add("-k", "--key", action="append", default=[])
+    add("--queryhelp", action="store_true")
+    # Retrieval (gdcmscu)
+    add("-o", "--output")
+    add("--port-scp")
+    # General (gdcmscu)
+    add("--root-uid")
+    add("--resources-path")  # gdcmscu's XML dictionary path: accepted, not needed here
+    add("-V", "--verbose", action="store_true")
+    add("-W", "--warning", action="store_true")
+    add("-E", "--error", action="store_true")
+    add("-D", "--debug", action="store_true")
+    add("-L", "--log-file")
+    add("-h", "--help", action="store_true")
+    add("-v", "--version", action="store_true")
+    # dicomscu extras
+    add("--timeout", type=float)
+    add("--connect-timeout", type=float)
+    add("--acse-timeout", type=float)
+    add("--dimse-timeout", type=float)
+    add("--max-pdu")
+    add("--progress", dest="progress", action="store_true", default=None)
+    add("--no-progress", dest="progress", action="store_false")
+    add("positionals", nargs="*")
+    return p
+
+
+def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request:
+    """Parse `argv` (without the program name) into a validated :class:`Request`."""
+    environ = os.environ if environ is None else environ
+    ns = _build().parse_intermixed_args(list(argv))
+    request = Request(log_level=_log_level(ns), log_file=ns.log_file)
+    if ns.help:
+        request.action = "help"
+        return request
+    if ns.version:
+        request.action = "version"
+        return request
+
+    request.model = _one(ns.models, "query model", "--patientroot, --studyroot or --worklist")
+    request.level = _one(ns.levels, "query level", "--patient, --study, --series or --image")
+    request.keys = list(ns.key)
+    request.store_query = ns.store_query
+    request.output = ns.output
+    request.recursive = ns.recursive
+    request.progress = ns.progress
+    request.root_uid = _root_uid(ns.root_uid, environ)
+    if ns.port_scp is not None:
+        request.port_scp = check_port(_int(ns.port_scp, "--port-scp"), "--port-scp")
+    if ns.queryhelp:
+        request.action = "queryhelp"
+        return request
+
+    request.operation = _one(ns.operations, "operation", "--echo, --store, --find, --move or --get") or "echo"
+    host, port, files = _positionals(ns.positionals, ns.hostname, ns.port)
+    request.files = list(ns.input) + files
+    request.peer = Peer(
+        host=host,
+        port=port,
+        called_ae=ns.call,
+        calling_ae=ns.aetitle,
+        timeouts=_timeouts(ns),
+        max_pdu=_int(ns.max_pdu, "--max-pdu") if ns.max_pdu is not None else DEFAULT_MAX_PDU,
+    )
+    _check_combinations(request)
+    return request
+
+
+def _positionals(values: list[str], hostname: str | None, port: str | None) -> tuple[str, int, list[str]]:
+    host = hostname
+    files: list[str] = []
+    if len(values) >= 1:
+        host = values[0]
+    if len(values) >= 2:
+        port = values[1]
+    if len(values) >= 3:
+        files = values[2:]
+    if not host:
+        raise UsageError("hostname missing: dicomscu [OPTION]... [OPERATION]... HOSTNAME [PORT] [FILE]...")
+    number = DEFAULT_PORT if port is None else _int(port, "port")
+    return host, check_port(number), files
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value, 10)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what}: '{value}' is not a number") from None
+
+
+def _one(values: list[str] | None, what: str, choices: str) -> str | None:
+    distinct = list(dict.fromkeys(values or []))
+    if len(distinct) > 1:
+        raise UsageError(f"choose one {what} ({choices}), not {' and '.join('--' + v for v in distinct)}")
+    return distinct[0] if distinct else None
+
+
+def _log_level(ns: argparse.Namespace) -> str:
+    if ns.debug:
+        return DEBUG
+    if ns.verbose:
+        return VERBOSE
+    if ns.error and not ns.warning:
+        return ERROR
+    return WARNING
+
+
+def _root_uid(option: str | None, environ) -> str | None:
+    value, source = option, "--root-uid"
+    if value is None and environ.get("GDCM_ROOT_UID"):
+        value, source = environ["GDCM_ROOT_UID"], "GDCM_ROOT_UID"
+    if value is None:
+        return None
+    if not _ROOT_UID.match(value) or len(value) > MAX_ROOT_UID:
+        raise UsageError(
+            f"{source}: '{value}' is not a valid root UID (digits and dots, no leading zeros, "
+            f"at most {MAX_ROOT_UID} characters)"
+        )
+    return value
+
+
+def _timeouts(ns: argparse.Namespace) -> Timeouts:
+    base = Timeouts.all(ns.timeout) if ns.timeout is not None else Timeouts()
+    return Timeouts(
+        connect=ns.connect_timeout if ns.connect_timeout is not None else base.connect,
+        association=ns.acse_timeout if ns.acse_timeout is not None else base.association,
+        dimse=ns.dimse_timeout if ns.dimse_timeout is not None else base.dimse,
+        network=base.network if ns.timeout is None else ns.timeout,
+    )
+
+
+def _check_combinations(request: Request) -> None:
+    if request.model == "studyroot" and request.level == "patient":
+        raise UsageError("--patient cannot be used with --studyroot (the study root model has no patient level)")
+    if request.operation == "store" and not request.files:
+        raise UsageError("--store needs files: dicomscu --store HOST PORT FILE... (or -i FILE)")
+    if request.operation != "store" and request.files:
+        raise UsageError(
+            f"files are only sent with --store (got {len(request.files)} file argument(s) with --{request.operation})"
+        )

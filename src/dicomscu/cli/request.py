@@ -1,0 +1,42 @@
+"""The one object the command line is parsed into: what to do, with whom, on what."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dicomscu.transport.peer import Peer
+
+OPERATIONS = ("echo", "store", "find", "move", "get")
+MODELS = ("patientroot", "studyroot", "worklist")
+LEVELS = ("patient", "study", "series", "image")
+
+# Log levels, from quiet to chatty (gdcmscu's -E, -W, -V, -D).
+ERROR, WARNING, VERBOSE, DEBUG = "error", "warning", "verbose", "debug"
+
+
+@dataclass
+class Request:
+    """A fully parsed and validated command line.
+
+    ``action`` is what the program does: ``"run"`` an operation, or print
+    ``"help"``, ``"version"`` or ``"queryhelp"``.
+    """
+
+    action: str = "run"
+    operation: str = "echo"
+    peer: Peer | None = None
+    # C-STORE
+    files: list[str] = field(default_factory=list)
+    recursive: bool = False
+    # Query / retrieve (C-FIND, C-MOVE, C-GET)
+    model: str | None = None
+    level: str | None = None
+    keys: list[str] = field(default_factory=list)
+    store_query: str | None = None
+    output: str | None = None
+    port_scp: int | None = None
+    # General
+    root_uid: str | None = None
+    log_level: str = WARNING
+    log_file: str | None = None
+    progress: bool | None = None  # None: automatic (a terminal gets a progress bar)

@@ -1,0 +1,1 @@
+"""Everything dicomscu prints: logs, results, summaries, progress bars."""

@@ -1,0 +1,43 @@
+"""Logging setup for gdcmscu's -E/-W/-V/-D and -L.
+
+Our own messages are one line each.  pynetdicom logs its view of failures that we
+report ourselves, in one clearer line, so it is silent except under -D, where
+everything it knows (proposed and accepted contexts, PDU sizes) is wanted.
+Tracebacks of handled exceptions are never printed: the formatter keeps only the
+exception's one-line summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING
+
+_LEVELS = {ERROR: logging.ERROR, WARNING: logging.WARNING, VERBOSE: logging.INFO, DEBUG: logging.DEBUG}
+
+
+class OneLineFormatter(logging.Formatter):
+    """``W: message``; an attached exception becomes ``(ExcType: message)``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = f"{record.levelname[0]}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            message += f" ({type(exc).__name__}: {exc})"
+        return message
+
+
+def setup(level: str, log_file: str | None = None) -> None:
+    """Route dicomscu's and pynetdicom's logs to stderr (or `log_file`) at `level`."""
+    handler: logging.Handler
+    handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter())
+    ours = logging.getLogger("dicomscu")
+    ours.handlers[:] = [handler]
+    ours.setLevel(_LEVELS[level])
+    ours.propagate = False
+    theirs = logging.getLogger("pynetdicom")
+    theirs.handlers[:] = [handler]
+    theirs.setLevel(logging.DEBUG if level == DEBUG else logging.CRITICAL + 1)
+    theirs.propagate = False

@@ -1,0 +1,35 @@
+"""Human-readable lines for results and summaries (pure: data in, strings out)."""
+
+from __future__ import annotations
+
+from dicomscu.operations.echo import EchoResult
+from dicomscu.operations.store import FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
+
+
+def echo_line(result: EchoResult) -> str:
+    return f"C-ECHO {result.peer}: {result.status.category} ({result.seconds * 1000:.1f} ms)"
+
+
+def file_line(result: FileResult) -> str:
+    label = {OK: "stored", WARNED: "stored with warning", FAILED: "failed", SKIPPED: "skipped"}[result.outcome]
+    line = f"{result.path}: {label}"
+    return f"{line}: {result.message}" if result.message else line
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def store_summary(report: StoreReport) -> str:
+    c = report.counts
+    rate = report.bytes_sent / report.seconds / 1e6 if report.seconds > 0 else 0.0
+    parts = [
+        f"C-STORE {report.peer}: {report.stored} of {report.planned} file(s) stored "
+        f"({megabytes(report.bytes_sent)} in {report.seconds:.2f} s, {rate:.1f} MB/s)",
+        f"{c[WARNED]} with warnings",
+        f"{c[FAILED]} failed",
+        f"{c[SKIPPED]} skipped (not sendable)",
+    ]
+    if report.not_sent:
+        parts.append(f"{report.not_sent} not sent")
+    return ", ".join(parts)
