@@ -22,9 +22,10 @@ def megabytes(size: int) -> str:
 
 def store_summary(report: StoreReport) -> str:
     c = report.counts
+    total = sum(c.values()) + report.not_sent
     rate = report.bytes_sent / report.seconds / 1e6 if report.seconds > 0 else 0.0
     parts = [
-        f"C-STORE {report.peer}: {report.stored} of {report.planned} file(s) stored "
+        f"C-STORE {report.peer}: {report.stored} of {total} file(s) stored "
         f"({megabytes(report.bytes_sent)} in {report.seconds:.2f} s, {rate:.1f} MB/s)",
         f"{c[WARNED]} with warnings",
         f"{c[FAILED]} failed",

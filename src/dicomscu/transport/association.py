@@ -178,6 +178,9 @@ class Channel:
 
     def _raise_lost(self, what: str, waited: float):
         reason = self._why_gone()
+        if getattr(self.assoc.dul.socket, "timed_out", False):
+            self.abort()
+            raise PeerTimeout(f"{self.peer}: {reason} while waiting for the {what} response")
         if reason is None and waited >= self.peer.timeouts.dimse * 0.99:
             self.abort()
             raise PeerTimeout(
@@ -188,15 +191,14 @@ class Channel:
                                  f"{reason or 'the connection was closed'}")
 
     def _why_gone(self) -> str | None:
-        primitive = self.assoc.dul.peek_next_pdu()
-        if isinstance(primitive, (A_ABORT, A_P_ABORT)):
-            return describe_abort(primitive, self.assoc.dul.socket)
-        sock = self.assoc.dul.socket
-        if sock is not None and getattr(sock, "failure", None):
-            return sock.failure
-        if not self.assoc.dul.is_alive() or self.assoc.is_aborted:
-            return "the connection was closed"
-        return None
+        dul = self.assoc.dul
+        gone = (
+            isinstance(dul.peek_next_pdu(), (A_ABORT, A_P_ABORT))
+            or getattr(dul.socket, "failure", None)
+            or not dul.is_alive()
+            or self.assoc.is_aborted
+        )
+        return describe_abort(dul) if gone else None
 
     # -- lifetime --------------------------------------------------------------
     def _park_reactor(self) -> None:
@@ -229,19 +231,15 @@ def describe_reject(primitive: A_ASSOCIATE) -> str:
     return f"{message} ({hint})" if hint else message
 
 
-def describe_abort(primitive, sock) -> str:
-    if isinstance(primitive, A_ABORT) and primitive.abort_source is not None:
-        source = int(primitive.abort_source)
-        return f"A-ABORT from {ABORT_SOURCES.get(source, f'source {source}')}"
-    if isinstance(primitive, A_P_ABORT):
-        failure = getattr(sock, "failure", None)
-        if failure:
-            return failure
-        reason = primitive.provider_reason
-        if reason in (0, None):
-            return "the peer closed the connection"
-        return f"A-ABORT from the peer's upper layer: {ABORT_REASONS.get(int(reason), f'reason {reason}')}"
-    return "the association was aborted"
+def describe_abort(dul) -> str:
+    """Why the association ended: the peer's A-ABORT, our socket's finding, or a closed connection."""
+    pdu = getattr(dul, "received_abort", None)
+    if pdu is not None:
+        source, reason = int(pdu.source), int(pdu.reason_diagnostic)
+        text = f"A-ABORT from {ABORT_SOURCES.get(source, f'source {source}')}"
+        return f"{text}: {ABORT_REASONS.get(reason, f'reason {reason}')}" if source == 2 else text
+    failure = getattr(dul.socket, "failure", None)
+    return failure or "the peer closed the connection"
 
 
 def _describe_contexts(contexts: Sequence[PresentationContext]) -> str:
@@ -272,8 +270,10 @@ def _classify_failure(assoc, peer: Peer, acse: AcseLog, address: str, started: f
             f"{peer}: association accepted but every presentation context was refused "
             f"({_describe_contexts(cxs)})"
         )
+    if getattr(sock, "timed_out", False):
+        raise PeerTimeout(f"{peer}: association request failed: {sock.failure}")
     if isinstance(primitive, (A_ABORT, A_P_ABORT)):
-        raise AssociationAborted(f"{peer}: association request failed: {describe_abort(primitive, sock)}")
+        raise AssociationAborted(f"{peer}: association request failed: {describe_abort(assoc.dul)}")
     if time.monotonic() - started >= peer.timeouts.association * 0.99:
         raise PeerTimeout(
             f"{peer}: no answer to the association request within {peer.timeouts.association:g} s "

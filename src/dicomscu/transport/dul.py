@@ -41,6 +41,14 @@ class EventDrivenDUL(DULServiceProvider):
         self._wake_rx, self._wake_tx = socket.socketpair()
         self._wake_rx.setblocking(False)
         self._wake_tx.setblocking(False)
+        #: The A-ABORT PDU the peer sent, if any (source and reason for messages).
+        self.received_abort: A_ABORT_RQ | None = None
+
+    def _decode_pdu(self, bytestream):
+        pdu, event = super()._decode_pdu(bytestream)
+        if isinstance(pdu, A_ABORT_RQ):
+            self.received_abort = pdu
+        return pdu, event
 
     # Anything that gives the reactor work must wake it up.
     def send_pdu(self, primitive) -> None:  # type: ignore[override]

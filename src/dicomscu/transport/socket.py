@@ -68,6 +68,8 @@ class TunedSocket(AssociationSocket):
         self.pdu_limit = max(max_pdu, ASSOCIATION_PDU_FLOOR) if max_pdu else HARD_PDU_LIMIT
         #: Why the connection failed or was dropped, in words, or None.
         self.failure: str | None = None
+        #: True when `failure` is a read that ran out of time (a timeout, not a protocol error).
+        self.timed_out = False
         #: The OSError of a failed connect, kept for classification.
         self.connect_error: OSError | None = None
         super().__init__(assoc, client_socket=client_socket, address=address)
@@ -131,6 +133,7 @@ class TunedSocket(AssociationSocket):
                     got += n
                     quickack(sock)
             except socket.timeout:
+                self.timed_out = True
                 self.failure = (
                     f"the peer stopped sending in the middle of a PDU (nothing for {self.read_timeout:g} s)"
                 )

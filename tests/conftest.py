@@ -1,0 +1,65 @@
+"""Shared fixtures: generated DICOM data and the real peers the tests talk to."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from peers import Orthanc, StoreSCP
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    candidates = [os.environ.get("DICOMSCU_SHARED"), ROOT.parent / "shared", ROOT / "shared"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "bench" / "make_data.py").exists():
+            return Path(candidate)
+    raise RuntimeError("../shared/bench/make_data.py not found (set DICOMSCU_SHARED)")
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(tmp_path_factory) -> Path:
+    """A small deterministic data set: big/ (6 CT, Explicit LE) and small/ (60 SC, Implicit LE)."""
+    out = tmp_path_factory.mktemp("data")
+    subprocess.run(
+        [sys.executable, str(shared_dir() / "bench" / "make_data.py"), str(out),
+         "--big", "6", "--small", "60", "--patients", "4"],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture
+def storescp(tmp_path):
+    peer = StoreSCP(tmp_path / "received")
+    yield peer
+    peer.close()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    peer = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    yield peer
+    peer.close()
+
+
+@pytest.fixture
+def clean_orthanc(orthanc):
+    orthanc.clear()
+    return orthanc
+
+
+def run_dicomscu(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real command in a subprocess (what a user runs)."""
+    return subprocess.run(
+        [sys.executable, "-m", "dicomscu", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )

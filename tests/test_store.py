@@ -1,0 +1,194 @@
+"""C-STORE against DCMTK storescp and Orthanc: what arrives is exactly what was sent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import CTImageStorage
+
+import dicomscu
+from dicomscu import Peer
+
+from conftest import run_dicomscu
+from peers import free_port
+
+
+def sop_uids(paths) -> dict[str, Dataset]:
+    found = {}
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        found[ds.SOPInstanceUID] = ds
+    return found
+
+
+def all_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def test_store_directory_identical_uids_and_pixels(storescp, dataset_dir):
+    result = run_dicomscu("--store", "127.0.0.1", str(storescp.port), "--call", storescp.aetitle,
+                          str(dataset_dir / "big"), str(dataset_dir / "small"))
+    assert result.returncode == 0, result.stderr
+    sent = sop_uids(all_files(dataset_dir))
+    received = sop_uids(storescp.received())
+    assert set(received) == set(sent) and len(sent) == 66
+    for uid, original in sent.items():
+        assert received[uid].PixelData == original.PixelData
+        assert received[uid].SOPClassUID == original.SOPClassUID
+    assert "66 of 66 file(s) stored" in result.stdout
+    assert "0 failed" in result.stdout
+
+
+def test_one_association_for_many_files(storescp, dataset_dir):
+    result = run_dicomscu("--store", "127.0.0.1", str(storescp.port), str(dataset_dir / "small"))
+    assert result.returncode == 0, result.stderr
+    assert storescp.log_text().count("Association Acknowledged") == 1
+
+
+def test_junk_mixed_in_is_reported_once_each_and_the_rest_sent(storescp, dataset_dir, tmp_path):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(dataset_dir / "small", mixed)
+    (mixed / "notes.txt").write_text("not DICOM at all\n")
+    (mixed / "empty.dcm").write_bytes(b"")
+    original = (dataset_dir / "small" / "small_00000.dcm").read_bytes()
+    (mixed / "truncated.dcm").write_bytes(original[: len(original) - 100])
+    os.symlink(mixed / "gone.dcm", mixed / "broken-link.dcm")
+    result = run_dicomscu("--store", "127.0.0.1", str(storescp.port), str(mixed))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    for name, reason in [("notes.txt", "not a DICOM file"), ("empty.dcm", "empty file"),
+                         ("truncated.dcm", "truncated"), ("broken-link.dcm", "broken symbolic link")]:
+        matching = [line for line in lines if name in line]
+        assert len(matching) == 1, (name, lines)
+        assert reason in matching[0]
+    # truncated.dcm has the same SOP Instance UID as small_00000.dcm, which is whole.
+    assert len(storescp.received()) == 60
+    assert "60 of 64 file(s) stored" in result.stdout and "4 skipped" in result.stdout
+
+
+def test_recursive_and_top_level_only(storescp, dataset_dir, tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    shutil.copy(dataset_dir / "small" / "small_00001.dcm", tree)
+    shutil.copy(dataset_dir / "small" / "small_00002.dcm", tree / "a")
+    shutil.copy(dataset_dir / "small" / "small_00003.dcm", tree / "a" / "b")
+    os.symlink(tree, tree / "a" / "loop")  # a directory loop must not hang -r
+    flat = dicomscu.store(Peer("127.0.0.1", storescp.port), [str(tree)])
+    assert flat.stored == 1
+    results = []
+    deep = dicomscu.store(Peer("127.0.0.1", storescp.port), [str(tree)], recursive=True,
+                          on_result=results.append)
+    assert deep.stored == 3
+    loops = [r for r in results if "directory loop" in r.message]
+    assert len(loops) == 1
+
+
+def test_store_to_orthanc(clean_orthanc, dataset_dir):
+    result = run_dicomscu("--store", "127.0.0.1", str(clean_orthanc.dicom_port), "--call",
+                          clean_orthanc.aetitle, "-i", str(dataset_dir / "big"), "-i", str(dataset_dir / "small"))
+    assert result.returncode == 0, result.stderr
+    assert clean_orthanc.instance_uids() == set(sop_uids(all_files(dataset_dir)))
+
+
+def test_more_than_128_contexts_split_into_associations(storescp, tmp_path, dataset_dir):
+    """70 SOP classes x (Explicit LE + Implicit LE fallback) = 140 contexts: two associations."""
+    from pynetdicom.sop_class import _STORAGE_CLASSES
+
+    template = pydicom.dcmread(dataset_dir / "small" / "small_00000.dcm")
+    classes = sorted(uid for uid in _STORAGE_CLASSES.values() if "1.2.840.10008.5.1.4.1.1." in uid)[:70]
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index, sop_class in enumerate(classes):
+        ds = template.copy()
+        ds.SOPClassUID = sop_class
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.save_as(folder / f"f{index:03d}.dcm", enforce_file_format=True)
+    results = []
+    report = dicomscu.store(Peer("127.0.0.1", storescp.port), [str(folder)], on_result=results.append)
+    # DCMTK 3.6.7 predates a few of pynetdicom's storage classes: those are refused, per file.
+    refused = [r for r in results if r.outcome == "failed"]
+    assert all("does not accept" in r.message for r in refused)
+    assert report.stored + len(refused) == 70 and report.stored >= 60
+    assert len(storescp.received()) == report.stored
+    assert storescp.log_text().count("Association Acknowledged") == 2
+
+
+@pytest.fixture
+def explicit_refusing_scp(tmp_path):
+    """A pynetdicom SCP that accepts CT Image Storage in Implicit VR LE only, and keeps what it gets."""
+    received = {}
+
+    def on_store(event):
+        ds = event.dataset
+        received[ds.SOPInstanceUID] = ds
+        return 0x0000
+
+    ae = AE(ae_title="IMPLICIT")
+    ae.add_supported_context(CTImageStorage, ["1.2.840.10008.1.2"])
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    yield port, received
+    server.shutdown()
+
+
+def test_explicit_file_converted_when_only_implicit_accepted(explicit_refusing_scp, dataset_dir):
+    port, received = explicit_refusing_scp
+    big = sorted((dataset_dir / "big").iterdir())[:2]
+    report = dicomscu.store(Peer("127.0.0.1", port), [str(p) for p in big])
+    assert report.stored == 2
+    for path in big:
+        original = pydicom.dcmread(path)
+        assert received[original.SOPInstanceUID].PixelData == original.PixelData
+
+
+def test_compressed_file_refused_per_file_others_sent(explicit_refusing_scp, dataset_dir, tmp_path):
+    port, received = explicit_refusing_scp
+    ds = pydicom.dcmread(sorted((dataset_dir / "big").iterdir())[0])
+    meta = FileMetaDataset(ds.file_meta)
+    meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.file_meta = meta
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8fakejpeg\xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    compressed = tmp_path / "jpeg.dcm"
+    ds.save_as(compressed, enforce_file_format=True)
+    good = sorted((dataset_dir / "big").iterdir())[1]
+    results = []
+    report = dicomscu.store(Peer("127.0.0.1", port), [str(compressed), str(good)], on_result=results.append)
+    assert report.stored == 1 and report.counts["failed"] == 1
+    failure = next(r for r in results if r.outcome == "failed")
+    assert "JPEG Baseline" in failure.message and "CT Image Storage" in failure.message
+
+
+def test_failure_status_is_decoded(tmp_path, dataset_dir):
+    ae = AE(ae_title="FULL")
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage
+
+    ae.add_supported_context(SecondaryCaptureImageStorage)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, lambda event: 0xA702)])
+    try:
+        result = run_dicomscu("--store", "127.0.0.1", str(port), str(dataset_dir / "small" / "small_00004.dcm"))
+    finally:
+        server.shutdown()
+    assert result.returncode == 1
+    assert "0xA702 failure: Refused: Out of Resources" in result.stderr
+
+
+def test_store_connection_refused_exit_code(dataset_dir):
+    result = run_dicomscu("--store", "127.0.0.1", str(free_port()), str(dataset_dir / "small"))
+    assert result.returncode == 3
+    assert "60 not sent" in result.stdout
+    assert result.stderr.count("connection refused") == 1
