@@ -28,7 +28,6 @@ from typing import Callable, Sequence
 
 from pydicom import dcmread
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.presentation import PresentationContext, build_context
 
@@ -36,7 +35,7 @@ from dicomscu.errors import DicomscuError
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
 from dicomscu.operations.status import SUCCESS, WARNING, Status, decode
-from dicomscu.transport import Channel, Peer, associate
+from dicomscu.transport import Channel, Peer, associate, dimse
 
 #: PS3.8 9.3.2.2: at most 128 presentation contexts (odd IDs 1..255) per association.
 MAX_CONTEXTS = 128
@@ -271,13 +270,10 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile) -> File
         except Exception as exc:  # pydicom could not convert this file
             return FileResult(path, FAILED, f"cannot convert to {context.transfer_syntax[0].name}: {exc}",
                               sop_instance=info.sop_instance, size=len(data))
-    request = C_STORE()
-    request.MessageID = channel.next_message_id()
-    request.AffectedSOPClassUID = info.sop_class
-    request.AffectedSOPInstanceUID = info.sop_instance
-    request.Priority = 0x0000  # MEDIUM
-    request.DataSet = BytesIO(payload)
-    response = channel.exchange(request, context.context_id, "C-STORE")
+    message_id = channel.next_message_id()
+    command = dimse.c_store_rq(message_id, info.sop_class, info.sop_instance)
+    channel.send_encoded(context.context_id, command, payload)
+    response = channel.receive(message_id, "C-STORE")
     status = decode(response.Status, "store")
     outcome = {SUCCESS: OK, WARNING: WARNED}.get(status.category, FAILED)
     message = ""

@@ -33,6 +33,7 @@ from dicomscu.errors import (
     PeerTimeout,
     UnknownHost,
 )
+from dicomscu.transport.dimse import fragments
 from dicomscu.transport.dul import EventDrivenDUL
 from dicomscu.transport.peer import Peer
 from dicomscu.transport.socket import TunedSocket
@@ -151,6 +152,12 @@ class Channel:
     def next_message_id(self) -> int:
         self._message_id = self._message_id % 0xFFFF + 1
         return self._message_id
+
+    def send_encoded(self, context_id: int, command: bytes, dataset: bytes) -> None:
+        """Send a message whose command set is already encoded (see :mod:`.dimse`)."""
+        dul = self.assoc.dul
+        for primitive in fragments(context_id, command, dataset, self.peer_max_pdu):
+            dul.send_pdu(primitive)
 
     def exchange(self, request, context_id: int, what: str):
         """Send `request` and return its response primitive; raise on abort or timeout."""
