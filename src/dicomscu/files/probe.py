@@ -16,6 +16,7 @@ All functions here are pure: bytes in, :class:`DicomFile` or :class:`BadFile` ou
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -211,6 +212,8 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
     wanted = {_SOP_CLASS: "", _SOP_INSTANCE: ""}
     if syntax == DeflatedExplicitVRLittleEndian:
         pass  # the data set is zlib-compressed: nothing to walk without inflating it
+    elif not complete and meta.get("sop_class") and meta.get("sop_instance"):
+        pass  # the file meta says all a plan needs
     else:
         walker = _Walk(
             view,
@@ -241,5 +244,8 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
     return DicomFile(sop_class, sop_instance, syntax, offset, has_meta)
 
 
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
+
+
 def _valid_uid(value: str) -> bool:
-    return 0 < len(value) <= 64 and all(part.isdigit() and part.isascii() for part in value.split("."))
+    return len(value) <= 64 and _UID.match(value) is not None

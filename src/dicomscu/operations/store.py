@@ -259,7 +259,7 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile) -> File
     """Send one checked file over `channel` and decode the answer."""
     context = channel.context_for(info.sop_class, info.transfer_syntax)
     if context is not None:
-        payload = data[info.dataset_offset :]
+        payload = memoryview(data)[info.dataset_offset :]
     else:
         context = _fallback_context(channel, info)
         if context is None:
@@ -272,7 +272,7 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile) -> File
                               sop_instance=info.sop_instance, size=len(data))
     message_id = channel.next_message_id()
     command = dimse.c_store_rq(message_id, info.sop_class, info.sop_instance)
-    channel.send_encoded(context.context_id, command, payload)
+    channel.send_encoded(context.context_id, command, payload, "C-STORE")
     response = channel.receive(message_id, "C-STORE")
     status = decode(response.Status, "store")
     outcome = {SUCCESS: OK, WARNING: WARNED}.get(status.category, FAILED)

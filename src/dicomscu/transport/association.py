@@ -33,7 +33,7 @@ from dicomscu.errors import (
     PeerTimeout,
     UnknownHost,
 )
-from dicomscu.transport.dimse import fragments
+from dicomscu.transport.dimse import p_data_tf, parse_response
 from dicomscu.transport.dul import EventDrivenDUL
 from dicomscu.transport.peer import Peer
 from dicomscu.transport.socket import TunedSocket
@@ -125,6 +125,7 @@ class Channel:
         self._acse = acse
         self._message_id = 0
         self._park_reactor()
+        self._decode_simple_responses()
 
     # -- presentation contexts -------------------------------------------------
     @property
@@ -153,11 +154,26 @@ class Channel:
         self._message_id = self._message_id % 0xFFFF + 1
         return self._message_id
 
-    def send_encoded(self, context_id: int, command: bytes, dataset: bytes) -> None:
-        """Send a message whose command set is already encoded (see :mod:`.dimse`)."""
+    def send_encoded(self, context_id: int, command: bytes, dataset: bytes, what: str) -> None:
+        """Send a message whose command set is already encoded (see :mod:`.dimse`).
+
+        The PDUs are written from this thread, under the socket's write lock, while
+        the association is established (state Sta6, where sending P-DATA-TF changes
+        nothing in the state machine): what the reactor would do, minus the hand-over.
+        """
         dul = self.assoc.dul
-        for primitive in fragments(context_id, command, dataset, self.peer_max_pdu):
-            dul.send_pdu(primitive)
+        if dul.state_machine.current_state != "Sta6":
+            self._raise_lost(what, 0.0)
+        try:
+            dul.socket.send_buffers(p_data_tf(context_id, command, dataset, self.peer_max_pdu))
+        except socket.timeout:
+            self.abort()
+            raise PeerTimeout(f"{self.peer}: the peer stopped reading our {what} request "
+                              f"(nothing for {self.peer.timeouts.network:g} s)") from None
+        except OSError as exc:
+            self.abort()
+            raise AssociationAborted(f"{self.peer}: connection lost while sending the {what} request: "
+                                     f"{exc.strerror or exc}") from None
 
     def exchange(self, request, context_id: int, what: str):
         """Send `request` and return its response primitive; raise on abort or timeout."""
@@ -206,6 +222,26 @@ class Channel:
             or self.assoc.is_aborted
         )
         return describe_abort(dul) if gone else None
+
+    def _decode_simple_responses(self) -> None:
+        """Let :func:`.dimse.parse_response` decode single-PDV responses before pynetdicom does.
+
+        The reactor thread hands every received P-DATA to the DIMSE provider's
+        ``receive_primitive``; this wraps it for this association only.
+        """
+        provider = self.assoc.dimse
+        full_decoder = provider.receive_primitive
+
+        def receive_primitive(primitive) -> None:
+            pdvs = primitive.presentation_data_value_list
+            if provider.message is None and len(pdvs) == 1 and pdvs[0][1][:1] == b"\x03":
+                response = parse_response(pdvs[0][1][1:])
+                if response is not None:
+                    provider.msg_queue.put((pdvs[0][0], response))
+                    return
+            full_decoder(primitive)
+
+        provider.receive_primitive = receive_primitive
 
     # -- lifetime --------------------------------------------------------------
     def _park_reactor(self) -> None:

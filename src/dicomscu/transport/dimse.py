@@ -4,23 +4,25 @@ pynetdicom builds every command set as a pydicom Dataset and encodes it with
 pydicom's writer, twice (once to compute the group length): about a millisecond
 per C-STORE-RQ, more than the rest of a small file's round trip.  A command set
 is a handful of fixed elements in Implicit VR Little Endian, so for the messages
-we send thousands of times we write the bytes with :mod:`struct` and hand the
-P-DATA fragments to the upper layer ourselves.  Responses are still decoded by
-pynetdicom.
+we send thousands of times we write the bytes with :mod:`struct`, and the
+P-DATA-TF PDUs too, written with one ``sendmsg`` per message straight from the
+file's buffer (see :meth:`dicomscu.transport.socket.TunedSocket.send_buffers`).
+The commonest responses (C-STORE-RSP, C-ECHO-RSP) are decoded here too
+(:func:`parse_response`); everything else is left to pynetdicom.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Iterator
-
-from pynetdicom.pdu_primitives import P_DATA
+from dataclasses import dataclass
 
 C_STORE_RQ = 0x0001
 #: (0000,0800) Command Data Set Type: 0x0101 means "no data set"; anything else means one follows.
 DATASET_PRESENT = 0x0000
 # PS3.8 E.2: message control header of a PDV.
 _COMMAND, _LAST = 0x01, 0x02
+#: P-DATA-TF header (type, reserved, PDU length) + PDV item header (length, context ID, control).
+_PDU_HEADER = struct.Struct(">BBLLBB")
 
 
 def _element(element: int, value: bytes) -> bytes:
@@ -60,23 +62,82 @@ def c_store_rq(
     return _element(0x0000, struct.pack("<L", len(body))) + body
 
 
-def fragments(context_id: int, command: bytes, dataset: bytes, max_pdu: int) -> Iterator[P_DATA]:
-    """P-DATA primitives carrying `command` then `dataset`, each PDU within `max_pdu`.
+def p_data_tf(context_id: int, command: bytes, dataset: bytes, max_pdu: int) -> list:
+    """`command` then `dataset` as P-DATA-TF PDUs, one PDV each, as buffers for ``sendmsg``.
 
-    A PDV item adds 6 bytes (length, context ID, control header) inside the PDU's
-    variable field, whose size is what the peer's Maximum Length limits.
+    Returns alternating header bytes and memoryview slices of the inputs, so the
+    data set (often most of a file) is never copied.  Each PDU's variable field
+    stays within the peer's Maximum Length `max_pdu` (0: no limit); a PDV adds 6
+    bytes to its fragment (item length, context ID, message control header).
     """
+    pieces: list = []
     for payload, is_command in ((command, True), (dataset, False)):
-        view = memoryview(payload)
+        view = memoryview(payload).cast("B")
         size = len(view)
         step = max_pdu - 6 if max_pdu else max(size, 1)
         start = 0
         while True:
             end = min(start + step, size)
             control = (_COMMAND if is_command else 0) | (_LAST if end == size else 0)
-            primitive = P_DATA()
-            primitive.presentation_data_value_list = [[context_id, bytes((control,)) + view[start:end]]]
-            yield primitive
+            item_length = end - start + 2
+            pieces.append(_PDU_HEADER.pack(0x04, 0, item_length + 4, item_length, context_id, control))
+            pieces.append(view[start:end])
             if end == size:
                 break
             start = end
+    return pieces
+
+
+@dataclass(frozen=True)
+class Response:
+    """A DIMSE response decoded by :func:`parse_response` (the attributes we use)."""
+
+    CommandField: int
+    MessageIDBeingRespondedTo: int
+    Status: int
+    AffectedSOPInstanceUID: str | None = None
+    ErrorComment: str | None = None
+
+
+#: Responses without a data set that :func:`parse_response` decodes (C-STORE-RSP, C-ECHO-RSP).
+_FAST_COMMANDS = {0x8001, 0x8030}
+#: Command elements they may carry; anything else goes to pynetdicom's full decoder.
+_KNOWN = {0x0000, 0x0002, 0x0100, 0x0120, 0x0800, 0x0900, 0x0902, 0x1000}
+_ELEMENT_HEADER = struct.Struct("<HHL")
+
+
+def parse_response(command: bytes) -> Response | None:
+    """Decode a C-STORE-RSP or C-ECHO-RSP command set; None if it is anything else.
+
+    pynetdicom decodes every response with pydicom, which costs more than the
+    round trip itself for small files.  Anything unusual (another message, a data
+    set, an element outside PS3.7's table for these responses, a malformed
+    encoding) returns None and is left to pynetdicom.
+    """
+    values: dict[int, bytes] = {}
+    view = memoryview(command)
+    pos, end = 0, len(view)
+    while pos < end:
+        if end - pos < 8:
+            return None
+        group, element, length = _ELEMENT_HEADER.unpack_from(view, pos)
+        pos += 8
+        if group != 0x0000 or element not in _KNOWN or pos + length > end:
+            return None
+        values[element] = bytes(view[pos : pos + length])
+        pos += length
+    try:
+        (field,) = struct.unpack("<H", values[0x0100])
+        (responding_to,) = struct.unpack("<H", values[0x0120])
+        (status,) = struct.unpack("<H", values[0x0900])
+        (dataset_type,) = struct.unpack("<H", values.get(0x0800, b"\x01\x01"))
+    except (KeyError, struct.error):
+        return None
+    if field not in _FAST_COMMANDS or dataset_type != 0x0101:
+        return None
+
+    def text(element: int) -> str | None:
+        raw = values.get(element)
+        return raw.rstrip(b"\0 ").decode("ascii", "replace") if raw is not None else None
+
+    return Response(field, responding_to, status, text(0x1000), text(0x0902))

@@ -17,6 +17,7 @@ Why this exists:
 from __future__ import annotations
 
 import socket
+import threading
 from typing import TYPE_CHECKING
 
 from pynetdicom import evt
@@ -32,6 +33,8 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 #: floor for association-phase PDUs, whatever limit was advertised.
 HARD_PDU_LIMIT = 64 << 20
 ASSOCIATION_PDU_FLOOR = 1 << 20
+#: Buffers per sendmsg() call (Linux IOV_MAX is 1024).
+_IOV_BATCH = 512
 
 
 def tune(sock: socket.socket) -> None:
@@ -72,6 +75,8 @@ class TunedSocket(AssociationSocket):
         self.timed_out = False
         #: The OSError of a failed connect, kept for classification.
         self.connect_error: OSError | None = None
+        #: Serializes writes of the reactor thread and of :meth:`send_buffers`.
+        self.write_lock = threading.Lock()
         super().__init__(assoc, client_socket=client_socket, address=address)
         if client_socket is not None:
             tune(client_socket)
@@ -108,6 +113,33 @@ class TunedSocket(AssociationSocket):
         finally:
             self.provider_queue.put(primitive)
             self._ready.set()
+
+    def send(self, bytestream: bytes) -> None:
+        with self.write_lock:
+            super().send(bytestream)
+
+    def send_buffers(self, buffers: list) -> None:
+        """Write `buffers` in order with scatter-gather I/O; raise OSError if the connection fails.
+
+        Used for P-DATA-TF PDUs encoded by :mod:`dicomscu.transport.dimse`: no copy of
+        the payload, one system call for many PDUs.  Bounded by the read timeout
+        (a peer that stops reading makes it raise ``socket.timeout``).
+        """
+        pending = [memoryview(b).cast("B") for b in buffers]
+        with self.write_lock:
+            sock = self.socket
+            if sock is None:
+                raise OSError("the connection is closed")
+            while pending:
+                sent = sock.sendmsg(pending[:_IOV_BATCH])
+                while sent:
+                    head = pending[0]
+                    if sent >= len(head):
+                        sent -= len(head)
+                        pending.pop(0)
+                    else:
+                        pending[0] = head[sent:]
+                        sent = 0
 
     def recv(self, nr_bytes: int) -> bytearray:
         """Read exactly `nr_bytes`, or fewer if the peer closed; never wait forever."""

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""C-STORE benchmark: dicomscu vs DCMTK storescu vs pynetdicom's storescu, in one run.
+
+usage: python bench/store.py [--data DIR] [--repeat N] [--tools dicomscu,storescu,pynetdicom]
+
+Receiver: DCMTK ``storescp --ignore`` on a free loopback port (receives everything,
+writes nothing), one association per run.  Data: ``../shared/bench/make_data.py``
+(generated into bench/data/ when missing).  For each tool and data set it prints
+the wall time of the whole process, its peak RSS, and the ratio to storescu.
+
+A benchmark, not a test: it asserts nothing about timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_data(directory: Path) -> Path:
+    if (directory / "small").is_dir() and (directory / "big").is_dir():
+        return directory
+    generator = ROOT.parent / "shared" / "bench" / "make_data.py"
+    print(f"generating benchmark data into {directory} ...", file=sys.stderr)
+    subprocess.run([sys.executable, str(generator), str(directory)], check=True)
+    return directory
+
+
+def run_measured(args: list[str]) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS in MB, exit code) of one process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        print(f"  ! {args[0]} exited {process.returncode}: {process.stderr.read().decode()[-300:]}",
+              file=sys.stderr)
+    return elapsed, usage.ru_maxrss // 1024, process.returncode
+
+
+def commands(tool: str, port: int, folder: Path) -> list[str]:
+    if tool == "dicomscu":
+        return [sys.executable, "-m", "dicomscu", "--store", "--no-progress", "127.0.0.1", str(port), str(folder)]
+    if tool == "storescu":
+        return ["/usr/bin/storescu", "+sd", "127.0.0.1", str(port), str(folder)]
+    if tool == "pynetdicom":
+        return [sys.executable, "-m", "pynetdicom", "storescu", "127.0.0.1", str(port), str(folder)]
+    raise ValueError(tool)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=HERE / "data")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tool and set (best is kept)")
+    parser.add_argument("--tools", default="dicomscu,storescu,pynetdicom")
+    parser.add_argument("--sets", default="small,big")
+    args = parser.parse_args()
+    data = ensure_data(args.data)
+    tools = args.tools.split(",")
+    port = free_port()
+    scp = subprocess.Popen(["/usr/bin/storescp", "--ignore", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    results: dict[tuple[str, str], tuple[float, int]] = {}
+    try:
+        for name in args.sets.split(","):
+            folder = data / name
+            count = len(list(folder.iterdir()))
+            size = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+            print(f"\n{name}: {count} files, {size:.0f} MB -> storescp --ignore (loopback)")
+            for tool in tools:
+                runs = [run_measured(commands(tool, port, folder)) for _ in range(args.repeat)]
+                seconds = min(r[0] for r in runs)
+                rss = max(r[1] for r in runs)
+                results[(name, tool)] = (seconds, rss)
+                print(f"  {tool:<11} {seconds:8.2f} s  {rss:5d} MB peak RSS  "
+                      f"{count / seconds:8.0f} files/s  {size / seconds:7.1f} MB/s")
+            if "storescu" in tools and "dicomscu" in tools:
+                base = results[(name, "storescu")][0]
+                for tool in tools:
+                    if tool != "storescu":
+                        print(f"  storescu / {tool}: {base / results[(name, tool)][0]:.1f}x")
+    finally:
+        scp.terminate()
+        scp.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
