@@ -7,40 +7,47 @@ available from Python::
     peer = dicomscu.Peer("pacs.example.org", 11112, called_ae="PACS")
     dicomscu.echo(peer)
     report = dicomscu.store(peer, ["study/"], recursive=True)
+
+Names are imported on first use (PEP 562), so that the command line can start
+without loading pydicom and pynetdicom before it knows it needs them.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from dicomscu.errors import (  # noqa: E402
-    AssociationAborted,
-    AssociationRejected,
-    ConnectionFailed,
-    DicomscuError,
-    OperationFailed,
-    PeerTimeout,
-    UnknownHost,
-    UsageError,
-)
-from dicomscu.transport.peer import Peer, Timeouts  # noqa: E402
-from dicomscu.operations.echo import EchoResult, echo  # noqa: E402
-from dicomscu.operations.store import FileResult, StoreReport, store  # noqa: E402
+_EXPORTS = {
+    "Peer": "dicomscu.transport.peer",
+    "Timeouts": "dicomscu.transport.peer",
+    "echo": "dicomscu.operations.echo",
+    "EchoResult": "dicomscu.operations.echo",
+    "store": "dicomscu.operations.store",
+    "StoreReport": "dicomscu.operations.store",
+    "FileResult": "dicomscu.operations.store",
+    "DicomscuError": "dicomscu.errors",
+    "UsageError": "dicomscu.errors",
+    "ConnectionFailed": "dicomscu.errors",
+    "UnknownHost": "dicomscu.errors",
+    "PeerTimeout": "dicomscu.errors",
+    "AssociationRejected": "dicomscu.errors",
+    "AssociationAborted": "dicomscu.errors",
+    "OperationFailed": "dicomscu.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
 
 
-__all__ = [
-    "__version__",
-    "Peer",
-    "Timeouts",
-    "echo",
-    "EchoResult",
-    "store",
-    "StoreReport",
-    "FileResult",
-    "DicomscuError",
-    "UsageError",
-    "ConnectionFailed",
-    "UnknownHost",
-    "PeerTimeout",
-    "AssociationRejected",
-    "AssociationAborted",
-    "OperationFailed",
-]
+def __getattr__(name: str):
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'dicomscu' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

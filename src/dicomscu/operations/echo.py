@@ -11,7 +11,8 @@ from pynetdicom.sop_class import Verification
 
 from dicomscu.errors import OperationFailed
 from dicomscu.operations.status import Status, decode
-from dicomscu.transport import Peer, associate
+from dicomscu.transport.association import associate
+from dicomscu.transport.peer import Peer
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,9 @@ from dicomscu.errors import DicomscuError
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
 from dicomscu.operations.status import SUCCESS, WARNING, Status, decode
-from dicomscu.transport import Channel, Peer, associate, dimse
+from dicomscu.transport import dimse
+from dicomscu.transport.association import Channel, associate
+from dicomscu.transport.peer import Peer
 
 #: PS3.8 9.3.2.2: at most 128 presentation contexts (odd IDs 1..255) per association.
 MAX_CONTEXTS = 128

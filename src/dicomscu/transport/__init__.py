@@ -1,6 +1,7 @@
-"""Associations on pynetdicom with tuned sockets, bounded reads and clear failures."""
+"""Associations on pynetdicom with tuned sockets, bounded reads and clear failures.
 
-from dicomscu.transport.association import Channel, associate, resolve
-from dicomscu.transport.peer import Peer, Timeouts
-
-__all__ = ["Channel", "Peer", "Timeouts", "associate", "resolve"]
+Modules: :mod:`.peer` (who and how long), :mod:`.association` (open, drive, close),
+:mod:`.socket` and :mod:`.dul` (the tuned socket and reactor), :mod:`.dimse`
+(messages encoded directly).  Import them directly; this package imports nothing
+so that ``dicomscu.transport.peer`` stays light.
+"""
