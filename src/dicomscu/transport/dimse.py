@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 C_STORE_RQ = 0x0001
 #: (0000,0800) Command Data Set Type: 0x0101 means "no data set"; anything else means one follows.
-DATASET_PRESENT = 0x0000
+DATASET_PRESENT = 0x0001
 # PS3.8 E.2: message control header of a PDV.
 _COMMAND, _LAST = 0x01, 0x02
 #: P-DATA-TF header (type, reserved, PDU length) + PDV item header (length, context ID, control).
