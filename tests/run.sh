@@ -9,7 +9,7 @@ SUDO=""
 if [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/dcmqrscp ] || [ ! -x /usr/sbin/Orthanc ]; then
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -q
-    $SUDO apt-get install -y -q --no-install-recommends dcmtk orthanc
+    $SUDO apt-get install -y -q dcmtk orthanc
 fi
 python3 -m pip install -q -e '.[test]'
 python3 -m pytest "$@"
