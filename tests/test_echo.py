@@ -133,32 +133,29 @@ def test_server_closes_right_after_connect():
     assert_one_line_error(result, 7, "closed the connection")
 
 
-def test_half_pdu_then_stall_is_bounded():
-    """A header announcing 100 bytes, 10 sent, then silence: a read timeout, not a hang."""
+def answer_then_stall(reply: bytes, timeout: str):
+    """Run an echo against a peer that reads the A-ASSOCIATE-RQ, sends `reply`, then goes silent."""
     def script(conn):
         conn.recv(65536)
-        conn.sendall(struct.pack(">BBL", 0x02, 0, 100) + b"\0" * 10)
+        conn.sendall(reply)
         time.sleep(30)
 
     with silent_listener(script=script) as port:
         started = time.monotonic()
-        result = run_dicomscu("127.0.0.1", str(port), "--timeout", "1.5")
-        elapsed = time.monotonic() - started
+        result = run_dicomscu("127.0.0.1", str(port), "--timeout", timeout)
+        return result, time.monotonic() - started
+
+
+def test_half_pdu_then_stall_is_bounded():
+    """A header announcing 100 bytes, 10 sent, then silence: a read timeout, not a hang."""
+    result, elapsed = answer_then_stall(struct.pack(">BBL", 0x02, 0, 100) + b"\0" * 10, "1.5")
     assert_one_line_error(result, 5, "stopped sending in the middle of a PDU")
     assert elapsed < 10
 
 
 def test_huge_pdu_length_is_refused_without_allocating():
     """A-ASSOCIATE-AC announcing 4 GiB: refused at once, never read or buffered."""
-    def script(conn):
-        conn.recv(65536)
-        conn.sendall(struct.pack(">BBL", 0x02, 0, 0xFFFFFFFF) + b"\0" * 64)
-        time.sleep(30)
-
-    with silent_listener(script=script) as port:
-        started = time.monotonic()
-        result = run_dicomscu("127.0.0.1", str(port), "--timeout", "10")
-        elapsed = time.monotonic() - started
+    result, elapsed = answer_then_stall(struct.pack(">BBL", 0x02, 0, 0xFFFFFFFF) + b"\0" * 64, "10")
     assert_one_line_error(result, 7, "4294967295 bytes")
     assert elapsed < 5
 
