@@ -61,15 +61,23 @@ def test_orthanc_rejects_wrong_called_ae(orthanc):
     assert_one_line_error(result, 6, "association rejected", "called AE title not recognized", "--call")
 
 
-def test_storescp_refuse_is_decoded(tmp_path):
-    from peers import StoreSCP
-
-    scp = StoreSCP(tmp_path / "r", "--refuse")
+def test_transient_rejection_is_decoded():
+    """A pynetdicom SCP at its association limit rejects (transient): local limit exceeded."""
+    ae = AE(ae_title="BUSY")
+    ae.add_supported_context(Verification)
+    ae.maximum_associations = 1
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False)
+    holder = AE()
+    holder.add_requested_context(Verification)
+    held = holder.associate("127.0.0.1", port)
     try:
-        result = run_dicomscu("127.0.0.1", str(scp.port))
+        assert held.is_established
+        result = run_dicomscu("127.0.0.1", str(port))
     finally:
-        scp.close()
-    assert_one_line_error(result, 6, "association rejected (permanent)")
+        held.release()
+        server.shutdown()
+    assert_one_line_error(result, 6, "association rejected (transient)", "local limit exceeded")
 
 
 @pytest.fixture
