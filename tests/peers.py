@@ -82,6 +82,39 @@ class StoreSCP:
         stop(self.process)
 
 
+class DcmQRSCP:
+    """DCMTK dcmqrscp: an archive with one AE (storage area in `workdir`), loaded by C-STORE."""
+
+    def __init__(self, workdir: Path, aetitle: str = "DCMQRSCP", hosts: dict | None = None) -> None:
+        self.port = free_port()
+        self.aetitle = aetitle
+        storage = workdir / "db"
+        storage.mkdir(parents=True, exist_ok=True)
+        host_lines = "\n".join(f"{name} = ({ae}, 127.0.0.1, {port})" for name, (ae, port) in (hosts or {}).items())
+        # (2000, 1024mb): dcmqrscp silently deletes the oldest studies beyond the first number.
+        config = f"""NetworkTCPPort = {self.port}
+MaxPDUSize = 16384
+MaxAssociations = 16
+HostTable BEGIN
+{host_lines}
+HostTable END
+VendorTable BEGIN
+VendorTable END
+AETable BEGIN
+{aetitle} {storage} RW (2000, 1024mb) ANY
+AETable END
+"""
+        self.config = workdir / "dcmqrscp.cfg"
+        self.config.write_text(config)
+        self.log = workdir / "dcmqrscp.log"
+        self.process = subprocess.Popen([need("dcmqrscp"), "-c", str(self.config), "-v"],
+                                        stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.process)
+
+    def close(self) -> None:
+        stop(self.process)
+
+
 class Orthanc:
     """The Orthanc PACS with a generated configuration in a temp dir."""
 
@@ -100,6 +133,10 @@ class Orthanc:
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
             "DicomCheckCalledAet": True,
+            "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowFind": True,
+            "DicomAlwaysAllowGet": True,
             "DicomModalities": modalities or {},
             "Plugins": [],
             "StableAge": 1,

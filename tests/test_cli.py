@@ -149,7 +149,7 @@ def test_help_lists_every_gdcmscu_option():
 
 
 def test_not_yet_available_operations_say_so():
-    result = run_dicomscu("--find", "localhost", "11112")
+    result = run_dicomscu("--move", "localhost", "11112")
     assert result.returncode == 2
-    assert "--find is not available in this version" in result.stderr
+    assert "--move is not available in this version" in result.stderr
     assert "Traceback" not in result.stderr

@@ -7,6 +7,8 @@ available from Python::
     peer = dicomscu.Peer("pacs.example.org", 11112, called_ae="PACS")
     dicomscu.echo(peer)
     report = dicomscu.store(peer, ["study/"], recursive=True)
+    query = dicomscu.build_query("studyroot", "study", ["PatientName=A*", "StudyDate"])
+    dicomscu.find(peer, query, on_answer=print)
 
 Names are imported on first use (PEP 562), so that the command line can start
 without loading pydicom and pynetdicom before it knows it needs them.
@@ -24,6 +26,10 @@ _EXPORTS = {
     "echo": "dicomscu.operations.echo",
     "EchoResult": "dicomscu.operations.echo",
     "store": "dicomscu.operations.store",
+    "find": "dicomscu.operations.find",
+    "FindReport": "dicomscu.operations.find",
+    "build_query": "dicomscu.query.build",
+    "Query": "dicomscu.query.build",
     "StoreReport": "dicomscu.operations.store",
     "FileResult": "dicomscu.operations.store",
     "DicomscuError": "dicomscu.errors",

@@ -68,12 +68,42 @@ def run(request: Request) -> int:
     if request.action == "version":
         print(version_text())
         return 0
-    if request.action == "queryhelp" or request.operation in ("find", "move", "get"):
-        what = "--queryhelp" if request.action == "queryhelp" else f"--{request.operation}"
-        raise UsageError(f"{what} is not available in this version of dicomscu yet (only --echo and --store)")
-    if request.operation == "echo":
-        return run_echo(request)
-    return run_store(request)
+    if request.action == "queryhelp":
+        return run_queryhelp(request)
+    if request.operation in ("move", "get"):
+        raise UsageError(f"--{request.operation} is not available in this version of dicomscu yet "
+                         "(--echo, --store and --find are)")
+    runners = {"echo": run_echo, "store": run_store, "find": run_find}
+    return runners[request.operation](request)
+
+
+def run_queryhelp(request: Request) -> int:
+    from dicomscu.query.model import MODELS, help_text
+
+    names = [request.model] if request.model else ["patientroot", "studyroot"]
+    print("\n".join(help_text(MODELS[name]) for name in names), end="")
+    return 0
+
+
+def run_find(request: Request) -> int:
+    from dicomscu.operations.find import find
+    from dicomscu.output import text
+    from dicomscu.output.answers import writer_for
+    from dicomscu.query.build import build_query
+    from dicomscu.query.files import write_query
+
+    query = build_query(request.model, request.level, request.keys, charset=request.charset)
+    if request.store_query:
+        write_query(query, request.store_query, request.root_uid)
+    LOGGER.info("C-FIND identifier:\n%s", query.dataset)
+    name = request.format or ("table" if sys.stdout.isatty() else "dump")
+    writer = writer_for(name, query.columns, verbose=request.log_level in (VERBOSE, DEBUG))
+    try:
+        report = find(request.peer, query, on_answer=writer.add, limit=request.limit)
+    finally:
+        writer.close()
+    print(text.find_summary(report), file=sys.stderr)
+    return 0
 
 
 def version_text() -> str:

@@ -51,6 +51,11 @@ dicomscu options (not in gdcmscu):
      --connect-timeout S, --acse-timeout S, --dimse-timeout S
                         Set one limit.
      --max-pdu N        Largest PDU we accept, in bytes (default 1048576; 0 = no limit).
+     --format F         C-FIND output: table (default on a terminal), json (DICOM JSON
+                        model), csv, dump (default when piped).
+     --limit N          Stop after N matches (sends a C-CANCEL).
+     --charset CS       Specific Character Set of the query (default from the locale,
+                        e.g. ISO_IR 192 for UTF-8; "" for none).
      --progress, --no-progress
                         Force the progress bar on or off (default: on a terminal).
 

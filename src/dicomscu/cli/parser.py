@@ -78,6 +78,9 @@ def _build() -> argparse.ArgumentParser:
     add("--acse-timeout", type=float)
     add("--dimse-timeout", type=float)
     add("--max-pdu")
+    add("--format", choices=("table", "json", "csv", "dump"))
+    add("--limit")
+    add("--charset")
     add("--progress", dest="progress", action="store_true", default=None)
     add("--no-progress", dest="progress", action="store_false")
     add("positionals", nargs="*")
@@ -104,6 +107,12 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request
     request.recursive = ns.recursive
     request.progress = ns.progress
     request.root_uid = _root_uid(ns.root_uid, environ)
+    request.format = ns.format
+    request.charset = ns.charset
+    if ns.limit is not None:
+        request.limit = _int(ns.limit, "--limit")
+        if request.limit < 1:
+            raise UsageError(f"--limit {request.limit}: give at least 1")
     if ns.port_scp is not None:
         request.port_scp = check_port(_int(ns.port_scp, "--port-scp"), "--port-scp")
     if ns.queryhelp:

@@ -35,6 +35,9 @@ class Request:
     store_query: str | None = None
     output: str | None = None
     port_scp: int | None = None
+    format: str | None = None  # None: a table on a terminal, a dump otherwise
+    limit: int | None = None
+    charset: str | None = None  # None: from the locale
     # General
     root_uid: str | None = None
     log_level: str = WARNING

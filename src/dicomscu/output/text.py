@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dicomscu.operations.echo import EchoResult
+from dicomscu.operations.find import FindReport
 from dicomscu.operations.store import FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
 
 
@@ -34,3 +35,10 @@ def store_summary(report: StoreReport) -> str:
     if report.not_sent:
         parts.append(f"{report.not_sent} not sent")
     return ", ".join(parts)
+
+
+def find_summary(report: FindReport) -> str:
+    level = f" {report.query.level}" if report.query.level else ""
+    line = (f"C-FIND {report.peer} ({report.query.model.title}{level}): {report.matches} match(es), "
+            f"{report.status} in {report.seconds:.2f} s")
+    return line + (" (stopped by --limit: C-CANCEL sent)" if report.cancelled else "")

@@ -16,6 +16,7 @@ client needs on top of it:
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import time
 from contextlib import contextmanager
@@ -116,6 +117,20 @@ def resolve(host: str, port: int) -> str:
     return infos[0][4][0]
 
 
+class _Assembly:
+    """The message being received: raw P-DATA so far, command and data set bytes."""
+
+    def __init__(self) -> None:
+        self.primitives: list = []
+        self.reset()
+
+    def reset(self) -> None:
+        self.command = bytearray()
+        self.dataset = bytearray()
+        self.response = None
+        self.primitives = []
+
+
 class Channel:
     """An established association, driven synchronously from the calling thread."""
 
@@ -154,7 +169,7 @@ class Channel:
         self._message_id = self._message_id % 0xFFFF + 1
         return self._message_id
 
-    def send_encoded(self, context_id: int, command: bytes, dataset: bytes, what: str) -> None:
+    def send_encoded(self, context_id: int, command: bytes, dataset: bytes | None, what: str) -> None:
         """Send a message whose command set is already encoded (see :mod:`.dimse`).
 
         The PDUs are written from this thread, under the socket's write lock, while
@@ -199,6 +214,15 @@ class Channel:
             )
         return rsp
 
+    def poll(self, seconds: float):
+        """The next received message within `seconds`, or None (for draining after a cancel)."""
+        if seconds <= 0:
+            return None
+        try:
+            return self.assoc.dimse.msg_queue.get(timeout=seconds)[1]
+        except queue.Empty:
+            return None
+
     def _raise_lost(self, what: str, waited: float):
         reason = self._why_gone()
         if getattr(self.assoc.dul.socket, "timed_out", False):
@@ -224,22 +248,46 @@ class Channel:
         return describe_abort(dul) if gone else None
 
     def _decode_simple_responses(self) -> None:
-        """Let :func:`.dimse.parse_response` decode single-PDV responses before pynetdicom does.
+        """Assemble and decode responses with :func:`.dimse.parse_response` before pynetdicom does.
 
         The reactor thread hands every received P-DATA to the DIMSE provider's
-        ``receive_primitive``; this wraps it for this association only.
+        ``receive_primitive``; this wraps it for this association only.  A message
+        whose command set is not one of the simple responses is replayed, P-DATA by
+        P-DATA, into pynetdicom's own decoder.
         """
         provider = self.assoc.dimse
         full_decoder = provider.receive_primitive
+        state = _Assembly()
 
         def receive_primitive(primitive) -> None:
-            pdvs = primitive.presentation_data_value_list
-            if provider.message is None and len(pdvs) == 1 and pdvs[0][1][:1] == b"\x03":
-                response = parse_response(pdvs[0][1][1:])
-                if response is not None:
-                    provider.msg_queue.put((pdvs[0][0], response))
-                    return
-            full_decoder(primitive)
+            if provider.message is not None:  # pynetdicom is assembling this one
+                full_decoder(primitive)
+                return
+            state.primitives.append(primitive)
+            for context_id, pdv in primitive.presentation_data_value_list:
+                control, data = pdv[0], pdv[1:]
+                if control & 0x01:
+                    state.command += data
+                    if not control & 0x02:
+                        continue
+                    state.response = parse_response(bytes(state.command))
+                    if state.response is None:
+                        replay, state.primitives = state.primitives, []
+                        state.reset()
+                        for queued in replay:
+                            full_decoder(queued)
+                        return
+                else:
+                    state.dataset += data
+                    if not control & 0x02 or state.response is None:
+                        continue
+                    state.response.dataset = bytes(state.dataset)
+                if state.response is not None and (state.response.dataset is not None
+                                                   or not state.response.has_dataset):
+                    provider.msg_queue.put((context_id, state.response))
+                    state.reset()
+            if state.response is None and not state.command:
+                state.primitives = []
 
         provider.receive_primitive = receive_primitive
 

@@ -17,6 +17,9 @@ import struct
 from dataclasses import dataclass
 
 C_STORE_RQ = 0x0001
+C_FIND_RQ = 0x0020
+C_CANCEL_RQ = 0x0FFF
+NO_DATASET = 0x0101
 #: (0000,0800) Command Data Set Type: 0x0101 means "no data set"; anything else means one follows.
 DATASET_PRESENT = 0x0001
 # PS3.8 E.2: message control header of a PDV.
@@ -62,7 +65,29 @@ def c_store_rq(
     return _element(0x0000, struct.pack("<L", len(body))) + body
 
 
-def p_data_tf(context_id: int, command: bytes, dataset: bytes, max_pdu: int) -> list:
+def c_find_rq(message_id: int, sop_class: str, priority: int = 0x0000) -> bytes:
+    """The command set of a C-FIND-RQ (PS3.7 9.3.2.1); the identifier follows."""
+    body = b"".join([
+        _element(0x0002, _uid(sop_class)),
+        _element(0x0100, _us(C_FIND_RQ)),
+        _element(0x0110, _us(message_id)),
+        _element(0x0700, _us(priority)),
+        _element(0x0800, _us(DATASET_PRESENT)),
+    ])
+    return _element(0x0000, struct.pack("<L", len(body))) + body
+
+
+def c_cancel_rq(message_id: int) -> bytes:
+    """The command set of a C-CANCEL-RQ for the request `message_id` (PS3.7 9.3.2.3)."""
+    body = b"".join([
+        _element(0x0100, _us(C_CANCEL_RQ)),
+        _element(0x0120, _us(message_id)),
+        _element(0x0800, _us(NO_DATASET)),
+    ])
+    return _element(0x0000, struct.pack("<L", len(body))) + body
+
+
+def p_data_tf(context_id: int, command: bytes, dataset: bytes | None, max_pdu: int) -> list:
     """`command` then `dataset` as P-DATA-TF PDUs, one PDV each, as buffers for ``sendmsg``.
 
     Returns alternating header bytes and memoryview slices of the inputs, so the
@@ -71,7 +96,8 @@ def p_data_tf(context_id: int, command: bytes, dataset: bytes, max_pdu: int) -> 
     bytes to its fragment (item length, context ID, message control header).
     """
     pieces: list = []
-    for payload, is_command in ((command, True), (dataset, False)):
+    parts = [(command, True)] + ([(dataset, False)] if dataset is not None else [])
+    for payload, is_command in parts:
         view = memoryview(payload).cast("B")
         size = len(view)
         step = max_pdu - 6 if max_pdu else max(size, 1)
@@ -88,26 +114,36 @@ def p_data_tf(context_id: int, command: bytes, dataset: bytes, max_pdu: int) -> 
     return pieces
 
 
-@dataclass(frozen=True)
+@dataclass
 class Response:
     """A DIMSE response decoded by :func:`parse_response` (the attributes we use)."""
 
     CommandField: int
     MessageIDBeingRespondedTo: int
     Status: int
+    has_dataset: bool = False
     AffectedSOPInstanceUID: str | None = None
     ErrorComment: str | None = None
+    NumberOfRemainingSuboperations: int | None = None
+    NumberOfCompletedSuboperations: int | None = None
+    NumberOfFailedSuboperations: int | None = None
+    NumberOfWarningSuboperations: int | None = None
+    #: The encoded data set (identifier) that followed the command, if any.
+    dataset: bytes | None = None
 
 
-#: Responses without a data set that :func:`parse_response` decodes (C-STORE-RSP, C-ECHO-RSP).
-_FAST_COMMANDS = {0x8001, 0x8030}
-#: Command elements they may carry; anything else goes to pynetdicom's full decoder.
-_KNOWN = {0x0000, 0x0002, 0x0100, 0x0120, 0x0800, 0x0900, 0x0902, 0x1000}
+#: Responses that :func:`parse_response` decodes: C-STORE, C-ECHO, C-FIND, C-MOVE, C-GET.
+_FAST_COMMANDS = {0x8001, 0x8030, 0x8020, 0x8021, 0x8010}
+#: Command elements they may carry (PS3.7 9.3, 9.1); anything else goes to pynetdicom.
+_KNOWN = {0x0000, 0x0002, 0x0100, 0x0120, 0x0800, 0x0900, 0x0901, 0x0902, 0x0903, 0x1000,
+          0x1020, 0x1021, 0x1022, 0x1023}
+_COUNTS = {0x1020: "NumberOfRemainingSuboperations", 0x1021: "NumberOfCompletedSuboperations",
+           0x1022: "NumberOfFailedSuboperations", 0x1023: "NumberOfWarningSuboperations"}
 _ELEMENT_HEADER = struct.Struct("<HHL")
 
 
 def parse_response(command: bytes) -> Response | None:
-    """Decode a C-STORE-RSP or C-ECHO-RSP command set; None if it is anything else.
+    """Decode the command set of a C-STORE/ECHO/FIND/MOVE/GET response; None for anything else.
 
     pynetdicom decodes every response with pydicom, which costs more than the
     round trip itself for small files.  Anything unusual (another message, a data
@@ -133,11 +169,15 @@ def parse_response(command: bytes) -> Response | None:
         (dataset_type,) = struct.unpack("<H", values.get(0x0800, b"\x01\x01"))
     except (KeyError, struct.error):
         return None
-    if field not in _FAST_COMMANDS or dataset_type != 0x0101:
+    if field not in _FAST_COMMANDS:
         return None
 
     def text(element: int) -> str | None:
         raw = values.get(element)
         return raw.rstrip(b"\0 ").decode("ascii", "replace") if raw is not None else None
 
-    return Response(field, responding_to, status, text(0x1000), text(0x0902))
+    response = Response(field, responding_to, status, dataset_type != 0x0101, text(0x1000), text(0x0902))
+    for element, name in _COUNTS.items():
+        if len(values.get(element, b"")) == 2:
+            setattr(response, name, struct.unpack("<H", values[element])[0])
+    return response

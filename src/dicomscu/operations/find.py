@@ -1,0 +1,124 @@
+"""C-FIND: send one identifier, stream the matches, stop cleanly on demand.
+
+The sequence: associate proposing the model's FIND SOP class; send the C-FIND-RQ
+with the identifier; every pending response carries one match, handed to
+`on_answer` as soon as it is decoded (nothing accumulates); the final response's
+status ends the query.  ``limit`` (or Ctrl-C) sends a C-CANCEL-RQ and drains the
+responses still in flight, so the peer is left in a clean state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Callable
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.dsutils import decode, encode
+from pynetdicom.presentation import build_context
+
+from dicomscu.errors import OperationFailed
+from dicomscu.operations.status import FAILURE, PENDING, Status, decode as decode_status
+from dicomscu.query.build import Query
+from dicomscu.transport import dimse
+from dicomscu.transport.association import Channel, associate
+from dicomscu.transport.peer import Peer
+
+#: How long to wait for the peer to acknowledge a C-CANCEL before giving up on it.
+CANCEL_GRACE = 5.0
+
+
+@dataclass
+class FindReport:
+    peer: Peer
+    query: Query
+    matches: int = 0
+    status: Status | None = None
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and self.status.category not in (FAILURE,)
+
+
+def find(
+    peer: Peer,
+    query: Query,
+    *,
+    on_answer: Callable[[Dataset], None] | None = None,
+    limit: int | None = None,
+) -> FindReport:
+    """Run `query` on `peer`; each match goes to `on_answer`; returns the totals.
+
+    A failure status raises :class:`~dicomscu.errors.OperationFailed` (after the
+    matches received so far were handed over); association problems raise the
+    other :class:`~dicomscu.errors.DicomscuError` subclasses.
+    """
+    started = time.perf_counter()
+    report = FindReport(peer, query)
+    sop_class = query.model.find
+    context = build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    with associate(peer, [context]) as channel:
+        accepted = channel.accepted[0]
+        syntax = accepted.transfer_syntax[0]
+        identifier = _encode(query.dataset, syntax)
+        message_id = channel.next_message_id()
+        channel.send_encoded(accepted.context_id, dimse.c_find_rq(message_id, sop_class), identifier, "C-FIND")
+        try:
+            _collect(channel, accepted.context_id, message_id, syntax, report, on_answer, limit)
+        except KeyboardInterrupt:
+            _cancel(channel, accepted.context_id, message_id)
+            raise
+    report.seconds = time.perf_counter() - started
+    if report.status is not None and report.status.category == FAILURE:
+        raise OperationFailed(f"C-FIND on {peer} failed after {report.matches} match(es): {report.status}")
+    return report
+
+
+def _collect(channel: Channel, context_id: int, message_id: int, syntax, report: FindReport,
+             on_answer, limit: int | None) -> None:
+    while True:
+        response = channel.receive(message_id, "C-FIND")
+        status = decode_status(response.Status, "find")
+        if status.category != PENDING:
+            report.status = status
+            return
+        if report.cancelled:
+            continue  # in flight when we cancelled: dropped
+        identifier = _identifier(response, syntax)
+        report.matches += 1
+        if on_answer is not None and identifier is not None:
+            on_answer(identifier)
+        if limit is not None and report.matches >= limit:
+            channel.send_encoded(context_id, dimse.c_cancel_rq(message_id), None, "C-CANCEL")
+            report.cancelled = True
+
+
+def _cancel(channel: Channel, context_id: int, message_id: int) -> None:
+    """Ctrl-C: ask the peer to stop, and wait briefly for it to confirm."""
+    channel.send_encoded(context_id, dimse.c_cancel_rq(message_id), None, "C-CANCEL")
+    deadline = time.monotonic() + CANCEL_GRACE
+    while True:
+        response = channel.poll(deadline - time.monotonic())
+        if response is None or decode_status(response.Status, "find").category != PENDING:
+            return
+
+
+def _encode(dataset: Dataset, syntax) -> bytes:
+    encoded = encode(dataset, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    if encoded is None:
+        raise OperationFailed("the query identifier could not be encoded (check the --key values)")
+    return encoded
+
+
+def _identifier(response, syntax) -> Dataset | None:
+    raw = getattr(response, "dataset", None)
+    if raw is None:
+        stream = getattr(response, "Identifier", None)
+        raw = stream.getvalue() if stream is not None else None
+    if not raw:
+        return None
+    return decode(BytesIO(raw), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)

@@ -1,0 +1,1 @@
+"""Query identifiers: information models and levels, ``--key`` parsing, building the data set."""

@@ -1,0 +1,175 @@
+"""Build the C-FIND/C-MOVE/C-GET identifier from the model, level and keys (pure functions).
+
+gdcmscu's rules: the model's top level when none is given; (0008,0052) set from
+the level (``--patientroot`` alone means ``--key 8,52=PATIENT``); the unique key of
+every level down to the requested one added as a return key; Specific Character
+Set from the locale when a value needs it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import locale
+import os
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from dicomscu.errors import UsageError
+from dicomscu.query.keys import Key, parse_key
+from dicomscu.query.model import MODELS, WORKLIST_DEFAULT_KEYS, Model
+
+QUERY_LEVEL = 0x00080052
+CHARSET = 0x00080005
+_INT_VRS = {"US", "UL", "SS", "SL", "UV", "SV"}
+_FLOAT_VRS = {"FL", "FD"}
+#: Python codec name -> DICOM Specific Character Set defined term.
+_CHARSETS = {"utf-8": "ISO_IR 192", "iso8859-1": "ISO_IR 100", "latin-1": "ISO_IR 100",
+             "iso8859-2": "ISO_IR 101", "iso8859-5": "ISO_IR 144", "iso8859-7": "ISO_IR 126",
+             "iso8859-15": "ISO_IR 203", "ascii": None}
+
+
+@dataclass
+class Query:
+    """A ready identifier and what it was built from."""
+
+    model: Model
+    level: str | None
+    dataset: Dataset
+    keys: list[Key] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        """Top-level keywords of the identifier, in tag order (for tables and CSV)."""
+        return [elem.keyword or str(elem.tag) for elem in self.dataset if elem.tag not in (CHARSET, QUERY_LEVEL)]
+
+
+def locale_codeset(environ=None) -> str:
+    """The character set the user's locale names (LC_ALL, LC_CTYPE, LANG), as C's setlocale sees it.
+
+    Python itself runs the "C" locale as UTF-8 (PEP 538/540), so its own answer
+    cannot tell an ASCII locale from a UTF-8 one; gdcmscu, a C++ program, can.
+    """
+    environ = os.environ if environ is None else environ
+    value = next((environ[name] for name in ("LC_ALL", "LC_CTYPE", "LANG") if environ.get(name)), "C")
+    if value in ("C", "POSIX"):
+        return "ascii"
+    if "." in value:
+        return value.split(".", 1)[1].split("@", 1)[0]
+    return locale.getpreferredencoding(False) or "ascii"
+
+
+def charset_from_locale(environ=None) -> str | None:
+    """The Specific Character Set matching the user's locale (None for ASCII)."""
+    encoding = locale_codeset(environ)
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return None
+    return _CHARSETS.get(name, "ISO_IR 192" if name.startswith("utf") else None)
+
+
+def build_query(
+    model_name: str | None,
+    level: str | None,
+    key_texts: list[str],
+    *,
+    charset: str | None = None,
+) -> Query:
+    """The identifier for `key_texts` at `level` of `model_name` (default patient root).
+
+    `charset`: a Specific Character Set term to declare, ``""`` for none, or None to
+    take it from the locale (as gdcmscu does).
+    """
+    model = MODELS[model_name or "patientroot"]
+    keys = [parse_key(text) for text in key_texts]
+    if model.name == "worklist" and not keys:
+        keys = [parse_key(text) for text in WORKLIST_DEFAULT_KEYS]
+    dataset = Dataset()
+    for key in keys:
+        _put(dataset, key)
+
+    level_name = _resolve_level(model, level, dataset)
+    if level_name is not None:
+        dataset.QueryRetrieveLevel = level_name
+        for step in model.path_to(level_name):
+            if step.unique not in dataset:
+                setattr(dataset, step.unique, "")
+    _set_charset(dataset, charset)
+    return Query(model, level_name, dataset, keys)
+
+
+def _resolve_level(model: Model, level: str | None, dataset: Dataset) -> str | None:
+    if not model.levels:
+        if level is not None:
+            raise UsageError(f"--{level} does not apply to --worklist (the worklist model has no levels)")
+        return None
+    given = str(dataset.get("QueryRetrieveLevel", "") or "").strip().upper() or None
+    wanted = level.upper() if level else None
+    if given and wanted and given != wanted:
+        raise UsageError(f"--key 8,52={given} contradicts --{level}")
+    name = wanted or given or model.levels[0].name
+    try:
+        model.level(name)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+    return name
+
+
+def _put(dataset: Dataset, key: Key) -> None:
+    """Place `key` in `dataset`, creating sequence items along its path."""
+    target = dataset
+    for step in key.path[:-1]:
+        if step.tag not in target:
+            target.add_new(step.tag, "SQ", Sequence())
+        sequence = target[step.tag].value
+        index = step.item or 0
+        while len(sequence) <= index:
+            sequence.append(Dataset())
+        target = sequence[index]
+    last = key.path[-1]
+    if last.tag in target and key.value is None:
+        return  # asked twice as a return key
+    target.add_new(last.tag, last.vr, Sequence() if last.vr == "SQ" else _value(key))
+
+
+def _value(key: Key):
+    value = key.value
+    if value is None or value == "":
+        return None
+    if key.vr == "UI" and value == "*":
+        # PS3.4 C.2.2.2.4: '*' alone is a universal match; UIs allow no wildcard, and
+        # some servers (Orthanc) refuse it. An empty value means the same.
+        return None
+    if key.vr in _INT_VRS | _FLOAT_VRS:
+        convert = int if key.vr in _INT_VRS else float
+        try:
+            parts = [convert(part) for part in value.split("\\")]
+        except ValueError:
+            raise UsageError(f"--key '{key.text}': {key.vr} needs a number, not '{value}'") from None
+        return parts[0] if len(parts) == 1 else parts
+    if key.vr == "AT":
+        raise UsageError(f"--key '{key.text}': attribute tag (AT) values are not supported as query keys")
+    return value
+
+
+def _set_charset(dataset: Dataset, charset: str | None) -> None:
+    if "SpecificCharacterSet" in dataset:
+        return  # given as a key: the user knows best
+    if charset == "":
+        return
+    if charset is None:
+        # gdcmscu: the locale's character set (a UTF-8 locale gives ISO_IR 192); with an
+        # ASCII locale none is declared, unless a value needs one.
+        charset = charset_from_locale() or (None if _is_ascii(dataset) else "ISO_IR 192")
+    if charset:
+        dataset.SpecificCharacterSet = charset
+
+
+def _is_ascii(dataset: Dataset) -> bool:
+    for element in dataset.iterall():
+        value = element.value
+        if isinstance(value, str) and not value.isascii():
+            return False
+    return True

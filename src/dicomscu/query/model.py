@@ -1,0 +1,121 @@
+"""Query/Retrieve information models and their levels (PS3.4 C.6, K.6): plain data.
+
+For each model: the SOP classes for FIND/MOVE/GET, its levels from the top, and
+per level the unique key and the required and common optional keys.  gdcmscu adds
+the unique key of every level down to the requested one; so do we.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pynetdicom import sop_class as sc
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str  # the Query/Retrieve Level value: PATIENT, STUDY, SERIES, IMAGE
+    unique: str  # keyword of the unique key
+    required: tuple[str, ...]  # required keys (R), besides the unique one
+    optional: tuple[str, ...]  # commonly supported optional keys (O)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str  # patientroot, studyroot, worklist
+    title: str
+    find: str
+    move: str | None
+    get: str | None
+    levels: tuple[Level, ...]
+
+    def level(self, name: str) -> Level:
+        for level in self.levels:
+            if level.name == name:
+                return level
+        names = ", ".join(level.name for level in self.levels)
+        raise KeyError(f"the {self.title} model has no {name} level (levels: {names})")
+
+    def path_to(self, name: str) -> tuple[Level, ...]:
+        """Levels from the top down to `name`, inclusive."""
+        index = [level.name for level in self.levels].index(self.level(name).name)
+        return self.levels[: index + 1]
+
+
+PATIENT = Level(
+    "PATIENT", "PatientID", ("PatientName",),
+    ("PatientBirthDate", "PatientSex", "IssuerOfPatientID", "OtherPatientIDsSequence",
+     "NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances"),
+)
+STUDY = Level(
+    "STUDY", "StudyInstanceUID", ("StudyDate", "StudyTime", "AccessionNumber", "StudyID"),
+    ("StudyDescription", "ReferringPhysicianName", "ModalitiesInStudy", "SOPClassesInStudy",
+     "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"),
+)
+#: At the study level of the study root model the patient's keys are study keys (PS3.4 C.6.2.1.2).
+STUDY_WITH_PATIENT = Level(
+    "STUDY", "StudyInstanceUID", ("StudyDate", "StudyTime", "AccessionNumber", "StudyID", "PatientName", "PatientID"),
+    STUDY.optional + ("PatientBirthDate", "PatientSex"),
+)
+SERIES = Level(
+    "SERIES", "SeriesInstanceUID", ("Modality", "SeriesNumber"),
+    ("SeriesDescription", "BodyPartExamined", "SeriesDate", "NumberOfSeriesRelatedInstances"),
+)
+IMAGE = Level(
+    "IMAGE", "SOPInstanceUID", ("InstanceNumber",),
+    ("SOPClassUID", "Rows", "Columns", "NumberOfFrames", "ContentDate"),
+)
+
+PATIENT_ROOT = Model(
+    "patientroot", "Patient Root",
+    sc.PatientRootQueryRetrieveInformationModelFind,
+    sc.PatientRootQueryRetrieveInformationModelMove,
+    sc.PatientRootQueryRetrieveInformationModelGet,
+    (PATIENT, STUDY, SERIES, IMAGE),
+)
+STUDY_ROOT = Model(
+    "studyroot", "Study Root",
+    sc.StudyRootQueryRetrieveInformationModelFind,
+    sc.StudyRootQueryRetrieveInformationModelMove,
+    sc.StudyRootQueryRetrieveInformationModelGet,
+    (STUDY_WITH_PATIENT, SERIES, IMAGE),
+)
+WORKLIST = Model("worklist", "Modality Worklist", sc.ModalityWorklistInformationFind, None, None, ())
+
+MODELS = {model.name: model for model in (PATIENT_ROOT, STUDY_ROOT, WORKLIST)}
+
+#: Return keys a worklist query gets when the user names none (PS3.4 K.6.1.2.2).
+WORKLIST_DEFAULT_KEYS = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
+    "RequestedProcedureID", "RequestedProcedureDescription", "StudyInstanceUID",
+    "ScheduledProcedureStepSequence[0].Modality",
+    "ScheduledProcedureStepSequence[0].ScheduledStationAETitle",
+    "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime",
+    "ScheduledProcedureStepSequence[0].ScheduledProcedureStepDescription",
+    "ScheduledProcedureStepSequence[0].ScheduledProcedureStepID",
+)
+
+
+def help_text(model: Model) -> str:
+    """``--queryhelp``: the keys each level of `model` supports."""
+    lines = [f"{model.title} Query/Retrieve Information Model (C-FIND {model.find})"]
+    if not model.levels:
+        lines.append("  no levels; common keys (sequence items with [0]):")
+        lines += [f"    {key}" for key in WORKLIST_DEFAULT_KEYS]
+        return "\n".join(lines) + "\n"
+    for level in model.levels:
+        lines.append(f"  --{level.name.lower()}  (0008,0052) Query/Retrieve Level = {level.name}")
+        lines.append(f"    unique:   {_describe(level.unique)}")
+        lines += [f"    required: {_describe(key)}" for key in level.required]
+        lines += [f"    optional: {_describe(key)}" for key in level.optional]
+    lines.append("Keys: -k GGGG,EEEE[=VALUE] or -k Keyword[=VALUE]; without a value, a key to return.")
+    lines.append("Unique keys of every level down to the one queried are added as return keys.")
+    return "\n".join(lines) + "\n"
+
+
+def _describe(keyword: str) -> str:
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {dictionary_VR(tag)} {keyword}"

@@ -1,0 +1,299 @@
+"""C-FIND against DCMTK dcmqrscp and Orthanc loaded with the generated data: exact match sets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+
+import dicomscu
+from dicomscu import Peer
+
+from conftest import run_dicomscu
+from peers import DcmQRSCP, Orthanc, free_port, need, stop, wait_for_port
+
+
+@pytest.fixture(scope="module")
+def originals(dataset_dir) -> list[Dataset]:
+    return [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(dataset_dir.rglob("*.dcm"))]
+
+
+def loaded(peer, port: int, dataset_dir):
+    """`peer` after C-STORE of the whole generated data set with dicomscu itself."""
+    report = dicomscu.store(Peer("127.0.0.1", port, called_ae=peer.aetitle), [str(dataset_dir)], recursive=True)
+    assert report.ok, report
+    return peer
+
+
+@pytest.fixture(scope="module")
+def dcmqrscp(tmp_path_factory, dataset_dir):
+    peer = DcmQRSCP(tmp_path_factory.mktemp("dcmqrscp"))
+    yield loaded(peer, peer.port, dataset_dir)
+    peer.close()
+
+
+@pytest.fixture(scope="module")
+def loaded_orthanc(tmp_path_factory, dataset_dir):
+    peer = Orthanc(tmp_path_factory.mktemp("orthanc-find"))
+    yield loaded(peer, peer.dicom_port, dataset_dir)
+    peer.close()
+
+
+@pytest.fixture(params=["dcmqrscp", "orthanc"])
+def qr(request):
+    """(host, port, called AE) of a loaded query/retrieve SCP."""
+    if request.param == "dcmqrscp":
+        peer = request.getfixturevalue("dcmqrscp")
+        return "127.0.0.1", peer.port, peer.aetitle
+    peer = request.getfixturevalue("loaded_orthanc")
+    return "127.0.0.1", peer.dicom_port, peer.aetitle
+
+
+def find_json(qr, *args: str, env=None) -> list[dict]:
+    host, port, aet = qr
+    result = run_dicomscu("--find", host, str(port), "--call", aet, "--format", "json", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return json.loads(result.stdout)
+
+
+def values(answers: list[dict], tag: str) -> set[str]:
+    return {item[tag]["Value"][0] for item in answers if item.get(tag, {}).get("Value")}
+
+
+def test_patient_level_all(qr, originals):
+    answers = find_json(qr, "--patient", "--patientroot", "-k", "10,10")
+    assert values(answers, "00100020") == {ds.PatientID for ds in originals}
+    assert len(answers) == len({ds.PatientID for ds in originals})
+
+
+@pytest.mark.parametrize("root", ["--patientroot", "--studyroot"])
+def test_study_level_all(qr, originals, root):
+    extra = ["-k", "PatientID=*"] if root == "--patientroot" and qr[2] == "DCMQRSCP" else []
+    answers = find_json(qr, "--study", root, "-k", "StudyDate", *extra)
+    assert values(answers, "0020000D") == {ds.StudyInstanceUID for ds in originals}
+
+
+def test_series_level_study_root(qr, originals):
+    study = originals[0].StudyInstanceUID
+    answers = find_json(qr, "--series", "--studyroot", "-k", f"20,d={study}", "-k", "8,60")
+    assert values(answers, "0020000E") == {ds.SeriesInstanceUID for ds in originals if ds.StudyInstanceUID == study}
+
+
+def test_image_level_patient_root(qr, originals):
+    first = originals[0]
+    answers = find_json(qr, "--image", "--patientroot", "-k", f"10,20={first.PatientID}",
+                        "-k", f"20,d={first.StudyInstanceUID}", "-k", f"20,e={first.SeriesInstanceUID}")
+    expected = {ds.SOPInstanceUID for ds in originals if ds.SeriesInstanceUID == first.SeriesInstanceUID}
+    assert values(answers, "00080018") == expected and len(answers) == len(expected)
+
+
+def test_image_level_study_root_adds_unique_keys(qr, originals):
+    first = originals[-1]
+    answers = find_json(qr, "--image", "--studyroot", "-k", f"20,d={first.StudyInstanceUID}",
+                        "-k", f"20,e={first.SeriesInstanceUID}")
+    assert values(answers, "00080018") == {ds.SOPInstanceUID for ds in originals
+                                            if ds.SeriesInstanceUID == first.SeriesInstanceUID}
+
+
+def test_wildcards(qr, originals):
+    star = find_json(qr, "--patient", "-k", "10,10=Sm*")
+    assert values(star, "00100020") == {ds.PatientID for ds in originals if str(ds.PatientName).startswith("Sm")}
+    question = find_json(qr, "--patient", "-k", "PatientID=PID000?")
+    assert values(question, "00100020") == {ds.PatientID for ds in originals if ds.PatientID.startswith("PID000")}
+
+
+def test_date_range(qr, originals):
+    extra = ["-k", "PatientID=*"]
+    answers = find_json(qr, "--study", "--studyroot", "-k", "StudyDate=20240201-20240229", *extra)
+    expected = {ds.StudyInstanceUID for ds in originals if "20240201" <= ds.StudyDate <= "20240229"}
+    assert expected and values(answers, "0020000D") == expected
+
+
+def test_uid_list(qr, originals):
+    uids = sorted({ds.StudyInstanceUID for ds in originals})[:2]
+    answers = find_json(qr, "--study", "--studyroot", "-k", "StudyInstanceUID=" + "\\".join(uids))
+    assert values(answers, "0020000D") == set(uids)
+
+
+def test_non_ascii_name_utf8_orthanc(loaded_orthanc, originals):
+    qr = ("127.0.0.1", loaded_orthanc.dicom_port, loaded_orthanc.aetitle)
+    answers = find_json(qr, "--patient", "-k", "10,10=*Jérôme*", env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert values(answers, "00100020") == {ds.PatientID for ds in originals if "Jérôme" in str(ds.PatientName)}
+    names = {item["00100010"]["Value"][0]["Alphabetic"] for item in answers}
+    assert names == {"Müller^Jérôme"}
+
+
+def test_limit_sends_cancel(dcmqrscp, originals):
+    peer = Peer("127.0.0.1", dcmqrscp.port, called_ae=dcmqrscp.aetitle)
+    query = dicomscu.build_query("studyroot", "study", ["StudyDate"])
+    got = []
+    report = dicomscu.find(peer, query, on_answer=got.append, limit=2)
+    assert len(got) == 2 and report.cancelled
+
+
+def test_json_round_trip(loaded_orthanc):
+    peer = Peer("127.0.0.1", loaded_orthanc.dicom_port, called_ae=loaded_orthanc.aetitle)
+    query = dicomscu.build_query("studyroot", "study", ["PatientName", "StudyDate", "PatientID"])
+    answers = []
+    dicomscu.find(peer, query, on_answer=answers.append)
+    assert answers
+    for answer in answers:
+        assert Dataset.from_json(json.dumps(answer.to_json_dict())) == answer
+
+
+def test_csv_and_table_output(dcmqrscp):
+    args = ["--find", "127.0.0.1", str(dcmqrscp.port), "--call", dcmqrscp.aetitle, "--patient", "-k", "10,10"]
+    csv_result = run_dicomscu(*args, "--format", "csv")
+    lines = csv_result.stdout.splitlines()
+    assert lines[0] == "PatientName,PatientID" and len(lines) == 9
+    table = run_dicomscu(*args, "--format", "table")
+    assert "PatientID" in table.stdout and "PID0000" in table.stdout
+
+
+@pytest.fixture
+def capturing_scp():
+    """A pynetdicom FIND SCP that keeps every identifier it receives and answers none."""
+    received = []
+
+    def on_find(event):
+        received.append(event.identifier)
+        return
+        yield  # a generator with no matches
+
+    ae = AE(ae_title="CAPTURE")
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    yield port, received
+    server.shutdown()
+
+
+EQUIVALENTS = [
+    # (gdcmscu command line of the manual, the findscu line it says is equivalent)
+    ("--find --patientroot --image --key 8,18=1.2.3.4.5.6 HOST PORT",
+     "findscu --patient --key 8,52=IMAGE --key 8,18=1.2.3.4.5.6 HOST PORT --key 10,20 --key 20,d --key 20,e"),
+    ('--find --patient HOST PORT --patientroot --key 10,10="F*"',
+     'findscu --patient HOST PORT --key 8,52=PATIENT --key 10,10="F*" --key 10,20'),
+    ("--find --study --studyroot HOST PORT -k 10,10 -k 8,20=20240101-20241231",
+     "findscu --study -k 8,52=STUDY -k 10,10 -k 8,20=20240101-20241231 -k 20,d HOST PORT"),
+]
+
+
+@pytest.mark.parametrize("gdcm_line, findscu_line", EQUIVALENTS)
+def test_identifier_equals_findscu(capturing_scp, gdcm_line, findscu_line):
+    port, received = capturing_scp
+    env = {**os.environ, "LC_ALL": "C"}  # an ASCII locale: no Specific Character Set, as findscu
+    ours = run_dicomscu(*shlex.split(gdcm_line.replace("HOST", "127.0.0.1").replace("PORT", str(port))), env=env)
+    assert ours.returncode == 0, ours.stderr
+    args = shlex.split(findscu_line.replace("HOST", "127.0.0.1").replace("PORT", str(port)))
+    subprocess.run([need("findscu"), *args[1:]], check=True, capture_output=True, timeout=30)
+    assert len(received) == 2
+    mine, theirs = received
+    assert [(e.tag, e.VR, e.value) for e in mine] == [(e.tag, e.VR, e.value) for e in theirs]
+
+
+def test_store_query_writes_identifier(tmp_path, capturing_scp):
+    port, received = capturing_scp
+    path = tmp_path / "query.dcm"
+    result = run_dicomscu("--find", "--patient", "--patientroot", "127.0.0.1", str(port), "--key", '10,20=*',
+                          "--key", "10,10", "--store-query", str(path), env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert result.returncode == 0, result.stderr
+    stored = pydicom.dcmread(path)
+    assert stored.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
+    assert stored.SpecificCharacterSet == "ISO_IR 192" and stored.QueryRetrieveLevel == "PATIENT"
+    assert stored.PatientID == "*" and stored.PatientName == ""
+    assert [e.tag for e in stored] == [e.tag for e in received[0]]
+
+
+def test_store_query_unwritable_is_usage_error(tmp_path):
+    result = run_dicomscu("--find", "127.0.0.1", str(free_port()), "--store-query", "/nonexistent/dir/q.dcm")
+    assert result.returncode == 2 and "--store-query /nonexistent/dir/q.dcm: cannot write" in result.stderr
+
+
+def test_failure_status_decoded():
+    ae = AE(ae_title="BROKEN")
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+
+    def on_find(event):
+        yield 0xA900, None
+
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    try:
+        result = run_dicomscu("--find", "127.0.0.1", str(port), "-k", "10,10")
+    finally:
+        server.shutdown()
+    assert result.returncode == 1
+    assert "0xA900 failure: Identifier Does Not Match SOP Class" in result.stderr
+
+
+def test_bad_keys_are_usage_errors():
+    for key, message in [("ZZ,10=1", "neither GGGG,EEEE nor a DICOM keyword"),
+                         ("NoSuchKeyword=1", "unknown keyword"),
+                         ("0009,0010=x", "not in the DICOM data dictionary"),
+                         ("PatientName[0].PatientID=1", "not a sequence"),
+                         ("Rows=abc", "needs a number")]:
+        result = run_dicomscu("--find", "127.0.0.1", "11112", "-k", key)
+        assert result.returncode == 2, (key, result.stderr)
+        assert message in result.stderr and key in result.stderr
+
+
+def make_dataset(**values) -> Dataset:
+    dataset = Dataset()
+    for keyword, value in values.items():
+        setattr(dataset, keyword, value)
+    return dataset
+
+
+@pytest.fixture
+def worklist_scp(tmp_path):
+    """DCMTK wlmscpfs serving one scheduled CT procedure step for AE WLM."""
+    root = tmp_path / "worklists"
+    (root / "WLM").mkdir(parents=True)
+    (root / "WLM" / "lockfile").write_text("")
+    step = make_dataset(
+        Modality="CT", ScheduledStationAETitle="CT01", ScheduledProcedureStepStartDate="20241115",
+        ScheduledProcedureStepStartTime="093000", ScheduledProcedureStepID="SPS1",
+        ScheduledProcedureStepDescription="CT head", ScheduledPerformingPhysicianName="Tech^Anne",
+    )
+    item = make_dataset(
+        SpecificCharacterSet="ISO_IR 100", PatientName="Doe^Jane", PatientID="WL0001", AccessionNumber="A123",
+        StudyInstanceUID="1.2.826.0.1.3680043.10.1137.9.1", RequestedProcedureID="RP1",
+        RequestedProcedureDescription="CT head", ReferringPhysicianName="Who^Dr", PatientBirthDate="19700101",
+        PatientSex="F", ScheduledProcedureStepSequence=[step],
+    )
+    item.file_meta = pydicom.dataset.FileMetaDataset()
+    item.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    item.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.31"
+    item.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.10.1137.9.2"
+    item.save_as(root / "WLM" / "item1.wl", implicit_vr=False, little_endian=True, enforce_file_format=True)
+    port = free_port()
+    log = (tmp_path / "wlm.log").open("w")
+    process = subprocess.Popen([need("wlmscpfs"), "-dfp", str(root), str(port)], stdout=log, stderr=subprocess.STDOUT)
+    wait_for_port(port, process)
+    yield port
+    stop(process)
+
+
+def test_worklist_by_modality_and_date(worklist_scp):
+    answers = find_json(("127.0.0.1", worklist_scp, "WLM"), "--worklist",
+                        "-k", "ScheduledProcedureStepSequence[0].Modality=CT",
+                        "-k", "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20241101-20241130",
+                        "-k", "PatientName", "-k", "PatientID")
+    assert values(answers, "00100020") == {"WL0001"}
+    none = find_json(("127.0.0.1", worklist_scp, "WLM"), "--worklist",
+                     "-k", "ScheduledProcedureStepSequence[0].Modality=MR", "-k", "PatientID")
+    assert none == []
