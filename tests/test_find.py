@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 import subprocess
 from pathlib import Path
 
@@ -297,3 +298,65 @@ def test_worklist_by_modality_and_date(worklist_scp):
     none = find_json(("127.0.0.1", worklist_scp, "WLM"), "--worklist",
                      "-k", "ScheduledProcedureStepSequence[0].Modality=MR", "-k", "PatientID")
     assert none == []
+
+
+def test_ctrl_c_sends_cancel_and_leaves_valid_json():
+    """SIGINT mid-stream: C-CANCEL reaches the peer, exit 130, the JSON array is still closed."""
+    import signal
+    import threading
+    import time
+
+    cancelled = threading.Event()
+
+    def on_find(event):
+        for index in range(1000):
+            if event.is_cancelled:
+                cancelled.set()
+                yield 0xFE00, None
+                return
+            answer = Dataset()
+            answer.QueryRetrieveLevel = "PATIENT"
+            answer.PatientID = f"P{index:04d}"
+            time.sleep(0.05)
+            yield 0xFF00, answer
+
+    ae = AE(ae_title="SLOW")
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "dicomscu", "--find", "127.0.0.1", str(port),
+                                    "--format", "json", "-k", "10,20"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.5)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        server.shutdown()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    answers = json.loads(stdout)
+    assert 5 <= len(answers) < 1000
+    assert cancelled.wait(5)
+
+
+def test_flat_reader_agrees_with_pydicom(loaded_orthanc, dcmqrscp):
+    """The byte-level JSON/CSV of every answer equals pydicom's decoding of the same bytes."""
+    from dicomscu.output.answers import cell
+    from dicomscu.output.flat import read_flat
+
+    for port, aet in ((loaded_orthanc.dicom_port, loaded_orthanc.aetitle), (dcmqrscp.port, dcmqrscp.aetitle)):
+        query = dicomscu.build_query("studyroot", "image", ["PatientName", "StudyDate", "SeriesNumber",
+                                                            "Modality", "InstanceNumber", "PatientID"],
+                                     charset="ISO_IR 192")
+        answers = []
+        dicomscu.find(Peer("127.0.0.1", port, called_ae=aet), query, on_answer=answers.append, raw=True)
+        assert len(answers) == 66
+        for answer in answers:
+            syntax = answer.syntax
+            flat = read_flat(answer.raw, syntax.is_implicit_VR, syntax.is_little_endian)
+            assert flat is not None
+            dataset = answer.dataset()
+            assert Dataset.from_json(json.dumps(flat.json())) == dataset
+            for _, tag in query.columns:
+                assert flat.cell(tag) == cell(dataset, tag), (tag, flat.cell(tag), cell(dataset, tag))

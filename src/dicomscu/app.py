@@ -99,7 +99,7 @@ def run_find(request: Request) -> int:
     name = request.format or ("table" if sys.stdout.isatty() else "dump")
     writer = writer_for(name, query.columns, verbose=request.log_level in (VERBOSE, DEBUG))
     try:
-        report = find(request.peer, query, on_answer=writer.add, limit=request.limit)
+        report = find(request.peer, query, on_answer=writer.add, limit=request.limit, raw=True)
     finally:
         writer.close()
     print(text.find_summary(report), file=sys.stderr)

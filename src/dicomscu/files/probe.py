@@ -67,6 +67,33 @@ def _uid(raw: bytes | memoryview) -> str:
     return bytes(raw).rstrip(b"\0 ").decode("ascii", "replace")
 
 
+def element_header(
+    data: memoryview, pos: int, end: int, implicit: bool, little: bool
+) -> tuple[int, int, int, bool, str | None]:
+    """(tag, value length, header size, holds Implicit VR (UN), VR or None) of the element at `pos`.
+
+    The VR is None in Implicit VR and for item and delimiter tags.  Raises
+    :class:`BadFile` when the header itself is cut or its VR is not a VR.
+    """
+    if end - pos < 8:
+        raise BadFile(f"truncated: the file ends inside an element header at offset {pos}")
+    group, element = struct.unpack_from("<HH" if little else ">HH", data, pos)
+    tag = group << 16 | element
+    if group == 0xFFFE or implicit:
+        (length,) = struct.unpack_from("<L" if little else ">L", data, pos + 4)
+        return tag, length, 8, False, None
+    vr = bytes(data[pos + 4 : pos + 6])
+    if vr in _LONG_VRS:
+        if end - pos < 12:
+            raise BadFile(f"truncated: the file ends inside the header of ({group:04X},{element:04X})")
+        (length,) = struct.unpack_from("<L" if little else ">L", data, pos + 8)
+        return tag, length, 12, vr == b"UN", vr.decode()
+    if vr not in _ALL_VRS:
+        raise BadFile(f"corrupt: invalid VR {vr!r} in element ({group:04X},{element:04X}) at offset {pos}")
+    (length,) = struct.unpack_from("<H" if little else ">H", data, pos + 6)
+    return tag, length, 8, False, vr.decode()
+
+
 @dataclass
 class _Walk:
     """Parsing state: the buffer, its encoding, and the UIDs found at top level."""
@@ -78,27 +105,7 @@ class _Walk:
 
     def header(self, pos: int, end: int) -> tuple[int, int, int, bool]:
         """(tag, value length, header size, is_sequence_like) of the element at `pos`."""
-        if end - pos < 8:
-            raise BadFile(f"truncated: the file ends inside an element header at offset {pos}")
-        data = self.data
-        fmt_short = "<HH" if self.little else ">HH"
-        group, element = struct.unpack_from(fmt_short, data, pos)
-        tag = group << 16 | element
-        if group == 0xFFFE or self.implicit:
-            (length,) = struct.unpack_from("<L" if self.little else ">L", data, pos + 4)
-            return tag, length, 8, False
-        vr = bytes(data[pos + 4 : pos + 6])
-        if vr in _LONG_VRS:
-            if end - pos < 12:
-                raise BadFile(f"truncated: the file ends inside the header of ({group:04X},{element:04X})")
-            (length,) = struct.unpack_from("<L" if self.little else ">L", data, pos + 8)
-            return tag, length, 12, vr == b"UN"
-        if vr not in _ALL_VRS:
-            raise BadFile(
-                f"corrupt: invalid VR {vr!r} in element ({group:04X},{element:04X}) at offset {pos}"
-            )
-        (length,) = struct.unpack_from("<H" if self.little else ">H", data, pos + 6)
-        return tag, length, 8, False
+        return element_header(self.data, pos, end, self.implicit, self.little)[:4]
 
     def elements(self, pos: int, end: int, depth: int, in_item: bool) -> int:
         """Walk elements from `pos`; return the offset after them (or after an item delimiter)."""

@@ -15,7 +15,7 @@ from io import BytesIO
 from typing import Callable
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dsutils import decode, encode
 from pynetdicom.presentation import build_context
 
@@ -28,6 +28,18 @@ from dicomscu.transport.peer import Peer
 
 #: How long to wait for the peer to acknowledge a C-CANCEL before giving up on it.
 CANCEL_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """One match as received: the encoded identifier and its transfer syntax."""
+
+    raw: bytes
+    syntax: UID
+
+    def dataset(self) -> Dataset:
+        syntax = self.syntax
+        return decode(BytesIO(self.raw), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
 
 
 @dataclass
@@ -50,8 +62,12 @@ def find(
     *,
     on_answer: Callable[[Dataset], None] | None = None,
     limit: int | None = None,
+    raw: bool = False,
 ) -> FindReport:
     """Run `query` on `peer`; each match goes to `on_answer`; returns the totals.
+
+    `on_answer` gets a pydicom Dataset, or with `raw` a :class:`RawAnswer` (decoding
+    left to the caller: the command line's machine formats read the bytes directly).
 
     A failure status raises :class:`~dicomscu.errors.OperationFailed` (after the
     matches received so far were handed over); association problems raise the
@@ -68,7 +84,7 @@ def find(
         message_id = channel.next_message_id()
         channel.send_encoded(accepted.context_id, dimse.c_find_rq(message_id, sop_class), identifier, "C-FIND")
         try:
-            _collect(channel, accepted.context_id, message_id, syntax, report, on_answer, limit)
+            _collect(channel, accepted.context_id, message_id, syntax, report, on_answer, limit, raw)
         except KeyboardInterrupt:
             _cancel(channel, accepted.context_id, message_id)
             raise
@@ -79,7 +95,7 @@ def find(
 
 
 def _collect(channel: Channel, context_id: int, message_id: int, syntax, report: FindReport,
-             on_answer, limit: int | None) -> None:
+             on_answer, limit: int | None, raw: bool) -> None:
     while True:
         response = channel.receive(message_id, "C-FIND")
         status = decode_status(response.Status, "find")
@@ -88,10 +104,11 @@ def _collect(channel: Channel, context_id: int, message_id: int, syntax, report:
             return
         if report.cancelled:
             continue  # in flight when we cancelled: dropped
-        identifier = _identifier(response, syntax)
+        identifier = _identifier(response)
         report.matches += 1
-        if on_answer is not None and identifier is not None:
-            on_answer(identifier)
+        if on_answer is not None and identifier:
+            answer = RawAnswer(identifier, syntax)
+            on_answer(answer if raw else answer.dataset())
         if limit is not None and report.matches >= limit:
             channel.send_encoded(context_id, dimse.c_cancel_rq(message_id), None, "C-CANCEL")
             report.cancelled = True
@@ -114,11 +131,10 @@ def _encode(dataset: Dataset, syntax) -> bytes:
     return encoded
 
 
-def _identifier(response, syntax) -> Dataset | None:
+def _identifier(response) -> bytes | None:
+    """The encoded identifier of a response, from our decoder or pynetdicom's."""
     raw = getattr(response, "dataset", None)
     if raw is None:
         stream = getattr(response, "Identifier", None)
         raw = stream.getvalue() if stream is not None else None
-    if not raw:
-        return None
-    return decode(BytesIO(raw), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    return raw

@@ -3,6 +3,8 @@
 JSON, CSV and dump write each answer as it arrives (memory does not grow with
 the number of matches); the table needs every row to size its columns, so it
 keeps them (use ``--limit`` or a machine format for very large results).
+Answers arrive as :class:`~dicomscu.operations.find.RawAnswer`: flat ones are read
+from their bytes (:mod:`.flat`), the others decoded by pydicom.
 """
 
 from __future__ import annotations
@@ -14,34 +16,56 @@ from typing import TextIO
 
 from pydicom.dataset import Dataset
 
+from dicomscu.output.flat import read_flat
+
 FORMATS = ("table", "json", "csv", "dump")
+Columns = list[tuple[str, int]]
 
 
-def cell(dataset: Dataset, keyword: str) -> str:
+def cell(dataset: Dataset, tag: int) -> str:
     """One value as text: multi-values joined with '\\', sequences as DICOM JSON."""
-    element = dataset.get(keyword)
-    if element is None:
+    if tag not in dataset:
         return ""
-    element = dataset[keyword]
+    element = dataset[tag]
     if element.VR == "SQ":
         return json.dumps([item.to_json_dict() for item in element.value], ensure_ascii=False)
     value = element.value
-    if value is None:
+    if value is None or value == "":
         return ""
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return "\\".join(str(v) for v in value)
     return str(value)
 
 
+def _flat(answer):
+    syntax = answer.syntax
+    if syntax.is_deflated:
+        return None
+    return read_flat(answer.raw, syntax.is_implicit_VR, syntax.is_little_endian)
+
+
+def row(answer, columns: Columns) -> list[str]:
+    flat = _flat(answer)
+    if flat is not None:
+        return [flat.cell(tag) for _, tag in columns]
+    dataset = answer.dataset()
+    return [cell(dataset, tag) for _, tag in columns]
+
+
+def json_dict(answer) -> dict:
+    flat = _flat(answer)
+    return flat.json() if flat is not None else answer.dataset().to_json_dict()
+
+
 class AnswerWriter:
     """Base: ``add`` each answer, then ``close``."""
 
-    def __init__(self, columns: list[str], stream: TextIO = sys.stdout) -> None:
+    def __init__(self, columns: Columns, stream: TextIO = sys.stdout) -> None:
         self.columns = columns
         self.stream = stream
         self.count = 0
 
-    def add(self, answer: Dataset) -> None:
+    def add(self, answer) -> None:
         self.count += 1
 
     def close(self) -> None:
@@ -51,10 +75,10 @@ class AnswerWriter:
 class JsonWriter(AnswerWriter):
     """One JSON array of answers in the DICOM JSON model (PS3.18 F.2), streamed."""
 
-    def add(self, answer: Dataset) -> None:
+    def add(self, answer) -> None:
         self.stream.write("[\n" if self.count == 0 else ",\n")
         super().add(answer)
-        self.stream.write(json.dumps(answer.to_json_dict(), ensure_ascii=False))
+        self.stream.write(json.dumps(json_dict(answer), ensure_ascii=False))
 
     def close(self) -> None:
         self.stream.write("[]\n" if self.count == 0 else "\n]\n")
@@ -64,37 +88,37 @@ class JsonWriter(AnswerWriter):
 class CsvWriter(AnswerWriter):
     """A header row of keywords, then one row per answer."""
 
-    def __init__(self, columns: list[str], stream: TextIO = sys.stdout) -> None:
+    def __init__(self, columns: Columns, stream: TextIO = sys.stdout) -> None:
         super().__init__(columns, stream)
         self._writer = csv.writer(stream, lineterminator="\n")
-        self._writer.writerow(columns)
+        self._writer.writerow([keyword for keyword, _ in columns])
 
-    def add(self, answer: Dataset) -> None:
+    def add(self, answer) -> None:
         super().add(answer)
-        self._writer.writerow([cell(answer, keyword) for keyword in self.columns])
+        self._writer.writerow(row(answer, self.columns))
 
 
 class DumpWriter(AnswerWriter):
     """gdcmscu-like text: a header line per answer, then its elements."""
 
-    def add(self, answer: Dataset) -> None:
-        self.stream.write(f"# Match {self.count}\n{answer}\n")
+    def add(self, answer) -> None:
+        self.stream.write(f"# Match {self.count}\n{answer.dataset()}\n")
         super().add(answer)
 
 
 class TableWriter(AnswerWriter):
-    """A rich table, printed when the query ends."""
+    """A rich table, printed when the query ends; with -V each answer's dump as it comes."""
 
-    def __init__(self, columns: list[str], stream: TextIO = sys.stdout, echo_dumps: bool = False) -> None:
+    def __init__(self, columns: Columns, stream: TextIO = sys.stdout, echo_dumps: bool = False) -> None:
         super().__init__(columns, stream)
         self.rows: list[list[str]] = []
         self.echo_dumps = echo_dumps
 
-    def add(self, answer: Dataset) -> None:
+    def add(self, answer) -> None:
         if self.echo_dumps:
-            self.stream.write(f"# Match {self.count}\n{answer}\n")
+            self.stream.write(f"# Match {self.count}\n{answer.dataset()}\n")
         super().add(answer)
-        self.rows.append([cell(answer, keyword) for keyword in self.columns])
+        self.rows.append(row(answer, self.columns))
 
     def close(self) -> None:
         from rich.console import Console
@@ -102,14 +126,14 @@ class TableWriter(AnswerWriter):
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(*(escape(c) for c in self.columns), header_style="bold")
-        for row in self.rows:
-            table.add_row(*(Text(value) for value in row))  # values are data, never markup
+        table = Table(*(escape(keyword) for keyword, _ in self.columns), header_style="bold")
+        for values in self.rows:
+            table.add_row(*(Text(value) for value in values))  # values are data, never markup
         Console(file=self.stream, soft_wrap=False).print(table)
         super().close()
 
 
-def writer_for(name: str, columns: list[str], verbose: bool = False, stream: TextIO = sys.stdout) -> AnswerWriter:
+def writer_for(name: str, columns: Columns, verbose: bool = False, stream: TextIO = sys.stdout) -> AnswerWriter:
     if name == "table":
         return TableWriter(columns, stream, echo_dumps=verbose)
     if name == "json":

@@ -40,9 +40,10 @@ class Query:
     keys: list[Key] = field(default_factory=list)
 
     @property
-    def columns(self) -> list[str]:
-        """Top-level keywords of the identifier, in tag order (for tables and CSV)."""
-        return [elem.keyword or str(elem.tag) for elem in self.dataset if elem.tag not in (CHARSET, QUERY_LEVEL)]
+    def columns(self) -> list[tuple[str, int]]:
+        """(keyword, tag) of the identifier's top-level keys, in tag order (for tables and CSV)."""
+        return [(elem.keyword or str(elem.tag), int(elem.tag)) for elem in self.dataset
+                if elem.tag not in (CHARSET, QUERY_LEVEL)]
 
 
 def locale_codeset(environ=None) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from pynetdicom import AE, evt
-from pynetdicom.pdu_primitives import A_ABORT, A_ASSOCIATE, A_P_ABORT
+from pynetdicom.pdu_primitives import A_ABORT, A_ASSOCIATE, A_P_ABORT, P_DATA
 from pynetdicom.presentation import PresentationContext
 
 from dicomscu.errors import (
@@ -118,17 +118,16 @@ def resolve(host: str, port: int) -> str:
 
 
 class _Assembly:
-    """The message being received: raw P-DATA so far, command and data set bytes."""
+    """The message being received: its PDV lists so far, command and data set bytes."""
 
     def __init__(self) -> None:
-        self.primitives: list = []
         self.reset()
 
     def reset(self) -> None:
+        self.items: list = []  # PDV lists received for this message, for a replay
         self.command = bytearray()
         self.dataset = bytearray()
         self.response = None
-        self.primitives = []
 
 
 class Channel:
@@ -250,21 +249,26 @@ class Channel:
     def _decode_simple_responses(self) -> None:
         """Assemble and decode responses with :func:`.dimse.parse_response` before pynetdicom does.
 
-        The reactor thread hands every received P-DATA to the DIMSE provider's
-        ``receive_primitive``; this wraps it for this association only.  A message
-        whose command set is not one of the simple responses is replayed, P-DATA by
-        P-DATA, into pynetdicom's own decoder.
+        The reactor hands us the PDV items of every P-DATA-TF it receives while
+        the association is established (:attr:`EventDrivenDUL.pdata_sink`).  A
+        message whose command set is not one of the simple responses is replayed,
+        P-DATA by P-DATA, into pynetdicom's own DIMSE decoder.
         """
         provider = self.assoc.dimse
         full_decoder = provider.receive_primitive
         state = _Assembly()
 
-        def receive_primitive(primitive) -> None:
+        def as_primitive(items) -> P_DATA:
+            primitive = P_DATA()
+            primitive.presentation_data_value_list = items
+            return primitive
+
+        def on_pdvs(items) -> None:
             if provider.message is not None:  # pynetdicom is assembling this one
-                full_decoder(primitive)
+                full_decoder(as_primitive(items))
                 return
-            state.primitives.append(primitive)
-            for context_id, pdv in primitive.presentation_data_value_list:
+            state.items.append(items)
+            for context_id, pdv in items:
                 control, data = pdv[0], pdv[1:]
                 if control & 0x01:
                     state.command += data
@@ -272,24 +276,21 @@ class Channel:
                         continue
                     state.response = parse_response(bytes(state.command))
                     if state.response is None:
-                        replay, state.primitives = state.primitives, []
+                        replay = state.items
                         state.reset()
                         for queued in replay:
-                            full_decoder(queued)
+                            full_decoder(as_primitive(queued))
                         return
                 else:
                     state.dataset += data
                     if not control & 0x02 or state.response is None:
                         continue
                     state.response.dataset = bytes(state.dataset)
-                if state.response is not None and (state.response.dataset is not None
-                                                   or not state.response.has_dataset):
+                if state.response.dataset is not None or not state.response.has_dataset:
                     provider.msg_queue.put((context_id, state.response))
                     state.reset()
-            if state.response is None and not state.command:
-                state.primitives = []
 
-        provider.receive_primitive = receive_primitive
+        self.assoc.dul.pdata_sink = on_pdvs
 
     # -- lifetime --------------------------------------------------------------
     def _park_reactor(self) -> None:

@@ -181,3 +181,18 @@ def parse_response(command: bytes) -> Response | None:
         if len(values.get(element, b"")) == 2:
             setattr(response, name, struct.unpack("<H", values[element])[0])
     return response
+
+
+def parse_pdvs(body: bytes | bytearray) -> list | None:
+    """The PDV items of a P-DATA-TF PDU's body as [context ID, control + fragment]; None if malformed."""
+    items = []
+    pos, end = 0, len(body)
+    while pos < end:
+        if end - pos < 6:
+            return None
+        (length,) = struct.unpack_from(">L", body, pos)
+        if length < 2 or pos + 4 + length > end:
+            return None
+        items.append([body[pos + 4], bytes(body[pos + 5 : pos + 4 + length])])
+        pos += 4 + length
+    return items or None

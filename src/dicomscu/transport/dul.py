@@ -19,10 +19,13 @@ import logging
 import queue
 import select
 import socket
+import struct
 from typing import TYPE_CHECKING
 
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
+
+from dicomscu.transport.dimse import parse_pdvs
 
 if TYPE_CHECKING:  # pragma: no cover
     from pynetdicom.association import Association
@@ -43,6 +46,51 @@ class EventDrivenDUL(DULServiceProvider):
         self._wake_tx.setblocking(False)
         #: The A-ABORT PDU the peer sent, if any (source and reason for messages).
         self.received_abort: A_ABORT_RQ | None = None
+        #: Where the PDV items of P-DATA-TF PDUs received in Sta6 go, bypassing the
+        #: state machine (whose action there, DT-2, only hands them to DIMSE).
+        self.pdata_sink = None
+
+    def _read_pdu_data(self) -> None:
+        """Read one PDU; P-DATA-TF in Sta6 goes straight to :attr:`pdata_sink`.
+
+        Everything else follows pynetdicom's path: decode, queue the event for the
+        state machine.  Malformed PDUs are Evt19 (the state machine aborts), a
+        broken connection Evt17.
+        """
+        sock = self.socket
+        try:
+            header = sock.recv(6)
+            if len(header) < 6:
+                self.event_queue.put("Evt17")
+                return
+            pdu_type, _, length = struct.unpack(">BBL", header)
+            if not 0x01 <= pdu_type <= 0x07:
+                LOGGER.error("unknown PDU type 0x%02X received", pdu_type)
+                self.event_queue.put("Evt19")
+                return
+            body = sock.recv(length)
+        except OSError:  # includes timeouts; the socket keeps the reason
+            self.event_queue.put("Evt17")
+            return
+        if len(body) != length:
+            self.event_queue.put("Evt17")
+            return
+        if pdu_type == 0x04 and self.pdata_sink is not None and self.state_machine.current_state == "Sta6":
+            items = parse_pdvs(body)
+            if items is None:
+                LOGGER.error("malformed P-DATA-TF PDU received")
+                self.event_queue.put("Evt19")
+                return
+            self.pdata_sink(items)
+            return
+        try:
+            pdu, event = self._decode_pdu(header + body)
+        except Exception as exc:
+            LOGGER.error("unable to decode a received PDU: %s", exc)
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
 
     def _decode_pdu(self, bytestream):
         pdu, event = super()._decode_pdu(bytestream)

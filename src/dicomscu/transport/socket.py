@@ -33,6 +33,8 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 #: floor for association-phase PDUs, whatever limit was advertised.
 HARD_PDU_LIMIT = 64 << 20
 ASSOCIATION_PDU_FLOOR = 1 << 20
+#: Bytes asked of the kernel per recv() call.
+_READ_AHEAD = 256 * 1024
 #: Buffers per sendmsg() call (Linux IOV_MAX is 1024).
 _IOV_BATCH = 512
 
@@ -77,6 +79,8 @@ class TunedSocket(AssociationSocket):
         self.connect_error: OSError | None = None
         #: Serializes writes of the reactor thread and of :meth:`send_buffers`.
         self.write_lock = threading.Lock()
+        #: Bytes received and not yet consumed (see :meth:`recv`).
+        self._buffer = bytearray()
         super().__init__(assoc, client_socket=client_socket, address=address)
         if client_socket is not None:
             tune(client_socket)
@@ -141,33 +145,40 @@ class TunedSocket(AssociationSocket):
                         pending[0] = head[sent:]
                         sent = 0
 
+    @property
+    def ready(self) -> bool:
+        """Data to read: already buffered, or waiting on the socket."""
+        return bool(self._buffer) or super().ready
+
     def recv(self, nr_bytes: int) -> bytearray:
-        """Read exactly `nr_bytes`, or fewer if the peer closed; never wait forever."""
+        """Read exactly `nr_bytes`, or fewer if the peer closed; never wait forever.
+
+        Reads ahead into a buffer (up to 256 KiB per system call), so a burst of
+        small PDUs, such as C-FIND responses, costs one ``recv`` instead of two per PDU.
+        """
         if nr_bytes > self.pdu_limit:
             self.failure = (
                 f"the peer announced a PDU of {nr_bytes} bytes, more than the {self.pdu_limit} "
                 "this association accepts (broken or hostile peer)"
             )
             raise OSError(self.failure)
+        buffer = self._buffer
         sock = self.socket
-        if sock is None:
-            return bytearray()
-        buffer = bytearray(nr_bytes)
-        got = 0
-        with memoryview(buffer) as view:
-            try:
-                while got < nr_bytes:
-                    n = sock.recv_into(view[got:])
-                    if n == 0:
-                        if got or nr_bytes != 6:  # a header was already read
-                            self.failure = "the peer closed the connection in the middle of a PDU"
-                        break
-                    got += n
-                    quickack(sock)
-            except socket.timeout:
-                self.timed_out = True
-                self.failure = (
-                    f"the peer stopped sending in the middle of a PDU (nothing for {self.read_timeout:g} s)"
-                )
-                raise
-        return buffer if got == nr_bytes else buffer[:got]
+        try:
+            while len(buffer) < nr_bytes and sock is not None:
+                chunk = sock.recv(max(_READ_AHEAD, nr_bytes - len(buffer)))
+                if not chunk:
+                    if buffer or nr_bytes != 6:  # a header was already read
+                        self.failure = "the peer closed the connection in the middle of a PDU"
+                    break
+                buffer += chunk
+                quickack(sock)
+        except socket.timeout:
+            self.timed_out = True
+            self.failure = (
+                f"the peer stopped sending in the middle of a PDU (nothing for {self.read_timeout:g} s)"
+            )
+            raise
+        data = buffer[:nr_bytes]
+        del buffer[:nr_bytes]  # O(1) at the front of a bytearray
+        return data
