@@ -16,12 +16,16 @@ from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR
 
-from dicomscu.files.probe import BadFile, element_header
 
 _TEXT_VRS = frozenset("AE AS CS DA DT LO LT SH ST TM UC UI UR UT".split())
 _NUMBER_VRS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "UV": "Q", "SV": "q"}
 _CHARSETS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
 _CHARSET_TAG = 0x00080005
+_IMPLICIT = struct.Struct("<HHL")
+_EXPLICIT = struct.Struct("<HH2sH")
+#: Explicit VRs with a 16-bit length that this module decodes.
+_SHORT_VRS = frozenset(vr.encode() for vr in _TEXT_VRS | {"PN", "IS", "DS", "US", "SS", "UL", "SL", "FL", "FD"}
+                       if vr not in ("UC", "UR", "UT"))
 
 
 @dataclass(frozen=True)
@@ -54,28 +58,37 @@ def _person_json(value: str) -> dict:
 
 def read_flat(raw: bytes, implicit: bool, little: bool) -> FlatAnswer | None:
     """The answer's elements, or None when pydicom must decode it (see module doc)."""
-    view = memoryview(raw)
-    end = len(view)
+    if not little:
+        return None  # rare on the network; pydicom handles it
+    end = len(raw)
     pos = 0
-    found: list[tuple[int, str, memoryview]] = []
-    try:
-        while pos < end:
-            tag, length, size, _, vr = element_header(view, pos, end, implicit, little)
-            if length == 0xFFFFFFFF or pos + size + length > end:
+    found: list[tuple[int, str, bytes]] = []
+    while pos < end:
+        if end - pos < 8:
+            return None
+        if implicit:
+            group, element, length = _IMPLICIT.unpack_from(raw, pos)
+            tag = group << 16 | element
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
                 return None
-            if vr is None:
-                try:
-                    vr = dictionary_VR(tag)
-                except KeyError:
-                    return None
-            found.append((tag, vr, view[pos + size : pos + size + length]))
-            pos += size + length
-    except BadFile:
-        return None
+            start = pos + 8
+        else:
+            group, element, vr_bytes, length = _EXPLICIT.unpack_from(raw, pos)
+            tag = group << 16 | element
+            if vr_bytes not in _SHORT_VRS:
+                return None  # SQ, binary, UN, malformed: pydicom's job
+            vr = vr_bytes.decode()
+            start = pos + 8
+        pos = start + length
+        if pos > end or length == 0xFFFFFFFF:
+            return None
+        found.append((tag, vr, raw[start:pos]))
     charset = ""
     for tag, vr, value in found:
         if tag == _CHARSET_TAG:
-            charset = bytes(value).decode("ascii", "replace").strip()
+            charset = value.decode("ascii", "replace").strip()
     codec = _CHARSETS.get(charset)
     if codec is None:
         return None
@@ -88,7 +101,7 @@ def read_flat(raw: bytes, implicit: bool, little: bool) -> FlatAnswer | None:
     return FlatAnswer(elements)
 
 
-def _values(vr: str, value: memoryview, codec: str, little: bool) -> list | None:
+def _values(vr: str, value: bytes, codec: str, little: bool) -> list | None:
     if vr in _NUMBER_VRS:
         fmt = _NUMBER_VRS[vr]
         width = struct.calcsize(fmt)
@@ -97,7 +110,7 @@ def _values(vr: str, value: memoryview, codec: str, little: bool) -> list | None
         return list(struct.unpack(("<" if little else ">") + fmt * (len(value) // width), value))
     if vr not in _TEXT_VRS and vr not in ("PN", "IS", "DS"):
         return None  # SQ, binary and ambiguous VRs: pydicom's job
-    text = bytes(value).decode(codec if vr in ("LO", "LT", "PN", "SH", "ST", "UC", "UT") else "ascii",
+    text = value.decode(codec if vr in ("LO", "LT", "PN", "SH", "ST", "UC", "UT") else "ascii",
                                "replace")
     text = text.rstrip("\0 ") if vr != "UI" else text.rstrip("\0")
     if not text:

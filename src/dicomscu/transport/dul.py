@@ -114,6 +114,8 @@ class EventDrivenDUL(DULServiceProvider):
             return
 
     def _wait_for_work(self) -> None:
+        if self.socket is not None and self.socket.ready:
+            return  # read-ahead data is waiting in the socket's buffer, not in the kernel
         waitables: list = [self._wake_rx]
         raw = self.socket.socket if self.socket is not None else None
         if raw is not None and self.socket._is_connected:
