@@ -13,7 +13,6 @@ peak RSS, the number of answers, and the ratios.  Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,18 +23,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the same Orthanc launcher the tests use
 
+import measure  # noqa: E402
 from peers import Orthanc  # noqa: E402
-
-
-def run_measured(args: list[str]) -> tuple[float, int, bytes]:
-    started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        print(f"  ! {args[:3]} exited {os.waitstatus_to_exitcode(status)}", file=sys.stderr)
-    return elapsed, usage.ru_maxrss // 1024, output
 
 
 def commands(tool: str, port: int, aet: str) -> list[str]:
@@ -71,12 +60,12 @@ def main() -> int:
             print(f"loaded Orthanc with {report.stored} instances in {time.perf_counter() - started:.1f} s")
             times = {}
             for tool in args.tools.split(","):
-                runs = [run_measured(commands(tool, orthanc.dicom_port, orthanc.aetitle)) for _ in range(args.repeat)]
-                best = min(r[0] for r in runs)
+                runs = [measure.run(commands(tool, orthanc.dicom_port, orthanc.aetitle)) for _ in range(args.repeat)]
+                best = min(r.seconds for r in runs)
                 times[tool] = best
-                answers = runs[0][2].count(b"\n") - 1 if tool == "dicomscu" else None
+                answers = runs[0].stdout.count(b"\n") - 1 if tool == "dicomscu" else None
                 extra = f"  {answers} answers" if answers is not None else ""
-                print(f"  {tool:<11} {best:7.2f} s  {max(r[1] for r in runs):5d} MB peak RSS{extra}")
+                print(f"  {tool:<11} {best:7.2f} s  {max(r.rss_mb for r in runs):5d} MB peak RSS{extra}")
             if "findscu" in times and "dicomscu" in times:
                 print(f"  dicomscu / findscu: {times['dicomscu'] / times['findscu']:.2f}x (target <= 1.5)")
             if "pynetdicom" in times and "dicomscu" in times:

@@ -14,13 +14,13 @@ A benchmark, not a test: it asserts nothing about timings.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import measure
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -39,19 +39,6 @@ def ensure_data(directory: Path) -> Path:
     print(f"generating benchmark data into {directory} ...", file=sys.stderr)
     subprocess.run([sys.executable, str(generator), str(directory)], check=True)
     return directory
-
-
-def run_measured(args: list[str]) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS in MB, exit code) of one process."""
-    started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        print(f"  ! {args[0]} exited {process.returncode}: {process.stderr.read().decode()[-300:]}",
-              file=sys.stderr)
-    return elapsed, usage.ru_maxrss // 1024, process.returncode
 
 
 def commands(tool: str, port: int, folder: Path) -> list[str]:
@@ -85,9 +72,9 @@ def main() -> int:
             size = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
             print(f"\n{name}: {count} files, {size:.0f} MB -> storescp --ignore (loopback)")
             for tool in tools:
-                runs = [run_measured(commands(tool, port, folder)) for _ in range(args.repeat)]
-                seconds = min(r[0] for r in runs)
-                rss = max(r[1] for r in runs)
+                runs = [measure.run(commands(tool, port, folder)) for _ in range(args.repeat)]
+                seconds = min(r.seconds for r in runs)
+                rss = max(r.rss_mb for r in runs)
                 results[(name, tool)] = (seconds, rss)
                 print(f"  {tool:<11} {seconds:8.2f} s  {rss:5d} MB peak RSS  "
                       f"{count / seconds:8.0f} files/s  {size / seconds:7.1f} MB/s")

@@ -7,7 +7,6 @@ import os
 import shlex
 import sys
 import subprocess
-from pathlib import Path
 
 import pydicom
 import pytest

@@ -79,8 +79,10 @@ class TunedSocket(AssociationSocket):
         self.connect_error: OSError | None = None
         #: Serializes writes of the reactor thread and of :meth:`send_buffers`.
         self.write_lock = threading.Lock()
-        #: Bytes received and not yet consumed (see :meth:`recv`).
+        #: Bytes received and not yet consumed (see :meth:`recv`), and the reusable
+        #: landing area of each recv_into() (no allocation per system call).
         self._buffer = bytearray()
+        self._scratch = memoryview(bytearray(_READ_AHEAD))
         super().__init__(assoc, client_socket=client_socket, address=address)
         if client_socket is not None:
             tune(client_socket)
@@ -166,12 +168,12 @@ class TunedSocket(AssociationSocket):
         sock = self.socket
         try:
             while len(buffer) < nr_bytes and sock is not None:
-                chunk = sock.recv(max(_READ_AHEAD, nr_bytes - len(buffer)))
-                if not chunk:
+                received = sock.recv_into(self._scratch)
+                if not received:
                     if buffer or nr_bytes != 6:  # a header was already read
                         self.failure = "the peer closed the connection in the middle of a PDU"
                     break
-                buffer += chunk
+                buffer += self._scratch[:received]
                 quickack(sock)
         except socket.timeout:
             self.timed_out = True
