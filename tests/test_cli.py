@@ -148,8 +148,8 @@ def test_help_lists_every_gdcmscu_option():
         assert option in result.stdout, option
 
 
-def test_not_yet_available_operations_say_so():
-    result = run_dicomscu("--move", "localhost", "11112")
+def test_retrieve_without_its_unique_key_says_what_to_add():
+    result = run_dicomscu("--move", "localhost", "11112", "--port-scp", "11999")
     assert result.returncode == 2
-    assert "--move is not available in this version" in result.stderr
+    assert "needs a value for PatientID: add -k PatientID=VALUE" in result.stderr
     assert "Traceback" not in result.stderr

@@ -70,10 +70,7 @@ def run(request: Request) -> int:
         return 0
     if request.action == "queryhelp":
         return run_queryhelp(request)
-    if request.operation in ("move", "get"):
-        raise UsageError(f"--{request.operation} is not available in this version of dicomscu yet "
-                         "(--echo, --store and --find are)")
-    runners = {"echo": run_echo, "store": run_store, "find": run_find}
+    runners = {"echo": run_echo, "store": run_store, "find": run_find, "move": run_retrieve, "get": run_retrieve}
     return runners[request.operation](request)
 
 
@@ -161,6 +158,37 @@ def run_store(request: Request) -> int:
     print(text.store_summary(report))
     if report.error is not None:
         return report.error.exit_code
+    return 0 if report.ok else 1
+
+
+def run_retrieve(request: Request) -> int:
+    from dicomscu.files.instances import prepare_directory
+    from dicomscu.operations import retrieve
+    from dicomscu.output import text
+    from dicomscu.query.build import build_query
+
+    query = build_query(request.model, request.level, request.keys, charset=request.charset)
+    options = retrieve.RetrieveOptions(
+        output=prepare_directory(request.output or "."),
+        layout=request.layout,
+        accept_all_syntaxes=request.accept_all_syntaxes,
+        move_destination=request.move_destination,
+        port_scp=request.port_scp,
+        skip_existing=request.skip_existing,
+    )
+    LOGGER.info("%s identifier:\n%s", request.operation.upper(), query.dataset)
+    show_bar = request.progress if request.progress is not None else sys.stderr.isatty()
+    bar = None
+    if show_bar:
+        from dicomscu.output.progress import RetrieveProgress
+
+        bar = RetrieveProgress(f"C-{request.operation.upper()}")
+    operation = retrieve.move if request.operation == "move" else retrieve.get
+    with bar if bar is not None else nullcontext():
+        report = operation(request.peer, query, options, on_progress=bar.update if bar else None)
+    for problem in report.write_errors:
+        _error(f"not written: {problem}")
+    print(text.retrieve_summary(report, options.output))
     return 0 if report.ok else 1
 
 

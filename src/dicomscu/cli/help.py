@@ -56,6 +56,13 @@ dicomscu options (not in gdcmscu):
      --limit N          Stop after N matches (sends a C-CANCEL).
      --charset CS       Specific Character Set of the query (default from the locale,
                         e.g. ISO_IR 192 for UTF-8; "" for none).
+     --layout L         Retrieved files: flat (DIR/<SOPInstanceUID>.dcm, default) or
+                        hierarchical (DIR/<PatientID>/<Study>/<Series>/<SOP>.dcm).
+     --move-dest AE     C-MOVE to another AE (no SCP of ours is started).
+     --accept-all-syntaxes
+                        Accept every transfer syntax for retrieved instances (default,
+                        as gdcmscu: Implicit VR Little Endian only).
+     --skip-existing    Find first, then retrieve only instances not already in -o DIR.
      --progress, --no-progress
                         Force the progress bar on or off (default: on a terminal).
 

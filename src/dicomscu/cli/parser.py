@@ -24,6 +24,7 @@ from dicomscu.transport.peer import (
     DEFAULT_PORT,
     Peer,
     Timeouts,
+    check_ae_title,
     check_port,
 )
 
@@ -81,6 +82,10 @@ def _build() -> argparse.ArgumentParser:
     add("--format", choices=("table", "json", "csv", "dump"))
     add("--limit")
     add("--charset")
+    add("--layout", choices=("flat", "hierarchical"), default="flat")
+    add("--move-dest")
+    add("--accept-all-syntaxes", action="store_true")
+    add("--skip-existing", action="store_true")
     add("--progress", dest="progress", action="store_true", default=None)
     add("--no-progress", dest="progress", action="store_false")
     add("positionals", nargs="*")
@@ -108,6 +113,11 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request
     request.progress = ns.progress
     request.root_uid = _root_uid(ns.root_uid, environ)
     request.format = ns.format
+    request.layout = ns.layout
+    request.accept_all_syntaxes = ns.accept_all_syntaxes
+    request.skip_existing = ns.skip_existing
+    if ns.move_dest is not None:
+        request.move_destination = check_ae_title(ns.move_dest, "--move-dest")
     request.charset = ns.charset
     if ns.limit is not None:
         request.limit = _int(ns.limit, "--limit")

@@ -38,6 +38,10 @@ class Request:
     format: str | None = None  # None: a table on a terminal, a dump otherwise
     limit: int | None = None
     charset: str | None = None  # None: from the locale
+    layout: str = "flat"
+    move_destination: str | None = None
+    accept_all_syntaxes: bool = False
+    skip_existing: bool = False
     # General
     root_uid: str | None = None
     log_level: str = WARNING

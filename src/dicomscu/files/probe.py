@@ -256,3 +256,23 @@ _UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
 
 def _valid_uid(value: str) -> bool:
     return len(value) <= 64 and _UID.match(value) is not None
+
+
+def top_level_values(dataset: bytes | bytearray | memoryview, transfer_syntax: str, tags: list[int]) -> dict[int, str]:
+    """Text values of top-level `tags` in an encoded data set, after proving it whole.
+
+    For instances received over the network: the bytes are checked exactly as a
+    file's are (a cut data set raises :class:`BadFile`), and only the few values
+    needed to name the file are read.
+    """
+    view = memoryview(dataset)
+    wanted = {tag: "" for tag in tags}
+    if transfer_syntax != DeflatedExplicitVRLittleEndian:
+        walker = _Walk(
+            view,
+            implicit=transfer_syntax == ImplicitVRLittleEndian,
+            little=transfer_syntax != ExplicitVRBigEndian,
+            wanted=wanted,
+        )
+        walker.elements(0, len(view), 0, in_item=False)
+    return wanted

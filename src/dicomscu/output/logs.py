@@ -37,6 +37,12 @@ def setup(level: str, log_file: str | None = None) -> None:
     ours.handlers[:] = [handler]
     ours.setLevel(_LEVELS[level])
     ours.propagate = False
+    # pydicom's warnings.warn() calls (an odd value in a received data set...): only when asked.
+    logging.captureWarnings(True)
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_logger.handlers[:] = [handler]
+    warnings_logger.setLevel(logging.WARNING if level in (VERBOSE, DEBUG) else logging.CRITICAL + 1)
+    warnings_logger.propagate = False
     theirs = logging.getLogger("pynetdicom")
     theirs.handlers[:] = [handler]
     theirs.setLevel(logging.DEBUG if level == DEBUG else logging.CRITICAL + 1)

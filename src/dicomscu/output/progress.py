@@ -56,3 +56,29 @@ class StoreProgress:
 
     def print(self, line: str) -> None:
         self._console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+class RetrieveProgress:
+    """Sub-operations done of the total the server announces, from pending responses."""
+
+    def __init__(self, title: str, stream: TextIO = sys.stderr) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
+                                  console=Console(file=stream), transient=True)
+        self._task = self._progress.add_task(title, total=None, detail="")
+
+    def __enter__(self) -> "RetrieveProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._progress.stop()
+
+    def update(self, report) -> None:
+        done = report.completed + report.failed + report.warning
+        total = report.total or None
+        detail = f"{report.failed} failed" if report.failed else ""
+        self._progress.update(self._task, completed=done, total=total, detail=detail)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dicomscu.operations.echo import EchoResult
-from dicomscu.operations.find import FindReport
+from typing import TYPE_CHECKING
+
 from dicomscu.operations.store import FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dicomscu.operations.echo import EchoResult
+    from dicomscu.operations.find import FindReport
+    from dicomscu.operations.retrieve import RetrieveReport
 
 
 def echo_line(result: EchoResult) -> str:
@@ -42,3 +47,13 @@ def find_summary(report: FindReport) -> str:
     line = (f"C-FIND {report.peer} ({report.query.model.title}{level}): {report.matches} match(es), "
             f"{report.status} in {report.seconds:.2f} s")
     return line + (" (stopped by --limit: C-CANCEL sent)" if report.cancelled else "")
+
+
+def retrieve_summary(report: RetrieveReport, directory: str) -> str:
+    parts = [f"{report.operation} {report.peer}: {report.status or 'no final status'}",
+             f"{report.completed} completed", f"{report.failed} failed", f"{report.warning} warning(s)"]
+    if report.operation == "C-GET" or report.written:
+        parts.append(f"{report.written} file(s) written to {directory}")
+    if report.already_present:
+        parts.append(f"{report.already_present} already present (skipped)")
+    return ", ".join(parts) + f" in {report.seconds:.2f} s"

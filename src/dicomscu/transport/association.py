@@ -194,12 +194,25 @@ class Channel:
         self.assoc.dimse.send_msg(request, context_id)
         return self.receive(request.MessageID, what)
 
+    def receive_any(self, what: str):
+        """(context ID, message) of the next DIMSE message, request or response; bounded wait."""
+        started = time.monotonic()
+        context_id, message = self.assoc.dimse.get_msg(block=True)
+        if message is None:
+            self._raise_lost(what, time.monotonic() - started)
+        return context_id, message
+
+    def syntax_of(self, context_id: int):
+        """Transfer syntax of the accepted presentation context `context_id`."""
+        for cx in self.assoc.accepted_contexts:
+            if cx.context_id == context_id:
+                return cx.transfer_syntax[0]
+        raise AssociationAborted(f"{self.peer}: the peer used presentation context {context_id}, "
+                                 "which was never accepted (protocol error)")
+
     def receive(self, message_id: int, what: str):
         """Wait for the response to `message_id`; every wait is bounded by the DIMSE timeout."""
-        started = time.monotonic()
-        _, rsp = self.assoc.dimse.get_msg(block=True)
-        if rsp is None:
-            self._raise_lost(what, time.monotonic() - started)
+        _, rsp = self.receive_any(what)
         if getattr(rsp, "Status", None) is None:
             self.abort()
             raise AssociationAborted(f"{self.peer}: the peer sent {type(rsp).__name__} without a status "
@@ -364,7 +377,7 @@ def _classify_failure(assoc, peer: Peer, acse: AcseLog, address: str, started: f
         )
     if getattr(sock, "timed_out", False):
         raise PeerTimeout(f"{peer}: association request failed: {sock.failure}")
-    if isinstance(primitive, (A_ABORT, A_P_ABORT)):
+    if isinstance(primitive, (A_ABORT, A_P_ABORT)) or getattr(assoc.dul, "received_abort", None):
         raise AssociationAborted(f"{peer}: association request failed: {describe_abort(assoc.dul)}")
     if time.monotonic() - started >= peer.timeouts.association * 0.99:
         raise PeerTimeout(

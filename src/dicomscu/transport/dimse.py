@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 C_STORE_RQ = 0x0001
 C_FIND_RQ = 0x0020
+C_MOVE_RQ = 0x0021
+C_GET_RQ = 0x0010
+C_STORE_RSP = 0x8001
 C_CANCEL_RQ = 0x0FFF
 NO_DATASET = 0x0101
 #: (0000,0800) Command Data Set Type: 0x0101 means "no data set"; anything else means one follows.
@@ -49,42 +52,68 @@ def c_store_rq(
     move_originator: tuple[str, int] | None = None,
 ) -> bytes:
     """The command set of a C-STORE-RQ (PS3.7 9.3.1.1), ready to send."""
-    parts = [
-        _element(0x0002, _uid(sop_class)),
-        _element(0x0100, _us(C_STORE_RQ)),
-        _element(0x0110, _us(message_id)),
-        _element(0x0700, _us(priority)),
-        _element(0x0800, _us(DATASET_PRESENT)),
-        _element(0x1000, _uid(sop_instance)),
+    elements = [
+        (0x0002, _uid(sop_class)),
+        (0x0100, _us(C_STORE_RQ)),
+        (0x0110, _us(message_id)),
+        (0x0700, _us(priority)),
+        (0x0800, _us(DATASET_PRESENT)),
+        (0x1000, _uid(sop_instance)),
     ]
     if move_originator is not None:
         ae_title, originator_id = move_originator
-        title = ae_title.encode("ascii").ljust(16)[:16]
-        parts += [_element(0x1030, title), _element(0x1031, _us(originator_id))]
-    body = b"".join(parts)
+        elements += [(0x1030, ae_title.encode("ascii").ljust(16)[:16]), (0x1031, _us(originator_id))]
+    return _command(elements)
+
+
+def _command(elements: list[tuple[int, bytes]]) -> bytes:
+    """A command set from (element of group 0000, encoded value) pairs, in tag order."""
+    body = b"".join(_element(element, value) for element, value in elements)
     return _element(0x0000, struct.pack("<L", len(body))) + body
 
 
-def c_find_rq(message_id: int, sop_class: str, priority: int = 0x0000) -> bytes:
-    """The command set of a C-FIND-RQ (PS3.7 9.3.2.1); the identifier follows."""
-    body = b"".join([
-        _element(0x0002, _uid(sop_class)),
-        _element(0x0100, _us(C_FIND_RQ)),
-        _element(0x0110, _us(message_id)),
-        _element(0x0700, _us(priority)),
-        _element(0x0800, _us(DATASET_PRESENT)),
+def _request(field: int, message_id: int, sop_class: str, extra: tuple = ()) -> bytes:
+    return _command([
+        (0x0002, _uid(sop_class)),
+        (0x0100, _us(field)),
+        (0x0110, _us(message_id)),
+        *extra,
+        (0x0700, _us(0x0000)),
+        (0x0800, _us(DATASET_PRESENT)),
     ])
-    return _element(0x0000, struct.pack("<L", len(body))) + body
+
+
+def c_find_rq(message_id: int, sop_class: str) -> bytes:
+    """The command set of a C-FIND-RQ (PS3.7 9.3.2.1); the identifier follows."""
+    return _request(C_FIND_RQ, message_id, sop_class)
+
+
+def c_move_rq(message_id: int, sop_class: str, move_destination: str) -> bytes:
+    """The command set of a C-MOVE-RQ (PS3.7 9.3.4.1); the identifier follows."""
+    destination = move_destination.encode("ascii").ljust(16)[:16]
+    return _request(C_MOVE_RQ, message_id, sop_class, ((0x0600, destination),))
+
+
+def c_get_rq(message_id: int, sop_class: str) -> bytes:
+    """The command set of a C-GET-RQ (PS3.7 9.3.3.1); the identifier follows."""
+    return _request(C_GET_RQ, message_id, sop_class)
+
+
+def c_store_rsp(message_id: int, sop_class: str, sop_instance: str, status: int) -> bytes:
+    """The command set of a C-STORE-RSP (PS3.7 9.3.1.2), answering a sub-operation of C-GET."""
+    return _command([
+        (0x0002, _uid(sop_class)),
+        (0x0100, _us(C_STORE_RSP)),
+        (0x0120, _us(message_id)),
+        (0x0800, _us(NO_DATASET)),
+        (0x0900, _us(status)),
+        (0x1000, _uid(sop_instance)),
+    ])
 
 
 def c_cancel_rq(message_id: int) -> bytes:
     """The command set of a C-CANCEL-RQ for the request `message_id` (PS3.7 9.3.2.3)."""
-    body = b"".join([
-        _element(0x0100, _us(C_CANCEL_RQ)),
-        _element(0x0120, _us(message_id)),
-        _element(0x0800, _us(NO_DATASET)),
-    ])
-    return _element(0x0000, struct.pack("<L", len(body))) + body
+    return _command([(0x0100, _us(C_CANCEL_RQ)), (0x0120, _us(message_id)), (0x0800, _us(NO_DATASET))])
 
 
 def p_data_tf(context_id: int, command: bytes, dataset: bytes | None, max_pdu: int) -> list:

@@ -1,0 +1,327 @@
+"""C-MOVE and C-GET: retrieve instances into a directory, complete files only.
+
+Both run the same sequence: check the identifier (unique key of the level, no
+wildcards), optionally find what is already on disk (``skip_existing``), send the
+request, and follow the pending responses' sub-operation counts until the final
+status.  They differ in where the instances arrive:
+
+* C-MOVE: the server opens a new association to the Move Destination AE.  By
+  default that is us: a storage SCP (:class:`.scp.StorageSCP`) listens on
+  ``port_scp`` under our calling AE title for the duration of the move.  With
+  ``move_destination`` the instances go to a third AE instead.
+* C-GET: the server sends C-STORE requests back over the same association (SCP
+  role negotiated for the storage SOP classes), answered here one by one.
+
+Instances are written by :class:`~dicomscu.files.instances.InstanceWriter`.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Callable
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import ALL_TRANSFER_SYNTAXES
+from pynetdicom import sop_class as sc
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
+from pynetdicom.presentation import build_context
+
+from dicomscu.errors import OperationFailed, PeerTimeout, UsageError
+from dicomscu.files.instances import InstanceWriter
+from dicomscu.files.probe import BadFile
+from dicomscu.operations.status import FAILURE, PENDING, SUCCESS, WARNING, Status, decode
+from dicomscu.query.build import QUERY_LEVEL, Query, build_query
+from dicomscu.transport import dimse
+from dicomscu.transport.association import Channel, associate
+from dicomscu.transport.peer import Peer
+
+#: Storage SOP classes offered for C-GET when nothing better is known (the common modalities).
+DEFAULT_GET_CLASSES = (
+    sc.CTImageStorage, sc.EnhancedCTImageStorage, sc.MRImageStorage, sc.EnhancedMRImageStorage,
+    sc.ComputedRadiographyImageStorage, sc.DigitalXRayImageStorageForPresentation,
+    sc.DigitalXRayImageStorageForProcessing, sc.DigitalMammographyXRayImageStorageForPresentation,
+    sc.DigitalMammographyXRayImageStorageForProcessing, sc.BreastTomosynthesisImageStorage,
+    sc.UltrasoundImageStorage, sc.UltrasoundMultiFrameImageStorage, sc.SecondaryCaptureImageStorage,
+    sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage, sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    sc.MultiFrameTrueColorSecondaryCaptureImageStorage, sc.NuclearMedicineImageStorage,
+    sc.PositronEmissionTomographyImageStorage, sc.EnhancedPETImageStorage, sc.XRayAngiographicImageStorage,
+    sc.EnhancedXAImageStorage, sc.XRayRadiofluoroscopicImageStorage, sc.XRay3DAngiographicImageStorage,
+    sc.RTImageStorage, sc.RTDoseStorage, sc.RTStructureSetStorage, sc.RTPlanStorage,
+    sc.BasicTextSRStorage, sc.EnhancedSRStorage, sc.ComprehensiveSRStorage, sc.KeyObjectSelectionDocumentStorage,
+    sc.EncapsulatedPDFStorage, sc.GrayscaleSoftcopyPresentationStateStorage, sc.SegmentationStorage,
+    sc.SpatialRegistrationStorage, sc.RawDataStorage, sc.VLPhotographicImageStorage,
+    sc.OphthalmicPhotography8BitImageStorage,
+)
+#: PS3.8: at most 128 presentation contexts; one is the GET context itself.
+MAX_STORAGE_CONTEXTS = 127
+#: SOP Instance UIDs per image-level request when retrieving what is missing.
+UIDS_PER_REQUEST = 200
+
+
+@dataclass
+class RetrieveOptions:
+    output: str = "."
+    layout: str = "flat"
+    #: Accept every transfer syntax for incoming instances (gdcmscu: Implicit VR LE only).
+    accept_all_syntaxes: bool = False
+    #: C-MOVE to this AE instead of our own SCP.
+    move_destination: str | None = None
+    #: Port of our storage SCP for C-MOVE.
+    port_scp: int | None = None
+    #: First find the instances, then retrieve only those not already in `output`.
+    skip_existing: bool = False
+
+    @property
+    def syntaxes(self) -> list[str]:
+        return list(ALL_TRANSFER_SYNTAXES) if self.accept_all_syntaxes else [ImplicitVRLittleEndian]
+
+
+@dataclass
+class RetrieveReport:
+    peer: Peer
+    operation: str  # "C-MOVE" or "C-GET"
+    status: Status | None = None
+    remaining: int = 0
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    #: Files written by us (C-GET, or C-MOVE to our own SCP), and write failures.
+    written: int = 0
+    write_errors: list[str] = field(default_factory=list)
+    already_present: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.remaining + self.completed + self.failed + self.warning
+
+    @property
+    def ok(self) -> bool:
+        return (self.status is None or self.status.category in (SUCCESS, WARNING)) and not (
+            self.failed or self.write_errors)
+
+
+Progress = Callable[[RetrieveReport], None]
+
+
+def retrieve_identifier(query: Query, operation: str) -> Dataset:
+    """The identifier of a C-MOVE/C-GET: the query's keys that have values, checked.
+
+    No wildcards (the manual: "no wildcards are allowed"), and the unique key of
+    the requested level must have a value.
+    """
+    if query.model.name == "worklist":
+        raise UsageError(f"{operation} does not apply to --worklist")
+    dataset = Dataset()
+    for element in query.dataset:
+        if element.tag == 0x00080005 or element.value in (None, "", []):
+            continue
+        text = str(element.value)
+        if element.tag != QUERY_LEVEL and ("*" in text or "?" in text):
+            raise UsageError(f"{operation} allows no wildcards: {element.keyword}={text} "
+                             "(find the exact values with --find first)")
+        dataset.add(element)
+    if "SpecificCharacterSet" in query.dataset and len(dataset) > 1:
+        dataset.SpecificCharacterSet = query.dataset.SpecificCharacterSet
+    level = query.model.level(query.level)
+    if level.unique not in dataset:
+        raise UsageError(
+            f"{operation} at the {level.name} level needs a value for {level.unique}: add "
+            f"-k {level.unique}=VALUE (find it with --find --{level.name.lower()})"
+        )
+    return dataset
+
+
+def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None) -> RetrieveReport:
+    """C-MOVE the instances matching `query` to our SCP (or ``options.move_destination``)."""
+    from dicomscu.operations.scp import StorageSCP
+
+    report = RetrieveReport(peer, "C-MOVE")
+    started = time.perf_counter()
+    identifiers = _identifiers(peer, query, options, report, "C-MOVE")
+    writer = InstanceWriter(options.output, options.layout)
+    destination = options.move_destination or peer.calling_ae
+    if options.move_destination is None and options.port_scp is None:
+        raise UsageError("C-MOVE to ourselves needs --port-scp PORT: the port the server connects back to "
+                         "(or --move-dest AE to send to another application)")
+    scp = (StorageSCP(peer.calling_ae, options.port_scp, writer, options.syntaxes, report, on_progress)
+           if options.move_destination is None else nullcontext())
+    sop_class = query.model.move
+    contexts = [build_context(sop_class, _request_syntaxes(options))]
+    with scp, associate(peer, contexts) as channel:
+        for identifier in identifiers:
+            command = lambda message_id: dimse.c_move_rq(message_id, sop_class, destination)  # noqa: E731
+            try:
+                _request(channel, command, identifier, report, on_progress, None)
+            except PeerTimeout as exc:
+                if options.move_destination is None and report.written == 0:
+                    raise PeerTimeout(
+                        f"{exc}; nothing arrived on port {options.port_scp}: the server probably cannot "
+                        f"connect back to AE {destination} - check the AE title, host and port it has "
+                        "mapped for it") from None
+                raise
+    report.seconds = time.perf_counter() - started
+    _raise_on_failure(report)
+    return report
+
+
+def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None) -> RetrieveReport:
+    """C-GET the instances matching `query` over one association."""
+    report = RetrieveReport(peer, "C-GET")
+    started = time.perf_counter()
+    classes = list(DEFAULT_GET_CLASSES)
+    identifiers = _identifiers(peer, query, options, report, "C-GET", classes)
+    writer = InstanceWriter(options.output, options.layout)
+    sop_class = query.model.get
+    contexts = [build_context(sop_class, _request_syntaxes(options))]
+    storage = list(dict.fromkeys(classes))[:MAX_STORAGE_CONTEXTS]
+    contexts += [build_context(uid, options.syntaxes) for uid in storage]
+    roles = [_scp_role(uid) for uid in storage]
+
+    def on_store(channel: Channel, context_id: int, request) -> None:
+        _store_one(channel, context_id, request, writer, report, on_progress)
+
+    with associate(peer, contexts, ext_neg=roles) as channel:
+        for identifier in identifiers:
+            command = lambda message_id: dimse.c_get_rq(message_id, sop_class)  # noqa: E731
+            _request(channel, command, identifier, report, on_progress, on_store)
+    report.seconds = time.perf_counter() - started
+    _raise_on_failure(report)
+    return report
+
+
+def _request_syntaxes(options: RetrieveOptions) -> list[str]:
+    # gdcmscu requests Implicit VR LE (movescu -xi); accept-all also offers Explicit.
+    return [ImplicitVRLittleEndian, ExplicitVRLittleEndian] if options.accept_all_syntaxes else [
+        ImplicitVRLittleEndian]
+
+
+def _scp_role(sop_class: str) -> SCP_SCU_RoleSelectionNegotiation:
+    role = SCP_SCU_RoleSelectionNegotiation()
+    role.sop_class_uid = sop_class
+    role.scu_role = False
+    role.scp_role = True
+    return role
+
+
+def _identifiers(peer: Peer, query: Query, options: RetrieveOptions, report: RetrieveReport,
+                 operation: str, classes: list[str] | None = None) -> list[Dataset]:
+    """The identifiers to send: the query's, or with skip_existing one per series still missing."""
+    identifier = retrieve_identifier(query, operation)
+    if not options.skip_existing:
+        return [identifier]
+    from dicomscu.operations.find import find
+
+    writer = InstanceWriter(options.output, options.layout)
+    scope = [f"{e.keyword}={e.value}" for e in identifier if e.tag not in (QUERY_LEVEL, 0x00080005)]
+    keys = scope + ["SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"]
+    if query.model.name == "patientroot":
+        keys.append("PatientID")
+    image_query = build_query(query.model.name, "image", keys, charset="")
+    missing: dict[tuple[str, str, str], list[str]] = {}
+
+    def on_answer(answer: Dataset) -> None:
+        where = (str(answer.get("PatientID", "")), str(answer.get("StudyInstanceUID", "")),
+                 str(answer.get("SeriesInstanceUID", "")))
+        uid = str(answer.get("SOPInstanceUID", ""))
+        if classes is not None and answer.get("SOPClassUID"):
+            classes.insert(0, str(answer.SOPClassUID))
+        if writer.exists(uid, *where):
+            report.already_present += 1
+        else:
+            missing.setdefault(where, []).append(uid)
+
+    find(peer, image_query, on_answer=on_answer)
+    identifiers = []
+    for (patient, study, series), uids in missing.items():
+        for start in range(0, len(uids), UIDS_PER_REQUEST):
+            item = Dataset()
+            item.QueryRetrieveLevel = "IMAGE"
+            if query.model.name == "patientroot" and patient:
+                item.PatientID = patient
+            item.StudyInstanceUID = study
+            item.SeriesInstanceUID = series
+            item.SOPInstanceUID = uids[start:start + UIDS_PER_REQUEST]
+            identifiers.append(item)
+    return identifiers
+
+
+def _request(channel: Channel, command, identifier: Dataset, report: RetrieveReport,
+             on_progress: Progress | None, on_store) -> None:
+    """Send one C-MOVE/C-GET request and follow it to its final response."""
+    context = channel.accepted[0]
+    syntax = context.transfer_syntax[0]
+    encoded = encode(identifier, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    message_id = channel.next_message_id()
+    channel.send_encoded(context.context_id, command(message_id), encoded, report.operation)
+    report.requests += 1
+    before = {"Completed": report.completed, "Failed": report.failed, "Warning": report.warning}
+    while True:
+        context_id, message = channel.receive_any(report.operation)
+        if getattr(message, "Status", None) is None and on_store is not None:
+            on_store(channel, context_id, message)  # a C-STORE sub-operation (C-GET)
+            continue
+        responding_to = getattr(message, "MessageIDBeingRespondedTo", None)
+        if responding_to != message_id or getattr(message, "Status", None) is None:
+            channel.abort()
+            raise OperationFailed(f"{report.peer}: unexpected {type(message).__name__} during "
+                                  f"{report.operation} (protocol error)")
+        status = decode(message.Status, report.operation[2:].lower())
+        for name in ("Remaining", "Completed", "Failed", "Warning"):
+            value = getattr(message, f"NumberOf{name}Suboperations", None)
+            if value is not None:  # counts are per request: add those of earlier requests
+                setattr(report, name.lower(), before.get(name, 0) + value)
+        if on_progress is not None:
+            on_progress(report)
+        if status.category != PENDING:
+            report.status = status
+            report.remaining = 0
+            return
+
+
+def _store_one(channel: Channel, context_id: int, request, writer: InstanceWriter,
+               report: RetrieveReport, on_progress: Progress | None) -> None:
+    """Answer one incoming C-STORE-RQ (C-GET sub-operation) after writing the file."""
+    syntax = channel.syntax_of(context_id)
+    sop_class = str(request.AffectedSOPClassUID or "")
+    sop_instance = str(request.AffectedSOPInstanceUID or "")
+    stream = request.DataSet if isinstance(request.DataSet, BytesIO) else None
+    status = store_instance(writer, stream.getvalue() if stream else b"", sop_class, sop_instance, syntax, report)
+    channel.send_encoded(context_id, dimse.c_store_rsp(request.MessageID, sop_class, sop_instance, status),
+                         None, "C-STORE-RSP")
+    if on_progress is not None:
+        on_progress(report)
+
+
+def store_instance(writer: InstanceWriter, dataset: bytes, sop_class: str, sop_instance: str,
+                   syntax: str, report: RetrieveReport) -> int:
+    """Write one received instance; the C-STORE status to answer (PS3.4 B.2.3)."""
+    try:
+        writer.write(dataset, sop_class, sop_instance, syntax)
+    except BadFile as exc:
+        report.write_errors.append(f"{sop_instance}: {exc}")
+        return 0xC000  # Error: cannot understand
+    except OSError as exc:
+        report.write_errors.append(f"{sop_instance}: cannot write: {exc.strerror or exc}")
+        return 0xA700  # Refused: out of resources
+    report.written += 1
+    return 0x0000
+
+
+def _raise_on_failure(report: RetrieveReport) -> None:
+    if report.status is not None and report.status.category == FAILURE:
+        raise OperationFailed(f"{report.operation} on {report.peer} failed: {report.status}"
+                              + _hint(report.status))
+
+
+def _hint(status: Status) -> str:
+    if status.code == 0xA801:
+        return (" - the server does not know our AE title as a move destination: ask its admin to map "
+                "the AE title (--aetitle), host and --port-scp, or use --get")
+    return ""

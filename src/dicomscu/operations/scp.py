@@ -1,0 +1,67 @@
+"""The storage SCP that receives the instances of a C-MOVE sent to ourselves.
+
+A pynetdicom server listening on ``--port-scp`` under our calling AE title while
+the move runs.  Incoming data sets are not decoded: their bytes go to
+:class:`~dicomscu.files.instances.InstanceWriter` as received.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import _STORAGE_CLASSES
+
+from dicomscu.errors import UsageError
+from dicomscu.files.instances import InstanceWriter
+
+
+class StorageSCP:
+    """A context manager: listening inside the block, stopped (and joined) after it."""
+
+    def __init__(self, ae_title: str, port: int, writer: InstanceWriter, syntaxes: list[str], report,
+                 on_progress=None) -> None:
+        self.port = port
+        self._writer = writer
+        self._report = report
+        self._on_progress = on_progress
+        self._lock = threading.Lock()
+        self._ae = AE(ae_title=ae_title)
+        self._ae.maximum_pdu_size = 0
+        for uid in _STORAGE_CLASSES.values():
+            self._ae.add_supported_context(uid, syntaxes)
+        self._server = None
+
+    def __enter__(self) -> "StorageSCP":
+        try:
+            self._server = self._ae.start_server(("", self.port), block=False,
+                                                 evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        except OSError as exc:
+            raise UsageError(self._bind_problem(exc)) from None
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+
+    def _bind_problem(self, exc: OSError) -> str:
+        if exc.errno == errno.EADDRINUSE:
+            return f"--port-scp {self.port}: the port is already in use by another program"
+        if exc.errno == errno.EACCES:
+            return (f"--port-scp {self.port}: ports below 1024 need root privileges; "
+                    "use a port above 1024 and map it on the server")
+        return f"--port-scp {self.port}: cannot listen: {exc.strerror or exc}"
+
+    def _on_store(self, event) -> int:
+        from dicomscu.operations.retrieve import store_instance
+
+        request = event.request
+        raw = request.DataSet.getvalue() if request.DataSet is not None else b""
+        with self._lock:  # one association at a time writes the report
+            status = store_instance(self._writer, raw, str(request.AffectedSOPClassUID),
+                                    str(request.AffectedSOPInstanceUID), event.context.transfer_syntax,
+                                    self._report)
+            if self._on_progress is not None:
+                self._on_progress(self._report)
+        return status

@@ -1,0 +1,323 @@
+"""C-MOVE and C-GET against dcmqrscp and Orthanc: exactly the right instances, whole files, safe names."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    SecondaryCaptureImageStorage,
+)
+
+import dicomscu
+from dicomscu import Peer
+from dicomscu.files.instances import InstanceWriter, safe_component
+
+from conftest import run_dicomscu
+from peers import DcmQRSCP, Orthanc, StoreSCP, free_port
+
+OUR_AE = "DICOMSCU"
+
+
+@pytest.fixture(scope="module")
+def originals(dataset_dir) -> dict[str, Path]:
+    return {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in sorted(dataset_dir.rglob("*.dcm"))}
+
+
+@pytest.fixture(scope="module")
+def move_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory):
+    scp = StoreSCP(tmp_path_factory.mktemp("third") / "received", aetitle="THIRD")
+    yield scp
+    scp.close()
+
+
+def _load(port: int, aetitle: str, dataset_dir) -> None:
+    report = dicomscu.store(Peer("127.0.0.1", port, called_ae=aetitle), [str(dataset_dir)], recursive=True)
+    assert report.ok, report
+
+
+@pytest.fixture(scope="module")
+def qr_dcmqrscp(tmp_path_factory, dataset_dir, move_port, third_party):
+    peer = DcmQRSCP(tmp_path_factory.mktemp("qr"), hosts={"us": (OUR_AE, move_port),
+                                                          "third": ("THIRD", third_party.port)})
+    _load(peer.port, peer.aetitle, dataset_dir)
+    yield ("127.0.0.1", peer.port, peer.aetitle)
+    peer.close()
+
+
+@pytest.fixture(scope="module")
+def qr_orthanc(tmp_path_factory, dataset_dir, move_port, third_party):
+    peer = Orthanc(tmp_path_factory.mktemp("orthanc-qr"),
+                   modalities={"us": [OUR_AE, "127.0.0.1", move_port], "third": ["THIRD", "127.0.0.1", third_party.port]})
+    _load(peer.dicom_port, peer.aetitle, dataset_dir)
+    yield ("127.0.0.1", peer.dicom_port, peer.aetitle)
+    peer.close()
+
+
+@pytest.fixture(params=["dcmqrscp", "orthanc"])
+def qr(request):
+    return request.getfixturevalue(f"qr_{request.param}")
+
+
+def retrieve(qr, operation: str, move_port: int, out: Path, *keys: str, extra=()) -> object:
+    host, port, aet = qr
+    args = [f"--{operation}", host, str(port), "--call", aet, "--aetitle", OUR_AE, "-o", str(out), *extra]
+    if operation == "move":
+        args += ["--port-scp", str(move_port)]
+    for key in keys:
+        args += ["-k", key]
+    return run_dicomscu(*args)
+
+
+def received(out: Path) -> dict[str, Path]:
+    return {pydicom.dcmread(p).SOPInstanceUID: p for p in out.rglob("*.dcm")}
+
+
+def assert_identical(got: dict[str, Path], originals: dict[str, Path], expected: set[str]) -> None:
+    assert set(got) == expected
+    for uid in expected:
+        assert pydicom.dcmread(got[uid]).PixelData == pydicom.dcmread(originals[uid]).PixelData
+
+
+def pick(originals, **where):
+    found = set()
+    for uid, path in originals.items():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if all(str(ds.get(k)) == v for k, v in where.items()):
+            found.add(uid)
+    return found
+
+
+def first(originals) -> Dataset:
+    """An instance whose study and series hold several instances (the small set)."""
+    return pydicom.dcmread(next(p for p in originals.values() if "small" in p.name), stop_before_pixels=True)
+
+
+@pytest.mark.parametrize("operation", ["move", "get"])
+def test_patient_level_patient_root(qr, operation, move_port, tmp_path, originals):
+    ds = first(originals)
+    result = retrieve(qr, operation, move_port, tmp_path, f"10,20={ds.PatientID}",
+                      extra=["--patient", "--patientroot"])
+    assert result.returncode == 0, result.stderr
+    assert_identical(received(tmp_path), originals, pick(originals, PatientID=ds.PatientID))
+    assert not list(tmp_path.rglob("*.part"))
+
+
+@pytest.mark.parametrize("operation", ["move", "get"])
+@pytest.mark.parametrize("level", ["study", "series"])
+def test_study_root_levels(qr, operation, level, move_port, tmp_path, originals):
+    ds = first(originals)
+    keys = [f"StudyInstanceUID={ds.StudyInstanceUID}"]
+    if level == "series":
+        keys.append(f"20,e={ds.SeriesInstanceUID}")
+    result = retrieve(qr, operation, move_port, tmp_path, *keys, extra=[f"--{level}", "--studyroot"])
+    assert result.returncode == 0, result.stderr
+    where = {"StudyInstanceUID": ds.StudyInstanceUID} if level == "study" else {
+        "SeriesInstanceUID": ds.SeriesInstanceUID}
+    assert_identical(received(tmp_path), originals, pick(originals, **where))
+
+
+@pytest.mark.parametrize("operation", ["move", "get"])
+def test_image_level_patient_root_hierarchical(qr, operation, move_port, tmp_path, originals):
+    ds = first(originals)
+    result = retrieve(qr, operation, move_port, tmp_path, f"PatientID={ds.PatientID}",
+                      f"StudyInstanceUID={ds.StudyInstanceUID}", f"SeriesInstanceUID={ds.SeriesInstanceUID}",
+                      f"SOPInstanceUID={ds.SOPInstanceUID}", extra=["--image", "--layout", "hierarchical"])
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / ds.PatientID / ds.StudyInstanceUID / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
+    assert path.exists()
+    assert_identical(received(tmp_path), originals, {ds.SOPInstanceUID})
+
+
+def test_skip_existing_retrieves_only_missing(qr_dcmqrscp, move_port, tmp_path, originals):
+    ds = first(originals)
+    keys = (f"StudyInstanceUID={ds.StudyInstanceUID}",)
+    extra = ["--study", "--studyroot", "--skip-existing"]
+    expected = pick(originals, StudyInstanceUID=ds.StudyInstanceUID)
+    assert retrieve(qr_dcmqrscp, "get", move_port, tmp_path, *keys, extra=extra).returncode == 0
+    got = received(tmp_path)
+    assert set(got) == expected
+    victim = sorted(got)[0]
+    got[victim].unlink()
+    again = retrieve(qr_dcmqrscp, "get", move_port, tmp_path, *keys, extra=extra)
+    assert again.returncode == 0, again.stderr
+    assert "1 file(s) written" in again.stdout and f"{len(expected) - 1} already present" in again.stdout
+    assert set(received(tmp_path)) == expected
+
+
+def test_move_to_third_party_starts_no_scp(qr, third_party, originals, tmp_path):
+    ds = first(originals)
+    before = third_party.log_text().count("Received Store Request")
+    host, port, aet = qr
+    result = run_dicomscu("--move", "--studyroot", "--study", host, str(port), "--call", aet, "--aetitle", OUR_AE,
+                          "--move-dest", "THIRD", "-k", f"20,d={ds.StudyInstanceUID}", "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    expected = pick(originals, StudyInstanceUID=ds.StudyInstanceUID)
+    time.sleep(0.5)  # storescp's log is written by another process
+    assert third_party.log_text().count("Received Store Request") - before == len(expected)
+    assert {p.name.split(".", 1)[1] for p in third_party.received()} >= expected
+    assert not list(tmp_path.iterdir())
+
+
+def test_unknown_move_destination_gives_advice(qr_dcmqrscp, tmp_path, originals):
+    ds = first(originals)
+    host, port, aet = qr_dcmqrscp
+    result = run_dicomscu("--move", "--studyroot", "--study", host, str(port), "--call", aet,
+                          "--aetitle", "NOBODY", "--port-scp", str(free_port()),
+                          "-k", f"20,d={ds.StudyInstanceUID}", "-o", str(tmp_path))
+    assert result.returncode == 1
+    assert "0xA801" in result.stderr and "AE title" in result.stderr
+
+
+def test_wildcards_and_missing_unique_key_refused_before_network():
+    port = free_port()  # nothing listens: a network attempt would fail differently
+    wild = run_dicomscu("--move", "--study", "127.0.0.1", str(port), "-k", "20,d=1.2.*", "--port-scp", "11999")
+    assert wild.returncode == 2 and "no wildcards" in wild.stderr
+    missing = run_dicomscu("--get", "--series", "--studyroot", "127.0.0.1", str(port), "-k", "20,d=1.2.3")
+    assert missing.returncode == 2 and "needs a value for SeriesInstanceUID" in missing.stderr
+
+
+def test_port_scp_in_use_is_clear(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        result = run_dicomscu("--move", "--study", "--studyroot", "127.0.0.1", str(free_port()),
+                              "-k", "20,d=1.2.3", "--port-scp", str(port), "-o", str(tmp_path))
+    assert result.returncode == 2 and "already in use" in result.stderr
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may bind privileged ports")
+def test_privileged_port_scp_is_clear(tmp_path):
+    result = run_dicomscu("--move", "--study", "--studyroot", "127.0.0.1", str(free_port()),
+                          "-k", "20,d=1.2.3", "--port-scp", "104", "-o", str(tmp_path))
+    assert result.returncode == 2 and "root" in result.stderr
+
+
+def test_unwritable_output_is_usage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_dicomscu("--get", "--study", "--studyroot", "127.0.0.1", str(free_port()),
+                          "-k", "20,d=1.2.3", "-o", str(blocker / "sub"))
+    assert result.returncode == 2 and "-o" in result.stderr
+
+
+def test_server_that_never_connects_back_times_out_with_advice(tmp_path):
+    """A MOVE SCP that acknowledges nothing and sends nothing: a timeout naming the mapping."""
+    def on_move(event):
+        yield ("127.0.0.1", 9)  # destination it would use (never reached)
+        time.sleep(30)
+        yield 0
+
+    ae = AE(ae_title="STUCK")
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelMove)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_MOVE, on_move)])
+    try:
+        started = time.monotonic()
+        result = run_dicomscu("--move", "--patient", "127.0.0.1", str(port), "-k", "10,20=X",
+                              "--port-scp", str(free_port()), "-o", str(tmp_path), "--dimse-timeout", "2")
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert result.returncode == 5, result.stderr
+    assert "cannot connect back" in result.stderr and "GDCMSCU" in result.stderr
+    assert elapsed < 15
+
+
+def _get_scp(datasets, abort_after: int | None = None):
+    """A pynetdicom C-GET SCP sending `datasets` (and aborting after `abort_after` of them)."""
+    def on_get(event):
+        yield len(datasets)
+        for index, ds in enumerate(datasets):
+            if abort_after is not None and index == abort_after:
+                event.assoc.abort()
+                return
+            yield 0xFF00, ds
+
+    ae = AE(ae_title="GETSCP")
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelGet)
+    ae.add_supported_context(SecondaryCaptureImageStorage, scu_role=True, scp_role=True)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_GET, on_get)])
+    return server, port
+
+
+def test_hostile_patient_id_stays_inside_output(tmp_path, originals):
+    ds = pydicom.dcmread(next(p for p in originals.values() if "small" in p.name))
+    ds.PatientID = "../../../../tmp/evil"
+    server, port = _get_scp([ds])
+    out = tmp_path / "out"
+    try:
+        result = run_dicomscu("--get", "--patient", "127.0.0.1", str(port), "-k", "10,20=X",
+                              "-o", str(out), "--layout", "hierarchical")
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    files = list(out.rglob("*.dcm"))
+    assert len(files) == 1
+    assert files[0].resolve().is_relative_to(out.resolve())
+    assert not Path("/tmp/evil").exists()
+
+
+def test_abort_mid_get_leaves_only_whole_files(tmp_path, originals):
+    small = [pydicom.dcmread(p) for p in originals.values() if "small" in p.name][:5]
+    server, port = _get_scp(small, abort_after=2)
+    try:
+        result = run_dicomscu("--get", "--patient", "127.0.0.1", str(port), "-k", "10,20=X", "-o", str(tmp_path),
+                              "--timeout", "5")
+    finally:
+        server.shutdown()
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("*.part"))
+    for path in tmp_path.rglob("*.dcm"):
+        assert pydicom.dcmread(path).PixelData  # whole
+
+
+def test_safe_component_and_writer_containment(tmp_path):
+    assert safe_component("1.2.3", "x") == "1.2.3"
+    for hostile in ["../../etc/x", "..", "/abs/path", "a/b", "x" * 300, "", "\0"]:
+        name = safe_component(hostile, "fallback")
+        assert "/" not in name and not name.startswith(".") and len(name) <= 64
+    writer = InstanceWriter(str(tmp_path.resolve()), "hierarchical")
+    path = writer.path_for("../../etc/passwd", "../..", "..", "/root")
+    assert Path(path).resolve().is_relative_to(tmp_path.resolve())
+    assert safe_component("a/b", "f") != safe_component("a_b", "f")
+
+
+def test_progress_callback_counts(qr_orthanc, tmp_path, originals):
+    ds = first(originals)
+    host, port, aet = qr_orthanc
+    seen = []
+    query = dicomscu.build_query("studyroot", "study", [f"StudyInstanceUID={ds.StudyInstanceUID}"])
+    from dicomscu.operations.retrieve import RetrieveOptions, get
+
+    lock = threading.Lock()
+
+    def progress(report):
+        with lock:
+            seen.append((report.completed, report.written))
+
+    report = get(Peer(host, port, called_ae=aet, calling_ae=OUR_AE), query,
+                 RetrieveOptions(output=str(tmp_path.resolve())), on_progress=progress)
+    expected = len(pick(originals, StudyInstanceUID=ds.StudyInstanceUID))
+    assert report.written == expected and report.completed == expected and report.ok
+    assert seen and seen[-1][1] == expected
