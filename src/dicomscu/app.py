@@ -30,6 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _skip_unused_imports()
     request: Request | None = None
     try:
+        if argv[:1] == ["serve"]:
+            return run_serve(argv[1:])
+        if argv[:1] == ["demo"]:
+            from dicomscu.demo import run_demo
+
+            return run_demo(argv[1:])
         request = parse(argv)
         logs.setup(request.log_level, request.log_file)
         return run(request)
@@ -41,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return INTERRUPTED
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a bug: one line, details under -D
         if request is not None and request.log_level == DEBUG:
             LOGGER.debug("internal error", exc_info=True)
@@ -190,6 +201,39 @@ def run_retrieve(request: Request) -> int:
         _error(f"not written: {problem}")
     print(text.retrieve_summary(report, options.output))
     return 0 if report.ok else 1
+
+
+def run_serve(argv: list[str]) -> int:
+    import signal
+    import threading
+
+    from dicomscu.cli.serve import HELP, parse_serve
+    from dicomscu.server.pacs import Pacs
+
+    request = parse_serve(argv)
+    logs.setup(request.log_level, request.log_file)
+    if request.help:
+        print(HELP, end="")
+        return 0
+    pacs = Pacs(request.config)
+    if request.reindex:
+        indexed, skipped = pacs.index.reindex(pacs.storage)
+        print(f"reindexed {indexed} file(s) from {pacs.storage}" + (f", {skipped} unreadable" if skipped else ""))
+    pacs.start()
+    config = request.config
+    print(f"dicomscu serve: {config.aetitle} listening on port {config.port}, storage {pacs.storage} "
+          f"({pacs.index.count()} instance(s)); Ctrl-C to stop", flush=True)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        while not stopping.wait(0.5):
+            continue
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pacs.stop()
+    print("dicomscu serve: stopped", flush=True)
+    return 0
 
 
 def _error(message: str) -> None:

@@ -27,7 +27,7 @@ from dicomscu.errors import UsageError
 from dicomscu.files.probe import BadFile, top_level_values
 
 PATIENT_ID, STUDY_UID, SERIES_UID = 0x00100020, 0x0020000D, 0x0020000E
-LAYOUTS = ("flat", "hierarchical")
+LAYOUTS = ("flat", "hierarchical", "study")
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -69,6 +69,8 @@ class InstanceWriter:
         if self.layout == "hierarchical":
             parts = [safe_component(patient_id, "no-patient-id"), safe_component(study, "no-study"),
                      safe_component(series, "no-series"), name]
+        elif self.layout == "study":  # the embedded PACS's storage
+            parts = [safe_component(study, "no-study"), safe_component(series, "no-series"), name]
         else:
             parts = [name]
         path = os.path.join(self.directory, *parts)

@@ -314,14 +314,30 @@ class Channel:
         while not assoc._is_paused and assoc.is_alive() and time.monotonic() < deadline:
             time.sleep(0.0001)
 
+    def _drain(self) -> None:
+        """Drop messages nobody waits for, so that the association's own thread never serves them.
+
+        pynetdicom restarts that thread to release; it would take any message still
+        queued for a request of its own, and ours are not.
+        """
+        pending = self.assoc.dimse.msg_queue
+        while True:
+            try:
+                _, message = pending.get_nowait()
+            except queue.Empty:
+                return
+            LOGGER.debug("dropped an unexpected %s after the last response", type(message).__name__)
+
     def release(self) -> None:
         """A-RELEASE; falls back to A-ABORT when the peer does not answer in time."""
+        self._drain()
         if self.assoc.is_established:
             self.assoc.release()
         if not self.assoc.is_released and not self.assoc.is_aborted:
             self.abort()
 
     def abort(self) -> None:
+        self._drain()
         if not self.assoc.is_aborted and not self.assoc.is_released:
             self.assoc.abort()
 

@@ -1,0 +1,98 @@
+"""``dicomscu serve [options]``: the embedded PACS's command line, parsed into a ServerConfig."""
+
+from __future__ import annotations
+
+
+import tomllib
+from dataclasses import dataclass
+from typing import Sequence
+
+from dicomscu.cli.parser import _Parser, _int
+from dicomscu.cli.request import DEBUG, VERBOSE, WARNING
+from dicomscu.errors import UsageError
+from dicomscu.server.pacs import ServerConfig
+from dicomscu.transport.peer import check_ae_title, check_port
+
+HELP = """\
+Usage: dicomscu serve [--port 11112] [--aetitle DICOMSCU] [--storage DIR] [OPTION]...
+Run the embedded PACS: Verification, Storage (all SOP classes, files kept as
+received), C-FIND, C-MOVE and C-GET in the patient and study root models, backed by
+a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
+
+  --port PORT            Port to listen on (default 11112).
+  --bind HOST            Address to listen on (default: all interfaces).
+  --aetitle AE           Our AE title (default DICOMSCU).
+  --storage DIR          Storage directory (default ./dicomscu-storage).
+  --dest AE=HOST:PORT    A C-MOVE destination (repeatable).
+  --config FILE          TOML file with [destinations] AE = "host:port" entries.
+  --require-calling AE   Accept only this calling AE title (repeatable).
+  --no-overwrite         Refuse a SOP Instance already stored (default: replace it).
+  --reindex              Rebuild the index from the files in DIR, then serve.
+  -V, -D, -L FILE        Verbose, debug, log file (as for the client).
+"""
+
+
+@dataclass
+class ServeRequest:
+    config: ServerConfig
+    reindex: bool = False
+    log_level: str = WARNING
+    log_file: str | None = None
+    help: bool = False
+
+
+def parse_serve(argv: Sequence[str]) -> ServeRequest:
+    p = _Parser(prog="dicomscu serve", add_help=False, allow_abbrev=False)
+    p.add_argument("--port", default="11112")
+    p.add_argument("--bind", default="")
+    p.add_argument("--aetitle", default="DICOMSCU")
+    p.add_argument("--storage", default="dicomscu-storage")
+    p.add_argument("--dest", action="append", default=[])
+    p.add_argument("--config")
+    p.add_argument("--require-calling", action="append", default=[])
+    p.add_argument("--no-overwrite", action="store_true")
+    p.add_argument("--reindex", action="store_true")
+    p.add_argument("-V", "--verbose", action="store_true")
+    p.add_argument("-D", "--debug", action="store_true")
+    p.add_argument("-L", "--log-file")
+    p.add_argument("-h", "--help", action="store_true")
+    ns = p.parse_args(list(argv))
+    level = DEBUG if ns.debug else VERBOSE if ns.verbose else WARNING
+    if ns.help:
+        return ServeRequest(ServerConfig(), help=True, log_level=level)
+    destinations = _destinations_from_file(ns.config) if ns.config else {}
+    for text in ns.dest:
+        destinations.update(_destination(text, "--dest"))
+    config = ServerConfig(
+        port=check_port(_int(ns.port, "--port"), "--port"),
+        aetitle=check_ae_title(ns.aetitle, "--aetitle"),
+        storage=ns.storage,
+        host=ns.bind,
+        destinations=destinations,
+        require_calling=[check_ae_title(ae, "--require-calling") for ae in ns.require_calling],
+        overwrite=not ns.no_overwrite,
+    )
+    return ServeRequest(config, reindex=ns.reindex, log_level=level, log_file=ns.log_file)
+
+
+def _destination(text: str, where: str) -> dict[str, tuple[str, int]]:
+    ae, sep, address = text.partition("=")
+    host, colon, port = address.rpartition(":")
+    if not sep or not colon or not host:
+        raise UsageError(f"{where} '{text}': expected AE=HOST:PORT")
+    return {check_ae_title(ae, where): (host, check_port(_int(port, where), where))}
+
+
+def _destinations_from_file(path: str) -> dict[str, tuple[str, int]]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"--config {path}: {exc}") from None
+    found: dict[str, tuple[str, int]] = {}
+    for ae, address in (data.get("destinations") or {}).items():
+        found.update(_destination(f"{ae}={address}", f"--config {path}"))
+    return found
+
+
+

@@ -1,0 +1,1 @@
+"""The embedded PACS (dicomscu serve): SCP, index, matching."""

@@ -1,0 +1,210 @@
+"""The embedded PACS's index: one SQLite table of instances (WAL mode), queried per level.
+
+Each row holds an instance's patient, study, series and instance attributes (as
+decoded text) and its file path.  A query selects candidate rows with SQL on the
+unique keys, then matches every key in Python (:mod:`.matching`) and groups the
+rows by the unique key of the requested level.  Writes are serialized by a lock;
+the index survives restarts and can be rebuilt from the files (``reindex``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from dicomscu.server.matching import matches
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
+          "IMAGE": "SOPInstanceUID"}
+
+#: keyword -> (column, level where the attribute lives, VR)
+ATTRIBUTES = {
+    "PatientID": ("patient_id", "PATIENT", "LO"),
+    "PatientName": ("patient_name", "PATIENT", "PN"),
+    "PatientBirthDate": ("patient_birth_date", "PATIENT", "DA"),
+    "PatientSex": ("patient_sex", "PATIENT", "CS"),
+    "StudyInstanceUID": ("study_uid", "STUDY", "UI"),
+    "StudyDate": ("study_date", "STUDY", "DA"),
+    "StudyTime": ("study_time", "STUDY", "TM"),
+    "AccessionNumber": ("accession_number", "STUDY", "SH"),
+    "StudyID": ("study_id", "STUDY", "SH"),
+    "StudyDescription": ("study_description", "STUDY", "LO"),
+    "ReferringPhysicianName": ("referring_physician", "STUDY", "PN"),
+    "SeriesInstanceUID": ("series_uid", "SERIES", "UI"),
+    "Modality": ("modality", "SERIES", "CS"),
+    "SeriesNumber": ("series_number", "SERIES", "IS"),
+    "SeriesDescription": ("series_description", "SERIES", "LO"),
+    "SOPInstanceUID": ("sop_uid", "IMAGE", "UI"),
+    "SOPClassUID": ("sop_class", "IMAGE", "UI"),
+    "InstanceNumber": ("instance_number", "IMAGE", "IS"),
+}
+COLUMNS = [column for column, _, _ in ATTRIBUTES.values()] + ["transfer_syntax", "path"]
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS instances (
+    {", ".join(f"{c} TEXT" + (" PRIMARY KEY" if c == "sop_uid" else "") for c in COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS by_patient ON instances (patient_id);
+CREATE INDEX IF NOT EXISTS by_study ON instances (study_uid);
+CREATE INDEX IF NOT EXISTS by_series ON instances (series_uid);
+"""
+
+
+@dataclass(frozen=True)
+class Match:
+    """One answer of a query: the identifier to return and the instances under it."""
+
+    identifier: Dataset
+    paths: list[str]
+
+
+def row_from_dataset(dataset: Dataset, path: str, transfer_syntax: str) -> dict[str, str]:
+    row = {"path": path, "transfer_syntax": transfer_syntax}
+    for keyword, (column, _, _) in ATTRIBUTES.items():
+        value = dataset.get(keyword, "")
+        row[column] = "" if value is None else str(value)
+    return row
+
+
+class Index:
+    """Thread-safe access to the SQLite index at `path`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, row: dict[str, str]) -> None:
+        names = ", ".join(COLUMNS)
+        marks = ", ".join("?" for _ in COLUMNS)
+        with self._lock:
+            self._db.execute(f"INSERT OR REPLACE INTO instances ({names}) VALUES ({marks})",
+                             [row.get(c, "") for c in COLUMNS])
+
+    def contains(self, sop_uid: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone() is not None
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+
+    def rows(self, where: dict[str, str] | None = None) -> list[dict[str, str]]:
+        """Rows whose columns equal `where` (exact SQL prefilter)."""
+        clauses = " AND ".join(f"{column} = ?" for column in (where or {}))
+        sql = f"SELECT {', '.join(COLUMNS)} FROM instances" + (f" WHERE {clauses}" if clauses else "")
+        with self._lock:
+            cursor = self._db.execute(sql, list((where or {}).values()))
+            return [dict(zip(COLUMNS, values)) for values in cursor.fetchall()]
+
+    def reindex(self, storage: str) -> tuple[int, int]:
+        """Rebuild from the files under `storage`: (files indexed, files skipped)."""
+        from dicomscu.files.probe import BadFile, probe
+
+        indexed = skipped = 0
+        with self._lock:
+            self._db.execute("DELETE FROM instances")
+        for folder, _, names in os.walk(storage):
+            for name in names:
+                if not name.endswith(".dcm"):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    with open(path, "rb") as handle:
+                        info = probe(handle.read())
+                    dataset = dcmread(path, stop_before_pixels=True)
+                except (OSError, BadFile, Exception):
+                    skipped += 1
+                    continue
+                self.add(row_from_dataset(dataset, path, info.transfer_syntax))
+                indexed += 1
+        return indexed, skipped
+
+    # -- queries ---------------------------------------------------------------
+    def query(self, identifier: Dataset, level: str) -> Iterator[Match]:
+        """Answers to `identifier` at `level`: one per distinct unique key of that level."""
+        if level not in LEVELS:
+            return
+        depth = LEVELS.index(level)
+        keys = []
+        prefilter = {}
+        for element in identifier:
+            keyword = element.keyword
+            if keyword not in ATTRIBUTES:
+                continue
+            column, where, vr = ATTRIBUTES[keyword]
+            if LEVELS.index(where) > depth:
+                continue  # keys below the query level are not matched (hierarchical model)
+            text = _text(element.value)
+            keys.append((column, vr, text))
+            if vr == "UI" and text and "\\" not in text and "*" not in text:
+                prefilter[column] = text
+        unique_column = ATTRIBUTES[UNIQUE[level]][0]
+        groups: dict[str, list[dict[str, str]]] = {}
+        for row in self.rows(prefilter):
+            if all(matches(vr, text, row[column]) for column, vr, text in keys):
+                groups.setdefault(row[unique_column], []).append(row)
+        for rows in groups.values():
+            yield Match(_answer(identifier, level, rows), [row["path"] for row in rows])
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _answer(identifier: Dataset, level: str, rows: list[dict[str, str]]) -> Dataset:
+    """The response identifier: every requested key filled from the rows (empty if unknown)."""
+    first = rows[0]
+    depth = LEVELS.index(level)
+    answer = Dataset()
+    answer.SpecificCharacterSet = "ISO_IR 192"
+    for element in identifier:
+        keyword = element.keyword
+        if keyword == "SpecificCharacterSet":
+            continue
+        if keyword == "QueryRetrieveLevel":
+            answer.QueryRetrieveLevel = level
+            continue
+        value = _aggregate(keyword, rows)
+        if value is None and keyword in ATTRIBUTES:
+            column, where, _ = ATTRIBUTES[keyword]
+            value = first[column] if LEVELS.index(where) <= depth else ""
+        answer.add_new(element.tag, element.VR, value if value not in (None, "") else None)
+    if "QueryRetrieveLevel" not in answer:
+        answer.QueryRetrieveLevel = level
+    return answer
+
+
+def _aggregate(keyword: str, rows: Iterable[dict[str, str]]):
+    """Values computed over the instances of a match (PS3.4 C.3 optional keys)."""
+    rows = list(rows)
+    if keyword in ("NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances",
+                   "NumberOfPatientRelatedInstances"):
+        return str(len(rows))
+    if keyword in ("NumberOfStudyRelatedSeries", "NumberOfPatientRelatedSeries"):
+        return str(len({row["series_uid"] for row in rows}))
+    if keyword == "NumberOfPatientRelatedStudies":
+        return str(len({row["study_uid"] for row in rows}))
+    if keyword == "ModalitiesInStudy":
+        return sorted({row["modality"] for row in rows if row["modality"]}) or None
+    if keyword == "SOPClassesInStudy":
+        return sorted({row["sop_class"] for row in rows if row["sop_class"]}) or None
+    return None

@@ -1,0 +1,66 @@
+"""Attribute matching for C-FIND/C-MOVE/C-GET on the server (PS3.4 C.2.2.2), as pure functions.
+
+* empty value: universal match;
+* ``*`` and ``?``: wildcard match (text VRs; never UIDs);
+* ``A\\B\\C`` on a UI: list of UID matching;
+* ``A-B``, ``A-``, ``-B`` on DA/TM/DT: range matching;
+* anything else: single value matching.  PN matches ignore case (most archives do,
+  and PS3.4 leaves it to the implementation).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+RANGE_VRS = frozenset({"DA", "TM", "DT"})
+WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+
+
+def matches(vr: str, key: str, value: str | None) -> bool:
+    """Does the stored `value` match the query `key` (both text)?"""
+    key = key.strip() if vr != "PN" else key.rstrip()
+    if key == "" or key == "*":
+        return True
+    value = (value or "").strip()
+    if vr == "UI":
+        return value in {part.strip() for part in key.split("\\")}
+    if vr in RANGE_VRS and "-" in key:
+        return _in_range(vr, key, value)
+    if vr in WILDCARD_VRS and ("*" in key or "?" in key):
+        return _pattern(key, vr == "PN").fullmatch(value) is not None
+    if vr == "PN":
+        return key.casefold() == value.casefold()
+    if "\\" in key:  # PS3.4 C.2.2.2.1: a multi-valued key matches any of its values
+        return value in key.split("\\")
+    return key == value
+
+
+@lru_cache(maxsize=256)
+def _pattern(key: str, ignore_case: bool) -> re.Pattern:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in key)
+    return re.compile(regex, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+
+
+def _in_range(vr: str, key: str, value: str) -> bool:
+    if not value:
+        return False
+    low, _, high = key.partition("-")
+    low, high = low.strip(), high.strip()
+    value = _comparable(vr, value)
+    if low and value < _comparable(vr, low):
+        return False
+    if high and value > _comparable(vr, high, upper=True):
+        return False
+    return True
+
+
+def _comparable(vr: str, text: str, upper: bool = False) -> str:
+    """Fixed-width form so that text comparison orders dates and times correctly."""
+    text = text.replace(":", "").replace("-", "")
+    if vr == "TM":
+        digits = text.split(".")[0]
+        return digits.ljust(6, "9" if upper else "0")
+    if vr == "DT":
+        return text.ljust(14, "9" if upper else "0")
+    return text

@@ -1,0 +1,213 @@
+"""``dicomscu serve``: a Storage and Query/Retrieve SCP on pynetdicom, a storage directory and an index.
+
+* Verification, every Storage SOP class in every transfer syntax pynetdicom knows
+  (files are kept as received: the data set bytes are never re-encoded);
+* C-FIND, C-MOVE and C-GET in the patient root and study root models;
+* stored files go to ``STORAGE/<StudyUID>/<SeriesUID>/<SOPUID>.dcm`` only after the
+  three UIDs are checked (digits and dots, at most 64 characters): whatever a peer
+  sends, nothing is written outside the storage directory;
+* several associations at once (pynetdicom runs each in a thread); index writes
+  are serialized.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from io import BytesIO
+
+from pydicom import dcmread
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom import sop_class as sc
+from pynetdicom.sop_class import _STORAGE_CLASSES
+
+from dicomscu.errors import UsageError
+from dicomscu.files.instances import InstanceWriter
+from dicomscu.files.probe import BadFile
+from dicomscu.server.index import Index, row_from_dataset
+
+LOGGER = logging.getLogger("dicomscu.server")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
+
+QR_CLASSES = {
+    "find": (sc.PatientRootQueryRetrieveInformationModelFind, sc.StudyRootQueryRetrieveInformationModelFind),
+    "move": (sc.PatientRootQueryRetrieveInformationModelMove, sc.StudyRootQueryRetrieveInformationModelMove),
+    "get": (sc.PatientRootQueryRetrieveInformationModelGet, sc.StudyRootQueryRetrieveInformationModelGet),
+}
+
+
+@dataclass
+class ServerConfig:
+    port: int = 11112
+    aetitle: str = "DICOMSCU"
+    storage: str = "dicomscu-storage"
+    host: str = ""
+    #: Move destinations: AE title -> (host, port).
+    destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: Calling AE titles accepted (empty: any).
+    require_calling: list[str] = field(default_factory=list)
+    overwrite: bool = True
+
+
+def valid_uid(value: str) -> bool:
+    return bool(value) and len(value) <= 64 and _UID.match(value) is not None
+
+
+class Pacs:
+    """The embedded PACS; ``start()`` listens in the background, ``stop()`` shuts down."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.storage = os.path.realpath(config.storage)
+        os.makedirs(self.storage, exist_ok=True)
+        self.index = Index(os.path.join(self.storage, "index.sqlite"))
+        self._writer = InstanceWriter(self.storage, "study")
+        self._write_lock = threading.Lock()
+        self._server = None
+        self.ae = self._build_ae()
+
+    def _build_ae(self) -> AE:
+        ae = AE(ae_title=self.config.aetitle)
+        ae.maximum_pdu_size = 0
+        ae.maximum_associations = 32
+        if self.config.require_calling:
+            ae.require_calling_aet = list(self.config.require_calling)
+        ae.add_supported_context(sc.Verification)
+        syntaxes = list(ALL_TRANSFER_SYNTAXES)
+        for uid in _STORAGE_CLASSES.values():
+            ae.add_supported_context(uid, syntaxes, scu_role=False, scp_role=True)
+        for classes in QR_CLASSES.values():
+            for uid in classes:
+                ae.add_supported_context(uid)
+        return ae
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_FIND, self._on_find),
+            (evt.EVT_C_MOVE, self._on_move),
+            (evt.EVT_C_GET, self._on_get),
+        ]
+        try:
+            self._server = self.ae.start_server((self.config.host, self.config.port), block=False,
+                                                evt_handlers=handlers)
+        except OSError as exc:
+            raise UsageError(f"serve --port {self.config.port}: cannot listen: {exc.strerror or exc}") from None
+        LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed",
+                    self.config.aetitle, self.config.port, self.storage, self.index.count())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.index.close()
+
+    # -- C-STORE ---------------------------------------------------------------
+    def _on_store(self, event) -> int:
+        request = event.request
+        sop_class = str(request.AffectedSOPClassUID or "")
+        sop_instance = str(request.AffectedSOPInstanceUID or "")
+        raw = request.DataSet.getvalue() if request.DataSet is not None else b""
+        syntax = event.context.transfer_syntax
+        try:
+            dataset = _decode_dataset(raw, syntax)
+            uids = (str(dataset.get("StudyInstanceUID", "")), str(dataset.get("SeriesInstanceUID", "")), sop_instance)
+        except Exception as exc:
+            LOGGER.warning("refused %s: cannot read the data set: %s", sop_instance, exc)
+            return 0xC000
+        if not all(valid_uid(uid) for uid in uids):
+            LOGGER.warning("refused %s: invalid Study/Series/SOP Instance UID %r", sop_instance, uids)
+            return 0xA900  # Data Set does not match SOP Class (its identifying UIDs are not UIDs)
+        if not self.config.overwrite and self.index.contains(sop_instance):
+            return 0x0111  # Duplicate SOP Instance
+        try:
+            with self._write_lock:
+                path = self._writer.write(raw, sop_class, sop_instance, syntax)
+                self.index.add(row_from_dataset(dataset, path, syntax))
+        except BadFile as exc:
+            LOGGER.warning("refused %s: %s", sop_instance, exc)
+            return 0xC000
+        except OSError as exc:
+            LOGGER.error("cannot store %s: %s", sop_instance, exc)
+            return 0xA700
+        return 0x0000
+
+    # -- C-FIND / C-MOVE / C-GET -------------------------------------------------
+    def _matches(self, identifier):
+        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        return level, list(self.index.query(identifier, level))
+
+    def _on_find(self, event):
+        level, found = self._matches(event.identifier)
+        if not found and level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
+            yield 0xA900, None
+            return
+        for match in found:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, match.identifier
+
+    def _datasets(self, paths):
+        for path in paths:
+            try:
+                yield 0xFF00, dcmread(path)
+            except Exception as exc:
+                LOGGER.error("cannot read %s: %s", path, exc)
+                yield 0xA702, None
+
+    def _on_move(self, event):
+        destination = self.config.destinations.get(_ae_text(event.move_destination))
+        if destination is None:
+            yield None, None  # pynetdicom answers 0xA801: move destination unknown
+            return
+        _, found = self._matches(event.identifier)
+        paths = [path for match in found for path in match.paths]
+        # Propose exactly the contexts the instances need on the sub-association.
+        yield destination[0], destination[1], {"contexts": _contexts_for(self.index, found)}
+        yield len(paths)
+        yield from self._cancellable(event, paths)
+
+    def _on_get(self, event):
+        _, found = self._matches(event.identifier)
+        paths = [path for match in found for path in match.paths]
+        yield len(paths)
+        yield from self._cancellable(event, paths)
+
+    def _cancellable(self, event, paths):
+        for status, dataset in self._datasets(paths):
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield status, dataset
+
+
+def _decode_dataset(raw: bytes, syntax):
+    from pynetdicom.dsutils import decode
+
+    return decode(BytesIO(raw), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+
+
+def _ae_text(value) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value or "").strip()
+
+
+def _contexts_for(index: Index, found) -> list:
+    """(SOP Class, [its transfer syntax, Implicit VR LE]) for the instances of `found`, at most 128."""
+    from pydicom.uid import ImplicitVRLittleEndian
+    from pynetdicom.presentation import build_context
+
+    paths = {path for match in found for path in match.paths}
+    pairs = sorted({(row["sop_class"], row["transfer_syntax"]) for row in index.rows() if row["path"] in paths})
+    contexts = []
+    for sop_class, syntax in pairs:
+        syntaxes = [syntax] if syntax == ImplicitVRLittleEndian else [syntax, ImplicitVRLittleEndian]
+        contexts.append(build_context(sop_class, syntaxes))
+    if len(contexts) > 128:
+        LOGGER.warning("C-MOVE needs %d presentation contexts; proposing the first 128", len(contexts))
+    return contexts[:128] or [build_context(sc.SecondaryCaptureImageStorage)]
