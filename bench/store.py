@@ -51,12 +51,40 @@ def commands(tool: str, port: int, folder: Path) -> list[str]:
     raise ValueError(tool)
 
 
+def serve_run(folder: Path, repeat: int) -> float:
+    """Best time of dicomscu sending `folder` to a fresh `dicomscu serve` (new storage each run)."""
+    import tempfile
+
+    best = float("inf")
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as storage:
+            port = free_port()
+            server = subprocess.Popen([sys.executable, "-m", "dicomscu", "serve", "--port", str(port),
+                                       "--bind", "127.0.0.1", "--storage", storage],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+                best = min(best, measure.run(commands("dicomscu", port, folder)).seconds)
+            finally:
+                server.terminate()
+                server.wait()
+    return best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool and set (best is kept)")
     parser.add_argument("--tools", default="dicomscu,storescu,pynetdicom")
     parser.add_argument("--sets", default="small,big")
+    parser.add_argument("--serve", action="store_true",
+                        help="also send each set with dicomscu to `dicomscu serve` (which stores and indexes)")
     args = parser.parse_args()
     data = ensure_data(args.data)
     tools = args.tools.split(",")
@@ -78,6 +106,12 @@ def main() -> int:
                 results[(name, tool)] = (seconds, rss)
                 print(f"  {tool:<11} {seconds:8.2f} s  {rss:5d} MB peak RSS  "
                       f"{count / seconds:8.0f} files/s  {size / seconds:7.1f} MB/s")
+            if args.serve:
+                seconds = serve_run(folder, args.repeat)
+                results[(name, "serve")] = (seconds, 0)
+                print(f"  dicomscu -> dicomscu serve  {seconds:8.2f} s  (stores and indexes every file)")
+                print(f"  serve / storescp --ignore, same sender: "
+                      f"{seconds / results[(name, 'dicomscu')][0]:.2f}x (target <= 2)")
             if "storescu" in tools and "dicomscu" in tools:
                 base = results[(name, "storescu")][0]
                 for tool in tools:

@@ -19,7 +19,7 @@ import dicomscu
 from dicomscu import Peer
 
 from conftest import run_dicomscu
-from peers import DcmQRSCP, Orthanc, StoreSCP, free_port, need, stop, wait_for_port
+from peers import DcmQRSCP, Orthanc, StoreSCP, free_port, need, wait_for_port
 
 
 class Serve:

@@ -15,12 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import struct
 import tempfile
 from dataclasses import dataclass
 
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from dicomscu.errors import UsageError
@@ -28,6 +26,7 @@ from dicomscu.files.probe import BadFile, top_level_values
 
 PATIENT_ID, STUDY_UID, SERIES_UID = 0x00100020, 0x0020000D, 0x0020000E
 LAYOUTS = ("flat", "hierarchical", "study")
+IMPLEMENTATION_VERSION = "DICOMSCU"
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -57,6 +56,30 @@ def prepare_directory(path: str) -> str:
     return os.path.realpath(path)
 
 
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    if vr == b"OB":
+        return struct.pack("<HH2sHL", 0x0002, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    raw = text.encode("ascii", "replace")
+    return raw + pad if len(raw) % 2 else raw
+
+
+def file_header(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """Preamble, 'DICM' and the file meta group (PS3.10 7.1), encoded directly."""
+    body = b"".join([
+        _meta_element(0x0001, b"OB", b"\x00\x01"),
+        _meta_element(0x0002, b"UI", _padded(sop_class, b"\0")),
+        _meta_element(0x0003, b"UI", _padded(sop_instance, b"\0")),
+        _meta_element(0x0010, b"UI", _padded(transfer_syntax, b"\0")),
+        _meta_element(0x0012, b"UI", _padded(PYDICOM_IMPLEMENTATION_UID, b"\0")),
+        _meta_element(0x0013, b"SH", _padded(IMPLEMENTATION_VERSION, b" ")),
+    ])
+    return b"\0" * 128 + b"DICM" + _meta_element(0x0000, b"UL", struct.pack("<L", len(body))) + body
+
+
 @dataclass
 class InstanceWriter:
     """Writes instances under `directory` with the chosen `layout`."""
@@ -81,24 +104,22 @@ class InstanceWriter:
     def exists(self, sop_instance: str, patient_id: str = "", study: str = "", series: str = "") -> bool:
         return os.path.exists(self.path_for(sop_instance, patient_id, study, series))
 
-    def write(self, dataset: bytes, sop_class: str, sop_instance: str, transfer_syntax: str) -> str:
-        """Write one instance; return its path.  Raises BadFile for an incomplete data set, OSError for I/O."""
-        values = top_level_values(dataset, transfer_syntax, [PATIENT_ID, STUDY_UID, SERIES_UID])
+    def write(self, dataset: bytes, sop_class: str, sop_instance: str, transfer_syntax: str,
+              values: dict[int, str] | None = None) -> str:
+        """Write one instance; return its path.  Raises BadFile for an incomplete data set, OSError for I/O.
+
+        `values` (PatientID, Study and Series Instance UIDs) may be given by a caller
+        that has already walked the data set; otherwise it is walked here.
+        """
+        if values is None:
+            values = top_level_values(dataset, transfer_syntax, [PATIENT_ID, STUDY_UID, SERIES_UID])
         final = self.path_for(sop_instance, values[PATIENT_ID], values[STUDY_UID], values[SERIES_UID])
         folder = os.path.dirname(final)
         os.makedirs(folder, exist_ok=True)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = sop_instance
-        meta.TransferSyntaxUID = transfer_syntax
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        header = DicomBytesIO()
-        header.write(b"\0" * 128 + b"DICM")
-        write_file_meta_info(header, meta, enforce_standard=True)
         handle, temporary = tempfile.mkstemp(prefix=".dicomscu-", suffix=".part", dir=folder)
         try:
             with os.fdopen(handle, "wb") as out:
-                out.write(header.getvalue())
+                out.write(file_header(sop_class, sop_instance, transfer_syntax))
                 out.write(dataset)
             os.replace(temporary, final)  # atomic: the final name only ever holds a whole file
         except BaseException:

@@ -101,7 +101,7 @@ class _Walk:
     data: memoryview
     implicit: bool
     little: bool
-    wanted: dict[int, str]
+    wanted: dict[int, object]  # tag -> its value (bytes or memoryview), filled at top level
 
     def header(self, pos: int, end: int) -> tuple[int, int, int, bool]:
         """(tag, value length, header size, is_sequence_like) of the element at `pos`."""
@@ -129,7 +129,7 @@ class _Walk:
                     f"at offset {value} but the file ends at {end}"
                 )
             if depth == 0 and tag in self.wanted:
-                self.wanted[tag] = _uid(self.data[value : value + length])
+                self.wanted[tag] = self.data[value : value + length]
             pos = value + length
         if in_item:
             raise BadFile("truncated: the file ends inside a sequence item")
@@ -216,7 +216,7 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
     if not syntax:
         raise BadFile("the file meta has no Transfer Syntax UID (0002,0010)")
 
-    wanted = {_SOP_CLASS: "", _SOP_INSTANCE: ""}
+    wanted: dict[int, object] = {_SOP_CLASS: b"", _SOP_INSTANCE: b""}
     if syntax == DeflatedExplicitVRLittleEndian:
         pass  # the data set is zlib-compressed: nothing to walk without inflating it
     elif not complete and meta.get("sop_class") and meta.get("sop_instance"):
@@ -236,8 +236,8 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
         except struct.error as exc:  # pragma: no cover - header() checks lengths first
             raise BadFile(f"corrupt data set: {exc}") from None
 
-    sop_class = meta.get("sop_class") or wanted[_SOP_CLASS]
-    sop_instance = meta.get("sop_instance") or wanted[_SOP_INSTANCE]
+    sop_class = meta.get("sop_class") or _uid(wanted[_SOP_CLASS])
+    sop_instance = meta.get("sop_instance") or _uid(wanted[_SOP_INSTANCE])
     if not sop_class:
         raise BadFile("no SOP Class UID: neither (0002,0002) in the file meta nor (0008,0016) in the data set")
     if not sop_instance:
@@ -263,10 +263,16 @@ def top_level_values(dataset: bytes | bytearray | memoryview, transfer_syntax: s
 
     For instances received over the network: the bytes are checked exactly as a
     file's are (a cut data set raises :class:`BadFile`), and only the few values
-    needed to name the file are read.
+    needed to name the file are read (as ASCII: UIDs and IDs).
     """
+    return {tag: _uid(value) for tag, value in top_level_bytes(dataset, transfer_syntax, tags).items()}
+
+
+def top_level_bytes(dataset: bytes | bytearray | memoryview, transfer_syntax: str,
+                    tags: list[int]) -> dict[int, bytes]:
+    """Raw values of top-level `tags` (b"" when absent), after proving the data set whole."""
     view = memoryview(dataset)
-    wanted = {tag: "" for tag in tags}
+    wanted: dict[int, object] = {tag: b"" for tag in tags}
     if transfer_syntax != DeflatedExplicitVRLittleEndian:
         walker = _Walk(
             view,
@@ -275,4 +281,4 @@ def top_level_values(dataset: bytes | bytearray | memoryview, transfer_syntax: s
             wanted=wanted,
         )
         walker.elements(0, len(view), 0, in_item=False)
-    return wanted
+    return {tag: bytes(value) for tag, value in wanted.items()}

@@ -15,6 +15,7 @@ from pynetdicom.sop_class import _STORAGE_CLASSES
 
 from dicomscu.errors import UsageError
 from dicomscu.files.instances import InstanceWriter
+from dicomscu.transport import server as tuned_server
 
 
 class StorageSCP:
@@ -39,6 +40,7 @@ class StorageSCP:
                                                  evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
         except OSError as exc:
             raise UsageError(self._bind_problem(exc)) from None
+        tuned_server.tune(self._server)
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from dicomscu.server.matching import matches
@@ -45,6 +46,8 @@ ATTRIBUTES = {
     "SOPClassUID": ("sop_class", "IMAGE", "UI"),
     "InstanceNumber": ("instance_number", "IMAGE", "IS"),
 }
+_CHARSET = 0x00080005
+_TEXT = {"PN", "LO", "SH"}  # VRs whose text may use the Specific Character Set
 COLUMNS = [column for column, _, _ in ATTRIBUTES.values()] + ["transfer_syntax", "path"]
 
 _SCHEMA = f"""
@@ -63,6 +66,30 @@ class Match:
 
     identifier: Dataset
     paths: list[str]
+
+
+def index_row(raw: bytes, transfer_syntax: str) -> dict[str, str]:
+    """The index row of an encoded data set, read from its bytes (no pydicom decoding).
+
+    Raises :class:`~dicomscu.files.probe.BadFile` when the data set is not whole.
+    Text is decoded with the data set's own Specific Character Set.
+    """
+    from pydicom.charset import convert_encodings, decode_bytes
+
+    from dicomscu.files.probe import top_level_bytes
+
+    tags = {tag_for_keyword(keyword): keyword for keyword in ATTRIBUTES}
+    found = top_level_bytes(raw, transfer_syntax, [*tags, _CHARSET])
+    charsets = found.pop(_CHARSET).decode("ascii", "replace").strip("\0 ").split("\\")
+    encodings = convert_encodings([c.strip() for c in charsets if c.strip()] or ["ISO_IR 6"])
+    row = {"path": "", "transfer_syntax": str(transfer_syntax)}
+    for tag, keyword in tags.items():
+        column, _, vr = ATTRIBUTES[keyword]
+        value = found[tag]
+        text = decode_bytes(value, encodings, {"^", "="} if vr == "PN" else set()) if vr in _TEXT else \
+            value.decode("ascii", "replace")
+        row[column] = text.strip("\0 ")
+    return row
 
 
 def row_from_dataset(dataset: Dataset, path: str, transfer_syntax: str) -> dict[str, str]:

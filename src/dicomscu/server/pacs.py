@@ -17,7 +17,6 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
-from io import BytesIO
 
 from pydicom import dcmread
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
@@ -25,9 +24,10 @@ from pynetdicom import sop_class as sc
 from pynetdicom.sop_class import _STORAGE_CLASSES
 
 from dicomscu.errors import UsageError
-from dicomscu.files.instances import InstanceWriter
+from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
 from dicomscu.files.probe import BadFile
-from dicomscu.server.index import Index, row_from_dataset
+from dicomscu.server.index import Index, index_row
+from dicomscu.transport import server as tuned_server
 
 LOGGER = logging.getLogger("dicomscu.server")
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
@@ -96,6 +96,7 @@ class Pacs:
                                                 evt_handlers=handlers)
         except OSError as exc:
             raise UsageError(f"serve --port {self.config.port}: cannot listen: {exc.strerror or exc}") from None
+        tuned_server.tune(self._server)
         LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed",
                     self.config.aetitle, self.config.port, self.storage, self.index.count())
 
@@ -113,26 +114,24 @@ class Pacs:
         raw = request.DataSet.getvalue() if request.DataSet is not None else b""
         syntax = event.context.transfer_syntax
         try:
-            dataset = _decode_dataset(raw, syntax)
-            uids = (str(dataset.get("StudyInstanceUID", "")), str(dataset.get("SeriesInstanceUID", "")), sop_instance)
-        except Exception as exc:
-            LOGGER.warning("refused %s: cannot read the data set: %s", sop_instance, exc)
-            return 0xC000
+            row = index_row(raw, syntax)  # also proves the data set whole
+        except BadFile as exc:
+            LOGGER.warning("refused %s: %s", sop_instance, exc)
+            return 0xC000  # Error: cannot understand
+        uids = (row["study_uid"], row["series_uid"], sop_instance)
         if not all(valid_uid(uid) for uid in uids):
             LOGGER.warning("refused %s: invalid Study/Series/SOP Instance UID %r", sop_instance, uids)
             return 0xA900  # Data Set does not match SOP Class (its identifying UIDs are not UIDs)
         if not self.config.overwrite and self.index.contains(sop_instance):
             return 0x0111  # Duplicate SOP Instance
+        values = {PATIENT_ID: row["patient_id"], STUDY_UID: row["study_uid"], SERIES_UID: row["series_uid"]}
         try:
             with self._write_lock:
-                path = self._writer.write(raw, sop_class, sop_instance, syntax)
-                self.index.add(row_from_dataset(dataset, path, syntax))
-        except BadFile as exc:
-            LOGGER.warning("refused %s: %s", sop_instance, exc)
-            return 0xC000
+                row["path"] = self._writer.write(raw, sop_class, sop_instance, syntax, values)
+                self.index.add(row)
         except OSError as exc:
             LOGGER.error("cannot store %s: %s", sop_instance, exc)
-            return 0xA700
+            return 0xA700  # Refused: out of resources
         return 0x0000
 
     # -- C-FIND / C-MOVE / C-GET -------------------------------------------------
@@ -183,12 +182,6 @@ class Pacs:
                 yield 0xFE00, None
                 return
             yield status, dataset
-
-
-def _decode_dataset(raw: bytes, syntax):
-    from pynetdicom.dsutils import decode
-
-    return decode(BytesIO(raw), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
 
 
 def _ae_text(value) -> str:
