@@ -40,7 +40,7 @@ class StorageSCP:
                                                  evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
         except OSError as exc:
             raise UsageError(self._bind_problem(exc)) from None
-        tuned_server.tune(self._server)
+        tuned_server.tune(self._server, on_store=self.store)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -56,14 +56,16 @@ class StorageSCP:
         return f"--port-scp {self.port}: cannot listen: {exc.strerror or exc}"
 
     def _on_store(self, event) -> int:
-        from dicomscu.operations.retrieve import store_instance
-
         request = event.request
         raw = request.DataSet.getvalue() if request.DataSet is not None else b""
+        return self.store(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID), raw,
+                          event.context.transfer_syntax)
+
+    def store(self, sop_class: str, sop_instance: str, raw: bytes, syntax) -> int:
+        from dicomscu.operations.retrieve import store_instance
+
         with self._lock:  # one association at a time writes the report
-            status = store_instance(self._writer, raw, str(request.AffectedSOPClassUID),
-                                    str(request.AffectedSOPInstanceUID), event.context.transfer_syntax,
-                                    self._report)
+            status = store_instance(self._writer, raw, sop_class, sop_instance, syntax, self._report)
             if self._on_progress is not None:
                 self._on_progress(self._report)
         return status

@@ -96,7 +96,7 @@ class Pacs:
                                                 evt_handlers=handlers)
         except OSError as exc:
             raise UsageError(f"serve --port {self.config.port}: cannot listen: {exc.strerror or exc}") from None
-        tuned_server.tune(self._server)
+        tuned_server.tune(self._server, on_store=self.store)
         LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed",
                     self.config.aetitle, self.config.port, self.storage, self.index.count())
 
@@ -108,11 +108,14 @@ class Pacs:
 
     # -- C-STORE ---------------------------------------------------------------
     def _on_store(self, event) -> int:
+        """EVT_C_STORE (requests the direct path of :mod:`dicomscu.transport.server` leaves to pynetdicom)."""
         request = event.request
-        sop_class = str(request.AffectedSOPClassUID or "")
-        sop_instance = str(request.AffectedSOPInstanceUID or "")
         raw = request.DataSet.getvalue() if request.DataSet is not None else b""
-        syntax = event.context.transfer_syntax
+        return self.store(str(request.AffectedSOPClassUID or ""), str(request.AffectedSOPInstanceUID or ""), raw,
+                          event.context.transfer_syntax)
+
+    def store(self, sop_class: str, sop_instance: str, raw: bytes, syntax) -> int:
+        """Check, write and index one received instance; the C-STORE status."""
         try:
             row = index_row(raw, syntax)  # also proves the data set whole
         except BadFile as exc:

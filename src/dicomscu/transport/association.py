@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from pynetdicom import AE, evt
-from pynetdicom.pdu_primitives import A_ABORT, A_ASSOCIATE, A_P_ABORT, P_DATA
+from pynetdicom.pdu_primitives import A_ABORT, A_ASSOCIATE, A_P_ABORT
 from pynetdicom.presentation import PresentationContext
 
 from dicomscu.errors import (
@@ -34,6 +34,7 @@ from dicomscu.errors import (
     PeerTimeout,
     UnknownHost,
 )
+from dicomscu.transport.assembly import Assembler
 from dicomscu.transport.dimse import p_data_tf, parse_response
 from dicomscu.transport.dul import EventDrivenDUL
 from dicomscu.transport.peer import Peer
@@ -115,19 +116,6 @@ def resolve(host: str, port: int) -> str:
         raise UnknownHost(f"unknown host '{host}': {getattr(exc, 'strerror', None) or exc}") from None
     infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first, as most PACS listen there
     return infos[0][4][0]
-
-
-class _Assembly:
-    """The message being received: its PDV lists so far, command and data set bytes."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.items: list = []  # PDV lists received for this message, for a replay
-        self.command = bytearray()
-        self.dataset = bytearray()
-        self.response = None
 
 
 class Channel:
@@ -260,50 +248,8 @@ class Channel:
         return describe_abort(dul) if gone else None
 
     def _decode_simple_responses(self) -> None:
-        """Assemble and decode responses with :func:`.dimse.parse_response` before pynetdicom does.
-
-        The reactor hands us the PDV items of every P-DATA-TF it receives while
-        the association is established (:attr:`EventDrivenDUL.pdata_sink`).  A
-        message whose command set is not one of the simple responses is replayed,
-        P-DATA by P-DATA, into pynetdicom's own DIMSE decoder.
-        """
-        provider = self.assoc.dimse
-        full_decoder = provider.receive_primitive
-        state = _Assembly()
-
-        def as_primitive(items) -> P_DATA:
-            primitive = P_DATA()
-            primitive.presentation_data_value_list = items
-            return primitive
-
-        def on_pdvs(items) -> None:
-            if provider.message is not None:  # pynetdicom is assembling this one
-                full_decoder(as_primitive(items))
-                return
-            state.items.append(items)
-            for context_id, pdv in items:
-                control, data = pdv[0], pdv[1:]
-                if control & 0x01:
-                    state.command += data
-                    if not control & 0x02:
-                        continue
-                    state.response = parse_response(bytes(state.command))
-                    if state.response is None:
-                        replay = state.items
-                        state.reset()
-                        for queued in replay:
-                            full_decoder(as_primitive(queued))
-                        return
-                else:
-                    state.dataset += data
-                    if not control & 0x02 or state.response is None:
-                        continue
-                    state.response.dataset = bytes(state.dataset)
-                if state.response.dataset is not None or not state.response.has_dataset:
-                    provider.msg_queue.put((context_id, state.response))
-                    state.reset()
-
-        self.assoc.dul.pdata_sink = on_pdvs
+        """Decode the common responses ourselves (:func:`.dimse.parse_response`), see :mod:`.assembly`."""
+        self.assoc.dul.pdata_sink = Assembler(self.assoc.dimse, parse_response)
 
     # -- lifetime --------------------------------------------------------------
     def _park_reactor(self) -> None:

@@ -179,18 +179,9 @@ def parse_response(command: bytes) -> Response | None:
     set, an element outside PS3.7's table for these responses, a malformed
     encoding) returns None and is left to pynetdicom.
     """
-    values: dict[int, bytes] = {}
-    view = memoryview(command)
-    pos, end = 0, len(view)
-    while pos < end:
-        if end - pos < 8:
-            return None
-        group, element, length = _ELEMENT_HEADER.unpack_from(view, pos)
-        pos += 8
-        if group != 0x0000 or element not in _KNOWN or pos + length > end:
-            return None
-        values[element] = bytes(view[pos : pos + length])
-        pos += length
+    values = _elements(command, _KNOWN)
+    if values is None:
+        return None
     try:
         (field,) = struct.unpack("<H", values[0x0100])
         (responding_to,) = struct.unpack("<H", values[0x0120])
@@ -225,3 +216,51 @@ def parse_pdvs(body: bytes | bytearray) -> list | None:
         items.append([body[pos + 4], bytes(body[pos + 5 : pos + 4 + length])])
         pos += 4 + length
     return items or None
+
+
+@dataclass
+class StoreRequest:
+    """A C-STORE-RQ decoded by :func:`parse_store_request`."""
+
+    MessageID: int
+    AffectedSOPClassUID: str
+    AffectedSOPInstanceUID: str
+    has_dataset: bool = True
+    dataset: bytes | None = None
+
+
+_STORE_RQ_KNOWN = {0x0000, 0x0002, 0x0100, 0x0110, 0x0700, 0x0800, 0x1000, 0x1030, 0x1031}
+
+
+def parse_store_request(command: bytes) -> StoreRequest | None:
+    """Decode a plain C-STORE-RQ command set; None for anything else (left to pynetdicom)."""
+    values = _elements(command, _STORE_RQ_KNOWN)
+    if values is None:
+        return None
+    try:
+        (field,) = struct.unpack("<H", values[0x0100])
+        (message_id,) = struct.unpack("<H", values[0x0110])
+        (dataset_type,) = struct.unpack("<H", values[0x0800])
+    except (KeyError, struct.error):
+        return None
+    if field != C_STORE_RQ or dataset_type == NO_DATASET:
+        return None
+    text = {tag: values.get(tag, b"").rstrip(b"\0 ").decode("ascii", "replace") for tag in (0x0002, 0x1000)}
+    return StoreRequest(message_id, text[0x0002], text[0x1000])
+
+
+def _elements(command: bytes, known: set[int]) -> dict[int, bytes] | None:
+    """Group 0000 elements of an Implicit VR LE command set; None if any is unknown or cut."""
+    values: dict[int, bytes] = {}
+    view = memoryview(command)
+    pos, end = 0, len(view)
+    while pos < end:
+        if end - pos < 8:
+            return None
+        group, element, length = _ELEMENT_HEADER.unpack_from(view, pos)
+        pos += 8
+        if group != 0x0000 or element not in known or pos + length > end:
+            return None
+        values[element] = bytes(view[pos : pos + length])
+        pos += length
+    return values

@@ -10,14 +10,22 @@ own polling loop with one that waits on its message queue.
 
 from __future__ import annotations
 
+import logging
 import queue
 import types
+from typing import Callable
 
+from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.transport import RequestHandler
 
+from dicomscu.transport.assembly import Assembler
+from dicomscu.transport.dimse import StoreRequest, c_store_rsp, p_data_tf, parse_store_request
+
 from dicomscu.transport.dul import EventDrivenDUL
 from dicomscu.transport.socket import TunedSocket
+
+LOGGER = logging.getLogger("dicomscu.transport")
 
 #: A peer that stops sending in the middle of a PDU is dropped after this long.
 READ_TIMEOUT = 60.0
@@ -27,12 +35,22 @@ READ_TIMEOUT = 60.0
 TICK = 0.005
 
 
+#: on_store(sop_class, sop_instance, dataset_bytes, transfer_syntax) -> status
+StoreCallback = Callable[[str, str, bytes, UID], int]
+
+
 class TunedRequestHandler(RequestHandler):
+    #: Set by :func:`tune`: plain C-STORE-RQs are decoded and answered directly with it.
+    on_store: StoreCallback | None = None
+
     def _create_association(self):
         assoc = super()._create_association()
         assoc.dul = EventDrivenDUL(assoc)  # its DUL thread is not started yet
         assoc.dul.socket = TunedSocket(assoc, client_socket=self.request, read_timeout=READ_TIMEOUT,
                                        max_pdu=self.ae.maximum_pdu_size)
+        if self.on_store is not None:
+            assoc.dul.pdata_sink = Assembler(assoc.dimse, parse_store_request)
+            assoc.dicomscu_on_store = self.on_store
         assoc._run_reactor = types.MethodType(_run_acceptor_reactor, assoc)
         return assoc
 
@@ -53,7 +71,9 @@ def _run_acceptor_reactor(assoc) -> None:
             context_id, message = assoc.dimse.msg_queue.get(timeout=TICK)
         except queue.Empty:
             message = None
-        if message:
+        if isinstance(message, StoreRequest):
+            _answer_store(assoc, context_id, message)
+        elif message:
             assoc._serve_request(message, context_id)
         if assoc.is_established and assoc.acse.is_release_requested():
             assoc.acse.send_release(is_response=True)
@@ -78,6 +98,36 @@ def _run_acceptor_reactor(assoc) -> None:
             return
 
 
-def tune(server) -> None:
-    """Make `server` (from ``AE.start_server``) create tuned associations from now on."""
-    server.RequestHandlerClass = TunedRequestHandler
+def _answer_store(assoc, context_id: int, request: StoreRequest) -> None:
+    """Store one instance with the server's callback and send the C-STORE-RSP, both directly."""
+    context = next((cx for cx in assoc.accepted_contexts if cx.context_id == context_id), None)
+    if context is None:
+        LOGGER.error("C-STORE-RQ on presentation context %d, which was never accepted: aborting", context_id)
+        assoc.abort()
+        return
+    if context.abstract_syntax != request.AffectedSOPClassUID:
+        status = 0x0122  # Refused: SOP Class not supported (on this context)
+    else:
+        try:
+            status = assoc.dicomscu_on_store(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID,
+                                             request.dataset or b"", context.transfer_syntax[0])
+        except Exception as exc:  # a bug must not kill the association thread
+            LOGGER.error("storing %s failed: %s", request.AffectedSOPInstanceUID, exc)
+            status = 0x0110  # Processing failure
+    response = c_store_rsp(request.MessageID, request.AffectedSOPClassUID, request.AffectedSOPInstanceUID, status)
+    if assoc.dul.state_machine.current_state != "Sta6":
+        return
+    try:
+        assoc.dul.socket.send_buffers(p_data_tf(context_id, response, None, int(assoc.requestor.maximum_length or 0)))
+    except OSError:
+        return  # the connection is gone: the reactor sees it and ends the association
+
+
+def tune(server, on_store: StoreCallback | None = None) -> None:
+    """Make `server` (from ``AE.start_server``) create tuned associations from now on.
+
+    With `on_store`, plain C-STORE requests skip pynetdicom's DIMSE decoding and its
+    EVT_C_STORE machinery: `on_store` gets the data set bytes and returns the status.
+    """
+    server.RequestHandlerClass = type("TunedStoreHandler", (TunedRequestHandler,),
+                                      {"on_store": staticmethod(on_store)}) if on_store else TunedRequestHandler
