@@ -20,6 +20,7 @@ from pynetdicom.dsutils import decode, encode
 from pynetdicom.presentation import build_context
 
 from dicomscu.errors import OperationFailed
+from dicomscu.files.probe import top_level_bytes
 from dicomscu.operations.status import FAILURE, PENDING, Status, decode as decode_status
 from dicomscu.query.build import Query
 from dicomscu.transport import dimse
@@ -38,8 +39,18 @@ class RawAnswer:
     syntax: UID
 
     def dataset(self) -> Dataset:
+        """The identifier decoded by pydicom (values are decoded on access)."""
         syntax = self.syntax
-        return decode(BytesIO(self.raw), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+        try:
+            if not syntax.is_deflated:
+                top_level_bytes(self.raw, syntax, [])  # pydicom silently accepts a cut data set
+            dataset = decode(BytesIO(self.raw), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+            for element in dataset:  # touch every element now: garbage fails here, not in the output
+                element.value
+        except Exception as exc:
+            raise OperationFailed(f"a C-FIND answer could not be decoded ({type(exc).__name__}: {exc}); "
+                                  "the server sent a broken identifier") from None
+        return dataset
 
 
 @dataclass

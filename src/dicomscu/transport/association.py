@@ -126,6 +126,7 @@ class Channel:
         self.peer = peer
         self._acse = acse
         self._message_id = 0
+        self._accepted_ids = {cx.context_id for cx in assoc.accepted_contexts}
         self._park_reactor()
         self._decode_simple_responses()
 
@@ -188,6 +189,10 @@ class Channel:
         context_id, message = self.assoc.dimse.get_msg(block=True)
         if message is None:
             self._raise_lost(what, time.monotonic() - started)
+        if context_id not in self._accepted_ids:
+            self.abort()
+            raise AssociationAborted(f"{self.peer}: the peer sent a {what} message on presentation context "
+                                     f"{context_id}, which was never accepted (protocol error)")
         return context_id, message
 
     def syntax_of(self, context_id: int):
@@ -288,10 +293,9 @@ class Channel:
             self.assoc.abort()
 
 
-def describe_reject(primitive: A_ASSOCIATE) -> str:
-    source = int(primitive.result_source or 0)
-    reason = int(primitive.diagnostic or 0)
-    kind = {1: "permanent", 2: "transient"}.get(int(primitive.result or 0), "unknown result")
+def describe_reject(result: int, source: int, reason: int) -> str:
+    """PS3.8 9.3.4: an A-ASSOCIATE-RJ's result, source and reason in words (with advice)."""
+    kind = {1: "permanent", 2: "transient"}.get(result, f"result {result}")
     text = REJECT_REASONS.get((source, reason), f"reason {reason}")
     message = f"association rejected ({kind}) by {REJECT_SOURCES.get(source, f'source {source}')}: {text}"
     hint = REJECT_HINTS.get((source, reason))
@@ -327,9 +331,14 @@ def _classify_failure(assoc, peer: Peer, acse: AcseLog, address: str, started: f
             raise ConnectionFailed(f"connection refused by {where}: nothing listens on that port "
                                    "(check the port number and that the DICOM server is running)")
         raise ConnectionFailed(f"cannot connect to {where}: {connect_error.strerror or connect_error}")
+    reject = getattr(assoc.dul, "received_reject", None)
+    if reject is not None:
+        raise AssociationRejected(f"{peer}: {describe_reject(*reject)}")
     if assoc.is_rejected:
         primitive = assoc.acceptor.primitive
-        raise AssociationRejected(f"{peer}: {describe_reject(primitive)}")
+        raise AssociationRejected(f"{peer}: " + describe_reject(int(primitive.result or 0),
+                                                                int(primitive.result_source or 0),
+                                                                int(primitive.diagnostic or 0)))
     primitive = acse.last
     if isinstance(primitive, A_ASSOCIATE) and primitive.result == 0:
         cxs = assoc.rejected_contexts or assoc.requestor.requested_contexts

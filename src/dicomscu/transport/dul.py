@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu_primitives import A_P_ABORT
 
 from dicomscu.transport.dimse import parse_pdvs
 
@@ -46,6 +47,8 @@ class EventDrivenDUL(DULServiceProvider):
         self._wake_tx.setblocking(False)
         #: The A-ABORT PDU the peer sent, if any (source and reason for messages).
         self.received_abort: A_ABORT_RQ | None = None
+        #: (result, source, reason) of the A-ASSOCIATE-RJ the peer sent, if any.
+        self.received_reject: tuple[int, int, int] | None = None
         #: Where the PDV items of P-DATA-TF PDUs received in Sta6 go, bypassing the
         #: state machine (whose action there, DT-2, only hands them to DIMSE).
         self.pdata_sink = None
@@ -65,8 +68,7 @@ class EventDrivenDUL(DULServiceProvider):
                 return
             pdu_type, _, length = struct.unpack(">BBL", header)
             if not 0x01 <= pdu_type <= 0x07:
-                LOGGER.error("unknown PDU type 0x%02X received", pdu_type)
-                self.event_queue.put("Evt19")
+                self._protocol_error(f"the peer sent an unknown PDU type 0x{pdu_type:02X}")
                 return
             body = sock.recv(length)
         except OSError:  # includes timeouts; the socket keeps the reason
@@ -75,22 +77,34 @@ class EventDrivenDUL(DULServiceProvider):
         if len(body) != length:
             self.event_queue.put("Evt17")
             return
+        if pdu_type == 0x03 and length >= 4:  # keep the raw A-ASSOCIATE-RJ, whatever pynetdicom makes of it
+            self.received_reject = (body[1], body[2], body[3])
         if pdu_type == 0x04 and self.pdata_sink is not None and self.state_machine.current_state == "Sta6":
             items = parse_pdvs(body)
             if items is None:
-                LOGGER.error("malformed P-DATA-TF PDU received")
-                self.event_queue.put("Evt19")
+                self._protocol_error("the peer sent a malformed P-DATA-TF PDU")
                 return
             self.pdata_sink(items)
             return
         try:
             pdu, event = self._decode_pdu(header + body)
         except Exception as exc:
-            LOGGER.error("unable to decode a received PDU: %s", exc)
-            self.event_queue.put("Evt19")
+            self._protocol_error(f"the peer sent a malformed PDU of type 0x{pdu_type:02X} ({exc})")
             return
         self.event_queue.put(event)
         self._recv_pdu.put(pdu)
+
+    def _protocol_error(self, reason: str) -> None:
+        """Record why, then let the state machine abort (Evt19: invalid PDU)."""
+        LOGGER.error("%s: aborting the association", reason)
+        if self.socket is not None:
+            if not getattr(self.socket, "failure", None):
+                self.socket.failure = f"{reason} (protocol error)"
+            discard = getattr(self.socket, "discard_buffer", None)
+            if discard is not None:
+                discard()  # the rest of the stream cannot be trusted, nor waited for
+        self.event_queue.put("Evt19")
+        self.assoc.dimse.msg_queue.put((None, None))  # pynetdicom's AA-8 does not wake a DIMSE wait
 
     def _decode_pdu(self, bytestream):
         pdu, event = super()._decode_pdu(bytestream)
@@ -149,29 +163,43 @@ class EventDrivenDUL(DULServiceProvider):
                         self._idle_timer.restart()
                 except Exception as exc:  # a bug or a hostile PDU: abort, never hang
                     LOGGER.error("upper-layer failure, aborting the association: %s", exc)
-                    self._abort_after_failure()
+                    self._abort_after_failure(f"upper-layer failure ({exc})")
                     return
                 try:
                     event = self.event_queue.get(block=False)
                 except queue.Empty:
                     self._wait_for_work()
                     continue
-                self.state_machine.do_action(event)
+                try:
+                    self.state_machine.do_action(event)
+                except Exception as exc:  # pynetdicom choked on what the peer sent: abort, never hang
+                    LOGGER.error("upper-layer failure, aborting the association: %s", exc)
+                    self._abort_after_failure(f"the peer sent something the upper layer cannot handle ({exc})")
+                    return
         finally:
             self._wake_rx.close()
             self._wake_tx.close()
 
-    def _abort_after_failure(self) -> None:
+    def _abort_after_failure(self, reason: str) -> None:
+        """Send an A-ABORT, close, and wake whoever waits (ACSE or DIMSE) with the reason recorded."""
         abort = A_ABORT_RQ()
         abort.source = 0x02
         abort.reason_diagnostic = 0x00
         try:
             if self.socket is not None:
+                if not getattr(self.socket, "failure", None):
+                    self.socket.failure = reason
                 self.socket.send(abort.encode())
+                self.socket.close()
+        except Exception:  # the connection may already be gone
+            LOGGER.debug("could not send the A-ABORT", exc_info=True)
         finally:
             assoc = self.assoc
             assoc.is_aborted = True
             assoc.is_established = False
             assoc._kill = True
-            assoc.dimse.msg_queue.put((None, None))  # release a waiting DIMSE user
+            indication = A_P_ABORT()
+            indication.provider_reason = 0x00
+            self.to_user_queue.put(indication)  # wakes an ACSE wait
+            assoc.dimse.msg_queue.put((None, None))  # wakes a DIMSE wait
             self._kill_thread = True

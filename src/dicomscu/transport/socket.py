@@ -147,6 +147,10 @@ class TunedSocket(AssociationSocket):
                         pending[0] = head[sent:]
                         sent = 0
 
+    def discard_buffer(self) -> None:
+        """Forget read-ahead data (after a protocol error nothing more is read from this peer)."""
+        self._buffer.clear()
+
     @property
     def ready(self) -> bool:
         """Data to read: already buffered, or waiting on the socket."""
