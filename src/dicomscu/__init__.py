@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Peer": "dicomscu.transport.peer",
     "Timeouts": "dicomscu.transport.peer",
+    "TLS": "dicomscu.transport.peer",
     "echo": "dicomscu.operations.echo",
     "EchoResult": "dicomscu.operations.echo",
     "store": "dicomscu.operations.store",

@@ -63,6 +63,11 @@ dicomscu options (not in gdcmscu):
                         Accept every transfer syntax for retrieved instances (default,
                         as gdcmscu: Implicit VR Little Endian only).
      --skip-existing    Find first, then retrieve only instances not already in -o DIR.
+     --tls              Use TLS (PS3.15); any --tls-* option implies it.
+     --tls-cert FILE, --tls-key FILE
+                        Our certificate and private key (PEM), for servers that ask.
+     --tls-ca FILE      CA certificate(s) to verify the server with (default: system CAs).
+     --tls-no-verify    Do not verify the server's certificate (testing only).
      --progress, --no-progress
                         Force the progress bar on or off (default: on a terminal).
 

@@ -22,6 +22,7 @@ from dicomscu.transport.peer import (
     DEFAULT_CALLING_AE,
     DEFAULT_MAX_PDU,
     DEFAULT_PORT,
+    TLS,
     Peer,
     Timeouts,
     check_ae_title,
@@ -86,6 +87,11 @@ def _build() -> argparse.ArgumentParser:
     add("--move-dest")
     add("--accept-all-syntaxes", action="store_true")
     add("--skip-existing", action="store_true")
+    add("--tls", action="store_true")
+    add("--tls-cert")
+    add("--tls-key")
+    add("--tls-ca")
+    add("--tls-no-verify", action="store_true")
     add("--progress", dest="progress", action="store_true", default=None)
     add("--no-progress", dest="progress", action="store_false")
     add("positionals", nargs="*")
@@ -139,6 +145,7 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request
         calling_ae=ns.aetitle,
         timeouts=_timeouts(ns),
         max_pdu=_int(ns.max_pdu, "--max-pdu") if ns.max_pdu is not None else DEFAULT_MAX_PDU,
+        tls=_tls(ns),
     )
     _check_combinations(request)
     return request
@@ -205,6 +212,13 @@ def _timeouts(ns: argparse.Namespace) -> Timeouts:
         dimse=ns.dimse_timeout if ns.dimse_timeout is not None else base.dimse,
         network=base.network if ns.timeout is None else ns.timeout,
     )
+
+
+def _tls(ns: argparse.Namespace) -> TLS | None:
+    wanted = ns.tls or ns.tls_cert or ns.tls_key or ns.tls_ca or ns.tls_no_verify
+    if not wanted:
+        return None
+    return TLS(cert=ns.tls_cert, key=ns.tls_key, ca=ns.tls_ca, verify=not ns.tls_no_verify)
 
 
 def _check_combinations(request: Request) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import ssl
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -325,6 +326,15 @@ def _classify_failure(assoc, peer: Peer, acse: AcseLog, address: str, started: f
     where = f"{peer.host}:{peer.port}" + (f" ({address})" if address != peer.host else "")
     connect_error = getattr(sock, "connect_error", None)
     if connect_error is not None:
+        if isinstance(connect_error, ssl.SSLCertVerificationError):
+            raise ConnectionFailed(f"TLS: the certificate of {where} could not be verified: "
+                                   f"{connect_error.verify_message or connect_error} "
+                                   "(check --tls-ca; --tls-no-verify only for testing)")
+        if isinstance(connect_error, ssl.SSLError) or (
+                peer.tls and isinstance(connect_error, (ConnectionResetError, BrokenPipeError))):
+            reason = getattr(connect_error, "reason", None) or connect_error.strerror or connect_error
+            raise ConnectionFailed(f"TLS handshake with {where} failed: {reason} "
+                                   "(is this a TLS port? does it accept our certificate?)")
         if isinstance(connect_error, socket.timeout):
             raise PeerTimeout(f"no answer from {where} within {peer.timeouts.connect:g} s (connect timeout)")
         if isinstance(connect_error, ConnectionRefusedError):
@@ -348,15 +358,18 @@ def _classify_failure(assoc, peer: Peer, acse: AcseLog, address: str, started: f
         )
     if getattr(sock, "timed_out", False):
         raise PeerTimeout(f"{peer}: association request failed: {sock.failure}")
+    tls_hint = "" if peer.tls else " (if this port expects TLS, add --tls)"
     if isinstance(primitive, (A_ABORT, A_P_ABORT)) or getattr(assoc.dul, "received_abort", None):
-        raise AssociationAborted(f"{peer}: association request failed: {describe_abort(assoc.dul)}")
+        reason = describe_abort(assoc.dul)
+        hint = tls_hint if reason == "the peer closed the connection" else ""
+        raise AssociationAborted(f"{peer}: association request failed: {reason}{hint}")
     if time.monotonic() - started >= peer.timeouts.association * 0.99:
         raise PeerTimeout(
             f"{peer}: no answer to the association request within {peer.timeouts.association:g} s "
             "(association timeout; is this a DICOM port?)"
         )
     failure = getattr(sock, "failure", None) or "the peer closed the connection"
-    raise AssociationAborted(f"{peer}: association request failed: {failure}")
+    raise AssociationAborted(f"{peer}: association request failed: {failure}{tls_hint}")
 
 
 @contextmanager
@@ -384,6 +397,7 @@ def associate(
         max_pdu=peer.max_pdu,
         ext_neg=list(ext_neg) if ext_neg else None,
         evt_handlers=[(evt.EVT_ACSE_RECV, acse.on_acse_recv)],
+        tls_args=(peer.tls.context(), peer.host if peer.tls.verify else None) if peer.tls else None,
     )
     if not assoc.is_established:
         try:

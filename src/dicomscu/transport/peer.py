@@ -57,6 +57,40 @@ def check_port(value: int, what: str = "port") -> int:
 
 
 @dataclass(frozen=True)
+class TLS:
+    """TLS settings (PS3.15 B.1): our certificate and key, the CA to trust, verification on or off."""
+
+    cert: str | None = None
+    key: str | None = None
+    ca: str | None = None
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        import os
+
+        for option, path in (("--tls-cert", self.cert), ("--tls-key", self.key), ("--tls-ca", self.ca)):
+            if path is not None and not os.path.isfile(path):
+                raise UsageError(f"{option} {path}: no such file")
+        if self.key and not self.cert:
+            raise UsageError("--tls-key needs --tls-cert")
+
+    def context(self):
+        """A client-side ssl.SSLContext for these settings."""
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.cert:
+            try:
+                context.load_cert_chain(self.cert, self.key)
+            except (ssl.SSLError, OSError) as exc:
+                raise UsageError(f"--tls-cert {self.cert}: cannot load the certificate and key: {exc}") from None
+        return context
+
+
+@dataclass(frozen=True)
 class Peer:
     """A remote DICOM application entity and the settings we use to reach it."""
 
@@ -66,6 +100,7 @@ class Peer:
     calling_ae: str = DEFAULT_CALLING_AE
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_pdu: int = DEFAULT_MAX_PDU
+    tls: TLS | None = None
 
     def __post_init__(self) -> None:
         if not self.host:

@@ -17,6 +17,7 @@ Why this exists:
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from typing import TYPE_CHECKING
 
@@ -136,6 +137,9 @@ class TunedSocket(AssociationSocket):
             sock = self.socket
             if sock is None:
                 raise OSError("the connection is closed")
+            if not hasattr(sock, "sendmsg") or isinstance(sock, ssl.SSLSocket):
+                sock.sendall(b"".join(pending))  # TLS has no scatter-gather
+                return
             while pending:
                 sent = sock.sendmsg(pending[:_IOV_BATCH])
                 while sent:

@@ -1,0 +1,96 @@
+"""TLS (PS3.15) against DCMTK storescp +tls, with certificates made by the test (openssl)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_dicomscu
+from peers import StoreSCP, free_port, need, stop, wait_for_port
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run([need("openssl"), *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_ca(folder: Path, name: str) -> None:
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+            "-keyout", f"{name}.key", "-out", f"{name}.crt", cwd=folder)
+
+
+def make_cert(folder: Path, name: str, ca: str) -> None:
+    (folder / f"{name}.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr", cwd=folder)
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
+            "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=folder)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("pki")
+    make_ca(folder, "ca")
+    make_ca(folder, "otherca")
+    make_cert(folder, "server", "ca")
+    make_cert(folder, "client", "ca")
+    return folder
+
+
+@pytest.fixture
+def tls_storescp(pki, tmp_path):
+    port = free_port()
+    out = tmp_path / "received"
+    out.mkdir()
+    log = (tmp_path / "storescp.log").open("w")
+    process = subprocess.Popen([need("storescp"), "+tls", str(pki / "server.key"), str(pki / "server.crt"), "-pw",
+                                "+cf", str(pki / "ca.crt"), "-od", str(out), "-v", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT)
+    wait_for_port(port, process)
+    yield port, out
+    stop(process)
+
+
+def tls_args(pki: Path, ca: str = "ca") -> list[str]:
+    return ["--tls", "--tls-ca", str(pki / f"{ca}.crt"), "--tls-cert", str(pki / "client.crt"),
+            "--tls-key", str(pki / "client.key")]
+
+
+def test_echo_and_store_over_tls(tls_storescp, pki, dataset_dir):
+    port, out = tls_storescp
+    echo = run_dicomscu("localhost", str(port), *tls_args(pki))
+    assert echo.returncode == 0, echo.stderr
+    files = [str(p) for p in sorted((dataset_dir / "small").iterdir())[:5]]
+    store = run_dicomscu("--store", "localhost", str(port), *tls_args(pki), *files)
+    assert store.returncode == 0, store.stderr
+    assert len(list(out.iterdir())) == 5
+
+
+def test_wrong_ca_is_a_clear_verification_error(tls_storescp, pki):
+    port, _ = tls_storescp
+    result = run_dicomscu("localhost", str(port), *tls_args(pki, ca="otherca"))
+    assert result.returncode == 3
+    assert "could not be verified" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plain_client_to_tls_port_says_so(tls_storescp):
+    port, _ = tls_storescp
+    result = run_dicomscu("localhost", str(port), "--timeout", "5")
+    assert result.returncode in (5, 7), result.stderr
+    assert "--tls" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tls_client_to_plain_port_says_so(pki, tmp_path):
+    scp = StoreSCP(tmp_path / "plain")
+    try:
+        result = run_dicomscu("localhost", str(scp.port), *tls_args(pki), "--timeout", "5")
+    finally:
+        scp.close()
+    assert result.returncode == 3
+    assert "TLS handshake" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_tls_file_is_usage_error(tmp_path):
+    result = run_dicomscu("localhost", "104", "--tls-ca", str(tmp_path / "nope.crt"))
+    assert result.returncode == 2 and "--tls-ca" in result.stderr
