@@ -192,3 +192,22 @@ def test_store_connection_refused_exit_code(dataset_dir):
     assert result.returncode == 3
     assert "60 not sent" in result.stdout
     assert result.stderr.count("connection refused") == 1
+
+
+def test_ten_thousand_files_in_one_directory_no_descriptor_leak(storescp, dataset_dir, tmp_path):
+    """10,000 entries (junk and DICOM): each reported once, all DICOM sent, no file descriptor left open."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    sources = sorted((dataset_dir / "small").iterdir())[:20]
+    for index in range(10_000):
+        target = folder / f"f{index:05d}.dcm"
+        if index % 500 == 0:
+            shutil.copy(sources[index // 500], target)
+        else:
+            target.write_bytes(b"junk %d\n" % index)
+    open_before = len(os.listdir("/proc/self/fd"))
+    results = []
+    report = dicomscu.store(Peer("127.0.0.1", storescp.port), [str(folder)], on_result=results.append)
+    assert report.stored == 20 and report.counts["skipped"] == 9_980
+    assert len(results) == 10_000
+    assert len(os.listdir("/proc/self/fd")) <= open_before + 2
