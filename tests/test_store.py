@@ -211,3 +211,50 @@ def test_ten_thousand_files_in_one_directory_no_descriptor_leak(storescp, datase
     assert report.stored == 20 and report.counts["skipped"] == 9_980
     assert len(results) == 10_000
     assert len(os.listdir("/proc/self/fd")) <= open_before + 2
+
+
+@pytest.fixture
+def uncompressed_only_scp():
+    """A pynetdicom SCP accepting MR and SC storage in Implicit VR LE only."""
+    from pynetdicom.sop_class import MRImageStorage, SecondaryCaptureImageStorage
+
+    received = {}
+
+    def on_store(event):
+        received[event.dataset.SOPInstanceUID] = event.dataset
+        return 0x0000
+
+    ae = AE(ae_title="RAWONLY")
+    for sop_class in (MRImageStorage, SecondaryCaptureImageStorage):
+        ae.add_supported_context(sop_class, ["1.2.840.10008.1.2"])
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    yield port, received
+    server.shutdown()
+
+
+def test_refused_compressed_file_is_decompressed(uncompressed_only_scp):
+    from pydicom.data import get_testdata_file
+
+    port, received = uncompressed_only_scp
+    rle = get_testdata_file("MR_small_RLE.dcm")
+    report = dicomscu.store(Peer("127.0.0.1", port), [rle])
+    assert report.stored == 1, report
+    original = pydicom.dcmread(rle)
+    original.decompress(generate_instance_uid=False)
+    got = received[original.SOPInstanceUID]
+    assert got.PixelData == original.PixelData
+
+
+def test_undecodable_compressed_file_names_the_syntax_and_the_fix(uncompressed_only_scp, dataset_dir, tmp_path):
+    port, _ = uncompressed_only_scp
+    ds = pydicom.dcmread(sorted((dataset_dir / "small").iterdir())[0])
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: no decoder for it here
+    ds.PixelData = pydicom.encaps.encapsulate([b"\x00\x00\x01\xb3 not really MPEG2"])
+    ds["PixelData"].VR = "OB"
+    path = tmp_path / "mpeg2.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    results = []
+    report = dicomscu.store(Peer("127.0.0.1", port), [str(path)], on_result=results.append)
+    assert report.counts["failed"] == 1
+    assert "MPEG2" in results[0].message and "dicomscu[compressed]" in results[0].message

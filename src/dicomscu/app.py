@@ -163,7 +163,7 @@ def run_store(request: Request) -> int:
 
     with bar if bar is not None else nullcontext():
         report = store(request.peer, request.files, recursive=request.recursive,
-                       on_plan=on_plan, on_result=on_result)
+                       on_plan=on_plan, on_result=on_result, decompress=request.decompress)
     if report.error is not None:
         _error(str(report.error))
     print(text.store_summary(report))

@@ -63,6 +63,9 @@ dicomscu options (not in gdcmscu):
                         Accept every transfer syntax for retrieved instances (default,
                         as gdcmscu: Implicit VR Little Endian only).
      --skip-existing    Find first, then retrieve only instances not already in -o DIR.
+     --decompress       C-STORE: send compressed files uncompressed (decoders from
+                        pip install 'dicomscu[compressed]'). Without it, a file is
+                        decompressed only when the peer refuses its transfer syntax.
      --tls              Use TLS (PS3.15); any --tls-* option implies it.
      --tls-cert FILE, --tls-key FILE
                         Our certificate and private key (PEM), for servers that ask.

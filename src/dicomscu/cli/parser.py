@@ -87,6 +87,7 @@ def _build() -> argparse.ArgumentParser:
     add("--move-dest")
     add("--accept-all-syntaxes", action="store_true")
     add("--skip-existing", action="store_true")
+    add("--decompress", action="store_true")
     add("--tls", action="store_true")
     add("--tls-cert")
     add("--tls-key")
@@ -122,6 +123,7 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request
     request.layout = ns.layout
     request.accept_all_syntaxes = ns.accept_all_syntaxes
     request.skip_existing = ns.skip_existing
+    request.decompress = ns.decompress
     if ns.move_dest is not None:
         request.move_destination = check_ae_title(ns.move_dest, "--move-dest")
     request.charset = ns.charset

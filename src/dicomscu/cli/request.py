@@ -42,6 +42,7 @@ class Request:
     move_destination: str | None = None
     accept_all_syntaxes: bool = False
     skip_existing: bool = False
+    decompress: bool = False
     # General
     root_uid: str | None = None
     log_level: str = WARNING

@@ -123,8 +123,9 @@ def _group_contexts(pairs: Counter) -> list[_Group]:
     groups: list[_Group] = []
     for sop_class, syntaxes in by_class.items():
         wanted = list(syntaxes)
-        if any(s in CONVERTIBLE for s in wanted) and ImplicitVRLittleEndian not in wanted:
-            wanted.append(ImplicitVRLittleEndian)  # every SCP must accept it: our fallback
+        if ImplicitVRLittleEndian not in wanted:
+            # Every SCP must accept it: the fallback for re-encoded or decompressed data sets.
+            wanted.append(ImplicitVRLittleEndian)
         contexts = [build_context(sop_class, [syntax]) for syntax in wanted]
         if not groups or len(groups[-1].contexts) + len(contexts) > MAX_CONTEXTS:
             groups.append(_Group([], set()))
@@ -143,11 +144,14 @@ def store(
     recursive: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
     on_result: Callable[[FileResult], None] | None = None,
+    decompress: bool = False,
 ) -> StoreReport:
     """Send the DICOM files among `paths` (files and directories) to `peer`.
 
     Problems with single files never stop the run: they are reported through
-    `on_result` and counted.  An association that cannot be opened or is lost is
+    `on_result` and counted.  A compressed file whose transfer syntax the peer
+    refuses is decompressed (when pydicom has a decoder for it); `decompress`
+    sends every compressed file uncompressed.  An association that cannot be opened or is lost is
     recorded in ``report.error``; files it could not carry count as ``not_sent``.
     """
     started = time.perf_counter()
@@ -169,7 +173,7 @@ def store(
             _report_unsendable(entry, emit)
     for index, group in enumerate(the_plan.groups):
         attempted = 0
-        with _LazyAssociation(peer, group.contexts) as link:
+        with _LazyAssociation(peer, group.contexts, decompress) as link:
             for entry in expand(paths, recursive):
                 loaded = _load(entry)
                 if isinstance(loaded, FileResult):
@@ -225,9 +229,10 @@ class _LazyAssociation:
     are sent over it.
     """
 
-    def __init__(self, peer: Peer, contexts: list[PresentationContext]) -> None:
+    def __init__(self, peer: Peer, contexts: list[PresentationContext], decompress: bool = False) -> None:
         self.peer = peer
         self.contexts = contexts
+        self.decompress = decompress
         self.channel: Channel | None = None
         self.error: DicomscuError | None = None
         self._stack = ExitStack()
@@ -249,7 +254,7 @@ class _LazyAssociation:
                 self.error = exc
                 return None
         try:
-            return send_file(self.channel, path, data, info)
+            return send_file(self.channel, path, data, info, self.decompress)
         except DicomscuError as exc:
             self.error = exc
             if self.channel is not None:
@@ -257,9 +262,15 @@ class _LazyAssociation:
             return FileResult(path, FAILED, str(exc), sop_instance=info.sop_instance, size=len(data))
 
 
-def send_file(channel: Channel, path: str, data: bytes, info: DicomFile) -> FileResult:
-    """Send one checked file over `channel` and decode the answer."""
-    context = channel.context_for(info.sop_class, info.transfer_syntax)
+def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompress: bool = False) -> FileResult:
+    """Send one checked file over `channel` and decode the answer.
+
+    The file's own bytes go when its transfer syntax was accepted (unless
+    `decompress` asks for uncompressed data); otherwise pydicom re-encodes it, or
+    decompresses it, into an accepted uncompressed syntax.
+    """
+    compressed = info.transfer_syntax not in CONVERTIBLE
+    context = None if decompress and compressed else channel.context_for(info.sop_class, info.transfer_syntax)
     if context is not None:
         payload = memoryview(data)[info.dataset_offset :]
     else:
@@ -268,9 +279,9 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile) -> File
             return FileResult(path, FAILED, _refusal(channel, info), sop_instance=info.sop_instance,
                               size=len(data))
         try:
-            payload = _reencode(data, context.transfer_syntax[0])
+            payload = _reencode(data, context.transfer_syntax[0], compressed)
         except Exception as exc:  # pydicom could not convert this file
-            return FileResult(path, FAILED, f"cannot convert to {context.transfer_syntax[0].name}: {exc}",
+            return FileResult(path, FAILED, _conversion_failure(info, context.transfer_syntax[0], compressed, exc),
                               sop_instance=info.sop_instance, size=len(data))
     message_id = channel.next_message_id()
     command = dimse.c_store_rq(message_id, info.sop_class, info.sop_instance)
@@ -287,8 +298,6 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile) -> File
 
 
 def _fallback_context(channel: Channel, info: DicomFile) -> PresentationContext | None:
-    if info.transfer_syntax not in CONVERTIBLE:
-        return None
     for context in channel.accepted:
         if context.abstract_syntax == info.sop_class and context.transfer_syntax[0] in UNCOMPRESSED:
             return context
@@ -300,14 +309,25 @@ def _refusal(channel: Channel, info: DicomFile) -> str:
     syntax_name = UID(info.transfer_syntax).name
     if channel.context_for(info.sop_class) is None:
         return f"the peer does not accept {sop_name} ({info.sop_class}) in any transfer syntax we offered"
-    return (
-        f"the peer does not accept {syntax_name} for {sop_name}; convert the file to an uncompressed "
-        "transfer syntax first (e.g. gdcmconv --raw or dcmdjpeg)"
-    )
+    return f"the peer does not accept {syntax_name} for {sop_name}, nor any uncompressed transfer syntax"
 
 
-def _reencode(data: bytes, syntax: UID) -> bytes:
+def _conversion_failure(info: DicomFile, target: UID, compressed: bool, exc: Exception) -> str:
+    syntax_name = UID(info.transfer_syntax).name
+    if compressed:
+        return (
+            f"the peer does not accept {syntax_name} for {UID(info.sop_class).name}, and the file cannot be "
+            f"decompressed here ({type(exc).__name__}: {exc}); install the decoders with "
+            "pip install 'dicomscu[compressed]', or convert the file first (gdcmconv --raw, dcmdjpeg)"
+        )
+    return f"cannot convert {syntax_name} to {target.name}: {exc}"
+
+
+def _reencode(data: bytes, syntax: UID, decompress: bool = False) -> bytes:
     dataset = dcmread(BytesIO(data), force=True)
+    if decompress:
+        # pydicom's pixel data plugins (pylibjpeg, numpy for RLE); the same instance, so the same UID
+        dataset.decompress(generate_instance_uid=False)
     encoded = encode(dataset, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
     if encoded is None:
         raise ValueError("pydicom failed to encode the data set")
