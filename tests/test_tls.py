@@ -94,3 +94,30 @@ def test_tls_client_to_plain_port_says_so(pki, tmp_path):
 def test_missing_tls_file_is_usage_error(tmp_path):
     result = run_dicomscu("localhost", "104", "--tls-ca", str(tmp_path / "nope.crt"))
     assert result.returncode == 2 and "--tls-ca" in result.stderr
+
+
+def test_serve_over_tls(pki, tmp_path, dataset_dir):
+    """dicomscu serve with a certificate, requiring client certificates from our CA."""
+    import sys
+
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "dicomscu", "serve", "--port", str(port), "--bind", "127.0.0.1",
+                               "--storage", str(tmp_path / "storage"), "--tls-cert", str(pki / "server.crt"),
+                               "--tls-key", str(pki / "server.key"), "--tls-ca", str(pki / "ca.crt")],
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, server, timeout=30)
+        base = ["localhost", str(port), "--call", "DICOMSCU", *tls_args(pki)]
+        assert run_dicomscu(*base).returncode == 0
+        files = [str(p) for p in sorted((dataset_dir / "small").iterdir())[:3]]
+        store = run_dicomscu("--store", *base, *files)
+        assert store.returncode == 0, store.stderr
+        find = run_dicomscu("--find", "--image", "--studyroot", *base, "--format", "csv")
+        assert find.returncode == 0 and len(find.stdout.splitlines()) == 4
+        no_client_cert = run_dicomscu("localhost", str(port), "--call", "DICOMSCU", "--tls-ca", str(pki / "ca.crt"),
+                                      "--timeout", "5")
+        assert no_client_cert.returncode != 0 and "Traceback" not in no_client_cert.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

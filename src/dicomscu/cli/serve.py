@@ -11,7 +11,7 @@ from dicomscu.cli.parser import _Parser, _int
 from dicomscu.cli.request import DEBUG, VERBOSE, WARNING
 from dicomscu.errors import UsageError
 from dicomscu.server.pacs import ServerConfig
-from dicomscu.transport.peer import check_ae_title, check_port
+from dicomscu.transport.peer import TLS, check_ae_title, check_port
 
 HELP = """\
 Usage: dicomscu serve [--port 11112] [--aetitle DICOMSCU] [--storage DIR] [OPTION]...
@@ -28,6 +28,9 @@ a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
   --require-calling AE   Accept only this calling AE title (repeatable).
   --no-overwrite         Refuse a SOP Instance already stored (default: replace it).
   --reindex              Rebuild the index from the files in DIR, then serve.
+  --tls-cert FILE, --tls-key FILE
+                         Serve over TLS (PS3.15) with this certificate and key (PEM).
+  --tls-ca FILE          Require client certificates signed by this CA.
   -V, -D, -L FILE        Verbose, debug, log file (as for the client).
 """
 
@@ -52,6 +55,9 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
     p.add_argument("--require-calling", action="append", default=[])
     p.add_argument("--no-overwrite", action="store_true")
     p.add_argument("--reindex", action="store_true")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--tls-ca")
     p.add_argument("-V", "--verbose", action="store_true")
     p.add_argument("-D", "--debug", action="store_true")
     p.add_argument("-L", "--log-file")
@@ -71,6 +77,7 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
         destinations=destinations,
         require_calling=[check_ae_title(ae, "--require-calling") for ae in ns.require_calling],
         overwrite=not ns.no_overwrite,
+        tls=TLS(cert=ns.tls_cert, key=ns.tls_key, ca=ns.tls_ca) if ns.tls_cert or ns.tls_key or ns.tls_ca else None,
     )
     return ServeRequest(config, reindex=ns.reindex, log_level=level, log_file=ns.log_file)
 

@@ -28,6 +28,7 @@ from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, Instance
 from dicomscu.files.probe import BadFile
 from dicomscu.server.index import Index, index_row
 from dicomscu.transport import server as tuned_server
+from dicomscu.transport.peer import TLS
 
 LOGGER = logging.getLogger("dicomscu.server")
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
@@ -50,6 +51,8 @@ class ServerConfig:
     #: Calling AE titles accepted (empty: any).
     require_calling: list[str] = field(default_factory=list)
     overwrite: bool = True
+    #: TLS (our certificate and key, the CA clients must be signed by), or None for plain TCP.
+    tls: TLS | None = None
 
 
 def valid_uid(value: str) -> bool:
@@ -92,8 +95,9 @@ class Pacs:
             (evt.EVT_C_GET, self._on_get),
         ]
         try:
-            self._server = self.ae.start_server((self.config.host, self.config.port), block=False,
-                                                evt_handlers=handlers)
+            self._server = self.ae.start_server(
+                (self.config.host, self.config.port), block=False, evt_handlers=handlers,
+                ssl_context=self.config.tls.server_context() if self.config.tls else None)
         except OSError as exc:
             raise UsageError(f"serve --port {self.config.port}: cannot listen: {exc.strerror or exc}") from None
         tuned_server.tune(self._server, on_store=self.store)

@@ -74,6 +74,23 @@ class TLS:
         if self.key and not self.cert:
             raise UsageError("--tls-key needs --tls-cert")
 
+    def server_context(self):
+        """A server-side ssl.SSLContext: our certificate; clients verified against `ca` when given."""
+        import ssl
+
+        if not self.cert:
+            raise UsageError("a TLS server needs --tls-cert (and --tls-key)")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.cert, self.key)
+            if self.ca:
+                context.load_verify_locations(self.ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise UsageError(f"--tls-cert {self.cert}: cannot load the certificate, key or CA: {exc}") from None
+        if self.ca and self.verify:
+            context.verify_mode = ssl.CERT_REQUIRED  # PS3.15 B.1: both sides authenticate
+        return context
+
     def context(self):
         """A client-side ssl.SSLContext for these settings."""
         import ssl
