@@ -9,6 +9,7 @@ bug, and is still reported in one line (with the traceback only under -D).
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from contextlib import nullcontext
@@ -81,6 +82,11 @@ def run(request: Request) -> int:
         return 0
     if request.action == "queryhelp":
         return run_queryhelp(request)
+    if request.action == "list-servers":
+        from dicomscu.cli.profiles import listing
+
+        print(listing(request.config), end="")
+        return 0
     runners = {"echo": run_echo, "store": run_store, "find": run_find, "move": run_retrieve, "get": run_retrieve}
     return runners[request.operation](request)
 
@@ -125,7 +131,11 @@ def run_echo(request: Request) -> int:
     from dicomscu.operations.echo import echo
     from dicomscu.output import text
 
-    print(text.echo_line(echo(request.peer)))
+    result = echo(request.peer)
+    if request.format == "json":
+        print(json.dumps(text.echo_json(result)))
+    else:
+        print(text.echo_line(result))
     return 0
 
 
@@ -153,10 +163,14 @@ def run_store(request: Request) -> int:
         if bar is not None:
             bar.start(plan.files, plan.bytes)
 
+    as_json = text.StoreJsonStream(request.peer) if request.format == "json" else None
+
     def on_result(result) -> None:
         if bar is not None and result.outcome != SKIPPED:
             bar.advance(result.size)
-        if result.outcome in (FAILED, SKIPPED):
+        if as_json is not None:  # streamed: memory stays flat in the number of files
+            as_json.add(result)
+        elif result.outcome in (FAILED, SKIPPED):
             say(f"dicomscu: {text.file_line(result)}", sys.stderr)
         elif result.outcome != OK or verbose:
             say(text.file_line(result), sys.stdout)
@@ -166,7 +180,10 @@ def run_store(request: Request) -> int:
                        on_plan=on_plan, on_result=on_result, decompress=request.decompress)
     if report.error is not None:
         _error(str(report.error))
-    print(text.store_summary(report))
+    if as_json is not None:
+        as_json.end(report)
+    else:
+        print(text.store_summary(report))
     if report.error is not None:
         return report.error.exit_code
     return 0 if report.ok else 1
@@ -199,7 +216,10 @@ def run_retrieve(request: Request) -> int:
         report = operation(request.peer, query, options, on_progress=bar.update if bar else None)
     for problem in report.write_errors:
         _error(f"not written: {problem}")
-    print(text.retrieve_summary(report, options.output))
+    if request.format == "json":
+        print(json.dumps(text.retrieve_json(report, options.output)))
+    else:
+        print(text.retrieve_summary(report, options.output))
     return 0 if report.ok else 1
 
 

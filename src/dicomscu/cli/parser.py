@@ -15,6 +15,7 @@ import os
 import re
 from typing import Sequence
 
+from dicomscu.cli import profiles
 from dicomscu.cli.request import DEBUG, ERROR, LEVELS, MODELS, OPERATIONS, VERBOSE, WARNING, Request
 from dicomscu.errors import UsageError
 from dicomscu.transport.peer import (
@@ -45,8 +46,8 @@ def _build() -> argparse.ArgumentParser:
     # Connection (gdcmscu)
     add("-H", "--hostname")
     add("-p", "--port")
-    add("--aetitle", default=DEFAULT_CALLING_AE)
-    add("--call", default=DEFAULT_CALLED_AE)
+    add("--aetitle")
+    add("--call")
     # Operations (gdcmscu); several may be named, one must remain
     for op in OPERATIONS:
         add(f"--{op}", dest="operations", action="append_const", const=op)
@@ -93,6 +94,8 @@ def _build() -> argparse.ArgumentParser:
     add("--tls-key")
     add("--tls-ca")
     add("--tls-no-verify", action="store_true")
+    add("--config")
+    add("--list-servers", action="store_true")
     add("--progress", dest="progress", action="store_true", default=None)
     add("--no-progress", dest="progress", action="store_false")
     add("positionals", nargs="*")
@@ -109,6 +112,10 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request
         return request
     if ns.version:
         request.action = "version"
+        return request
+    if ns.list_servers:
+        request.action = "list-servers"
+        request.config = ns.config
         return request
 
     request.model = _one(ns.models, "query model", "--patientroot, --studyroot or --worklist")
@@ -139,23 +146,31 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request
 
     request.operation = _one(ns.operations, "operation", "--echo, --store, --find, --move or --get") or "echo"
     host, port, files = _positionals(ns.positionals, ns.hostname, ns.port)
+    profile = profiles.find(host[1:], ns.config, environ) if host.startswith("@") else None
+    setting = (lambda key, default=None: profile.get(key, default)) if profile else (lambda key, default=None: default)
+    if profile is not None:
+        host = str(setting("host"))
     request.files = list(ns.input) + files
+    max_pdu = ns.max_pdu if ns.max_pdu is not None else setting("max_pdu")
     request.peer = Peer(
         host=host,
-        port=port,
-        called_ae=ns.call,
-        calling_ae=ns.aetitle,
-        timeouts=_timeouts(ns),
-        max_pdu=_int(ns.max_pdu, "--max-pdu") if ns.max_pdu is not None else DEFAULT_MAX_PDU,
-        tls=_tls(ns),
+        port=check_port(_int(str(port if port is not None else setting("port", DEFAULT_PORT)), "port")),
+        called_ae=ns.call or setting("call", DEFAULT_CALLED_AE),
+        calling_ae=ns.aetitle or setting("aetitle", DEFAULT_CALLING_AE),
+        timeouts=_timeouts(ns, setting("timeout")),
+        max_pdu=_int(str(max_pdu), "--max-pdu") if max_pdu is not None else DEFAULT_MAX_PDU,
+        tls=_tls(ns) or _profile_tls(setting),
     )
     _check_combinations(request)
     return request
 
 
-def _positionals(values: list[str], hostname: str | None, port: str | None) -> tuple[str, int, list[str]]:
+def _positionals(values: list[str], hostname: str | None, port: str | None) -> tuple[str, str | None, list[str]]:
+    """(host, port text or None, files) by gdcmscu's rules; after @PROFILE every argument is a file."""
     host = hostname
     files: list[str] = []
+    if values and values[0].startswith("@"):
+        return values[0], port, values[1:]
     if len(values) >= 1:
         host = values[0]
     if len(values) >= 2:
@@ -164,8 +179,9 @@ def _positionals(values: list[str], hostname: str | None, port: str | None) -> t
         files = values[2:]
     if not host:
         raise UsageError("hostname missing: dicomscu [OPTION]... [OPERATION]... HOSTNAME [PORT] [FILE]...")
-    number = DEFAULT_PORT if port is None else _int(port, "port")
-    return host, check_port(number), files
+    if port is not None:
+        check_port(_int(port, "port"))
+    return host, port, files
 
 
 def _int(value: str, what: str) -> int:
@@ -206,13 +222,14 @@ def _root_uid(option: str | None, environ) -> str | None:
     return value
 
 
-def _timeouts(ns: argparse.Namespace) -> Timeouts:
-    base = Timeouts.all(ns.timeout) if ns.timeout is not None else Timeouts()
+def _timeouts(ns: argparse.Namespace, profile_timeout: float | None = None) -> Timeouts:
+    every = ns.timeout if ns.timeout is not None else profile_timeout
+    base = Timeouts.all(float(every)) if every is not None else Timeouts()
     return Timeouts(
         connect=ns.connect_timeout if ns.connect_timeout is not None else base.connect,
         association=ns.acse_timeout if ns.acse_timeout is not None else base.association,
         dimse=ns.dimse_timeout if ns.dimse_timeout is not None else base.dimse,
-        network=base.network if ns.timeout is None else ns.timeout,
+        network=base.network,
     )
 
 
@@ -221,6 +238,13 @@ def _tls(ns: argparse.Namespace) -> TLS | None:
     if not wanted:
         return None
     return TLS(cert=ns.tls_cert, key=ns.tls_key, ca=ns.tls_ca, verify=not ns.tls_no_verify)
+
+
+def _profile_tls(setting) -> TLS | None:
+    if not (setting("tls") or setting("tls_ca") or setting("tls_cert") or setting("tls_key")):
+        return None
+    return TLS(cert=setting("tls_cert"), key=setting("tls_key"), ca=setting("tls_ca"),
+               verify=not setting("tls_no_verify", False))
 
 
 def _check_combinations(request: Request) -> None:

@@ -48,3 +48,4 @@ class Request:
     log_level: str = WARNING
     log_file: str | None = None
     progress: bool | None = None  # None: automatic (a terminal gets a progress bar)
+    config: str | None = None  # server profiles file (--config)

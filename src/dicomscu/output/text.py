@@ -57,3 +57,59 @@ def retrieve_summary(report: RetrieveReport, directory: str) -> str:
     if report.already_present:
         parts.append(f"{report.already_present} already present (skipped)")
     return ", ".join(parts) + f" in {report.seconds:.2f} s"
+
+
+# -- JSON summaries (--format json), for scripts and monitoring ---------------------
+
+
+def status_json(status) -> dict | None:
+    if status is None:
+        return None
+    return {"code": status.code, "hex": f"0x{status.code:04X}", "category": status.category, "meaning": status.meaning}
+
+
+def echo_json(result: EchoResult) -> dict:
+    return {"operation": "C-ECHO", "peer": str(result.peer), "status": status_json(result.status),
+            "seconds": round(result.seconds, 4)}
+
+
+def file_json(result: FileResult) -> dict:
+    return {"path": result.path, "outcome": result.outcome, "message": result.message,
+            "status": status_json(result.status), "sop_instance_uid": result.sop_instance, "bytes": result.size}
+
+
+def store_json_summary(report: StoreReport) -> dict:
+    return {"stored": report.stored, "ok": report.counts[OK], "warnings": report.counts[WARNED],
+            "failed": report.counts[FAILED], "skipped": report.counts[SKIPPED], "not_sent": report.not_sent,
+            "bytes": report.bytes_sent, "seconds": round(report.seconds, 4),
+            "error": str(report.error) if report.error else None}
+
+
+def retrieve_json(report: RetrieveReport, directory: str) -> dict:
+    return {"operation": report.operation, "peer": str(report.peer), "status": status_json(report.status),
+            "completed": report.completed, "failed": report.failed, "warning": report.warning,
+            "written": report.written, "write_errors": report.write_errors,
+            "already_present": report.already_present, "directory": directory,
+            "seconds": round(report.seconds, 4)}
+
+
+class StoreJsonStream:
+    """``--format json`` for C-STORE: one object, its "files" array written as results arrive."""
+
+    def __init__(self, peer, stream=None) -> None:
+        import json
+        import sys
+
+        self._json = json
+        self._stream = stream or sys.stdout
+        self._count = 0
+        self._stream.write(f'{{"operation": "C-STORE", "peer": {json.dumps(str(peer))}, "files": [')
+
+    def add(self, result: FileResult) -> None:
+        separator = "," if self._count else ""
+        self._stream.write(f"{separator}\n  {self._json.dumps(file_json(result))}")
+        self._count += 1
+
+    def end(self, report: StoreReport) -> None:
+        self._stream.write(f'\n], "summary": {self._json.dumps(store_json_summary(report))}}}\n')
+        self._stream.flush()

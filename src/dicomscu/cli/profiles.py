@@ -1,0 +1,95 @@
+"""Server profiles: ``dicomscu --find @pacs ...`` instead of host, port and AE titles every time.
+
+A TOML file (``--config FILE``, else ``$XDG_CONFIG_HOME/dicomscu/servers.toml``, else
+``~/.config/dicomscu/servers.toml``) names servers::
+
+    [pacs]
+    host = "pacs.example.org"
+    port = 11112
+    call = "PACS"          # called AE title
+    aetitle = "MYSCU"      # our calling AE title
+    timeout = 30           # seconds, every wait
+    tls = true             # or tls_ca / tls_cert / tls_key (paths)
+
+Options given on the command line override the profile; the profile overrides the
+defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+
+from dicomscu.errors import UsageError
+
+KEYS = {"host", "port", "call", "aetitle", "timeout", "max_pdu", "tls", "tls_ca", "tls_cert", "tls_key",
+        "tls_no_verify"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    settings: dict
+
+    def get(self, key: str, default=None):
+        return self.settings.get(key, default)
+
+
+def default_path(environ=None) -> str:
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "dicomscu", "servers.toml")
+
+
+def load(path: str | None, environ=None) -> dict[str, Profile]:
+    """All profiles of `path` (or the default file; a missing default file means none)."""
+    explicit = path is not None
+    path = path or default_path(environ)
+    if not os.path.exists(path):
+        if explicit:
+            raise UsageError(f"--config {path}: no such file")
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"server profiles {path}: {exc}") from None
+    profiles = {}
+    for name, settings in data.items():
+        if not isinstance(settings, dict):
+            raise UsageError(f"server profiles {path}: [{name}] must be a table of settings")
+        unknown = set(settings) - KEYS
+        if unknown:
+            raise UsageError(f"server profiles {path}: [{name}] has unknown setting(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(sorted(KEYS))})")
+        if "host" not in settings:
+            raise UsageError(f"server profiles {path}: [{name}] needs a host")
+        profiles[name] = Profile(name, settings)
+    return profiles
+
+
+def find(name: str, path: str | None, environ=None) -> Profile:
+    profiles = load(path, environ)
+    if name not in profiles:
+        where = path or default_path(environ)
+        known = ", ".join(sorted(profiles)) or "none"
+        raise UsageError(f"unknown server profile @{name} (profiles in {where}: {known})")
+    return profiles[name]
+
+
+def listing(path: str | None, environ=None) -> str:
+    profiles = load(path, environ)
+    where = path or default_path(environ)
+    if not profiles:
+        return f"no server profiles in {where}\n"
+    lines = [f"server profiles in {where}:"]
+    for name, profile in sorted(profiles.items()):
+        settings = profile.settings
+        line = f"  @{name}: {settings.get('call', 'ANY-SCP')}@{settings['host']}:{settings.get('port', 104)}"
+        if settings.get("aetitle"):
+            line += f" as {settings['aetitle']}"
+        if settings.get("tls") or settings.get("tls_ca") or settings.get("tls_cert"):
+            line += " (TLS)"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

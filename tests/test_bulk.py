@@ -1,0 +1,89 @@
+"""Server profiles (@name) and JSON summaries for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from dicomscu.cli.parser import parse
+from dicomscu.errors import UsageError
+
+from conftest import run_dicomscu
+
+
+@pytest.fixture
+def profiles(tmp_path):
+    path = tmp_path / "servers.toml"
+    path.write_text('[pacs]\nhost = "127.0.0.1"\nport = 11999\ncall = "PACS"\naetitle = "ME"\ntimeout = 7\n'
+                    '\n[other]\nhost = "other.example"\n')
+    return path
+
+
+def test_profile_resolution_and_override_order(profiles):
+    request = parse(["--find", "@pacs", "--config", str(profiles)], environ={})
+    peer = request.peer
+    assert (peer.host, peer.port, peer.called_ae, peer.calling_ae) == ("127.0.0.1", 11999, "PACS", "ME")
+    assert peer.timeouts.dimse == 7
+    overridden = parse(["--find", "@pacs", "--config", str(profiles), "--call", "X", "-p", "1234",
+                        "--dimse-timeout", "3"], environ={})
+    assert (overridden.peer.called_ae, overridden.peer.port, overridden.peer.timeouts.dimse) == ("X", 1234, 3)
+    assert overridden.peer.calling_ae == "ME"
+    defaults = parse(["@other", "--config", str(profiles)], environ={})
+    assert (defaults.peer.port, defaults.peer.called_ae, defaults.peer.calling_ae) == (104, "ANY-SCP", "GDCMSCU")
+
+
+def test_profile_files_follow_the_name(profiles):
+    request = parse(["--store", "@pacs", "a.dcm", "b.dcm", "--config", str(profiles)], environ={})
+    assert request.files == ["a.dcm", "b.dcm"] and request.peer.port == 11999
+
+
+def test_default_profile_file_location(profiles, tmp_path):
+    target = tmp_path / "cfg" / "dicomscu"
+    target.mkdir(parents=True)
+    (target / "servers.toml").write_text(profiles.read_text())
+    request = parse(["@pacs"], environ={"XDG_CONFIG_HOME": str(tmp_path / "cfg")})
+    assert request.peer.called_ae == "PACS"
+
+
+def test_unknown_profile_and_bad_file(profiles, tmp_path):
+    with pytest.raises(UsageError, match="unknown server profile @nope"):
+        parse(["@nope", "--config", str(profiles)], environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[x]\nport = 1\n")
+    with pytest.raises(UsageError, match="needs a host"):
+        parse(["@x", "--config", str(bad)], environ={})
+    bad.write_text('[x]\nhost = "h"\ncolour = "blue"\n')
+    with pytest.raises(UsageError, match="unknown setting"):
+        parse(["@x", "--config", str(bad)], environ={})
+
+
+def test_list_servers(profiles):
+    result = run_dicomscu("--list-servers", "--config", str(profiles))
+    assert result.returncode == 0
+    assert "@pacs: PACS@127.0.0.1:11999 as ME" in result.stdout and "@other" in result.stdout
+
+
+def test_echo_and_store_json_summaries(storescp, dataset_dir, tmp_path):
+    echo = run_dicomscu("127.0.0.1", str(storescp.port), "--format", "json")
+    assert json.loads(echo.stdout)["status"]["category"] == "success"
+    junk = tmp_path / "junk.txt"
+    junk.write_text("junk")
+    files = [str(p) for p in sorted((dataset_dir / "small").iterdir())[:3]] + [str(junk)]
+    store = run_dicomscu("--store", "127.0.0.1", str(storescp.port), "--format", "json", *files)
+    assert store.returncode == 1
+    document = json.loads(store.stdout)
+    assert document["summary"]["stored"] == 3 and document["summary"]["skipped"] == 1
+    outcomes = {os.path.basename(f["path"]): f["outcome"] for f in document["files"]}
+    assert outcomes["junk.txt"] == "skipped" and list(outcomes.values()).count("ok") == 3
+    assert all(f["status"] is None or f["status"]["hex"] == "0x0000" for f in document["files"])
+
+
+def test_store_with_profile_end_to_end(storescp, dataset_dir, tmp_path):
+    config = tmp_path / "servers.toml"
+    config.write_text(f'[scp]\nhost = "127.0.0.1"\nport = {storescp.port}\ncall = "{storescp.aetitle}"\n')
+    files = [str(p) for p in sorted((dataset_dir / "small").iterdir())[:2]]
+    result = run_dicomscu("--store", "@scp", *files, "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert len(storescp.received()) == 2
