@@ -87,3 +87,22 @@ def test_store_with_profile_end_to_end(storescp, dataset_dir, tmp_path):
     result = run_dicomscu("--store", "@scp", *files, "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert len(storescp.received()) == 2
+
+
+def test_parallel_store_every_instance_once(clean_orthanc, dataset_dir):
+    import pydicom
+
+    result = run_dicomscu("--store", "127.0.0.1", str(clean_orthanc.dicom_port), "--call", clean_orthanc.aetitle,
+                          "-j", "4", "-r", str(dataset_dir), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["summary"]["stored"] == 66
+    paths = [f["path"] for f in document["files"]]
+    assert len(paths) == len(set(paths)) == 66  # each file sent once, by one association
+    expected = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dataset_dir.rglob("*.dcm")}
+    assert clean_orthanc.instance_uids() == expected
+
+
+def test_jobs_bounds():
+    with pytest.raises(UsageError, match="--jobs 0"):
+        parse(["--store", "-j", "0", "h", "104", "f"], environ={})

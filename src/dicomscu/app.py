@@ -177,7 +177,8 @@ def run_store(request: Request) -> int:
 
     with bar if bar is not None else nullcontext():
         report = store(request.peer, request.files, recursive=request.recursive,
-                       on_plan=on_plan, on_result=on_result, decompress=request.decompress)
+                       on_plan=on_plan, on_result=on_result, decompress=request.decompress,
+                       jobs=request.jobs)
     if report.error is not None:
         _error(str(report.error))
     if as_json is not None:

@@ -63,6 +63,8 @@ dicomscu options (not in gdcmscu):
                         Accept every transfer syntax for retrieved instances (default,
                         as gdcmscu: Implicit VR Little Endian only).
      --skip-existing    Find first, then retrieve only instances not already in -o DIR.
+  -j --jobs N          C-STORE over N associations in parallel, files split by size
+                        (default 1: one association, as gdcmscu).
      --decompress       C-STORE: send compressed files uncompressed (decoders from
                         pip install 'dicomscu[compressed]'). Without it, a file is
                         decompressed only when the peer refuses its transfer syntax.

@@ -89,6 +89,7 @@ def _build() -> argparse.ArgumentParser:
     add("--accept-all-syntaxes", action="store_true")
     add("--skip-existing", action="store_true")
     add("--decompress", action="store_true")
+    add("-j", "--jobs", default="1")
     add("--tls", action="store_true")
     add("--tls-cert")
     add("--tls-key")
@@ -131,6 +132,9 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request
     request.accept_all_syntaxes = ns.accept_all_syntaxes
     request.skip_existing = ns.skip_existing
     request.decompress = ns.decompress
+    request.jobs = _int(ns.jobs, "--jobs")
+    if not 1 <= request.jobs <= 32:
+        raise UsageError(f"--jobs {request.jobs}: give 1 to 32 parallel associations")
     if ns.move_dest is not None:
         request.move_destination = check_ae_title(ns.move_dest, "--move-dest")
     request.charset = ns.charset

@@ -43,6 +43,7 @@ class Request:
     accept_all_syntaxes: bool = False
     skip_existing: bool = False
     decompress: bool = False
+    jobs: int = 1
     # General
     root_uid: str | None = None
     log_level: str = WARNING

@@ -145,6 +145,7 @@ def store(
     on_plan: Callable[[Plan], None] | None = None,
     on_result: Callable[[FileResult], None] | None = None,
     decompress: bool = False,
+    jobs: int = 1,
 ) -> StoreReport:
     """Send the DICOM files among `paths` (files and directories) to `peer`.
 
@@ -154,6 +155,8 @@ def store(
     sends every compressed file uncompressed.  An association that cannot be opened or is lost is
     recorded in ``report.error``; files it could not carry count as ``not_sent``.
     """
+    if jobs > 1:
+        return _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, jobs)
     started = time.perf_counter()
     the_plan = plan(paths, recursive)
     report = StoreReport(peer, the_plan.files, the_plan.bytes)
@@ -197,6 +200,65 @@ def store(
         if link.error is not None:
             report.error = report.error or link.error
             report.not_sent += max(group.files - attempted, 0)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, jobs) -> StoreReport:
+    """``-j N``: the files split into N shares of about equal bytes, one association (or more) each.
+
+    The file list is held in memory here (paths only); each share then runs the
+    ordinary streaming sequence in its own thread.  Results arrive in any order.
+    """
+    import threading
+
+    started = time.perf_counter()
+    lock = threading.Lock()
+    report = StoreReport(peer)
+    shares: list[list[str]] = [[] for _ in range(jobs)]
+    loads = [0] * jobs
+    sized = []
+    for entry in expand(paths, recursive):
+        if isinstance(entry, InputProblem):
+            report.counts[SKIPPED] += 1
+            if on_result:
+                on_result(FileResult(entry.path, SKIPPED, entry.reason))
+            continue
+        try:
+            sized.append((os.stat(entry).st_size, entry))
+        except OSError as exc:
+            report.counts[SKIPPED] += 1
+            if on_result:
+                on_result(FileResult(entry, SKIPPED, f"cannot read: {exc.strerror or exc}"))
+    for size, path in sorted(sized, reverse=True):  # largest first, each to the lightest share
+        lightest = loads.index(min(loads))
+        shares[lightest].append(path)
+        loads[lightest] += size
+    plans = [plan(share) for share in shares if share]
+    report.planned = sum(p.files for p in plans)
+    report.planned_bytes = sum(p.bytes for p in plans)
+    if on_plan:
+        on_plan(Plan(report.planned, report.planned_bytes, [g for p in plans for g in p.groups]))
+
+    def emit(result: FileResult) -> None:
+        with lock:
+            if on_result:
+                on_result(result)
+
+    def run(share: list[str]) -> None:
+        part = store(peer, share, on_result=emit, decompress=decompress)
+        with lock:
+            report.counts.update(part.counts)
+            report.bytes_sent += part.bytes_sent
+            report.not_sent += part.not_sent
+            report.error = report.error or part.error
+
+    threads = [threading.Thread(target=run, args=(share,), name=f"store-{i}") for i, share in enumerate(shares)
+               if share]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     report.seconds = time.perf_counter() - started
     return report
 
