@@ -83,6 +83,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool and set (best is kept)")
     parser.add_argument("--tools", default="dicomscu,storescu,pynetdicom")
     parser.add_argument("--sets", default="small,big")
+    parser.add_argument("--jobs", default="", help="also time dicomscu with -j N for each N listed (e.g. 2,4)")
     parser.add_argument("--serve", action="store_true",
                         help="also send each set with dicomscu to `dicomscu serve` (which stores and indexes)")
     args = parser.parse_args()
@@ -106,6 +107,11 @@ def main() -> int:
                 results[(name, tool)] = (seconds, rss)
                 print(f"  {tool:<11} {seconds:8.2f} s  {rss:5d} MB peak RSS  "
                       f"{count / seconds:8.0f} files/s  {size / seconds:7.1f} MB/s")
+            for jobs in [int(n) for n in args.jobs.split(",") if n]:
+                runs = [measure.run(commands("dicomscu", port, folder) + ["-j", str(jobs)]) for _ in range(args.repeat)]
+                seconds = min(r.seconds for r in runs)
+                print(f"  dicomscu -j {jobs:<3} {seconds:8.2f} s  "
+                      f"{results[(name, 'dicomscu')][0] / seconds:.2f}x the throughput of -j 1")
             if args.serve:
                 seconds = serve_run(folder, args.repeat)
                 results[(name, "serve")] = (seconds, 0)
