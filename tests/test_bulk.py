@@ -106,3 +106,56 @@ def test_parallel_store_every_instance_once(clean_orthanc, dataset_dir):
 def test_jobs_bounds():
     with pytest.raises(UsageError, match="--jobs 0"):
         parse(["--store", "-j", "0", "h", "104", "f"], environ={})
+
+
+@pytest.fixture
+def slow_scp():
+    """A pynetdicom storage SCP taking 50 ms per file, counting what it receives."""
+    import time as _time
+    from collections import Counter
+
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage
+
+    from peers import free_port
+
+    received = Counter()
+
+    def on_store(event):
+        _time.sleep(0.05)
+        received[event.request.AffectedSOPInstanceUID] += 1
+        return 0x0000
+
+    ae = AE(ae_title="SLOW")
+    ae.add_supported_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2"])
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    yield port, received
+    server.shutdown()
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_journal_resumes_after_interruption(slow_scp, dataset_dir, tmp_path, how):
+    import signal
+    import subprocess
+    import sys
+    import time as _time
+
+    port, received = slow_scp
+    journal = tmp_path / "journal.sqlite"
+    args = [sys.executable, "-m", "dicomscu", "--store", "127.0.0.1", str(port), "--journal", str(journal),
+            str(dataset_dir / "small")]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _time.sleep(2.0)
+    process.send_signal(getattr(signal, how))
+    process.communicate(timeout=30)
+    first = sum(received.values())
+    assert 0 < first < 60
+    again = run_dicomscu("--store", "127.0.0.1", str(port), "--journal", str(journal), str(dataset_dir / "small"))
+    assert again.returncode == 0, again.stderr
+    assert "already stored (journal)" in again.stdout
+    assert len(received) == 60  # every instance arrived
+    assert sum(received.values()) <= 61  # at most the one in flight at the interruption was sent twice
+    third = run_dicomscu("--store", "127.0.0.1", str(port), "--journal", str(journal), str(dataset_dir / "small"))
+    assert third.returncode == 0 and "60 already stored" in third.stdout
+    assert sum(received.values()) <= 61

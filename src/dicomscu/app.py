@@ -140,7 +140,7 @@ def run_echo(request: Request) -> int:
 
 
 def run_store(request: Request) -> int:
-    from dicomscu.operations.store import FAILED, OK, SKIPPED, store
+    from dicomscu.operations.store import ALREADY, FAILED, OK, SKIPPED, store
     from dicomscu.output import text
 
     verbose = request.log_level in (VERBOSE, DEBUG)
@@ -172,13 +172,18 @@ def run_store(request: Request) -> int:
             as_json.add(result)
         elif result.outcome in (FAILED, SKIPPED):
             say(f"dicomscu: {text.file_line(result)}", sys.stderr)
-        elif result.outcome != OK or verbose:
+        elif (result.outcome != OK and result.outcome != ALREADY) or verbose:
             say(text.file_line(result), sys.stdout)
 
+    journal = None
+    if request.journal:
+        from dicomscu.files.journal import Journal
+
+        journal = Journal(request.journal)
     with bar if bar is not None else nullcontext():
         report = store(request.peer, request.files, recursive=request.recursive,
                        on_plan=on_plan, on_result=on_result, decompress=request.decompress,
-                       jobs=request.jobs)
+                       jobs=request.jobs, journal=journal)
     if report.error is not None:
         _error(str(report.error))
     if as_json is not None:

@@ -65,6 +65,8 @@ dicomscu options (not in gdcmscu):
      --skip-existing    Find first, then retrieve only instances not already in -o DIR.
   -j --jobs N          C-STORE over N associations in parallel, files split by size
                         (default 1: one association, as gdcmscu).
+     --journal FILE     C-STORE: record each instance the peer confirmed in FILE
+                        (SQLite); a re-run skips them (resume after Ctrl-C or a crash).
      --decompress       C-STORE: send compressed files uncompressed (decoders from
                         pip install 'dicomscu[compressed]'). Without it, a file is
                         decompressed only when the peer refuses its transfer syntax.

@@ -90,6 +90,7 @@ def _build() -> argparse.ArgumentParser:
     add("--skip-existing", action="store_true")
     add("--decompress", action="store_true")
     add("-j", "--jobs", default="1")
+    add("--journal")
     add("--tls", action="store_true")
     add("--tls-cert")
     add("--tls-key")
@@ -132,6 +133,7 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request
     request.accept_all_syntaxes = ns.accept_all_syntaxes
     request.skip_existing = ns.skip_existing
     request.decompress = ns.decompress
+    request.journal = ns.journal
     request.jobs = _int(ns.jobs, "--jobs")
     if not 1 <= request.jobs <= 32:
         raise UsageError(f"--jobs {request.jobs}: give 1 to 32 parallel associations")

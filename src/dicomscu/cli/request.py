@@ -44,6 +44,7 @@ class Request:
     skip_existing: bool = False
     decompress: bool = False
     jobs: int = 1
+    journal: str | None = None
     # General
     root_uid: str | None = None
     log_level: str = WARNING

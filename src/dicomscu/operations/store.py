@@ -46,6 +46,8 @@ HEAD_SIZE = 64 * 1024
 CONVERTIBLE = frozenset(UNCOMPRESSED) | {DeflatedExplicitVRLittleEndian}
 
 OK, WARNED, FAILED, SKIPPED = "ok", "warning", "failed", "skipped"
+#: Already confirmed by the peer in an earlier run (``--journal``): not sent again.
+ALREADY = "already"
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ def store(
     on_result: Callable[[FileResult], None] | None = None,
     decompress: bool = False,
     jobs: int = 1,
+    journal=None,
 ) -> StoreReport:
     """Send the DICOM files among `paths` (files and directories) to `peer`.
 
@@ -156,7 +159,7 @@ def store(
     recorded in ``report.error``; files it could not carry count as ``not_sent``.
     """
     if jobs > 1:
-        return _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, jobs)
+        return _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, jobs, journal)
     started = time.perf_counter()
     the_plan = plan(paths, recursive)
     report = StoreReport(peer, the_plan.files, the_plan.bytes)
@@ -167,6 +170,8 @@ def store(
         report.counts[result.outcome] += 1
         if result.outcome in (OK, WARNED):
             report.bytes_sent += result.size
+            if journal is not None:
+                journal.record(result.sop_instance, result.path, str(peer))
         if on_result:
             on_result(result)
 
@@ -190,6 +195,10 @@ def store(
                         emit(FileResult(path, FAILED, "file changed while dicomscu was running; not sent",
                                         sop_instance=info.sop_instance))
                     continue
+                if journal is not None and info.sop_instance in journal:
+                    emit(FileResult(path, ALREADY, "already stored (journal)", sop_instance=info.sop_instance))
+                    group.files -= 1
+                    continue
                 result = link.send(path, data, info)
                 if result is None:  # the association could not be opened
                     break
@@ -204,7 +213,7 @@ def store(
     return report
 
 
-def _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, jobs) -> StoreReport:
+def _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, jobs, journal) -> StoreReport:
     """``-j N``: the files split into N shares of about equal bytes, one association (or more) each.
 
     The file list is held in memory here (paths only); each share then runs the
@@ -246,7 +255,7 @@ def _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, j
                 on_result(result)
 
     def run(share: list[str]) -> None:
-        part = store(peer, share, on_result=emit, decompress=decompress)
+        part = store(peer, share, on_result=emit, decompress=decompress, journal=journal)
         with lock:
             report.counts.update(part.counts)
             report.bytes_sent += part.bytes_sent

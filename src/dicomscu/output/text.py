@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dicomscu.operations.store import FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
+from dicomscu.operations.store import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
 
 if TYPE_CHECKING:  # pragma: no cover
     from dicomscu.operations.echo import EchoResult
@@ -17,7 +17,8 @@ def echo_line(result: EchoResult) -> str:
 
 
 def file_line(result: FileResult) -> str:
-    label = {OK: "stored", WARNED: "stored with warning", FAILED: "failed", SKIPPED: "skipped"}[result.outcome]
+    label = {OK: "stored", WARNED: "stored with warning", FAILED: "failed", SKIPPED: "skipped",
+             ALREADY: "already stored"}[result.outcome]
     line = f"{result.path}: {label}"
     return f"{line}: {result.message}" if result.message else line
 
@@ -39,6 +40,8 @@ def store_summary(report: StoreReport) -> str:
     ]
     if report.not_sent:
         parts.append(f"{report.not_sent} not sent")
+    if c[ALREADY]:
+        parts.append(f"{c[ALREADY]} already stored (journal)")
     return ", ".join(parts)
 
 
@@ -81,6 +84,7 @@ def file_json(result: FileResult) -> dict:
 def store_json_summary(report: StoreReport) -> dict:
     return {"stored": report.stored, "ok": report.counts[OK], "warnings": report.counts[WARNED],
             "failed": report.counts[FAILED], "skipped": report.counts[SKIPPED], "not_sent": report.not_sent,
+            "already_stored": report.counts[ALREADY],
             "bytes": report.bytes_sent, "seconds": round(report.seconds, 4),
             "error": str(report.error) if report.error else None}
 
