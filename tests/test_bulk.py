@@ -159,3 +159,60 @@ def test_journal_resumes_after_interruption(slow_scp, dataset_dir, tmp_path, how
     third = run_dicomscu("--store", "127.0.0.1", str(port), "--journal", str(journal), str(dataset_dir / "small"))
     assert third.returncode == 0 and "60 already stored" in third.stdout
     assert sum(received.values()) <= 61
+
+
+@pytest.fixture(scope="module")
+def loaded_serve(tmp_path_factory, dataset_dir):
+    from test_serve import Serve
+
+    import dicomscu
+
+    server = Serve(tmp_path_factory.mktemp("bulk") / "storage")
+    assert dicomscu.store(server.peer, [str(dataset_dir)], recursive=True).ok
+    yield server
+    server.close()
+
+
+def _uids(folder):
+    import pydicom
+
+    return {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in folder.rglob("*.dcm")}
+
+
+def test_find_then_get_retrieves_exactly_the_matches(loaded_serve, dataset_dir, tmp_path):
+    import pydicom
+
+    first = pydicom.dcmread(sorted((dataset_dir / "small").iterdir())[0], stop_before_pixels=True)
+    out = tmp_path / "then"
+    result = run_dicomscu("--find", "--series", "--studyroot", "127.0.0.1", str(loaded_serve.port), "--call",
+                          "DICOMSCU", "-k", f"StudyInstanceUID={first.StudyInstanceUID}", "--format", "csv",
+                          "--then", "get", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    expected = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dataset_dir.rglob("*.dcm")
+                if pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID == first.StudyInstanceUID}
+    assert _uids(out) == expected
+    explicit = tmp_path / "explicit"
+    assert run_dicomscu("--get", "--study", "--studyroot", "127.0.0.1", str(loaded_serve.port), "--call", "DICOMSCU",
+                        "-k", f"20,d={first.StudyInstanceUID}", "-o", str(explicit)).returncode == 0
+    assert _uids(explicit) == _uids(out)
+
+
+def test_get_from_json_on_stdin(loaded_serve, tmp_path):
+    base = ["127.0.0.1", str(loaded_serve.port), "--call", "DICOMSCU"]
+    found = run_dicomscu("--find", "--patient", *base, "-k", "PatientID=PID000?", "--format", "json")
+    answers = json.loads(found.stdout)
+    assert len(answers) == 4
+    out = tmp_path / "fromjson"
+    result = run_dicomscu("--get", *base, "--from-json", "-", "-o", str(out), input=json.dumps(answers[:2]))
+    assert result.returncode == 0, result.stderr
+    ids = {a["00100020"]["Value"][0] for a in answers[:2]}
+    import pydicom
+
+    assert {pydicom.dcmread(p, stop_before_pixels=True).PatientID for p in out.rglob("*.dcm")} == ids
+
+
+def test_from_json_rejects_bad_input(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a list"}')
+    result = run_dicomscu("--get", "127.0.0.1", "11112", "--from-json", str(bad))
+    assert result.returncode == 2 and "expected a JSON array" in result.stderr

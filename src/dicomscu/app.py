@@ -112,12 +112,24 @@ def run_find(request: Request) -> int:
     LOGGER.info("C-FIND identifier:\n%s", query.dataset)
     name = request.format or ("table" if sys.stdout.isatty() else "dump")
     writer = writer_for(name, query.columns, verbose=request.log_level in (VERBOSE, DEBUG))
+    matches = []  # --then: the answers to retrieve (held: each is a few unique keys)
+
+    def on_answer(answer) -> None:
+        writer.add(answer)
+        if request.then:
+            matches.append(answer.dataset())
+
     try:
-        report = find(request.peer, query, on_answer=writer.add, limit=request.limit, raw=True)
+        report = find(request.peer, query, on_answer=on_answer, limit=request.limit, raw=True)
     finally:
         writer.close()
     print(text.find_summary(report), file=sys.stderr)
-    return 0
+    if not request.then:
+        return 0
+    from dicomscu.operations.retrieve import identifiers_from_answers
+
+    request.operation = request.then
+    return run_retrieve(request, identifiers_from_answers(matches, query))
 
 
 def version_text() -> str:
@@ -195,13 +207,15 @@ def run_store(request: Request) -> int:
     return 0 if report.ok else 1
 
 
-def run_retrieve(request: Request) -> int:
+def run_retrieve(request: Request, identifiers=None) -> int:
     from dicomscu.files.instances import prepare_directory
     from dicomscu.operations import retrieve
     from dicomscu.output import text
     from dicomscu.query.build import build_query
 
     query = build_query(request.model, request.level, request.keys, charset=request.charset)
+    if request.from_json:
+        identifiers = retrieve.identifiers_from_answers(_read_json_answers(request.from_json), query, request.level)
     options = retrieve.RetrieveOptions(
         output=prepare_directory(request.output or "."),
         layout=request.layout,
@@ -219,7 +233,8 @@ def run_retrieve(request: Request) -> int:
         bar = RetrieveProgress(f"C-{request.operation.upper()}")
     operation = retrieve.move if request.operation == "move" else retrieve.get
     with bar if bar is not None else nullcontext():
-        report = operation(request.peer, query, options, on_progress=bar.update if bar else None)
+        report = operation(request.peer, query, options, on_progress=bar.update if bar else None,
+                           identifiers=identifiers)
     for problem in report.write_errors:
         _error(f"not written: {problem}")
     if request.format == "json":
@@ -260,6 +275,23 @@ def run_serve(argv: list[str]) -> int:
         pacs.stop()
     print("dicomscu serve: stopped", flush=True)
     return 0
+
+
+def _read_json_answers(path: str):
+    """Datasets from a DICOM JSON array (``--format json`` output), from a file or stdin."""
+    from pydicom.dataset import Dataset
+
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        items = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--from-json {path}: {exc}") from None
+    if not isinstance(items, list):
+        raise UsageError(f"--from-json {path}: expected a JSON array of answers (dicomscu --find --format json)")
+    try:
+        return [Dataset.from_json(item) for item in items]
+    except Exception as exc:
+        raise UsageError(f"--from-json {path}: not DICOM JSON: {exc}") from None
 
 
 def _error(message: str) -> None:

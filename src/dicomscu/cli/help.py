@@ -67,6 +67,10 @@ dicomscu options (not in gdcmscu):
                         (default 1: one association, as gdcmscu).
      --journal FILE     C-STORE: record each instance the peer confirmed in FILE
                         (SQLite); a re-run skips them (resume after Ctrl-C or a crash).
+     --then get|move    After --find, retrieve exactly its matches (same options as --get/--move).
+     --from-json FILE   --get/--move the answers of an earlier --find --format json
+                        (FILE or - for stdin), e.g. dicomscu --find ... --format json |
+                        jq 'map(select(...))' | dicomscu --get HOST PORT --from-json -
      --decompress       C-STORE: send compressed files uncompressed (decoders from
                         pip install 'dicomscu[compressed]'). Without it, a file is
                         decompressed only when the peer refuses its transfer syntax.

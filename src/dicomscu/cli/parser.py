@@ -91,6 +91,8 @@ def _build() -> argparse.ArgumentParser:
     add("--decompress", action="store_true")
     add("-j", "--jobs", default="1")
     add("--journal")
+    add("--then", choices=("get", "move"))
+    add("--from-json")
     add("--tls", action="store_true")
     add("--tls-cert")
     add("--tls-key")
@@ -134,6 +136,8 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request
     request.skip_existing = ns.skip_existing
     request.decompress = ns.decompress
     request.journal = ns.journal
+    request.then = ns.then
+    request.from_json = ns.from_json
     request.jobs = _int(ns.jobs, "--jobs")
     if not 1 <= request.jobs <= 32:
         raise UsageError(f"--jobs {request.jobs}: give 1 to 32 parallel associations")
@@ -256,6 +260,10 @@ def _profile_tls(setting) -> TLS | None:
 def _check_combinations(request: Request) -> None:
     if request.model == "studyroot" and request.level == "patient":
         raise UsageError("--patient cannot be used with --studyroot (the study root model has no patient level)")
+    if request.then and request.operation != "find":
+        raise UsageError("--then get|move follows a --find")
+    if request.from_json and request.operation not in ("get", "move"):
+        raise UsageError("--from-json FILE feeds --get or --move")
     if request.operation == "store" and not request.files:
         raise UsageError("--store needs files: dicomscu --store HOST PORT FILE... (or -i FILE)")
     if request.operation != "store" and request.files:

@@ -45,6 +45,8 @@ class Request:
     decompress: bool = False
     jobs: int = 1
     journal: str | None = None
+    then: str | None = None  # "get" or "move" after a --find
+    from_json: str | None = None  # identifiers for --get/--move from a --format json file ("-": stdin)
     # General
     root_uid: str | None = None
     log_level: str = WARNING

@@ -138,13 +138,41 @@ def retrieve_identifier(query: Query, operation: str) -> Dataset:
     return dataset
 
 
-def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None) -> RetrieveReport:
-    """C-MOVE the instances matching `query` to our SCP (or ``options.move_destination``)."""
+def identifiers_from_answers(answers, query: Query, level: str | None = None) -> list[Dataset]:
+    """One retrieve identifier per find answer: its level and the unique keys down to it.
+
+    For ``--find ... --then get`` and ``--from-json``.  The level is `level`, else
+    the answer's own Query/Retrieve Level, else the query's.
+    """
+    identifiers = []
+    for answer in answers:
+        name = (level or str(answer.get("QueryRetrieveLevel", "") or "") or query.level or "").upper()
+        item = Dataset()
+        item.QueryRetrieveLevel = name
+        try:
+            path = query.model.path_to(name)
+        except (KeyError, ValueError):
+            raise UsageError(f"an answer has no usable Query/Retrieve Level ({name or 'none'}): "
+                             "give --patient, --study, --series or --image")
+        for step in path:
+            value = answer.get(step.unique)
+            if value not in (None, ""):
+                setattr(item, step.unique, str(value))
+        if path[-1].unique not in item:
+            raise UsageError(f"an answer has no {path[-1].unique}: cannot retrieve it at the {name} level")
+        identifiers.append(item)
+    return identifiers
+
+
+def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None,
+         identifiers: list[Dataset] | None = None) -> RetrieveReport:
+    """C-MOVE the instances matching `query` (or `identifiers`) to our SCP (or ``options.move_destination``)."""
     from dicomscu.operations.scp import StorageSCP
 
     report = RetrieveReport(peer, "C-MOVE")
     started = time.perf_counter()
-    identifiers = _identifiers(peer, query, options, report, "C-MOVE")
+    if identifiers is None:
+        identifiers = _identifiers(peer, query, options, report, "C-MOVE")
     writer = InstanceWriter(options.output, options.layout)
     destination = options.move_destination or peer.calling_ae
     if options.move_destination is None and options.port_scp is None:
@@ -171,12 +199,14 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
     return report
 
 
-def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None) -> RetrieveReport:
-    """C-GET the instances matching `query` over one association."""
+def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None,
+        identifiers: list[Dataset] | None = None) -> RetrieveReport:
+    """C-GET the instances matching `query` (or `identifiers`) over one association."""
     report = RetrieveReport(peer, "C-GET")
     started = time.perf_counter()
     classes = list(DEFAULT_GET_CLASSES)
-    identifiers = _identifiers(peer, query, options, report, "C-GET", classes)
+    if identifiers is None:
+        identifiers = _identifiers(peer, query, options, report, "C-GET", classes)
     writer = InstanceWriter(options.output, options.layout)
     sop_class = query.model.get
     contexts = [build_context(sop_class, _request_syntaxes(options))]
