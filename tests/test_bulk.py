@@ -185,9 +185,11 @@ def test_find_then_get_retrieves_exactly_the_matches(loaded_serve, dataset_dir, 
     first = pydicom.dcmread(sorted((dataset_dir / "small").iterdir())[0], stop_before_pixels=True)
     out = tmp_path / "then"
     result = run_dicomscu("--find", "--series", "--studyroot", "127.0.0.1", str(loaded_serve.port), "--call",
-                          "DICOMSCU", "-k", f"StudyInstanceUID={first.StudyInstanceUID}", "--format", "csv",
+                          "DICOMSCU", "-k", f"StudyInstanceUID={first.StudyInstanceUID}", "--format", "json",
                           "--then", "get", "-o", str(out))
     assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)  # stdout holds only the answers; the summaries are on stderr
+    assert "C-GET" in result.stderr
     expected = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dataset_dir.rglob("*.dcm")
                 if pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID == first.StudyInstanceUID}
     assert _uids(out) == expected
@@ -216,3 +218,17 @@ def test_from_json_rejects_bad_input(tmp_path):
     bad.write_text('{"not": "a list"}')
     result = run_dicomscu("--get", "127.0.0.1", "11112", "--from-json", str(bad))
     assert result.returncode == 2 and "expected a JSON array" in result.stderr
+
+
+def test_parallel_get_splits_by_series(loaded_serve, dataset_dir, tmp_path):
+    import pydicom
+
+    first = pydicom.dcmread(sorted((dataset_dir / "small").iterdir())[0], stop_before_pixels=True)
+    base = ["127.0.0.1", str(loaded_serve.port), "--call", "DICOMSCU"]
+    one, four = tmp_path / "one", tmp_path / "four"
+    key = f"PatientID={first.PatientID}"
+    assert run_dicomscu("--get", "--patient", *base, "-k", key, "-o", str(one)).returncode == 0
+    result = run_dicomscu("--get", "--patient", *base, "-k", key, "-o", str(four), "-j", "4", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert _uids(four) == _uids(one) and summary["written"] == len(_uids(one)) > 1

@@ -129,7 +129,8 @@ def run_find(request: Request) -> int:
     from dicomscu.operations.retrieve import identifiers_from_answers
 
     request.operation = request.then
-    return run_retrieve(request, identifiers_from_answers(matches, query))
+    request.format = None  # stdout holds the answers: the retrieval's summary goes to stderr
+    return run_retrieve(request, identifiers_from_answers(matches, query), summary=sys.stderr)
 
 
 def version_text() -> str:
@@ -207,7 +208,7 @@ def run_store(request: Request) -> int:
     return 0 if report.ok else 1
 
 
-def run_retrieve(request: Request, identifiers=None) -> int:
+def run_retrieve(request: Request, identifiers=None, summary=None) -> int:
     from dicomscu.files.instances import prepare_directory
     from dicomscu.operations import retrieve
     from dicomscu.output import text
@@ -231,16 +232,20 @@ def run_retrieve(request: Request, identifiers=None) -> int:
         from dicomscu.output.progress import RetrieveProgress
 
         bar = RetrieveProgress(f"C-{request.operation.upper()}")
-    operation = retrieve.move if request.operation == "move" else retrieve.get
+    progress = bar.update if bar else None
     with bar if bar is not None else nullcontext():
-        report = operation(request.peer, query, options, on_progress=bar.update if bar else None,
-                           identifiers=identifiers)
+        if request.operation == "move":
+            if request.jobs > 1:
+                LOGGER.warning("-j applies to --get and --store; this C-MOVE uses one association")
+            report = retrieve.move(request.peer, query, options, progress, identifiers)
+        else:
+            report = retrieve.get(request.peer, query, options, progress, identifiers, jobs=request.jobs)
     for problem in report.write_errors:
         _error(f"not written: {problem}")
     if request.format == "json":
-        print(json.dumps(text.retrieve_json(report, options.output)))
+        print(json.dumps(text.retrieve_json(report, options.output)), file=summary or sys.stdout)
     else:
-        print(text.retrieve_summary(report, options.output))
+        print(text.retrieve_summary(report, options.output), file=summary or sys.stdout)
     return 0 if report.ok else 1
 
 

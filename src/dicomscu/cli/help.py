@@ -63,8 +63,8 @@ dicomscu options (not in gdcmscu):
                         Accept every transfer syntax for retrieved instances (default,
                         as gdcmscu: Implicit VR Little Endian only).
      --skip-existing    Find first, then retrieve only instances not already in -o DIR.
-  -j --jobs N          C-STORE over N associations in parallel, files split by size
-                        (default 1: one association, as gdcmscu).
+  -j --jobs N          C-STORE (files split by size) or C-GET (work split by series)
+                        over N associations in parallel (default 1, as gdcmscu).
      --journal FILE     C-STORE: record each instance the peer confirmed in FILE
                         (SQLite); a re-run skips them (resume after Ctrl-C or a crash).
      --then get|move    After --find, retrieve exactly its matches (same options as --get/--move).
@@ -79,6 +79,9 @@ dicomscu options (not in gdcmscu):
                         Our certificate and private key (PEM), for servers that ask.
      --tls-ca FILE      CA certificate(s) to verify the server with (default: system CAs).
      --tls-no-verify    Do not verify the server's certificate (testing only).
+     --config FILE      Server profiles (default ~/.config/dicomscu/servers.toml):
+                        use @NAME as HOSTNAME (files follow it directly).
+     --list-servers     Print the server profiles and exit.
      --progress, --no-progress
                         Force the progress bar on or off (default: on a terminal).
 
@@ -88,6 +91,10 @@ Exit status:
     a status)                   6 association rejected / no context accepted
   2 usage error                 7 association aborted / protocol error
   3 connection refused or failed
+
+Other commands:
+  dicomscu serve [--port 11112] [--storage DIR] ...   the embedded PACS (serve --help)
+  dicomscu demo                                       echo/store/find/get/move against it
 
 Examples:
   dicomscu pacs.example.org 11112 --call PACS              C-ECHO

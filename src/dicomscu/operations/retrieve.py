@@ -200,8 +200,10 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
 
 
 def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None,
-        identifiers: list[Dataset] | None = None) -> RetrieveReport:
-    """C-GET the instances matching `query` (or `identifiers`) over one association."""
+        identifiers: list[Dataset] | None = None, jobs: int = 1) -> RetrieveReport:
+    """C-GET the instances matching `query` (or `identifiers`) over one association (or `jobs`)."""
+    if jobs > 1:
+        return _get_in_parallel(peer, query, options, on_progress, identifiers, jobs)
     report = RetrieveReport(peer, "C-GET")
     started = time.perf_counter()
     classes = list(DEFAULT_GET_CLASSES)
@@ -224,6 +226,80 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
     report.seconds = time.perf_counter() - started
     _raise_on_failure(report)
     return report
+
+
+def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> RetrieveReport:
+    """``--get -j N``: the work split by series over N associations, one combined report."""
+    import threading
+
+    started = time.perf_counter()
+    report = RetrieveReport(peer, "C-GET")
+    if identifiers is None:
+        identifiers = _identifiers(peer, query, options, report, "C-GET")
+    if len(identifiers) < jobs:
+        identifiers = [series for item in identifiers for series in _series_of(peer, query, item)]
+    shares = [identifiers[index::jobs] for index in range(jobs)]
+    parts: list[RetrieveReport] = []
+    lock = threading.Lock()
+
+    def combined_progress(_part) -> None:
+        with lock:
+            total = _combine(peer, parts)
+        if on_progress is not None:
+            on_progress(total)
+
+    failures: list[BaseException] = []
+
+    def run(share) -> None:
+        part_report = RetrieveReport(peer, "C-GET")
+        with lock:
+            parts.append(part_report)
+        try:
+            result = get(peer, query, options, combined_progress, share)
+            with lock:
+                parts[parts.index(part_report)] = result
+        except BaseException as exc:  # reported after every share finished
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(share,)) for share in shares if share]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = _combine(peer, parts)
+    total.already_present = report.already_present
+    total.seconds = time.perf_counter() - started
+    if failures:
+        raise failures[0]
+    return total
+
+
+def _series_of(peer: Peer, query: Query, identifier: Dataset) -> list[Dataset]:
+    """Series-level identifiers under a patient or study identifier (to spread over associations)."""
+    if identifier.QueryRetrieveLevel in ("SERIES", "IMAGE"):
+        return [identifier]
+    from dicomscu.operations.find import find
+
+    keys = [f"{e.keyword}={e.value}" for e in identifier if e.tag not in (QUERY_LEVEL, 0x00080005)]
+    series_query = build_query(query.model.name, "series", keys, charset="")
+    answers: list[Dataset] = []
+    find(peer, series_query, on_answer=answers.append)
+    return identifiers_from_answers(answers, series_query, "SERIES") or [identifier]
+
+
+def _combine(peer: Peer, parts: list[RetrieveReport]) -> RetrieveReport:
+    total = RetrieveReport(peer, "C-GET")
+    for part in parts:
+        total.completed += part.completed
+        total.failed += part.failed
+        total.warning += part.warning
+        total.remaining += part.remaining
+        total.written += part.written
+        total.write_errors += part.write_errors
+        total.requests += part.requests
+        if part.status is not None and (total.status is None or part.status.category == FAILURE):
+            total.status = part.status
+    return total
 
 
 def _request_syntaxes(options: RetrieveOptions) -> list[str]:
