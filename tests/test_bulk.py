@@ -146,7 +146,9 @@ def test_journal_resumes_after_interruption(slow_scp, dataset_dir, tmp_path, how
     args = [sys.executable, "-m", "dicomscu", "--store", "127.0.0.1", str(port), "--journal", str(journal),
             str(dataset_dir / "small")]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _time.sleep(2.0)
+    deadline = _time.monotonic() + 30
+    while sum(received.values()) < 5 and _time.monotonic() < deadline:  # part-way, however slow the machine
+        _time.sleep(0.05)
     process.send_signal(getattr(signal, how))
     process.communicate(timeout=30)
     first = sum(received.values())

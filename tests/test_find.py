@@ -306,9 +306,11 @@ def test_ctrl_c_sends_cancel_and_leaves_valid_json():
     import time
 
     cancelled = threading.Event()
+    sent = []
 
     def on_find(event):
         for index in range(1000):
+            sent.append(index)
             if event.is_cancelled:
                 cancelled.set()
                 yield 0xFE00, None
@@ -327,7 +329,9 @@ def test_ctrl_c_sends_cancel_and_leaves_valid_json():
         process = subprocess.Popen([sys.executable, "-m", "dicomscu", "--find", "127.0.0.1", str(port),
                                     "--format", "json", "-k", "10,20"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.5)
+        deadline = time.monotonic() + 30
+        while len(sent) < 10 and time.monotonic() < deadline:  # mid-stream, however slow the machine
+            time.sleep(0.05)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=20)
     finally:
