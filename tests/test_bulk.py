@@ -234,3 +234,85 @@ def test_parallel_get_splits_by_series(loaded_serve, dataset_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert _uids(four) == _uids(one) and summary["written"] == len(_uids(one)) > 1
+
+
+@pytest.fixture
+def slow_qr_scp(dataset_dir):
+    """A pynetdicom FIND/GET SCP over the 60 small files, 50 ms per C-GET sub-operation."""
+    import time as _time
+
+    import pydicom
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import (
+        PatientRootQueryRetrieveInformationModelFind,
+        PatientRootQueryRetrieveInformationModelGet,
+        SecondaryCaptureImageStorage,
+    )
+
+    from peers import free_port
+
+    instances = [pydicom.dcmread(p) for p in sorted((dataset_dir / "small").iterdir())]
+    sent = []
+
+    def selected(identifier):
+        wanted = identifier.get("SOPInstanceUID")
+        wanted = set(wanted) if isinstance(wanted, (list, pydicom.multival.MultiValue)) else (
+            {wanted} if wanted else None)
+        return [ds for ds in instances if wanted is None or ds.SOPInstanceUID in wanted]
+
+    def on_find(event):
+        for ds in selected(event.identifier):
+            answer = pydicom.Dataset()
+            answer.QueryRetrieveLevel = "IMAGE"
+            for keyword in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+                setattr(answer, keyword, getattr(ds, keyword))
+            yield 0xFF00, answer
+
+    def on_get(event):
+        chosen = selected(event.identifier)
+        yield len(chosen)
+        for ds in chosen:
+            _time.sleep(0.05)
+            sent.append(ds.SOPInstanceUID)
+            yield 0xFF00, ds
+
+    ae = AE(ae_title="SLOWQR")
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelGet)
+    ae.add_supported_context(SecondaryCaptureImageStorage, scu_role=True, scp_role=True)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_GET, on_get)])
+    yield port, sent, {ds.SOPInstanceUID for ds in instances}
+    server.shutdown()
+
+
+def test_killed_get_resumes_with_skip_existing(slow_qr_scp, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time as _time
+
+    port, sent, everything = slow_qr_scp
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "dicomscu", "--get", "--patient", "127.0.0.1", str(port), "-k", "PatientID=X",
+            "-o", str(out), "--skip-existing"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = _time.monotonic() + 30
+    while len(sent) < 10 and _time.monotonic() < deadline:
+        _time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    first = set(_uids(out))
+    assert 0 < len(first) < 60
+    import pydicom
+
+    for path in out.glob("*.dcm"):  # a kill may leave a .part behind, never a cut .dcm
+        assert len(pydicom.dcmread(path).PixelData) == 32 * 32 * 2
+    _time.sleep(1)  # let the server notice the dead association before counting again
+    sent.clear()
+    again = run_dicomscu("--get", "--patient", "127.0.0.1", str(port), "-k", "PatientID=X", "-o", str(out),
+                         "--skip-existing")
+    assert again.returncode == 0, again.stderr
+    assert _uids(out) == everything
+    assert len(sent) <= 60 - len(first)  # only what was missing was sent again
