@@ -316,3 +316,31 @@ def test_killed_get_resumes_with_skip_existing(slow_qr_scp, tmp_path):
     assert again.returncode == 0, again.stderr
     assert _uids(out) == everything
     assert len(sent) <= 60 - len(first)  # only what was missing was sent again
+
+
+def test_parallel_move_to_our_scp(loaded_serve, dataset_dir, tmp_path):
+    """-j 3 C-MOVE: three associations, one SCP of ours, every instance of the patient once."""
+    import pydicom
+
+    from peers import free_port
+
+    first = pydicom.dcmread(sorted((dataset_dir / "small").iterdir())[0], stop_before_pixels=True)
+    expected = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dataset_dir.rglob("*.dcm")
+                if pydicom.dcmread(p, stop_before_pixels=True).PatientID == first.PatientID}
+    port_scp = free_port()
+    from test_serve import Serve
+
+    server = Serve(tmp_path / "storage", "--dest", f"MOVER=127.0.0.1:{port_scp}")
+    try:
+        import dicomscu
+
+        assert dicomscu.store(server.peer, [str(dataset_dir)], recursive=True).ok
+        out = tmp_path / "out"
+        result = run_dicomscu("--move", "--patient", "127.0.0.1", str(server.port), "--call", "DICOMSCU",
+                              "--aetitle", "MOVER", "--port-scp", str(port_scp), "-k", f"PatientID={first.PatientID}",
+                              "-o", str(out), "-j", "3", "--format", "json")
+    finally:
+        server.close()
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert _uids(out) == expected and summary["written"] == summary["completed"] == len(expected)

@@ -235,9 +235,7 @@ def run_retrieve(request: Request, identifiers=None, summary=None) -> int:
     progress = bar.update if bar else None
     with bar if bar is not None else nullcontext():
         if request.operation == "move":
-            if request.jobs > 1:
-                LOGGER.warning("-j applies to --get and --store; this C-MOVE uses one association")
-            report = retrieve.move(request.peer, query, options, progress, identifiers)
+            report = retrieve.move(request.peer, query, options, progress, identifiers, jobs=request.jobs)
         else:
             report = retrieve.get(request.peer, query, options, progress, identifiers, jobs=request.jobs)
     for problem in report.write_errors:

@@ -63,8 +63,8 @@ dicomscu options (not in gdcmscu):
                         Accept every transfer syntax for retrieved instances (default,
                         as gdcmscu: Implicit VR Little Endian only).
      --skip-existing    Find first, then retrieve only instances not already in -o DIR.
-  -j --jobs N          C-STORE (files split by size) or C-GET (work split by series)
-                        over N associations in parallel (default 1, as gdcmscu).
+  -j --jobs N          C-STORE (files split by size), C-GET or C-MOVE (work split by
+                        series) over N associations in parallel (default 1, as gdcmscu).
      --journal FILE     C-STORE: record each instance the peer confirmed in FILE
                         (SQLite); a re-run skips them (resume after Ctrl-C or a crash).
      --then get|move    After --find, retrieve exactly its matches (same options as --get/--move).

@@ -165,8 +165,14 @@ def identifiers_from_answers(answers, query: Query, level: str | None = None) ->
 
 
 def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None,
-         identifiers: list[Dataset] | None = None) -> RetrieveReport:
-    """C-MOVE the instances matching `query` (or `identifiers`) to our SCP (or ``options.move_destination``)."""
+         identifiers: list[Dataset] | None = None, jobs: int = 1) -> RetrieveReport:
+    """C-MOVE the instances matching `query` (or `identifiers`) to our SCP (or ``options.move_destination``).
+
+    With `jobs` > 1 the work is split by series over that many associations; the
+    instances of all of them arrive at the one SCP.
+    """
+    import threading
+
     from dicomscu.operations.scp import StorageSCP
 
     report = RetrieveReport(peer, "C-MOVE")
@@ -178,25 +184,74 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
     if options.move_destination is None and options.port_scp is None:
         raise UsageError("C-MOVE to ourselves needs --port-scp PORT: the port the server connects back to "
                          "(or --move-dest AE to send to another application)")
-    scp = (StorageSCP(peer.calling_ae, options.port_scp, writer, options.syntaxes, report, on_progress)
+    lock = threading.Lock()
+    parts: list[RetrieveReport] = []
+
+    def progress(_report) -> None:
+        with lock:
+            combined = _combine(peer, parts)
+            report.completed, report.failed, report.warning = combined.completed, combined.failed, combined.warning
+            report.remaining = combined.remaining
+        if on_progress is not None:
+            on_progress(report)
+
+    scp = (StorageSCP(peer.calling_ae, options.port_scp, writer, options.syntaxes, report, progress)
            if options.move_destination is None else nullcontext())
     sop_class = query.model.move
     contexts = [build_context(sop_class, _request_syntaxes(options))]
-    with scp, associate(peer, contexts) as channel:
-        for identifier in identifiers:
-            command = lambda message_id: dimse.c_move_rq(message_id, sop_class, destination)  # noqa: E731
-            try:
-                _request(channel, command, identifier, report, on_progress, None)
-            except PeerTimeout as exc:
-                if options.move_destination is None and report.written == 0:
-                    raise PeerTimeout(
-                        f"{exc}; nothing arrived on port {options.port_scp}: the server probably cannot "
-                        f"connect back to AE {destination} - check the AE title, host and port it has "
-                        "mapped for it") from None
-                raise
+
+    def command(message_id: int) -> bytes:
+        return dimse.c_move_rq(message_id, sop_class, destination)
+
+    def run(share: list[Dataset], part: RetrieveReport) -> None:
+        with associate(peer, contexts) as channel:
+            for identifier in share:
+                try:
+                    _request(channel, command, identifier, part, progress, None)
+                except PeerTimeout as exc:
+                    if options.move_destination is None and report.written == 0:
+                        raise PeerTimeout(
+                            f"{exc}; nothing arrived on port {options.port_scp}: the server probably cannot "
+                            f"connect back to AE {destination} - check the AE title, host and port it has "
+                            "mapped for it") from None
+                    raise
+
+    with scp:
+        if jobs > 1 and len(identifiers) < jobs:
+            identifiers = [series for item in identifiers for series in _series_of(peer, query, item)]
+        shares = [identifiers[index::jobs] for index in range(max(jobs, 1))]
+        parts.extend(RetrieveReport(peer, "C-MOVE") for share in shares if share)
+        _run_shares(run, [share for share in shares if share], parts)
+    combined = _combine(peer, parts)
+    report.completed, report.failed, report.warning = combined.completed, combined.failed, combined.warning
+    report.status, report.remaining, report.requests = combined.status, 0, combined.requests
     report.seconds = time.perf_counter() - started
     _raise_on_failure(report)
     return report
+
+
+def _run_shares(run, shares: list, parts: list[RetrieveReport]) -> None:
+    """run(share, part) for each share: inline for one, in threads for several; re-raise the first error."""
+    import threading
+
+    if len(shares) == 1:
+        run(shares[0], parts[0])
+        return
+    failures: list[BaseException] = []
+
+    def guarded(share, part) -> None:
+        try:
+            run(share, part)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(share, part)) for share, part in zip(shares, parts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
 
 
 def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None,
@@ -238,39 +293,25 @@ def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> Re
         identifiers = _identifiers(peer, query, options, report, "C-GET")
     if len(identifiers) < jobs:
         identifiers = [series for item in identifiers for series in _series_of(peer, query, item)]
-    shares = [identifiers[index::jobs] for index in range(jobs)]
-    parts: list[RetrieveReport] = []
+    shares = [share for share in (identifiers[index::jobs] for index in range(jobs)) if share]
+    parts = [RetrieveReport(peer, "C-GET") for _ in shares]
     lock = threading.Lock()
 
     def combined_progress(_part) -> None:
-        with lock:
-            total = _combine(peer, parts)
         if on_progress is not None:
+            with lock:
+                total = _combine(peer, parts)
             on_progress(total)
 
-    failures: list[BaseException] = []
-
-    def run(share) -> None:
-        part_report = RetrieveReport(peer, "C-GET")
+    def run(share: list[Dataset], part: RetrieveReport) -> None:
+        result = get(peer, query, options, combined_progress, share)
         with lock:
-            parts.append(part_report)
-        try:
-            result = get(peer, query, options, combined_progress, share)
-            with lock:
-                parts[parts.index(part_report)] = result
-        except BaseException as exc:  # reported after every share finished
-            failures.append(exc)
+            part.__dict__.update(result.__dict__)  # the placeholder becomes the share's report
 
-    threads = [threading.Thread(target=run, args=(share,)) for share in shares if share]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _run_shares(run, shares, parts)
     total = _combine(peer, parts)
     total.already_present = report.already_present
     total.seconds = time.perf_counter() - started
-    if failures:
-        raise failures[0]
     return total
 
 
@@ -299,6 +340,7 @@ def _combine(peer: Peer, parts: list[RetrieveReport]) -> RetrieveReport:
         total.requests += part.requests
         if part.status is not None and (total.status is None or part.status.category == FAILURE):
             total.status = part.status
+        total.operation = part.operation
     return total
 
 
