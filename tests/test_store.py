@@ -258,3 +258,17 @@ def test_undecodable_compressed_file_names_the_syntax_and_the_fix(uncompressed_o
     report = dicomscu.store(Peer("127.0.0.1", port), [str(path)], on_result=results.append)
     assert report.counts["failed"] == 1
     assert "MPEG2" in results[0].message and "dicomscu[compressed]" in results[0].message
+
+
+def test_dicomdir_is_skipped_with_a_clear_reason(storescp, dataset_dir, tmp_path):
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "cd"
+    folder.mkdir()
+    shutil.copy(get_testdata_file("DICOMDIR"), folder / "DICOMDIR")
+    shutil.copy(sorted((dataset_dir / "small").iterdir())[0], folder / "IMG1")
+    results = []
+    report = dicomscu.store(Peer("127.0.0.1", storescp.port), [str(folder)], on_result=results.append)
+    assert report.stored == 1
+    skipped = [r for r in results if r.outcome == "skipped"]
+    assert len(skipped) == 1 and "DICOMDIR" in skipped[0].message

@@ -44,6 +44,8 @@ MAX_CONTEXTS = 128
 #: Bytes read per file while planning: enough for the file meta and group 0008.
 HEAD_SIZE = 64 * 1024
 CONVERTIBLE = frozenset(UNCOMPRESSED) | {DeflatedExplicitVRLittleEndian}
+#: Media Storage Directory Storage: a CD/DVD's index, not an instance to store (DCMTK skips it too).
+DICOMDIR = "1.2.840.10008.1.3.10"
 
 OK, WARNED, FAILED, SKIPPED = "ok", "warning", "failed", "skipped"
 #: Already confirmed by the peer in an earlier run (``--journal``): not sent again.
@@ -114,6 +116,8 @@ def plan(paths: Sequence[str], recursive: bool = False) -> Plan:
             total_bytes += os.stat(entry).st_size
         except (OSError, BadFile):
             continue  # reported by the sending pass, once
+        if info.sop_class == DICOMDIR:
+            continue
         pairs[(info.sop_class, info.transfer_syntax)] += 1
     return Plan(sum(pairs.values()), total_bytes, _group_contexts(pairs))
 
@@ -288,9 +292,13 @@ def _load(entry) -> FileResult | tuple[str, bytes, DicomFile]:
     except OSError as exc:
         return FileResult(entry, SKIPPED, f"cannot read: {exc.strerror or exc}")
     try:
-        return entry, data, probe(data)
+        info = probe(data)
     except BadFile as exc:
         return FileResult(entry, SKIPPED, str(exc), size=len(data))
+    if info.sop_class == DICOMDIR:
+        return FileResult(entry, SKIPPED, "a DICOMDIR (the index of a CD or DVD), not an instance to store",
+                          size=len(data))
+    return entry, data, info
 
 
 class _LazyAssociation:
