@@ -22,18 +22,17 @@ from dataclasses import dataclass
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from dicomscu.errors import UsageError
-from dicomscu.files.probe import BadFile, top_level_values
+from dicomscu.files.probe import BadFile, top_level_values, valid_uid
 
 PATIENT_ID, STUDY_UID, SERIES_UID = 0x00100020, 0x0020000D, 0x0020000E
 LAYOUTS = ("flat", "hierarchical", "study")
 IMPLEMENTATION_VERSION = "DICOMSCU"
-_UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def safe_component(value: str, fallback: str) -> str:
     """`value` as one safe path component: UIDs unchanged, anything else cleaned and tagged."""
-    if value and len(value) <= 64 and _UID.match(value):
+    if valid_uid(value):
         return value
     cleaned = _UNSAFE.sub("_", value).lstrip(".")[:48]
     if not cleaned:

@@ -246,7 +246,7 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
         )
     for name, value in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_instance),
                         ("Transfer Syntax UID", syntax)):
-        if not _valid_uid(value):
+        if not valid_uid(value):
             raise BadFile(f"invalid {name} {value[:70]!r} (a UID is up to 64 digits and dots)")
     return DicomFile(sop_class, sop_instance, syntax, offset, has_meta)
 
@@ -254,7 +254,8 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
 
 
-def _valid_uid(value: str) -> bool:
+def valid_uid(value: str) -> bool:
+    """PS3.5 9.1: digits and dots, no empty component, at most 64 characters."""
     return len(value) <= 64 and _UID.match(value) is not None
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass, field
 
@@ -25,13 +24,12 @@ from pynetdicom.sop_class import _STORAGE_CLASSES
 
 from dicomscu.errors import UsageError
 from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
-from dicomscu.files.probe import BadFile
+from dicomscu.files.probe import BadFile, valid_uid
 from dicomscu.server.index import Index, index_row
 from dicomscu.transport import server as tuned_server
 from dicomscu.transport.peer import TLS
 
 LOGGER = logging.getLogger("dicomscu.server")
-_UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
 
 QR_CLASSES = {
     "find": (sc.PatientRootQueryRetrieveInformationModelFind, sc.StudyRootQueryRetrieveInformationModelFind),
@@ -53,10 +51,6 @@ class ServerConfig:
     overwrite: bool = True
     #: TLS (our certificate and key, the CA clients must be signed by), or None for plain TCP.
     tls: TLS | None = None
-
-
-def valid_uid(value: str) -> bool:
-    return bool(value) and len(value) <= 64 and _UID.match(value) is not None
 
 
 class Pacs:
