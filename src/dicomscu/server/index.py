@@ -62,10 +62,14 @@ CREATE INDEX IF NOT EXISTS by_series ON instances (series_uid);
 
 @dataclass(frozen=True)
 class Match:
-    """One answer of a query: the identifier to return and the instances under it."""
+    """One answer of a query: the identifier to return and the index rows of the instances under it."""
 
     identifier: Dataset
-    paths: list[str]
+    rows: list[dict[str, str]]
+
+    @property
+    def paths(self) -> list[str]:
+        return [row["path"] for row in self.rows]
 
 
 def index_row(raw: bytes, transfer_syntax: str) -> dict[str, str]:
@@ -186,7 +190,7 @@ class Index:
             if all(matches(vr, text, row[column]) for column, vr, text in keys):
                 groups.setdefault(row[unique_column], []).append(row)
         for rows in groups.values():
-            yield Match(_answer(identifier, level, rows), [row["path"] for row in rows])
+            yield Match(_answer(identifier, level, rows), rows)
 
 
 def _text(value) -> str:

@@ -167,7 +167,7 @@ class Pacs:
         _, found = self._matches(event.identifier)
         paths = [path for match in found for path in match.paths]
         # Propose exactly the contexts the instances need on the sub-association.
-        yield destination[0], destination[1], {"contexts": _contexts_for(self.index, found)}
+        yield destination[0], destination[1], {"contexts": _contexts_for(found)}
         yield len(paths)
         yield from self._cancellable(event, paths)
 
@@ -191,13 +191,12 @@ def _ae_text(value) -> str:
     return str(value or "").strip()
 
 
-def _contexts_for(index: Index, found) -> list:
+def _contexts_for(found) -> list:
     """(SOP Class, [its transfer syntax, Implicit VR LE]) for the instances of `found`, at most 128."""
     from pydicom.uid import ImplicitVRLittleEndian
     from pynetdicom.presentation import build_context
 
-    paths = {path for match in found for path in match.paths}
-    pairs = sorted({(row["sop_class"], row["transfer_syntax"]) for row in index.rows() if row["path"] in paths})
+    pairs = sorted({(row["sop_class"], row["transfer_syntax"]) for match in found for row in match.rows})
     contexts = []
     for sop_class, syntax in pairs:
         syntaxes = [syntax] if syntax == ImplicitVRLittleEndian else [syntax, ImplicitVRLittleEndian]
