@@ -172,6 +172,22 @@ class Orthanc:
 
 
 @contextmanager
+def storage_scp(ae_title: str, sop_classes, on_store, syntaxes=("1.2.840.10008.1.2",)):
+    """A pynetdicom Storage SCP on a free loopback port: `on_store(event)` returns each status."""
+    from pynetdicom import AE, evt
+
+    ae = AE(ae_title=ae_title)
+    for sop_class in sop_classes:
+        ae.add_supported_context(sop_class, list(syntaxes))
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        yield port
+    finally:
+        server.shutdown()
+
+
+@contextmanager
 def silent_listener(accept: bool = True, script=None):
     """A TCP listener on loopback that misbehaves: accepts and stays silent, or runs `script(conn)`."""
     import threading

@@ -114,10 +114,9 @@ def slow_scp():
     import time as _time
     from collections import Counter
 
-    from pynetdicom import AE, evt
     from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
-    from peers import free_port
+    from peers import storage_scp
 
     received = Counter()
 
@@ -126,12 +125,8 @@ def slow_scp():
         received[event.request.AffectedSOPInstanceUID] += 1
         return 0x0000
 
-    ae = AE(ae_title="SLOW")
-    ae.add_supported_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2"])
-    port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    yield port, received
-    server.shutdown()
+    with storage_scp("SLOW", [SecondaryCaptureImageStorage], on_store) as port:
+        yield port, received
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])

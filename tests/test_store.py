@@ -10,14 +10,13 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
-from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage
 
 import dicomscu
 from dicomscu import Peer
 
 from conftest import run_dicomscu
-from peers import free_port
+from peers import free_port, storage_scp
 
 
 def sop_uids(paths) -> dict[str, Dataset]:
@@ -134,12 +133,8 @@ def explicit_refusing_scp(tmp_path):
         received[ds.SOPInstanceUID] = ds
         return 0x0000
 
-    ae = AE(ae_title="IMPLICIT")
-    ae.add_supported_context(CTImageStorage, ["1.2.840.10008.1.2"])
-    port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    yield port, received
-    server.shutdown()
+    with storage_scp("IMPLICIT", [CTImageStorage], on_store) as port:
+        yield port, received
 
 
 def test_explicit_file_converted_when_only_implicit_accepted(explicit_refusing_scp, dataset_dir):
@@ -172,17 +167,10 @@ def test_compressed_file_refused_per_file_others_sent(explicit_refusing_scp, dat
 
 
 def test_failure_status_is_decoded(tmp_path, dataset_dir):
-    ae = AE(ae_title="FULL")
     from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
-    ae.add_supported_context(SecondaryCaptureImageStorage)
-    port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, lambda event: 0xA702)])
-    try:
+    with storage_scp("FULL", [SecondaryCaptureImageStorage], lambda event: 0xA702) as port:
         result = run_dicomscu("--store", "127.0.0.1", str(port), str(dataset_dir / "small" / "small_00004.dcm"))
-    finally:
-        server.shutdown()
     assert result.returncode == 1
     assert "0xA702 failure: Refused: Out of Resources" in result.stderr
 
@@ -224,13 +212,8 @@ def uncompressed_only_scp():
         received[event.dataset.SOPInstanceUID] = event.dataset
         return 0x0000
 
-    ae = AE(ae_title="RAWONLY")
-    for sop_class in (MRImageStorage, SecondaryCaptureImageStorage):
-        ae.add_supported_context(sop_class, ["1.2.840.10008.1.2"])
-    port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    yield port, received
-    server.shutdown()
+    with storage_scp("RAWONLY", [MRImageStorage, SecondaryCaptureImageStorage], on_store) as port:
+        yield port, received
 
 
 def test_refused_compressed_file_is_decompressed(uncompressed_only_scp):
