@@ -3,9 +3,9 @@
 
 usage: python bench/find.py [--instances 10000] [--repeat N]
 
-Starts Orthanc (temp config, loopback), loads it once with
-``../shared/bench/make_data.py OUT --big 0 --small N --patients 50`` (generated into
-bench/data-find/ when missing, stored with dicomscu), then runs an image-level
+Starts Orthanc (temp config, loopback), loads it once with N small instances of 50
+patients (``dicomscu.sample.write_bench_set``, written into bench/data/find-N/ when
+missing, stored with dicomscu), then runs an image-level
 find of every instance with each tool.  Prints the wall time of the whole process,
 peak RSS, the number of answers, and the ratios.  Asserts nothing.
 """
@@ -13,7 +13,6 @@ peak RSS, the number of answers, and the ratios.  Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,11 +43,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tools", default="dicomscu,findscu,pynetdicom")
     args = parser.parse_args()
-    data = HERE / f"data-find-{args.instances}"
+    data = HERE / "data" / f"find-{args.instances}"
     if not (data / "small").is_dir():
-        generator = ROOT.parent / "shared" / "bench" / "make_data.py"
-        subprocess.run([sys.executable, str(generator), str(data), "--big", "0", "--small", str(args.instances),
-                        "--patients", "50"], check=True)
+        from dicomscu.sample import write_bench_set
+
+        write_bench_set(data, big=0, small=args.instances, patients=50)
     import dicomscu
 
     with tempfile.TemporaryDirectory() as work:

@@ -3,8 +3,8 @@
 
 usage: python bench/retrieve.py [--set big|small] [--repeat N] [--jobs 2,4]
 
-Loads DCMTK dcmqrscp (temp dir, loopback) with one set of ../shared/bench/make_data.py
-(generated into bench/data/ when missing), then retrieves every patient, one command
+Loads DCMTK dcmqrscp (temp dir, loopback) with one set of the benchmark data
+(``dicomscu.sample.write_bench_set``, written into bench/data/ when missing), then retrieves every patient, one command
 per patient, with each tool into a fresh directory.  Prints the summed wall time of
 the processes (start-up included), the files received, and ratios.  Asserts nothing.
 """

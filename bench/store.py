@@ -4,8 +4,8 @@
 usage: python bench/store.py [--data DIR] [--repeat N] [--tools dicomscu,storescu,pynetdicom]
 
 Receiver: DCMTK ``storescp --ignore`` on a free loopback port (receives everything,
-writes nothing), one association per run.  Data: ``../shared/bench/make_data.py``
-(generated into bench/data/ when missing).  For each tool and data set it prints
+writes nothing), one association per run.  Data: ``dicomscu.sample.write_bench_set``
+(the generator behind ``dicomscu sample``), written into bench/data/ when missing.  For each tool and data set it prints
 the wall time of the whole process, its peak RSS, and the ratio to storescu.
 
 A benchmark, not a test: it asserts nothing about timings.
@@ -23,7 +23,6 @@ from pathlib import Path
 import measure
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 
 
 def free_port() -> int:
@@ -35,10 +34,10 @@ def free_port() -> int:
 def ensure_data(directory: Path) -> Path:
     if (directory / "small").is_dir() and (directory / "big").is_dir():
         return directory
-    generator = ROOT.parent / "shared" / "bench" / "make_data.py"
+    from dicomscu.sample import write_bench_set
+
     print(f"generating benchmark data into {directory} ...", file=sys.stderr)
-    subprocess.run([sys.executable, str(generator), str(directory)], check=True)
-    return directory
+    return write_bench_set(directory)
 
 
 def commands(tool: str, port: int, folder: Path) -> list[str]:

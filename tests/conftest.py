@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,24 +13,12 @@ from peers import Orthanc, StoreSCP
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def shared_dir() -> Path:
-    candidates = [os.environ.get("DICOMSCU_SHARED"), ROOT.parent / "shared", ROOT / "shared"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "bench" / "make_data.py").exists():
-            return Path(candidate)
-    raise RuntimeError("../shared/bench/make_data.py not found (set DICOMSCU_SHARED)")
-
-
 @pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory) -> Path:
     """A small deterministic data set: big/ (6 CT, Explicit LE) and small/ (60 SC, Implicit LE)."""
-    out = tmp_path_factory.mktemp("data")
-    subprocess.run(
-        [sys.executable, str(shared_dir() / "bench" / "make_data.py"), str(out),
-         "--big", "6", "--small", "60", "--patients", "4"],
-        check=True,
-    )
-    return out
+    from dicomscu.sample import write_bench_set
+
+    return write_bench_set(tmp_path_factory.mktemp("data"), big=6, small=60, patients=4)
 
 
 @pytest.fixture

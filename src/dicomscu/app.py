@@ -33,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv[:1] == ["serve"]:
             return run_serve(argv[1:])
+        if argv[:1] == ["sample"]:
+            return run_sample(argv[1:])
         if argv[:1] == ["demo"]:
             from dicomscu.demo import run_demo
 
@@ -43,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DicomscuError as exc:
         _error(str(exc))
         if isinstance(exc, UsageError):
-            print("Try 'dicomscu --help' for more information.", file=sys.stderr)
+            command = "dicomscu " + argv[0] if argv[:1] in (["serve"], ["sample"]) else "dicomscu"
+            print(f"Try '{command} --help' for more information.", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         _error("interrupted")
@@ -245,6 +248,25 @@ def run_retrieve(request: Request, identifiers=None, summary=None) -> int:
     else:
         print(text.retrieve_summary(report, options.output), file=summary or sys.stdout)
     return 0 if report.ok else 1
+
+
+def run_sample(argv: list[str]) -> int:
+    from dicomscu.cli.sample import HELP, parse_sample
+    from dicomscu.output import text
+    from dicomscu.sample import write_sample
+
+    request = parse_sample(argv)
+    if request.help:
+        print(HELP, end="")
+        return 0
+    try:
+        report = write_sample(request.outdir, request.spec, request.compress)
+    except OSError as exc:
+        raise UsageError(f"sample: cannot write to {request.outdir}: {exc.strerror or exc}") from None
+    print(f"dicomscu sample: wrote {len(report.files)} file(s) for {report.patients} patient(s), "
+          f"{report.studies} study(ies), {report.series} series ({text.megabytes(report.bytes)}) "
+          f"to {request.outdir} in {report.seconds:.1f} s")
+    return 0
 
 
 def run_serve(argv: list[str]) -> int:

@@ -16,48 +16,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
-
+from dicomscu.sample import STUDY, SampleSpec, write_sample
 from dicomscu.server.pacs import Pacs, ServerConfig
 
-SERIES = (("CT", 3, ExplicitVRLittleEndian), ("MR", 2, ImplicitVRLittleEndian))
+#: One patient, one study: a CT series of 3 and an MR series of 2 small images.
+SAMPLE = SampleSpec(patients=1, studies=1, series=2, count=5, modalities=("CT", "MR"), matrix=64)
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def write_sample_study(folder: Path) -> list[Path]:
-    """One patient, one study, a CT and an MR series of small images (64x64, 16 bits)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    study = generate_uid()
-    paths = []
-    for series_number, (modality, count, syntax) in enumerate(SERIES, start=1):
-        series = generate_uid()
-        for number in range(1, count + 1):
-            ds = Dataset()
-            ds.SpecificCharacterSet = "ISO_IR 192"
-            ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4"
-            ds.SOPInstanceUID = generate_uid()
-            ds.PatientName, ds.PatientID = "Démo^Patient", "DEMO001"
-            ds.PatientBirthDate, ds.PatientSex = "19800101", "O"
-            ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime = study, "20260101", "120000"
-            ds.StudyID, ds.AccessionNumber, ds.StudyDescription = "1", "DEMO-1", "dicomscu demo"
-            ds.SeriesInstanceUID, ds.SeriesNumber, ds.Modality = series, series_number, modality
-            ds.InstanceNumber = number
-            ds.Rows = ds.Columns = 64
-            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-            ds.PixelData = bytes((i * number) % 256 for i in range(64 * 64 * 2))
-            ds.file_meta = FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = syntax
-            path = folder / f"{modality}{number}.dcm"
-            ds.save_as(path, enforce_file_format=True, implicit_vr=syntax == ImplicitVRLittleEndian)
-            paths.append(path)
-    return paths
 
 
 def run_demo(argv: list[str]) -> int:
@@ -71,9 +40,10 @@ def run_demo(argv: list[str]) -> int:
                                  destinations={"DEMO": ("127.0.0.1", port_scp)}))
         pacs.start()
         try:
-            study = write_sample_study(root / "study")
+            sample = write_sample(root / "study", SAMPLE)
+            study_uid = SAMPLE.uid(STUDY, SAMPLE.first_patient, 1)
             print(f"Embedded PACS: AE DICOMSCU on 127.0.0.1:{port}, storage {pacs.storage}")
-            print(f"Sample study: {len(study)} files in {root / 'study'}\n")
+            print(f"Sample study (dicomscu sample): {len(sample.files)} files in {root / 'study'}\n")
             host = ["127.0.0.1", str(port), "--call", "DICOMSCU"]
             steps = [
                 ("C-ECHO: is the server up?", [*host], "success"),
@@ -83,10 +53,10 @@ def run_demo(argv: list[str]) -> int:
                                                        "-k", "NumberOfStudyRelatedInstances", "--format", "table"],
                  "1 match(es)"),
                 ("C-GET: retrieve the study over the same association",
-                 ["--get", "--study", "--studyroot", *host, "-k", f"StudyInstanceUID={_study_uid(study)}",
+                 ["--get", "--study", "--studyroot", *host, "-k", f"StudyInstanceUID={study_uid}",
                   "-o", str(root / "get")], "5 file(s) written"),
                 ("C-MOVE: the same, the gdcmscu way (the server connects back to us as AE DEMO)",
-                 ["--move", "--study", "--studyroot", *host, "-k", f"20,d={_study_uid(study)}", "--aetitle", "DEMO",
+                 ["--move", "--study", "--studyroot", *host, "-k", f"20,d={study_uid}", "--aetitle", "DEMO",
                   "--port-scp", str(port_scp), "-o", str(root / "move")], "5 file(s) written"),
             ]
             failures = sum(not _step(title, args, expected) for title, args, expected in steps)
@@ -97,12 +67,6 @@ def run_demo(argv: list[str]) -> int:
         return 1
     print("demo: every step succeeded (the temporary files are removed)")
     return 0
-
-
-def _study_uid(paths: list[Path]) -> str:
-    from pydicom import dcmread
-
-    return str(dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID)
 
 
 def _step(title: str, args: list[str], expected: str) -> bool:
