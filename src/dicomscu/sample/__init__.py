@@ -157,9 +157,10 @@ class SampleReport:
 
 
 def instances(spec: SampleSpec) -> Iterator[Instance]:
-    """Every image of the spec, in file order (round-robin over the series)."""
-    tree = [(p, st, se) for p in range(1, spec.patients + 1) for st in range(1, spec.studies + 1)
-            for se in range(1, spec.series + 1)]
+    """Every image of the spec, in file order (dealt round the series, patient after patient)."""
+    # patients turn fastest: any first N images cover as many patients as they can
+    tree = [(p, st, se) for se in range(1, spec.series + 1) for st in range(1, spec.studies + 1)
+            for p in range(1, spec.patients + 1)]
     total = spec.total
     per_series = [total // len(tree) + (1 if k < total % len(tree) else 0) for k in range(len(tree))]
     for index in range(total):
