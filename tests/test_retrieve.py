@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -179,7 +180,21 @@ def test_unknown_move_destination_gives_advice(qr_dcmqrscp, tmp_path, originals)
                           "--aetitle", "NOBODY", "--port-scp", str(free_port()),
                           "-k", f"20,d={ds.StudyInstanceUID}", "-o", str(tmp_path))
     assert result.returncode == 1
-    assert "0xA801" in result.stderr and "AE title" in result.stderr
+    assert "0xA801" in result.stderr and "does not know the move destination AE NOBODY" in result.stderr
+    assert "--get" in result.stderr
+
+
+def test_unknown_third_party_destination_names_it_not_us(qr_dcmqrscp, tmp_path, originals):
+    ds = first(originals)
+    host, port, aet = qr_dcmqrscp
+    result = run_dicomscu("--move", "--studyroot", "--study", host, str(port), "--call", aet,
+                          "--move-dest", "ELSEWHERE", "-k", f"20,d={ds.StudyInstanceUID}", "-o", str(tmp_path),
+                          "--format", "json")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)  # a failure is one JSON document too
+    assert document["status"]["hex"] == "0xA801" and document["exit_code"] == 1
+    message = document["error"]["message"]
+    assert "ELSEWHERE" in message and "--move-dest" in message and "--aetitle" not in message
 
 
 def test_wildcards_and_missing_unique_key_refused_before_network():

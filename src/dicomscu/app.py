@@ -91,7 +91,19 @@ def run(request: Request) -> int:
         print(listing(request.config), end="")
         return 0
     runners = {"echo": run_echo, "store": run_store, "find": run_find, "move": run_retrieve, "get": run_retrieve}
-    return runners[request.operation](request)
+    try:
+        return runners[request.operation](request)
+    except DicomscuError as exc:
+        if request.format == "json" and request.operation in ("echo", "get", "move"):
+            # scripts parse stdout: a failure is a JSON document too (find keeps its answer array)
+            from dicomscu.output import text
+
+            operation = "C-" + request.operation.upper()
+            report = getattr(exc, "report", None)
+            document = (text.retrieve_json(report, request.output or ".", exc) if report is not None
+                        else text.failure_json(operation, request.peer, exc))
+            print(json.dumps(document), flush=True)
+        raise
 
 
 def run_queryhelp(request: Request) -> int:
@@ -188,6 +200,8 @@ def run_store(request: Request) -> int:
             as_json.add(result)
         elif result.outcome in (FAILED, SKIPPED):
             say(f"dicomscu: {text.file_line(result)}", sys.stderr)
+        elif result.outcome == OK and result.message:  # stored, with something the user should know
+            say(f"dicomscu: warning: {text.file_line(result)}", sys.stderr)
         elif (result.outcome != OK and result.outcome != ALREADY) or verbose:
             say(text.file_line(result), sys.stdout)
 
@@ -196,19 +210,22 @@ def run_store(request: Request) -> int:
         from dicomscu.files.journal import Journal
 
         journal = Journal(request.journal)
-    with bar if bar is not None else nullcontext():
-        report = store(request.peer, request.files, recursive=request.recursive,
-                       on_plan=on_plan, on_result=on_result, decompress=request.decompress,
-                       jobs=request.jobs, journal=journal)
+    try:
+        with bar if bar is not None else nullcontext():
+            report = store(request.peer, request.files, recursive=request.recursive,
+                           on_plan=on_plan, on_result=on_result, decompress=request.decompress,
+                           jobs=request.jobs, journal=journal)
+    except DicomscuError as exc:
+        if as_json is not None:
+            as_json.fail(exc)
+        raise
     if report.error is not None:
         _error(str(report.error))
     if as_json is not None:
         as_json.end(report)
     else:
         print(text.store_summary(report))
-    if report.error is not None:
-        return report.error.exit_code
-    return 0 if report.ok else 1
+    return text.store_exit_code(report)
 
 
 def run_retrieve(request: Request, identifiers=None, summary=None) -> int:

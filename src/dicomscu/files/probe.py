@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import struct
+import zlib
 from dataclasses import dataclass
 
 from pydicom.uid import (
@@ -39,6 +40,8 @@ _SEQUENCE_END = 0xFFFEE0DD
 _SOP_CLASS = 0x00080016
 _SOP_INSTANCE = 0x00080018
 _MAX_DEPTH = 64
+#: A deflated data set that inflates past this is refused (a "zip bomb" would exhaust memory).
+MAX_INFLATED = 1 << 30
 
 #: Meta elements we read (tag -> field of DicomFile).
 _META_UIDS = {0x00020002: "sop_class", 0x00020003: "sop_instance", 0x00020010: "transfer_syntax"}
@@ -61,6 +64,8 @@ class DicomFile:
     dataset_offset: int
     #: False for a "raw" data set without preamble and file meta.
     has_meta: bool
+    #: Set when the file meta's SOP UIDs disagree with the data set's (which win).
+    warning: str = ""
 
 
 def _uid(raw: bytes | memoryview) -> str:
@@ -102,6 +107,7 @@ class _Walk:
     implicit: bool
     little: bool
     wanted: dict[int, object]  # tag -> its value (bytes or memoryview), filled at top level
+    stop_after: int | None = None  # a top-level tag past which walking may stop (heads only)
 
     def header(self, pos: int, end: int) -> tuple[int, int, int, bool]:
         """(tag, value length, header size, is_sequence_like) of the element at `pos`."""
@@ -115,6 +121,8 @@ class _Walk:
             tag, length, size, as_implicit = self.header(pos, end)
             if tag == _ITEM_END and in_item:
                 return pos + size
+            if depth == 0 and self.stop_after is not None and tag > self.stop_after:
+                return pos
             value = pos + size
             if length == _UNDEFINED:
                 saved = self.implicit, self.little
@@ -217,38 +225,61 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
         raise BadFile("the file meta has no Transfer Syntax UID (0002,0010)")
 
     wanted: dict[int, object] = {_SOP_CLASS: b"", _SOP_INSTANCE: b""}
+    dataset, start = view, offset
     if syntax == DeflatedExplicitVRLittleEndian:
-        pass  # the data set is zlib-compressed: nothing to walk without inflating it
-    elif not complete and meta.get("sop_class") and meta.get("sop_instance"):
-        pass  # the file meta says all a plan needs
-    else:
-        walker = _Walk(
-            view,
-            implicit=syntax == ImplicitVRLittleEndian,
-            little=syntax != ExplicitVRBigEndian,
-            wanted=wanted,
-        )
-        try:
-            walker.elements(offset, len(view), 0, in_item=False)
-        except BadFile:
-            if complete:
-                raise
-        except struct.error as exc:  # pragma: no cover - header() checks lengths first
-            raise BadFile(f"corrupt data set: {exc}") from None
+        dataset, start = _inflate(view[offset:], complete), 0
+    walker = _Walk(
+        dataset,
+        implicit=syntax == ImplicitVRLittleEndian,
+        little=syntax != ExplicitVRBigEndian,
+        wanted=wanted,
+        stop_after=None if complete else _SOP_INSTANCE,
+    )
+    try:
+        walker.elements(start, len(dataset), 0, in_item=False)
+    except BadFile:
+        if complete:
+            raise
+    except struct.error as exc:  # pragma: no cover - header() checks lengths first
+        raise BadFile(f"corrupt data set: {exc}") from None
 
-    sop_class = meta.get("sop_class") or _uid(wanted[_SOP_CLASS])
-    sop_instance = meta.get("sop_instance") or _uid(wanted[_SOP_INSTANCE])
+    # PS3.10 7.1: the meta repeats the data set's UIDs; when they disagree, the data set is the instance
+    sop_class = _uid(wanted[_SOP_CLASS]) or meta.get("sop_class", "")
+    sop_instance = _uid(wanted[_SOP_INSTANCE]) or meta.get("sop_instance", "")
+    warning = "; ".join(
+        f"the file meta's {name} {meta[key]} differs from the data set's {value}, which is sent"
+        for name, key, value in (("SOP Class UID", "sop_class", sop_class),
+                                 ("SOP Instance UID", "sop_instance", sop_instance))
+        if meta.get(key) and value and meta[key] != value)
     if not sop_class:
-        raise BadFile("no SOP Class UID: neither (0002,0002) in the file meta nor (0008,0016) in the data set")
+        raise BadFile("no SOP Class UID: neither (0008,0016) in the data set nor (0002,0002) in the file meta")
     if not sop_instance:
         raise BadFile(
-            "no SOP Instance UID: neither (0002,0003) in the file meta nor (0008,0018) in the data set"
+            "no SOP Instance UID: neither (0008,0018) in the data set nor (0002,0003) in the file meta"
         )
     for name, value in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_instance),
                         ("Transfer Syntax UID", syntax)):
         if not valid_uid(value):
             raise BadFile(f"invalid {name} {value[:70]!r} (a UID is up to 64 digits and dots)")
-    return DicomFile(sop_class, sop_instance, syntax, offset, has_meta)
+    return DicomFile(sop_class, sop_instance, syntax, offset, has_meta, warning)
+
+
+def _inflate(deflated: memoryview, complete: bool) -> memoryview:
+    """The data set of a Deflated Explicit VR LE file (raw deflate, PS3.5 A.5); its head when not complete."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        if not complete:
+            return memoryview(inflater.decompress(deflated, 64 * 1024))
+        inflated = inflater.decompress(deflated, MAX_INFLATED)
+    except zlib.error as exc:
+        if not complete:
+            return memoryview(b"")
+        raise BadFile(f"corrupt deflated data set: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise BadFile(f"the deflated data set inflates to more than {MAX_INFLATED >> 20} MiB")
+    if not inflater.eof:
+        raise BadFile("truncated: the deflated data set ends before its deflate stream does")
+    return memoryview(inflated)
 
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")

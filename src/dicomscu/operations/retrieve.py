@@ -18,6 +18,7 @@ Instances are written by :class:`~dicomscu.files.instances.InstanceWriter`.
 from __future__ import annotations
 
 import time
+from collections.abc import MutableSequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -26,41 +27,26 @@ from typing import Callable
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES
-from pynetdicom import sop_class as sc
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import build_context
 
-from dicomscu.errors import OperationFailed, PeerTimeout, UsageError
+from dicomscu.errors import AssociationAborted, AssociationRejected, OperationFailed, PeerTimeout, UsageError
 from dicomscu.files.instances import InstanceWriter
 from dicomscu.files.probe import BadFile
 from dicomscu.operations.status import FAILURE, PENDING, SUCCESS, WARNING, Status, decode
 from dicomscu.query.build import QUERY_LEVEL, Query, build_query
+from dicomscu.storage_classes import STORAGE_UIDS
 from dicomscu.transport import dimse
 from dicomscu.transport.association import Channel, associate
 from dicomscu.transport.peer import Peer
 
-#: Storage SOP classes offered for C-GET when nothing better is known (the common modalities).
-DEFAULT_GET_CLASSES = (
-    sc.CTImageStorage, sc.EnhancedCTImageStorage, sc.MRImageStorage, sc.EnhancedMRImageStorage,
-    sc.ComputedRadiographyImageStorage, sc.DigitalXRayImageStorageForPresentation,
-    sc.DigitalXRayImageStorageForProcessing, sc.DigitalMammographyXRayImageStorageForPresentation,
-    sc.DigitalMammographyXRayImageStorageForProcessing, sc.BreastTomosynthesisImageStorage,
-    sc.UltrasoundImageStorage, sc.UltrasoundMultiFrameImageStorage, sc.SecondaryCaptureImageStorage,
-    sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage, sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
-    sc.MultiFrameTrueColorSecondaryCaptureImageStorage, sc.NuclearMedicineImageStorage,
-    sc.PositronEmissionTomographyImageStorage, sc.EnhancedPETImageStorage, sc.XRayAngiographicImageStorage,
-    sc.EnhancedXAImageStorage, sc.XRayRadiofluoroscopicImageStorage, sc.XRay3DAngiographicImageStorage,
-    sc.RTImageStorage, sc.RTDoseStorage, sc.RTStructureSetStorage, sc.RTPlanStorage,
-    sc.BasicTextSRStorage, sc.EnhancedSRStorage, sc.ComprehensiveSRStorage, sc.KeyObjectSelectionDocumentStorage,
-    sc.EncapsulatedPDFStorage, sc.GrayscaleSoftcopyPresentationStateStorage, sc.SegmentationStorage,
-    sc.SpatialRegistrationStorage, sc.RawDataStorage, sc.VLPhotographicImageStorage,
-    sc.OphthalmicPhotography8BitImageStorage,
-)
 #: PS3.8: at most 128 presentation contexts; one is the GET context itself.
 MAX_STORAGE_CONTEXTS = 127
 #: SOP Instance UIDs per image-level request when retrieving what is missing.
 UIDS_PER_REQUEST = 200
+#: Up to this many identifiers, C-GET first asks (C-FIND) which SOP classes they hold.
+MAX_IDENTIFIERS_TO_SURVEY = 16
 
 
 @dataclass
@@ -96,6 +82,10 @@ class RetrieveReport:
     already_present: int = 0
     requests: int = 0
     seconds: float = 0.0
+    #: SOP classes the instances have (learned by C-FIND) that the server would not send us.
+    refused_classes: list[str] = field(default_factory=list)
+    #: What to do about a failure, when we can tell (C-MOVE).
+    advice: str = ""
 
     @property
     def total(self) -> int:
@@ -226,8 +216,31 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
     report.completed, report.failed, report.warning = combined.completed, combined.failed, combined.warning
     report.status, report.remaining, report.requests = combined.status, 0, combined.requests
     report.seconds = time.perf_counter() - started
+    report.advice = _move_advice(report, options, destination, scp if options.move_destination is None else None)
     _raise_on_failure(report)
     return report
+
+
+def _move_advice(report: RetrieveReport, options: RetrieveOptions, destination: str, scp) -> str:
+    """Why a C-MOVE delivered nothing, from the status and from what reached our SCP (if it is ours)."""
+    unknown = report.status is not None and report.status.code == 0xA801
+    if not unknown and not (report.failed and not report.written and not report.completed):
+        return ""
+    if unknown:
+        mapping = "" if scp is None else f" (--aetitle) at this machine's address and port {options.port_scp}"
+        return (f" - the server does not know the move destination AE {destination}: ask its administrator to "
+                f"add {destination}{mapping}" + (", or use --get" if scp is not None else
+                                                  ", or check the spelling of --move-dest"))
+    if scp is None:
+        return (f" - the server knows AE {destination} but could not deliver to it: check that {destination} is "
+                "running, reachable from the server at the address mapped for it, and accepts what it sends")
+    if scp.connections == 0:
+        return (f" - the server knows AE {destination} but never connected back: it maps it to another host or "
+                f"port than this machine and --port-scp {options.port_scp}, or a firewall stops it; or use --get")
+    syntaxes = ("" if options.accept_all_syntaxes else
+                " (as gdcmscu, only Implicit VR Little Endian is accepted: add --accept-all-syntaxes)")
+    return (f" - the server connected back to port {options.port_scp} but sent nothing we accepted: it "
+            f"probably offers only transfer syntaxes or SOP classes we refuse{syntaxes}")
 
 
 def _run_shares(run, shares: list, parts: list[RetrieveReport]) -> None:
@@ -261,13 +274,15 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
         return _get_in_parallel(peer, query, options, on_progress, identifiers, jobs)
     report = RetrieveReport(peer, "C-GET")
     started = time.perf_counter()
-    classes = list(DEFAULT_GET_CLASSES)
+    learned: list[str] = []
     if identifiers is None:
-        identifiers = _identifiers(peer, query, options, report, "C-GET", classes)
+        identifiers = _identifiers(peer, query, options, report, "C-GET", learned)
+    if not options.skip_existing:
+        learned = survey_classes(peer, query, identifiers)
     writer = InstanceWriter(options.output, options.layout)
     sop_class = query.model.get
     contexts = [build_context(sop_class, _request_syntaxes(options))]
-    storage = list(dict.fromkeys(classes))[:MAX_STORAGE_CONTEXTS]
+    storage = list(dict.fromkeys(learned or STORAGE_UIDS))[:MAX_STORAGE_CONTEXTS]
     contexts += [build_context(uid, options.syntaxes) for uid in storage]
     roles = [_scp_role(uid) for uid in storage]
 
@@ -275,12 +290,45 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
         _store_one(channel, context_id, request, writer, report, on_progress)
 
     with associate(peer, contexts, ext_neg=roles) as channel:
+        report.refused_classes = [uid for uid in storage if channel.context_for(uid) is None]
+        if not learned:
+            report.refused_classes = []  # a guess refused says nothing about the instances
         for identifier in identifiers:
             command = lambda message_id: dimse.c_get_rq(message_id, sop_class)  # noqa: E731
             _request(channel, command, identifier, report, on_progress, on_store)
     report.seconds = time.perf_counter() - started
     _raise_on_failure(report)
     return report
+
+
+def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> list[str]:
+    """The SOP classes of the instances `identifiers` select, by an IMAGE-level C-FIND; [] if unknown.
+
+    C-GET must propose a storage context (SCP role) for every class it will be
+    sent, and at most 127 fit: asking first means an ECG or a PDF arrives as surely
+    as a CT.  Servers that refuse the query, or leave SOPClassUID empty, get the
+    full list in order of priority instead.
+    """
+    from dicomscu.operations.find import find
+
+    if not identifiers or len(identifiers) > MAX_IDENTIFIERS_TO_SURVEY:
+        return []
+    found: dict[str, None] = {}
+    try:
+        for identifier in identifiers:
+            keys = [f"{e.keyword}={_key_value(e.value)}" for e in identifier
+                    if e.tag not in (QUERY_LEVEL, 0x00080005)]
+            survey = build_query(query.model.name, "image", [*keys, "SOPClassUID"], charset="")
+            find(peer, survey, on_answer=lambda answer: found.setdefault(str(answer.get("SOPClassUID", "")), None))
+    except (OperationFailed, AssociationRejected, AssociationAborted):
+        return []
+    found.pop("", None)
+    return list(found) if len(found) <= MAX_STORAGE_CONTEXTS else []
+
+
+def _key_value(value) -> str:
+    """A -k value from an identifier's element (a UID list in its backslash-separated form)."""
+    return "\\".join(map(str, value)) if isinstance(value, MutableSequence) else str(value)
 
 
 def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> RetrieveReport:
@@ -338,6 +386,7 @@ def _combine(peer: Peer, parts: list[RetrieveReport]) -> RetrieveReport:
         total.written += part.written
         total.write_errors += part.write_errors
         total.requests += part.requests
+        total.refused_classes += [uid for uid in part.refused_classes if uid not in total.refused_classes]
         if part.status is not None and (total.status is None or part.status.category == FAILURE):
             total.status = part.status
         total.operation = part.operation
@@ -379,7 +428,7 @@ def _identifiers(peer: Peer, query: Query, options: RetrieveOptions, report: Ret
                  str(answer.get("SeriesInstanceUID", "")))
         uid = str(answer.get("SOPInstanceUID", ""))
         if classes is not None and answer.get("SOPClassUID"):
-            classes.insert(0, str(answer.SOPClassUID))
+            classes.append(str(answer.SOPClassUID))
         if writer.exists(uid, *where):
             report.already_present += 1
         else:
@@ -464,12 +513,22 @@ def store_instance(writer: InstanceWriter, dataset: bytes, sop_class: str, sop_i
 
 def _raise_on_failure(report: RetrieveReport) -> None:
     if report.status is not None and report.status.category == FAILURE:
-        raise OperationFailed(f"{report.operation} on {report.peer} failed: {report.status}"
-                              + _hint(report.status))
+        error = OperationFailed(f"{report.operation} on {report.peer} failed: {report.status}"
+                                + (report.advice or _hint(report.status)) + refused_note(report))
+        error.report = report  # what was done before the failure (for --format json)
+        raise error
+
+
+def refused_note(report: RetrieveReport) -> str:
+    if not report.refused_classes:
+        return ""
+    from pydicom.uid import UID
+
+    names = ", ".join(f"{UID(uid).name} ({uid})" for uid in report.refused_classes)
+    return f" - the server would not send us these SOP classes (storage role refused): {names}"
 
 
 def _hint(status: Status) -> str:
     if status.code == 0xA801:
-        return (" - the server does not know our AE title as a move destination: ask its admin to map "
-                "the AE title (--aetitle), host and --port-scp, or use --get")
+        return " - the server does not know the move destination AE title"
     return ""

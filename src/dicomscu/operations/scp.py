@@ -11,10 +11,10 @@ import errno
 import threading
 
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import _STORAGE_CLASSES
 
 from dicomscu.errors import UsageError
 from dicomscu.files.instances import InstanceWriter
+from dicomscu.storage_classes import STORAGE_UIDS
 from dicomscu.transport import server as tuned_server
 
 
@@ -30,14 +30,19 @@ class StorageSCP:
         self._lock = threading.Lock()
         self._ae = AE(ae_title=ae_title)
         self._ae.maximum_pdu_size = 0
-        for uid in _STORAGE_CLASSES.values():
+        for uid in STORAGE_UIDS:
             self._ae.add_supported_context(uid, syntaxes)
         self._server = None
+        #: Associations the server opened back to us (TCP connections, then established ones):
+        #: they tell an unknown or unreachable destination from a refused transfer syntax.
+        self.connections = 0
+        self.established = 0
 
     def __enter__(self) -> "StorageSCP":
         try:
-            self._server = self._ae.start_server(("", self.port), block=False,
-                                                 evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+            self._server = self._ae.start_server(("", self.port), block=False, evt_handlers=[
+                (evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, self._on_connection),
+                (evt.EVT_ESTABLISHED, self._on_established)])
         except OSError as exc:
             raise UsageError(self._bind_problem(exc)) from None
         tuned_server.tune(self._server, on_store=self.store)
@@ -54,6 +59,14 @@ class StorageSCP:
             return (f"--port-scp {self.port}: ports below 1024 need root privileges; "
                     "use a port above 1024 and map it on the server")
         return f"--port-scp {self.port}: cannot listen: {exc.strerror or exc}"
+
+    def _on_connection(self, _event) -> None:
+        with self._lock:
+            self.connections += 1
+
+    def _on_established(self, _event) -> None:
+        with self._lock:
+            self.established += 1
 
     def _on_store(self, event) -> int:
         request = event.request

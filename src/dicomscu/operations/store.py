@@ -27,11 +27,11 @@ from io import BytesIO
 from typing import Callable, Sequence
 
 from pydicom import dcmread
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dsutils import encode
 from pynetdicom.presentation import PresentationContext, build_context
 
-from dicomscu.errors import DicomscuError
+from dicomscu.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomscuError
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
 from dicomscu.operations.status import SUCCESS, WARNING, Status, decode
@@ -44,6 +44,11 @@ MAX_CONTEXTS = 128
 #: Bytes read per file while planning: enough for the file meta and group 0008.
 HEAD_SIZE = 64 * 1024
 CONVERTIBLE = frozenset(UNCOMPRESSED) | {DeflatedExplicitVRLittleEndian}
+#: After the peer aborts or drops the association: reopen it (up to 3 tries, 0.5 s then 1 s backoff),
+#: but stop after 3 files in a row lost that way (a peer that aborts on everything).
+MAX_REOPEN_TRIES = 3
+REOPEN_BACKOFF = 0.5
+MAX_LOST_IN_A_ROW = 3
 #: Media Storage Directory Storage: a CD/DVD's index, not an instance to store (DCMTK skips it too).
 DICOMDIR = "1.2.840.10008.1.3.10"
 
@@ -101,13 +106,17 @@ class Plan:
     files: int
     bytes: int
     groups: list[_Group]
+    #: Every input found, sendable or not (the total of the summary).
+    inputs: int = 0
 
 
 def plan(paths: Sequence[str], recursive: bool = False) -> Plan:
     """First pass: the contexts needed by the readable DICOM files among `paths`."""
     pairs: Counter = Counter()
     total_bytes = 0
+    inputs = 0
     for entry in expand(paths, recursive):
+        inputs += 1
         if isinstance(entry, InputProblem):
             continue
         try:
@@ -119,7 +128,7 @@ def plan(paths: Sequence[str], recursive: bool = False) -> Plan:
         if info.sop_class == DICOMDIR:
             continue
         pairs[(info.sop_class, info.transfer_syntax)] += 1
-    return Plan(sum(pairs.values()), total_bytes, _group_contexts(pairs))
+    return Plan(sum(pairs.values()), total_bytes, _group_contexts(pairs), inputs)
 
 
 def _group_contexts(pairs: Counter) -> list[_Group]:
@@ -129,8 +138,11 @@ def _group_contexts(pairs: Counter) -> list[_Group]:
     groups: list[_Group] = []
     for sop_class, syntaxes in by_class.items():
         wanted = list(syntaxes)
+        # Fallbacks for re-encoded or decompressed data sets: Explicit VR LE where something may need
+        # decompressing (private VRs survive it), and Implicit VR LE, which every SCP must accept.
+        if any(syntax not in CONVERTIBLE for syntax in syntaxes) and ExplicitVRLittleEndian not in wanted:
+            wanted.append(ExplicitVRLittleEndian)
         if ImplicitVRLittleEndian not in wanted:
-            # Every SCP must accept it: the fallback for re-encoded or decompressed data sets.
             wanted.append(ImplicitVRLittleEndian)
         contexts = [build_context(sop_class, [syntax]) for syntax in wanted]
         if not groups or len(groups[-1].contexts) + len(contexts) > MAX_CONTEXTS:
@@ -184,7 +196,6 @@ def store(
         for entry in expand(paths, recursive):
             _report_unsendable(entry, emit)
     for index, group in enumerate(the_plan.groups):
-        attempted = 0
         with _LazyAssociation(peer, group.contexts, decompress) as link:
             for entry in expand(paths, recursive):
                 loaded = _load(entry)
@@ -201,18 +212,15 @@ def store(
                     continue
                 if journal is not None and info.sop_instance in journal:
                     emit(FileResult(path, ALREADY, "already stored (journal)", sop_instance=info.sop_instance))
-                    group.files -= 1
                     continue
                 result = link.send(path, data, info)
-                if result is None:  # the association could not be opened
+                if result is None:  # no association could be (re)opened: the rest of the group stays
                     break
-                attempted += 1
                 emit(result)
-                if link.error is not None:
-                    break
         if link.error is not None:
             report.error = report.error or link.error
-            report.not_sent += max(group.files - attempted, 0)
+    # every input given ends in exactly one count: what no association carried is "not sent"
+    report.not_sent = max(the_plan.inputs - sum(report.counts.values()), 0)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -302,10 +310,14 @@ def _load(entry) -> FileResult | tuple[str, bytes, DicomFile]:
 
 
 class _LazyAssociation:
-    """The association of one group, opened at its first file, closed at the end.
+    """The association of one group: opened at its first file, reopened after a loss, closed at the end.
 
-    After the association fails or is lost, :attr:`error` is set and no more files
-    are sent over it.
+    A peer that aborts (or drops the connection) while a file is in flight fails
+    that file, with the reason; the next file goes over a new association, after a
+    short backoff.  A peer that stops answering (a timeout) is not tried again.  A refused or rejected first association is not retried (the
+    command fails fast), and after :data:`MAX_LOST_IN_A_ROW` losses in a row, or
+    when reopening fails :data:`MAX_REOPEN_TRIES` times, :meth:`send` gives up.
+    :attr:`error` keeps the last association failure.
     """
 
     def __init__(self, peer: Peer, contexts: list[PresentationContext], decompress: bool = False) -> None:
@@ -315,30 +327,49 @@ class _LazyAssociation:
         self.channel: Channel | None = None
         self.error: DicomscuError | None = None
         self._stack = ExitStack()
+        self._opened = False
+        self._lost_in_a_row = 0
 
     def __enter__(self) -> "_LazyAssociation":
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if exc_info[0] is not None and self.channel is not None:
-            self.channel.abort()
-        self._stack.close()
+        self._stack.__exit__(*exc_info)  # released, or aborted on an exception
 
     def send(self, path: str, data: bytes, info: DicomFile) -> FileResult | None:
-        """The file's result; None when the association could not even be opened."""
-        if self.channel is None:
+        """The file's result; None when no association can be opened for it (give up)."""
+        if self.channel is None and not self._open():
+            return None
+        try:
+            result = send_file(self.channel, path, data, info, self.decompress)
+        except DicomscuError as exc:
+            self.error = type(exc)(f"{exc} (while sending {path})")
+            # a peer that aborted or dropped us gets a new association; one that stalls (a timeout) does not
+            self._lost_in_a_row += 1 if isinstance(exc, (AssociationAborted, ConnectionFailed)) else MAX_LOST_IN_A_ROW
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)  # aborts the association
+            self._stack, self.channel = ExitStack(), None
+            return FileResult(path, FAILED, f"{exc} (the association was lost with this file in flight)",
+                              sop_instance=info.sop_instance, size=len(data))
+        self._lost_in_a_row = 0
+        return result
+
+    def _open(self) -> bool:
+        if self._lost_in_a_row >= MAX_LOST_IN_A_ROW:
+            return False
+        for attempt in range(MAX_REOPEN_TRIES if self._opened else 1):
+            if attempt:
+                time.sleep(REOPEN_BACKOFF * 2 ** (attempt - 1))
             try:
                 self.channel = self._stack.enter_context(associate(self.peer, self.contexts))
+            except AssociationRejected as exc:  # the peer's answer will not change
+                self.error = exc
+                return False
             except DicomscuError as exc:
                 self.error = exc
-                return None
-        try:
-            return send_file(self.channel, path, data, info, self.decompress)
-        except DicomscuError as exc:
-            self.error = exc
-            if self.channel is not None:
-                self.channel.abort()
-            return FileResult(path, FAILED, str(exc), sop_instance=info.sop_instance, size=len(data))
+                continue
+            self._opened = True
+            return True
+        return False
 
 
 def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompress: bool = False) -> FileResult:
@@ -352,6 +383,8 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
     context = None if decompress and compressed else channel.context_for(info.sop_class, info.transfer_syntax)
     if context is not None:
         payload = memoryview(data)[info.dataset_offset :]
+        if info.transfer_syntax == DeflatedExplicitVRLittleEndian and len(payload) % 2:
+            payload = bytes(payload) + b"\0"  # PS3.5 A.5: an odd deflate stream gets one trailing NUL
     else:
         context = _fallback_context(channel, info)
         if context is None:
@@ -373,12 +406,16 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
         detail = getattr(response, "ErrorComment", None)
         message = f"C-STORE {'warning' if outcome == WARNED else 'failed'}: {status}"
         message += f" ({detail})" if detail else ""
+    if info.warning:
+        message = f"{message}; {info.warning}" if message else info.warning
     return FileResult(path, outcome, message, status, info.sop_instance, len(data))
 
 
 def _fallback_context(channel: Channel, info: DicomFile) -> PresentationContext | None:
-    for context in channel.accepted:
-        if context.abstract_syntax == info.sop_class and context.transfer_syntax[0] in UNCOMPRESSED:
+    """An accepted uncompressed context for the file's class: Explicit VR first (private VRs survive)."""
+    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, *UNCOMPRESSED):
+        context = channel.context_for(info.sop_class, syntax)
+        if context is not None:
             return context
     return None
 
@@ -393,13 +430,20 @@ def _refusal(channel: Channel, info: DicomFile) -> str:
 
 def _conversion_failure(info: DicomFile, target: UID, compressed: bool, exc: Exception) -> str:
     syntax_name = UID(info.transfer_syntax).name
-    if compressed:
-        return (
-            f"the peer does not accept {syntax_name} for {UID(info.sop_class).name}, and the file cannot be "
-            f"decompressed here ({type(exc).__name__}: {exc}); install the decoders with "
-            "pip install 'dicomscu[compressed]', or convert the file first (gdcmconv --raw, dcmdjpeg)"
-        )
-    return f"cannot convert {syntax_name} to {target.name}: {exc}"
+    if not compressed:
+        return f"cannot convert {syntax_name} to {target.name}: {exc}"
+    refused = f"the peer does not accept {syntax_name} for {UID(info.sop_class).name}"
+    convert = "convert the file first (gdcmconv --raw, dcmdjpeg)"
+    from pydicom.pixels import get_decoder
+
+    try:
+        available = get_decoder(info.transfer_syntax).is_available
+    except NotImplementedError:
+        return f"{refused}, and no decoder exists for it here: {convert}"
+    if available:
+        return f"{refused}, and decompressing it failed: decoder failed: {type(exc).__name__}: {exc}"
+    return (f"{refused}, and no decoder for it is installed: pip install 'dicomscu[compressed]', "
+            f"or {convert}")
 
 
 def _reencode(data: bytes, syntax: UID, decompress: bool = False) -> bytes:

@@ -59,7 +59,10 @@ def retrieve_summary(report: RetrieveReport, directory: str) -> str:
         parts.append(f"{report.written} file(s) written to {directory}")
     if report.already_present:
         parts.append(f"{report.already_present} already present (skipped)")
-    return ", ".join(parts) + f" in {report.seconds:.2f} s"
+    from dicomscu.operations.retrieve import refused_note
+
+    note = (report.advice + refused_note(report)) if report.failed else ""
+    return ", ".join(parts) + f" in {report.seconds:.2f} s" + note
 
 
 # -- JSON summaries (--format json), for scripts and monitoring ---------------------
@@ -71,9 +74,22 @@ def status_json(status) -> dict | None:
     return {"code": status.code, "hex": f"0x{status.code:04X}", "category": status.category, "meaning": status.meaning}
 
 
+def error_json(error) -> dict | None:
+    """The "error" member of every --format json document: kind, message and exit code (or None)."""
+    if error is None:
+        return None
+    return {"kind": type(error).__name__, "message": str(error), "exit_code": error.exit_code}
+
+
+def failure_json(operation: str, peer, error) -> dict:
+    """The whole document of an operation that failed before it had a result to show."""
+    return {"operation": operation, "peer": str(peer) if peer is not None else None, "status": None,
+            "error": error_json(error), "exit_code": error.exit_code}
+
+
 def echo_json(result: EchoResult) -> dict:
     return {"operation": "C-ECHO", "peer": str(result.peer), "status": status_json(result.status),
-            "seconds": round(result.seconds, 4)}
+            "seconds": round(result.seconds, 4), "error": None, "exit_code": 0}
 
 
 def file_json(result: FileResult) -> dict:
@@ -89,12 +105,20 @@ def store_json_summary(report: StoreReport) -> dict:
             "error": str(report.error) if report.error else None}
 
 
-def retrieve_json(report: RetrieveReport, directory: str) -> dict:
+def store_exit_code(report: StoreReport) -> int:
+    if report.error is not None:
+        return report.error.exit_code
+    return 0 if report.ok else 1
+
+
+def retrieve_json(report: RetrieveReport, directory: str, error=None) -> dict:
+    exit_code = error.exit_code if error is not None else 0 if report.ok else 1
     return {"operation": report.operation, "peer": str(report.peer), "status": status_json(report.status),
             "completed": report.completed, "failed": report.failed, "warning": report.warning,
             "written": report.written, "write_errors": report.write_errors,
             "already_present": report.already_present, "directory": directory,
-            "seconds": round(report.seconds, 4)}
+            "refused_classes": report.refused_classes,
+            "seconds": round(report.seconds, 4), "error": error_json(error), "exit_code": exit_code}
 
 
 class StoreJsonStream:
@@ -115,5 +139,14 @@ class StoreJsonStream:
         self._count += 1
 
     def end(self, report: StoreReport) -> None:
-        self._stream.write(f'\n], "summary": {self._json.dumps(store_json_summary(report))}}}\n')
+        self._close(store_json_summary(report), error_json(report.error), store_exit_code(report))
+
+    def fail(self, error) -> None:
+        """Close the document after an error that left no report."""
+        self._close(None, error_json(error), error.exit_code)
+
+    def _close(self, summary, error, exit_code: int) -> None:
+        dumps = self._json.dumps
+        self._stream.write(f'\n], "summary": {dumps(summary)}, "error": {dumps(error)}, '
+                           f'"exit_code": {exit_code}}}\n')
         self._stream.flush()

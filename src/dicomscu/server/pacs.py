@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pydicom import dcmread
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom import sop_class as sc
-from pynetdicom.sop_class import _STORAGE_CLASSES
 
 from dicomscu.errors import UsageError
 from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
@@ -28,6 +27,7 @@ from dicomscu.files.probe import BadFile, valid_uid
 from dicomscu.server.index import Index, index_row
 from dicomscu.transport import server as tuned_server
 from dicomscu.transport.peer import TLS
+from dicomscu.storage_classes import STORAGE_UIDS
 
 LOGGER = logging.getLogger("dicomscu.server")
 
@@ -74,7 +74,7 @@ class Pacs:
             ae.require_calling_aet = list(self.config.require_calling)
         ae.add_supported_context(sc.Verification)
         syntaxes = list(ALL_TRANSFER_SYNTAXES)
-        for uid in _STORAGE_CLASSES.values():
+        for uid in STORAGE_UIDS:
             ae.add_supported_context(uid, syntaxes, scu_role=False, scp_role=True)
         for classes in QR_CLASSES.values():
             for uid in classes:
