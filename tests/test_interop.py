@@ -220,3 +220,63 @@ def test_json_output_of_a_rejected_echo(tmp_path):
     assert result.returncode == 6
     document = json.loads(result.stdout)
     assert document["operation"] == "C-ECHO" and document["error"]["kind"] == "AssociationRejected"
+
+
+@pytest.fixture
+def serve_with_compressed(tmp_path):
+    """dicomscu serve holding the same study twice over: nothing else, one JPEG 2000 and one RLE series."""
+    pytest.importorskip("pylibjpeg")
+    from peers import free_port
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    sample = tmp_path / "sample"
+    write_sample(sample, SampleSpec(patients=1, series=1, images=3, modalities=("CT",), matrix=64),
+                 compress=("jpeg2000",))
+    write_sample(sample / "rle", SampleSpec(patients=1, series=1, images=2, modalities=("MR",), matrix=64,
+                                            seed=7), compress=("rle",))
+    files = [*sorted((sample / "jpeg2000").rglob("*.dcm")), *sorted((sample / "rle" / "rle").rglob("*.dcm"))]
+    move_port = free_port()
+    pacs = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "pacs"),
+                             destinations={"MOVESCU": ("127.0.0.1", move_port)}))
+    pacs.start()
+    try:
+        assert dicomscu.store(Peer("127.0.0.1", pacs.config.port, called_ae="DICOMSCU"), list(map(str, files))).ok
+        yield pacs.config.port, move_port, files
+    finally:
+        pacs.stop()
+
+
+def _received_bytes(folder: Path) -> dict[str, bytes]:
+    found = {}
+    for path in folder.rglob("*.dcm"):
+        info = probe(path.read_bytes())
+        found[info.sop_instance] = (info.transfer_syntax, path.read_bytes()[info.dataset_offset:])
+    return found
+
+
+@pytest.mark.parametrize("operation", ["--get", "--move"])
+def test_accept_all_syntaxes_keeps_compressed_instances_as_they_are(serve_with_compressed, tmp_path, operation):
+    port, move_port, files = serve_with_compressed
+    extra = ["--aetitle", "MOVESCU", "--port-scp", str(move_port)] if operation == "--move" else []
+    patient = pydicom.dcmread(files[0]).PatientID
+    out = tmp_path / "out"
+    result = run_dicomscu(operation, "--patient", "--patientroot", "127.0.0.1", str(port), "--call", "DICOMSCU",
+                          "-k", f"PatientID={patient}", "--accept-all-syntaxes", "-o", str(out), *extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    got = _received_bytes(out)
+    expected = {}
+    for path in files:
+        info = probe(path.read_bytes())
+        if pydicom.dcmread(path, stop_before_pixels=True).PatientID == patient:
+            expected[info.sop_instance] = (info.transfer_syntax, path.read_bytes()[info.dataset_offset:])
+    assert got == expected and len(got) == 5
+
+
+def test_move_without_accept_all_explains_the_refused_syntax(serve_with_compressed, tmp_path):
+    port, move_port, files = serve_with_compressed
+    study = pydicom.dcmread(files[0]).StudyInstanceUID
+    result = run_dicomscu("--move", "--study", "--studyroot", "127.0.0.1", str(port), "--call", "DICOMSCU",
+                          "-k", f"StudyInstanceUID={study}", "--aetitle", "MOVESCU", "--port-scp", str(move_port),
+                          "-o", str(tmp_path / "out"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "--accept-all-syntaxes" in result.stdout + result.stderr

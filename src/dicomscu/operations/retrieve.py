@@ -25,7 +25,13 @@ from io import BytesIO
 from typing import Callable
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import ALL_TRANSFER_SYNTAXES
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
@@ -45,6 +51,12 @@ from dicomscu.transport.peer import Peer
 MAX_STORAGE_CONTEXTS = 127
 #: SOP Instance UIDs per image-level request when retrieving what is missing.
 UIDS_PER_REQUEST = 200
+#: --accept-all-syntaxes: instances kept in the syntax the server has them in.  Compressed syntaxes
+#: come first (the server offers a compressed one only for data it holds compressed), then Explicit VR
+#: before Implicit VR (an Explicit file is not re-encoded, private VRs survive).
+COMPRESSED_SYNTAXES = tuple(ts for ts in ALL_TRANSFER_SYNTAXES if UID(ts).is_compressed)
+AS_THEY_COME = (*COMPRESSED_SYNTAXES, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+                ImplicitVRLittleEndian, ExplicitVRBigEndian)
 #: Up to this many identifiers, C-GET first asks (C-FIND) which SOP classes they hold.
 MAX_IDENTIFIERS_TO_SURVEY = 16
 
@@ -64,7 +76,8 @@ class RetrieveOptions:
 
     @property
     def syntaxes(self) -> list[str]:
-        return list(ALL_TRANSFER_SYNTAXES) if self.accept_all_syntaxes else [ImplicitVRLittleEndian]
+        """What our C-MOVE SCP accepts, in order of preference (the acceptor picks the first offered)."""
+        return list(AS_THEY_COME) if self.accept_all_syntaxes else [ImplicitVRLittleEndian]
 
 
 @dataclass
@@ -283,7 +296,7 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
     sop_class = query.model.get
     contexts = [build_context(sop_class, _request_syntaxes(options))]
     storage = list(dict.fromkeys(learned or STORAGE_UIDS))[:MAX_STORAGE_CONTEXTS]
-    contexts += [build_context(uid, options.syntaxes) for uid in storage]
+    contexts += _storage_contexts(storage, bool(learned), options)
     roles = [_scp_role(uid) for uid in storage]
 
     def on_store(channel: Channel, context_id: int, request) -> None:
@@ -299,6 +312,24 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
     report.seconds = time.perf_counter() - started
     _raise_on_failure(report)
     return report
+
+
+def _storage_contexts(storage: list[str], learned: bool, options: RetrieveOptions) -> list:
+    """The C-GET storage contexts: the server picks one transfer syntax per context.
+
+    As gdcmscu, Implicit VR LE only.  With --accept-all-syntaxes and the classes
+    known (a few), each class gets one context per transfer syntax, so the server
+    can send every instance in the syntax it holds it in; with the fallback list
+    (up to 127 classes, one context each) the server picks among all of them.
+    """
+    if not options.accept_all_syntaxes:
+        return [build_context(uid, [ImplicitVRLittleEndian]) for uid in storage]
+    uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    if not learned:
+        return [build_context(uid, [*uncompressed, *COMPRESSED_SYNTAXES]) for uid in storage]
+    per_class = max(1, MAX_STORAGE_CONTEXTS // len(storage))
+    groups = [uncompressed, *([syntax] for syntax in AS_THEY_COME if syntax not in uncompressed)][:per_class]
+    return [build_context(uid, group) for uid in storage for group in groups]
 
 
 def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> list[str]:
