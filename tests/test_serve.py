@@ -183,7 +183,7 @@ def test_restart_keeps_index_and_reindex_finds_all(tmp_path, dataset_dir):
     for extra in ("index.sqlite-wal", "index.sqlite-shm"):
         (storage / extra).unlink(missing_ok=True)
     rebuilt = Serve(storage, "--reindex")
-    assert "reindexed 60 file(s)" in rebuilt.log.read_text()
+    assert "reindexed 60 instance(s)" in rebuilt.log.read_text()
     assert len(find_set(rebuilt.peer, "studyroot", "image", [], "SOPInstanceUID")) == 60
     assert rebuilt.close() == 0
 

@@ -300,8 +300,14 @@ def run_serve(argv: list[str]) -> int:
         return 0
     pacs = Pacs(request.config)
     if request.reindex:
-        indexed, skipped = pacs.index.reindex(pacs.storage)
-        print(f"reindexed {indexed} file(s) from {pacs.storage}" + (f", {skipped} unreadable" if skipped else ""))
+        result = pacs.index.reindex(pacs.storage)
+        for path in result.dropped:
+            print(f"reindex: removed {path}: an older copy of an instance stored again since")
+        for problem in result.unreadable:
+            print(f"reindex: not indexed (left in place): {problem}")
+        print(f"reindexed {result.indexed} instance(s) from {pacs.storage}"
+              + (f", {len(result.dropped)} duplicate file(s) removed" if result.dropped else "")
+              + (f", {len(result.unreadable)} unreadable" if result.unreadable else ""))
     pacs.start()
     config = request.config
     print(f"dicomscu serve: {config.aetitle} listening on port {config.port}, storage {pacs.storage} "

@@ -13,6 +13,7 @@ becomes a harmless file name inside the directory.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import struct
@@ -28,6 +29,8 @@ PATIENT_ID, STUDY_UID, SERIES_UID = 0x00100020, 0x0020000D, 0x0020000E
 LAYOUTS = ("flat", "hierarchical", "study")
 IMPLEMENTATION_VERSION = "DICOMSCU"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: Names of files being written (renamed to their final name when whole).
+PARTIAL_PREFIX, PARTIAL_SUFFIX = ".dicomscu-", ".part"
 
 
 def safe_component(value: str, fallback: str) -> str:
@@ -40,6 +43,27 @@ def safe_component(value: str, fallback: str) -> str:
     if cleaned != value:  # keep distinct inputs distinct after cleaning
         cleaned += "-" + hashlib.sha1(value.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return cleaned
+
+
+def discard(path: str) -> None:
+    """Remove a file that must not stay (a duplicate, or one its index could not record); logged if it stays."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logging.getLogger("dicomscu.files").error("cannot remove %s: %s", path, exc.strerror or exc)
+
+
+def remove_partial_files(directory: str) -> list[str]:
+    """Remove the temporary files a killed writer left under `directory` (at start, before any writer runs)."""
+    removed = []
+    for folder, _, names in os.walk(directory):
+        for name in names:
+            if name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX):
+                discard(os.path.join(folder, name))
+                removed.append(os.path.join(folder, name))
+    return removed
 
 
 def prepare_directory(path: str) -> str:
@@ -115,7 +139,7 @@ class InstanceWriter:
         final = self.path_for(sop_instance, values[PATIENT_ID], values[STUDY_UID], values[SERIES_UID])
         folder = os.path.dirname(final)
         os.makedirs(folder, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".dicomscu-", suffix=".part", dir=folder)
+        handle, temporary = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(file_header(sop_class, sop_instance, transfer_syntax))

@@ -305,12 +305,13 @@ def top_level_bytes(dataset: bytes | bytearray | memoryview, transfer_syntax: st
     """Raw values of top-level `tags` (b"" when absent), after proving the data set whole."""
     view = memoryview(dataset)
     wanted: dict[int, object] = {tag: b"" for tag in tags}
-    if transfer_syntax != DeflatedExplicitVRLittleEndian:
-        walker = _Walk(
-            view,
-            implicit=transfer_syntax == ImplicitVRLittleEndian,
-            little=transfer_syntax != ExplicitVRBigEndian,
-            wanted=wanted,
-        )
-        walker.elements(0, len(view), 0, in_item=False)
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        view = _inflate(view, complete=True)  # read the keys; the caller keeps the bytes as received
+    walker = _Walk(
+        view,
+        implicit=transfer_syntax == ImplicitVRLittleEndian,
+        little=transfer_syntax != ExplicitVRBigEndian,
+        wanted=wanted,
+    )
+    walker.elements(0, len(view), 0, in_item=False)
     return {tag: bytes(value) for tag, value in wanted.items()}

@@ -12,13 +12,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
+from dicomscu.files.instances import discard
+from dicomscu.files.probe import BadFile, probe
 from dicomscu.server.matching import matches
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -46,6 +48,11 @@ ATTRIBUTES = {
     "SOPClassUID": ("sop_class", "IMAGE", "UI"),
     "InstanceNumber": ("instance_number", "IMAGE", "IS"),
 }
+#: Study-level keys computed over a study's instances (PS3.4 C.6.2.1.2), matched when any instance's
+#: value matches: keyword -> (column, VR).
+AGGREGATED = {"ModalitiesInStudy": ("modality", "CS"), "SOPClassesInStudy": ("sop_class", "UI")}
+#: A query that runs longer than this is stopped (its C-FIND answered "out of resources").
+QUERY_SECONDS = 30.0
 _CHARSET = 0x00080005
 _TEXT = {"PN", "LO", "SH"}  # VRs whose text may use the Specific Character Set
 COLUMNS = [column for column, _, _ in ATTRIBUTES.values()] + ["transfer_syntax", "path"]
@@ -96,12 +103,32 @@ def index_row(raw: bytes, transfer_syntax: str) -> dict[str, str]:
     return row
 
 
-def row_from_dataset(dataset: Dataset, path: str, transfer_syntax: str) -> dict[str, str]:
-    row = {"path": path, "transfer_syntax": transfer_syntax}
-    for keyword, (column, _, _) in ATTRIBUTES.items():
-        value = dataset.get(keyword, "")
-        row[column] = "" if value is None else str(value)
-    return row
+@dataclass
+class Reindexed:
+    """What ``--reindex`` did: instances indexed, duplicate files removed, files it could not read."""
+
+    indexed: int = 0
+    dropped: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _instance_files(storage: str) -> Iterator[str]:
+    for folder, _, names in os.walk(storage):
+        for name in sorted(names):
+            if name.endswith(".dcm"):
+                yield os.path.join(folder, name)
+
+
+def _row_of_file(path: str) -> dict[str, str]:
+    """The index row of a stored file, from its bytes (the same reading as a C-STORE's)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    info = probe(data)
+    return index_row(memoryview(data)[info.dataset_offset:], info.transfer_syntax)
+
+
+class QueryTooLong(Exception):
+    """A query ran past its deadline (:data:`QUERY_SECONDS`)."""
 
 
 class Index:
@@ -126,6 +153,11 @@ class Index:
             self._db.execute(f"INSERT OR REPLACE INTO instances ({names}) VALUES ({marks})",
                              [row.get(c, "") for c in COLUMNS])
 
+    def path_of(self, sop_uid: str) -> str | None:
+        with self._lock:
+            found = self._db.execute("SELECT path FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
+        return found[0] if found else None
+
     def contains(self, sop_uid: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone() is not None
@@ -142,39 +174,57 @@ class Index:
             cursor = self._db.execute(sql, list((where or {}).values()))
             return [dict(zip(COLUMNS, values)) for values in cursor.fetchall()]
 
-    def reindex(self, storage: str) -> tuple[int, int]:
-        """Rebuild from the files under `storage`: (files indexed, files skipped)."""
-        from dicomscu.files.probe import BadFile, probe
+    def reindex(self, storage: str) -> Reindexed:
+        """Rebuild from the files under `storage`, reconciling what disagrees.
 
-        indexed = skipped = 0
+        Unreadable files are left in place and counted; of several files holding
+        the same SOP Instance (an instance re-sent under another study before this
+        index kept them in step), the newest is indexed and the others are removed
+        and named in the result.
+        """
+        result = Reindexed()
+        newest: dict[str, tuple[float, str]] = {}
         with self._lock:
             self._db.execute("DELETE FROM instances")
-        for folder, _, names in os.walk(storage):
-            for name in names:
-                if not name.endswith(".dcm"):
+        for path in _instance_files(storage):
+            try:
+                row = _row_of_file(path)
+                modified = os.stat(path).st_mtime
+            except (OSError, BadFile) as exc:
+                result.unreadable.append(f"{path}: {exc}")
+                continue
+            row["path"] = os.path.relpath(path, storage)
+            uid = row["sop_uid"]
+            if uid in newest:
+                older = min(newest[uid], (modified, path))
+                discard(older[1])
+                result.dropped.append(older[1])
+                if older[1] == path:
                     continue
-                path = os.path.join(folder, name)
-                try:
-                    with open(path, "rb") as handle:
-                        info = probe(handle.read())
-                    dataset = dcmread(path, stop_before_pixels=True)
-                except (OSError, BadFile, Exception):
-                    skipped += 1
-                    continue
-                self.add(row_from_dataset(dataset, path, info.transfer_syntax))
-                indexed += 1
-        return indexed, skipped
+            newest[uid] = (modified, path)
+            self.add(row)
+        result.indexed = len(newest)
+        return result
 
     # -- queries ---------------------------------------------------------------
-    def query(self, identifier: Dataset, level: str) -> Iterator[Match]:
-        """Answers to `identifier` at `level`: one per distinct unique key of that level."""
+    def query(self, identifier: Dataset, level: str, seconds: float = QUERY_SECONDS) -> Iterator[Match]:
+        """Answers to `identifier` at `level`: one per distinct unique key of that level.
+
+        Raises :class:`QueryTooLong` after `seconds` (checked as rows are matched).
+        """
         if level not in LEVELS:
             return
+        deadline = time.monotonic() + seconds
         depth = LEVELS.index(level)
         keys = []
+        aggregated = []
         prefilter = {}
         for element in identifier:
             keyword = element.keyword
+            if keyword in AGGREGATED and depth <= LEVELS.index("STUDY"):
+                column, vr = AGGREGATED[keyword]
+                aggregated.append((column, vr, _text(element.value)))
+                continue
             if keyword not in ATTRIBUTES:
                 continue
             column, where, vr = ATTRIBUTES[keyword]
@@ -186,11 +236,15 @@ class Index:
                 prefilter[column] = text
         unique_column = ATTRIBUTES[UNIQUE[level]][0]
         groups: dict[str, list[dict[str, str]]] = {}
-        for row in self.rows(prefilter):
+        for number, row in enumerate(self.rows(prefilter)):
+            if number % 1024 == 0 and time.monotonic() > deadline:
+                raise QueryTooLong(f"the query ran past {seconds:g} s")
             if all(matches(vr, text, row[column]) for column, vr, text in keys):
                 groups.setdefault(row[unique_column], []).append(row)
         for rows in groups.values():
-            yield Match(_answer(identifier, level, rows), rows)
+            # a study matches an aggregated key when any of its instances does (multi-valued attribute)
+            if all(any(matches(vr, text, row[column]) for row in rows) for column, vr, text in aggregated):
+                yield Match(_answer(identifier, level, rows), rows)
 
 
 def _text(value) -> str:

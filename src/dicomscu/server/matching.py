@@ -28,7 +28,7 @@ def matches(vr: str, key: str, value: str | None) -> bool:
     if vr in RANGE_VRS and "-" in key:
         return _in_range(vr, key, value)
     if vr in WILDCARD_VRS and ("*" in key or "?" in key):
-        return _pattern(key, vr == "PN").fullmatch(value) is not None
+        return wildcard_match(key, value, ignore_case=vr == "PN")
     if vr == "PN":
         return key.casefold() == value.casefold()
     if "\\" in key:  # PS3.4 C.2.2.2.1: a multi-valued key matches any of its values
@@ -36,10 +36,41 @@ def matches(vr: str, key: str, value: str | None) -> bool:
     return key == value
 
 
-@lru_cache(maxsize=256)
-def _pattern(key: str, ignore_case: bool) -> re.Pattern:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in key)
-    return re.compile(regex, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+def wildcard_match(key: str, value: str, ignore_case: bool = False) -> bool:
+    """PS3.4 C.2.2.2.4 wildcard matching in time linear in the key times the value.
+
+    A regular expression built from ``*`` runs backtracks exponentially on keys such
+    as ``*a*a*a*...b`` (one C-FIND would freeze the server).  Here the key is split
+    at its ``*`` into fixed-length segments (``?`` matches any one character): the
+    first must match at the start, the last at the end, and each one between at its
+    leftmost place after the previous, which is correct because no segment can
+    stretch.
+    """
+    if ignore_case:
+        key, value = key.casefold(), value.casefold()
+    first, *rest = key.split("*")
+    if not rest:
+        return _segment(first).fullmatch(value) is not None
+    *middle, last = rest
+    if len(first) + len(last) > len(value) or not _segment(first).match(value):
+        return False
+    end = len(value) - len(last)
+    if last and not _segment(last).fullmatch(value, end):
+        return False
+    position = len(first)
+    for part in middle:
+        if part:
+            found = _segment(part).search(value, position, end)
+            if found is None:
+                return False
+            position = found.end()
+    return True
+
+
+@lru_cache(maxsize=1024)
+def _segment(part: str) -> re.Pattern:
+    """A wildcard-free stretch of a key (``?`` only): a fixed-length, non-backtracking pattern."""
+    return re.compile("".join("." if c == "?" else re.escape(c) for c in part), re.DOTALL)
 
 
 def _in_range(vr: str, key: str, value: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 
@@ -22,9 +23,9 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom import sop_class as sc
 
 from dicomscu.errors import UsageError
-from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
+from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter, discard, remove_partial_files
 from dicomscu.files.probe import BadFile, valid_uid
-from dicomscu.server.index import Index, index_row
+from dicomscu.server.index import Index, QueryTooLong, index_row
 from dicomscu.transport import server as tuned_server
 from dicomscu.transport.peer import TLS
 from dicomscu.storage_classes import STORAGE_UIDS
@@ -60,6 +61,8 @@ class Pacs:
         self.config = config
         self.storage = os.path.realpath(config.storage)
         os.makedirs(self.storage, exist_ok=True)
+        for path in remove_partial_files(self.storage):  # left by a kill -9: never a whole instance
+            LOGGER.warning("removed the partial file %s", path)
         self.index = Index(os.path.join(self.storage, "index.sqlite"))
         self._writer = InstanceWriter(self.storage, "study")
         self._write_lock = threading.Lock()
@@ -113,35 +116,70 @@ class Pacs:
                           event.context.transfer_syntax)
 
     def store(self, sop_class: str, sop_instance: str, raw: bytes, syntax) -> int:
-        """Check, write and index one received instance; the C-STORE status."""
+        """Check, write and index one received instance; the C-STORE status.
+
+        The file and its row are one unit: the file is written (temporary name,
+        then renamed), then indexed; if the row cannot be written the file is
+        removed.  An instance sent again under another study or series replaces
+        its old file.  So the index and the files always agree.
+        """
         try:
             row = index_row(raw, syntax)  # also proves the data set whole
         except BadFile as exc:
             LOGGER.warning("refused %s: %s", sop_instance, exc)
             return 0xC000  # Error: cannot understand
-        uids = (row["study_uid"], row["series_uid"], sop_instance)
+        if not row["sop_uid"] or not row["sop_class"]:
+            LOGGER.warning("refused %s: the data set has no SOP Class or SOP Instance UID", sop_instance)
+            return 0xC000
+        if (row["sop_uid"], row["sop_class"]) != (sop_instance, sop_class):
+            LOGGER.warning("refused %s: the data set's SOP Class/Instance UIDs (%s, %s) are not the request's",
+                           sop_instance, row["sop_class"], row["sop_uid"])
+            return 0xA900  # Data Set does not match SOP Class
+        uids = (row["study_uid"], row["series_uid"], row["sop_uid"], row["sop_class"])
         if not all(valid_uid(uid) for uid in uids):
-            LOGGER.warning("refused %s: invalid Study/Series/SOP Instance UID %r", sop_instance, uids)
-            return 0xA900  # Data Set does not match SOP Class (its identifying UIDs are not UIDs)
+            LOGGER.warning("refused %s: invalid UID among %r", sop_instance, uids)
+            return 0xA900  # its identifying UIDs are not UIDs
         if not self.config.overwrite and self.index.contains(sop_instance):
             return 0x0111  # Duplicate SOP Instance
         values = {PATIENT_ID: row["patient_id"], STUDY_UID: row["study_uid"], SERIES_UID: row["series_uid"]}
-        try:
-            with self._write_lock:
-                row["path"] = self._writer.write(raw, sop_class, sop_instance, syntax, values)
+        with self._write_lock:
+            earlier = self.index.path_of(sop_instance)
+            try:
+                path = self._writer.write(raw, sop_class, sop_instance, syntax, values)
+            except OSError as exc:
+                LOGGER.error("cannot store %s: %s", sop_instance, exc)
+                return 0xA700  # Refused: out of resources
+            row["path"] = os.path.relpath(path, self.storage)
+            try:
                 self.index.add(row)
-        except OSError as exc:
-            LOGGER.error("cannot store %s: %s", sop_instance, exc)
-            return 0xA700  # Refused: out of resources
+            except sqlite3.Error as exc:  # "database or disk is full" is not an OSError
+                LOGGER.error("cannot index %s (%s): its file is removed", sop_instance, exc)
+                if earlier is None or self.resolve(earlier) != path:
+                    discard(path)
+                return 0xA700
+            if earlier is not None and self.resolve(earlier) != path:
+                discard(self.resolve(earlier))  # the same instance, now under another study or series
         return 0x0000
+
+    def resolve(self, path: str) -> str:
+        """An index path (relative to the storage, or absolute from older indexes) as a file path."""
+        return os.path.join(self.storage, path)
 
     # -- C-FIND / C-MOVE / C-GET -------------------------------------------------
     def _matches(self, identifier):
+        """(level, matches); matches is None when the query ran past its deadline."""
         level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-        return level, list(self.index.query(identifier, level))
+        try:
+            return level, list(self.index.query(identifier, level))
+        except QueryTooLong as exc:
+            LOGGER.warning("query stopped: %s", exc)
+            return level, None
 
     def _on_find(self, event):
         level, found = self._matches(event.identifier)
+        if found is None:
+            yield 0xA700, None  # Refused: out of resources
+            return
         if not found and level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
             yield 0xA900, None
             return
@@ -154,7 +192,7 @@ class Pacs:
     def _datasets(self, paths):
         for path in paths:
             try:
-                yield 0xFF00, dcmread(path)
+                yield 0xFF00, dcmread(self.resolve(path))
             except Exception as exc:
                 LOGGER.error("cannot read %s: %s", path, exc)
                 yield 0xA702, None
@@ -165,14 +203,22 @@ class Pacs:
             yield None, None  # pynetdicom answers 0xA801: move destination unknown
             return
         _, found = self._matches(event.identifier)
-        paths = [path for match in found for path in match.paths]
         # Propose exactly the contexts the instances need on the sub-association.
-        yield destination[0], destination[1], {"contexts": _contexts_for(found)}
+        yield destination[0], destination[1], {"contexts": _contexts_for(found or [])}
+        if found is None:  # pynetdicom's order: destination, count, statuses
+            yield 0
+            yield 0xA701, None  # Refused: out of resources, unable to calculate the number of matches
+            return
+        paths = [path for match in found for path in match.paths]
         yield len(paths)
         yield from self._cancellable(event, paths)
 
     def _on_get(self, event):
         _, found = self._matches(event.identifier)
+        if found is None:
+            yield 0
+            yield 0xA701, None
+            return
         paths = [path for match in found for path in match.paths]
         yield len(paths)
         yield from self._cancellable(event, paths)

@@ -1,0 +1,219 @@
+"""dicomscu serve: the index and the files always agree, and no query freezes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from pynetdicom import AE, _config
+
+import dicomscu
+from dicomscu import Peer
+from dicomscu.sample import SampleSpec, write_sample
+from dicomscu.server.pacs import Pacs, ServerConfig
+
+from conftest import run_dicomscu
+from peers import free_port
+
+SC = "1.2.840.10008.5.1.4.1.1.7"
+
+
+@pytest.fixture
+def pacs(tmp_path):
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server.start()
+    yield server
+    server.stop()
+
+
+def peer_of(server: Pacs) -> Peer:
+    return Peer("127.0.0.1", server.config.port, called_ae="DICOMSCU")
+
+
+def stored_files(server: Pacs) -> list[Path]:
+    return sorted(Path(server.storage).rglob("*.dcm"))
+
+
+@pytest.fixture
+def sample(tmp_path) -> list[Path]:
+    spec = SampleSpec(patients=2, studies=1, series=2, images=2, modalities=("CT", "MR"), matrix=16)
+    return sorted(write_sample(tmp_path / "sample", spec).files)
+
+
+def send_as_the_file_meta_says(server: Pacs, path: Path) -> int:
+    """Store `path` with pynetdicom sending the file meta's UIDs in the command (as some senders do)."""
+    ae = AE()
+    meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
+    ae.add_requested_context(meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID)
+    chunked, _config.STORE_SEND_CHUNKED_DATASET = _config.STORE_SEND_CHUNKED_DATASET, True
+    assoc = ae.associate("127.0.0.1", server.config.port, ae_title="DICOMSCU")
+    try:
+        return assoc.send_c_store(path).Status
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = chunked
+        assoc.release()
+
+
+def rewritten(original: Path, folder: Path, meta_uid: str | None = None, **values) -> Path:
+    ds = pydicom.dcmread(original)
+    for keyword, value in values.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    if meta_uid is not None:
+        ds.file_meta.MediaStorageSOPInstanceUID = meta_uid
+    path = folder / f"crafted-{len(list(folder.glob('crafted-*')))}.dcm"
+    ds.save_as(path, enforce_file_format=False)
+    return path
+
+
+@pytest.mark.parametrize("values, status", [
+    ({"meta_uid": "1.2.3.4.5.6.7"}, 0xA900),                     # command UID is not the data set's
+    ({"meta_uid": "1.2.3.4.5.6.8", "SOPInstanceUID": None}, 0xC000),  # the data set has none
+    ({"meta_uid": "1.2.3.4.5.6.9", "SOPInstanceUID": "../../../../tmp/evil"}, 0xA900),
+    ({"meta_uid": "1.2.3.4.5.6.10", "SOPInstanceUID": "x' OR 1=1 --"}, 0xA900),
+])
+def test_instances_whose_uids_disagree_or_are_not_uids_are_refused(pacs, sample, tmp_path, values, status):
+    crafted = rewritten(sample[0], tmp_path, **values)
+    assert send_as_the_file_meta_says(pacs, crafted) == status
+    assert stored_files(pacs) == [] and pacs.index.count() == 0
+
+
+def test_an_instance_sent_again_under_another_study_leaves_one_file(pacs, sample, tmp_path):
+    assert dicomscu.store(peer_of(pacs), [str(sample[0])]).ok
+    moved = rewritten(sample[0], tmp_path, StudyInstanceUID="1.2.826.0.1.3680043.10.1137.99.1")
+    assert dicomscu.store(peer_of(pacs), [str(moved)]).ok
+    files = stored_files(pacs)
+    assert len(files) == 1 and "1.2.826.0.1.3680043.10.1137.99.1" in str(files[0])
+    assert pacs.index.count() == 1
+    result = pacs.index.reindex(pacs.storage)
+    assert (result.indexed, result.dropped) == (1, [])
+
+
+def test_reindex_reconciles_duplicate_files_and_names_them(pacs, sample):
+    assert dicomscu.store(peer_of(pacs), [str(sample[0])]).ok
+    [kept] = stored_files(pacs)
+    stray = Path(pacs.storage) / "1.2.3" / "4.5.6" / kept.name  # an old copy nobody indexes
+    stray.parent.mkdir(parents=True)
+    shutil.copy(kept, stray)
+    os.utime(stray, (1, 1))
+    result = pacs.index.reindex(pacs.storage)
+    assert result.indexed == 1 and result.dropped == [str(stray)]
+    assert stored_files(pacs) == [kept]
+
+
+def test_a_row_that_cannot_be_written_takes_its_file_with_it(pacs, sample):
+    def full(_row):
+        raise sqlite3.OperationalError("database or disk is full")  # what SQLite raises on a full disk
+
+    pacs.index.add = full
+    results = []
+    dicomscu.store(peer_of(pacs), [str(sample[0])], on_result=results.append)
+    assert results[0].outcome == "failed" and "0xA700" in results[0].message
+    assert stored_files(pacs) == []
+
+
+def test_partial_files_are_removed_at_start_and_paths_survive_a_move(tmp_path, sample):
+    storage = tmp_path / "storage"
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(storage)))
+    server.start()
+    try:
+        assert dicomscu.store(peer_of(server), [str(p) for p in sample]).stored == len(sample)
+    finally:
+        server.stop()
+    leftover = next(storage.rglob("*.dcm")).parent / ".dicomscu-killed.part"
+    leftover.write_bytes(b"half an instance")
+    moved = tmp_path / "elsewhere"
+    shutil.move(storage, moved)  # mv: the index must not hold absolute paths
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(moved)))
+    server.start()
+    try:
+        assert not leftover.exists() and not list(moved.rglob("*.part"))
+        patient = pydicom.dcmread(sample[0]).PatientID
+        out = tmp_path / "out"
+        result = run_dicomscu("--get", "--patient", "--patientroot", "127.0.0.1", str(server.config.port),
+                              "--call", "DICOMSCU", "-k", f"PatientID={patient}", "-o", str(out))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert len(list(out.glob("*.dcm"))) == len(sample) // 2
+    finally:
+        server.stop()
+
+
+def test_deflated_and_retired_class_instances_are_stored_as_received(pacs, sample, tmp_path):
+    deflated = write_sample(tmp_path / "deflate", SampleSpec(patients=1, series=1, images=1, matrix=16, seed=5),
+                            compress=("deflate",)).files[1]
+    retired = rewritten(sample[1], tmp_path, SOPClassUID="1.2.840.10008.5.1.4.1.1.6",  # US (retired)
+                        Modality="US")
+    ds = pydicom.dcmread(retired)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.save_as(retired, enforce_file_format=True)
+    results = []
+    report = dicomscu.store(peer_of(pacs), [str(deflated), str(retired)], on_result=results.append)
+    assert report.stored == 2, [r.message for r in results]
+    kept = {pydicom.dcmread(p).SOPInstanceUID: p for p in stored_files(pacs)}
+    original = pydicom.dcmread(deflated)
+    assert kept[original.SOPInstanceUID].read_bytes().endswith(deflated.read_bytes()[-200:])  # as received
+    assert pydicom.dcmread(kept[original.SOPInstanceUID]).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1.99"
+    assert pacs.index.path_of(original.SOPInstanceUID) is not None
+
+
+def find_json(server: Pacs, *args: str) -> list[dict]:
+    result = run_dicomscu("--find", "--studyroot", "127.0.0.1", str(server.config.port), "--call", "DICOMSCU",
+                          *args, "--format", "json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_modalities_in_study_matches_any_of_a_studys_modalities(pacs, tmp_path):
+    samples = tmp_path / "samples"
+    ct = write_sample(samples / "ct", SampleSpec(patients=1, series=1, images=1, modalities=("CT",), matrix=16))
+    mr = write_sample(samples / "mr", SampleSpec(patients=1, series=1, images=1, modalities=("MR",), matrix=16,
+                                                  seed=2, first_patient=10))
+    both = write_sample(samples / "both", SampleSpec(patients=1, series=2, images=1, modalities=("CT", "MR"),
+                                                      matrix=16, seed=3, first_patient=20))
+    assert dicomscu.store(peer_of(pacs), [str(samples)], recursive=True).stored == 4
+
+    def studies(key: str) -> set[str]:
+        return {a["00100020"]["Value"][0] for a in find_json(pacs, "--study", "-k", key, "-k", "PatientID")}
+
+    assert studies("ModalitiesInStudy=CT") == {"PID0000", "PID0020"}
+    assert studies("ModalitiesInStudy=MR") == {"PID0010", "PID0020"}
+    assert studies("ModalitiesInStudy=CT\\MR") == {"PID0000", "PID0010", "PID0020"}
+    assert studies("ModalitiesInStudy=US") == set()
+    answers = find_json(pacs, "--study", "-k", "ModalitiesInStudy=MR", "-k", "PatientID=PID0020")
+    assert answers[0]["00080061"]["Value"] == ["CT", "MR"]  # the answer lists all of the study's modalities
+    del ct, mr, both
+
+
+def test_a_pathological_wildcard_neither_freezes_nor_slows_the_server(pacs, sample):
+    assert dicomscu.store(peer_of(pacs), [str(p) for p in sample]).ok
+    started = time.monotonic()
+    answers = find_json(pacs, "--study", "-k", "PatientName=" + "*" * 25 + "X")
+    answers += find_json(pacs, "--study", "-k", "PatientName=" + "*a" * 25 + "X")
+    assert answers == []
+    echo = run_dicomscu("127.0.0.1", str(pacs.config.port), "--call", "DICOMSCU", timeout=30)
+    assert echo.returncode == 0
+    assert time.monotonic() - started < 60  # a generous bound on a hang, not a timing claim
+
+
+def test_wildcard_matching_agrees_with_a_regular_expression():
+    import random
+    import re
+
+    from dicomscu.server.matching import wildcard_match
+
+    rng = random.Random(7)
+    for _ in range(20000):
+        key = "".join(rng.choice("ab*?") for _ in range(rng.randint(0, 7)))
+        value = "".join(rng.choice("abA") for _ in range(rng.randint(0, 8)))
+        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in key)
+        for ignore_case in (False, True):
+            expected = re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
+            assert wildcard_match(key, value, ignore_case) == expected, (key, value, ignore_case)
