@@ -280,3 +280,54 @@ def test_move_without_accept_all_explains_the_refused_syntax(serve_with_compress
                           "-o", str(tmp_path / "out"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "--accept-all-syntaxes" in result.stdout + result.stderr
+
+
+def test_retrieved_files_honour_the_umask(serve_with_compressed, tmp_path):
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    port, _, files = serve_with_compressed
+    patient = pydicom.dcmread(files[0]).PatientID
+    out = tmp_path / "umask"
+    command = [sys.executable, "-m", "dicomscu", "--get", "--patient", "--patientroot", "127.0.0.1", str(port),
+               "--call", "DICOMSCU", "-k", f"PatientID={patient}", "--accept-all-syntaxes", "-o", str(out)]
+    result = subprocess.run(["sh", "-c", 'umask 022 && exec "$@"', "sh", *command], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    modes = {stat.S_IMODE(os.stat(p).st_mode) for p in out.glob("*.dcm")}
+    assert modes == {0o644}
+
+
+def test_answers_without_a_character_set_read_alike_in_every_format():
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind
+
+    from peers import free_port
+
+    def on_find(event):
+        answer = Dataset()
+        answer.QueryRetrieveLevel = "PATIENT"
+        answer.add(DataElement(0x00100010, "PN", "Müller^Jérôme".encode("latin-1")))  # legacy bytes, no (0008,0005)
+        answer.PatientID = "P1"
+        yield 0xFF00, answer
+
+    ae = AE(ae_title="LEGACY")
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    try:
+        outputs = {}
+        for name in ("json", "csv", "dump"):
+            result = run_dicomscu("--find", "--patient", "--patientroot", "127.0.0.1", str(port), "-k", "PatientName",
+                                  "--format", name, "--charset", "ISO_IR 192")
+            assert result.returncode == 0, result.stderr
+            outputs[name] = result.stdout
+    finally:
+        server.shutdown()
+    assert json.loads(outputs["json"])[0]["00100010"]["Value"][0]["Alphabetic"] == "Müller^Jérôme"
+    for name, text in outputs.items():
+        assert "Müller^Jérôme" in text and "\ufffd" not in text, (name, text)

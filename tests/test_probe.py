@@ -131,3 +131,41 @@ def test_invalid_uid_rejected(small_file):
 def test_head_only_probe_for_planning(big_file):
     info = probe(big_file[:4096], complete=False)
     assert info.sop_class == "1.2.840.10008.5.1.4.1.1.2"
+
+
+def test_data_set_uids_win_over_the_meta_and_must_be_there(small_file):
+    ds = dcmread(BytesIO(small_file))
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=False)
+    info = probe(buffer.getvalue())
+    assert info.sop_instance == ds.SOPInstanceUID and "1.2.3.4" in info.warning
+    del ds.SOPInstanceUID
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=False)
+    with pytest.raises(BadFile, match=r"no SOP Instance UID \(0008,0018\)"):
+        probe(buffer.getvalue())
+    assert probe(buffer.getvalue()[:600], complete=False).sop_instance == "1.2.3.4"  # a plan reads the head
+
+
+def test_deflated_data_sets_are_walked_whole(small_file):
+    import zlib
+
+    ds = dcmread(BytesIO(small_file))
+    whole = probe(small_file)
+    packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = small_file[whole.dataset_offset:]
+    if whole.transfer_syntax == "1.2.840.10008.1.2":  # deflate wraps Explicit VR LE: re-encode first
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+        buffer = BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        body = buffer.getvalue()[probe(buffer.getvalue()).dataset_offset:]
+    deflated = packer.compress(body) + packer.flush()
+    meta = BytesIO()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    ds.save_as(meta, enforce_file_format=True)
+    head = meta.getvalue()[:probe(meta.getvalue(), complete=False).dataset_offset]
+    info = probe(head + deflated)
+    assert info.sop_instance == ds.SOPInstanceUID
+    with pytest.raises(BadFile, match="deflate"):
+        probe(head + deflated[: len(deflated) // 2])

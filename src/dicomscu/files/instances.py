@@ -33,6 +33,17 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 PARTIAL_PREFIX, PARTIAL_SUFFIX = ".dicomscu-", ".part"
 
 
+def _file_mode() -> int:
+    """0666 less the umask, as open() would give (mkstemp's 0600 would hide retrieved files from others)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: Read once, at import: changing the umask is process-wide, not something to do per file.
+FILE_MODE = _file_mode()
+
+
 def safe_component(value: str, fallback: str) -> str:
     """`value` as one safe path component: UIDs unchanged, anything else cleaned and tagged."""
     if valid_uid(value):
@@ -141,6 +152,7 @@ class InstanceWriter:
         os.makedirs(folder, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
         try:
+            os.fchmod(handle, FILE_MODE)
             with os.fdopen(handle, "wb") as out:
                 out.write(file_header(sop_class, sop_instance, transfer_syntax))
                 out.write(dataset)

@@ -46,6 +46,9 @@ MAX_INFLATED = 1 << 30
 #: Meta elements we read (tag -> field of DicomFile).
 _META_UIDS = {0x00020002: "sop_class", 0x00020003: "sop_instance", 0x00020010: "transfer_syntax"}
 
+#: Media Storage Directory Storage: a CD/DVD's index, not an instance.
+DICOMDIR = "1.2.840.10008.1.3.10"
+
 UNCOMPRESSED = (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian)
 
 
@@ -223,6 +226,8 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
     syntax = meta.get("transfer_syntax")
     if not syntax:
         raise BadFile("the file meta has no Transfer Syntax UID (0002,0010)")
+    if meta.get("sop_class") == DICOMDIR:  # DCMTK's storescu skips it too
+        raise BadFile("a DICOMDIR (the index of a CD or DVD), not an instance to store")
 
     wanted: dict[int, object] = {_SOP_CLASS: b"", _SOP_INSTANCE: b""}
     dataset, start = view, offset
@@ -243,20 +248,20 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
     except struct.error as exc:  # pragma: no cover - header() checks lengths first
         raise BadFile(f"corrupt data set: {exc}") from None
 
-    # PS3.10 7.1: the meta repeats the data set's UIDs; when they disagree, the data set is the instance
-    sop_class = _uid(wanted[_SOP_CLASS]) or meta.get("sop_class", "")
-    sop_instance = _uid(wanted[_SOP_INSTANCE]) or meta.get("sop_instance", "")
+    # PS3.10 7.1: the meta repeats the data set's UIDs; when they disagree, the data set is the instance.
+    # A whole data set must carry them (DCMTK's storescu refuses one that does not, and receivers answer
+    # 0xC000); only a plan, reading a file's head, may take the meta's word for them.
+    sop_class = _uid(wanted[_SOP_CLASS]) or ("" if complete else meta.get("sop_class", ""))
+    sop_instance = _uid(wanted[_SOP_INSTANCE]) or ("" if complete else meta.get("sop_instance", ""))
     warning = "; ".join(
         f"the file meta's {name} {meta[key]} differs from the data set's {value}, which is sent"
         for name, key, value in (("SOP Class UID", "sop_class", sop_class),
                                  ("SOP Instance UID", "sop_instance", sop_instance))
         if meta.get(key) and value and meta[key] != value)
     if not sop_class:
-        raise BadFile("no SOP Class UID: neither (0008,0016) in the data set nor (0002,0002) in the file meta")
+        raise BadFile("the data set has no SOP Class UID (0008,0016): not an instance to store")
     if not sop_instance:
-        raise BadFile(
-            "no SOP Instance UID: neither (0008,0018) in the data set nor (0002,0003) in the file meta"
-        )
+        raise BadFile("the data set has no SOP Instance UID (0008,0018): not an instance to store")
     for name, value in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_instance),
                         ("Transfer Syntax UID", syntax)):
         if not valid_uid(value):

@@ -86,23 +86,50 @@ def find(
     """
     started = time.perf_counter()
     report = FindReport(peer, query)
-    sop_class = query.model.find
-    context = build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    with associate(peer, [context]) as channel:
-        accepted = channel.accepted[0]
-        syntax = accepted.transfer_syntax[0]
-        identifier = _encode(query.dataset, syntax)
-        message_id = channel.next_message_id()
-        channel.send_encoded(accepted.context_id, dimse.c_find_rq(message_id, sop_class), identifier, "C-FIND")
-        try:
-            _collect(channel, accepted.context_id, message_id, syntax, report, on_answer, limit, raw)
-        except KeyboardInterrupt:
-            _cancel(channel, accepted.context_id, message_id)
-            raise
+    with associate(peer, [_context(query)]) as channel:
+        _ask(channel, query, report, on_answer, limit, raw)
     report.seconds = time.perf_counter() - started
-    if report.status is not None and report.status.category == FAILURE:
-        raise OperationFailed(f"C-FIND on {peer} failed after {report.matches} match(es): {report.status}")
+    _raise_on_failure(report)
     return report
+
+
+def find_each(peer: Peer, queries: list[Query], *, on_answer: Callable[[Dataset], None] | None = None) -> int:
+    """Run several queries of one model, one after the other over one association; the matches in all.
+
+    For surveys that ask the same question of many identifiers (C-GET learning the SOP
+    classes it needs): one association instead of one each.
+    """
+    matches = 0
+    with associate(peer, [_context(queries[0])]) as channel:
+        for query in queries:
+            report = FindReport(peer, query)
+            _ask(channel, query, report, on_answer, None, False)
+            _raise_on_failure(report)
+            matches += report.matches
+    return matches
+
+
+def _context(query: Query):
+    return build_context(query.model.find, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+
+
+def _ask(channel: Channel, query: Query, report: FindReport, on_answer, limit, raw) -> None:
+    """One C-FIND over `channel`, its matches handed to `on_answer` as they come."""
+    accepted = channel.accepted[0]
+    syntax = accepted.transfer_syntax[0]
+    identifier = _encode(query.dataset, syntax)
+    message_id = channel.next_message_id()
+    channel.send_encoded(accepted.context_id, dimse.c_find_rq(message_id, query.model.find), identifier, "C-FIND")
+    try:
+        _collect(channel, accepted.context_id, message_id, syntax, report, on_answer, limit, raw)
+    except KeyboardInterrupt:
+        _cancel(channel, accepted.context_id, message_id)
+        raise
+
+
+def _raise_on_failure(report: FindReport) -> None:
+    if report.status is not None and report.status.category == FAILURE:
+        raise OperationFailed(f"C-FIND on {report.peer} failed after {report.matches} match(es): {report.status}")
 
 
 def _collect(channel: Channel, context_id: int, message_id: int, syntax, report: FindReport,

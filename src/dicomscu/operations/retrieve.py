@@ -17,6 +17,8 @@ Instances are written by :class:`~dicomscu.files.instances.InstanceWriter`.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from collections.abc import MutableSequence
 from contextlib import nullcontext
@@ -37,9 +39,9 @@ from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import build_context
 
-from dicomscu.errors import AssociationAborted, AssociationRejected, OperationFailed, PeerTimeout, UsageError
+from dicomscu.errors import DicomscuError, OperationFailed, PeerTimeout, UsageError
 from dicomscu.files.instances import InstanceWriter
-from dicomscu.files.probe import BadFile
+from dicomscu.files.probe import BadFile, valid_uid
 from dicomscu.operations.status import FAILURE, PENDING, SUCCESS, WARNING, Status, decode
 from dicomscu.query.build import QUERY_LEVEL, Query, build_query
 from dicomscu.storage_classes import STORAGE_UIDS
@@ -47,16 +49,30 @@ from dicomscu.transport import dimse
 from dicomscu.transport.association import Channel, associate
 from dicomscu.transport.peer import Peer
 
+LOGGER = logging.getLogger("dicomscu")
 #: PS3.8: at most 128 presentation contexts; one is the GET context itself.
 MAX_STORAGE_CONTEXTS = 127
 #: SOP Instance UIDs per image-level request when retrieving what is missing.
 UIDS_PER_REQUEST = 200
 #: --accept-all-syntaxes: instances kept in the syntax the server has them in.  Compressed syntaxes
-#: come first (the server offers a compressed one only for data it holds compressed), then Explicit VR
-#: before Implicit VR (an Explicit file is not re-encoded, private VRs survive).
-COMPRESSED_SYNTAXES = tuple(ts for ts in ALL_TRANSFER_SYNTAXES if UID(ts).is_compressed)
+#: come first (the server offers a compressed one only for data it holds compressed), then the explicit
+#: ones before Implicit VR (an Explicit or big endian file is not re-encoded, private VRs survive).
+#: The compressed syntaxes, those archives hold most first (JPEG 2000, JPEG lossless and baseline, RLE,
+#: JPEG-LS), then the rest as pydicom lists them: a class's contexts are taken from the front.
+_COMMON = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.50",
+           "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.51",
+           "1.2.840.10008.1.2.4.57")
+COMPRESSED_SYNTAXES = tuple(sorted((ts for ts in ALL_TRANSFER_SYNTAXES if UID(ts).is_compressed),
+                                   key=lambda ts: _COMMON.index(ts) if ts in _COMMON else len(_COMMON)))
+#: C-GET contexts for a class whose syntaxes the server did not say, after the uncompressed pair, in
+#: this order while the 127 contexts last: the common compressed ones, the other two uncompressed
+#: (big endian, retired but held by old archives, and deflate), then the rarer compressed ones.
+GUESSES = (*COMPRESSED_SYNTAXES[:len(_COMMON)], ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian,
+           *COMPRESSED_SYNTAXES[len(_COMMON):])
 AS_THEY_COME = (*COMPRESSED_SYNTAXES, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
-                ImplicitVRLittleEndian, ExplicitVRBigEndian)
+                ExplicitVRBigEndian, ImplicitVRLittleEndian)
+#: A server that does not answer the survey within this long gets the full list (bounded by --timeout).
+SURVEY_SECONDS = 10.0
 #: Up to this many identifiers, C-GET first asks (C-FIND) which SOP classes they hold.
 MAX_IDENTIFIERS_TO_SURVEY = 16
 
@@ -287,16 +303,14 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
         return _get_in_parallel(peer, query, options, on_progress, identifiers, jobs)
     report = RetrieveReport(peer, "C-GET")
     started = time.perf_counter()
-    learned: list[str] = []
     if identifiers is None:
-        identifiers = _identifiers(peer, query, options, report, "C-GET", learned)
-    if not options.skip_existing:
-        learned = survey_classes(peer, query, identifiers)
+        identifiers = _identifiers(peer, query, options, report, "C-GET")
+    learned = survey_classes(peer, query, identifiers) if identifiers else {}
     writer = InstanceWriter(options.output, options.layout)
     sop_class = query.model.get
     contexts = [build_context(sop_class, _request_syntaxes(options))]
     storage = list(dict.fromkeys(learned or STORAGE_UIDS))[:MAX_STORAGE_CONTEXTS]
-    contexts += _storage_contexts(storage, bool(learned), options)
+    contexts += _storage_contexts(storage, learned, options)
     roles = [_scp_role(uid) for uid in storage]
 
     def on_store(channel: Channel, context_id: int, request) -> None:
@@ -314,13 +328,14 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
     return report
 
 
-def _storage_contexts(storage: list[str], learned: bool, options: RetrieveOptions) -> list:
+def _storage_contexts(storage: list[str], learned: dict[str, set[str]], options: RetrieveOptions) -> list:
     """The C-GET storage contexts: the server picks one transfer syntax per context.
 
-    As gdcmscu, Implicit VR LE only.  With --accept-all-syntaxes and the classes
-    known (a few), each class gets one context per transfer syntax, so the server
-    can send every instance in the syntax it holds it in; with the fallback list
-    (up to 127 classes, one context each) the server picks among all of them.
+    As gdcmscu, Implicit VR LE only.  With --accept-all-syntaxes each class gets an
+    uncompressed context, one for each syntax the survey saw it stored in, then one
+    per compressed syntax in order of use while the 127 contexts last, so the server
+    can send every instance as it holds it.  With the fallback list (up to 127
+    classes, one context each) the server picks among all of them.
     """
     if not options.accept_all_syntaxes:
         return [build_context(uid, [ImplicitVRLittleEndian]) for uid in storage]
@@ -328,33 +343,60 @@ def _storage_contexts(storage: list[str], learned: bool, options: RetrieveOption
     if not learned:
         return [build_context(uid, [*uncompressed, *COMPRESSED_SYNTAXES]) for uid in storage]
     per_class = max(1, MAX_STORAGE_CONTEXTS // len(storage))
-    groups = [uncompressed, *([syntax] for syntax in AS_THEY_COME if syntax not in uncompressed)][:per_class]
-    return [build_context(uid, group) for uid in storage for group in groups]
+    contexts = []
+    for uid in storage:
+        seen = sorted(learned.get(uid, set()))  # each syntax the server holds the class in: its own context
+        guesses = [syntax for syntax in GUESSES if syntax not in seen]
+        groups = [*([syntax] for syntax in seen), uncompressed, *([syntax] for syntax in guesses)]
+        contexts += [build_context(uid, group) for group in groups[:max(per_class, len(seen) + 1)]]
+    return contexts[:MAX_STORAGE_CONTEXTS]
 
 
-def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> list[str]:
-    """The SOP classes of the instances `identifiers` select, by an IMAGE-level C-FIND; [] if unknown.
+def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> dict[str, set[str]]:
+    """The SOP classes (and, where the server says, transfer syntaxes) of what `identifiers` select.
 
     C-GET must propose a storage context (SCP role) for every class it will be
-    sent, and at most 127 fit: asking first means an ECG or a PDF arrives as surely
-    as a CT.  Servers that refuse the query, or leave SOPClassUID empty, get the
-    full list in order of priority instead.
+    sent, in a syntax the server can send it in, and at most 127 fit: asking first
+    (an IMAGE-level C-FIND for SOPClassUID and AvailableTransferSyntaxUID) means an
+    ECG or a JPEG 2000 image arrives as surely as a CT.  Few identifiers are asked
+    about one by one (over one association), many through the query itself.  {} when the server refuses the
+    query or leaves SOPClassUID empty: the caller then proposes the full list.
     """
-    from dicomscu.operations.find import find
+    from dicomscu.operations.find import find_each
 
-    if not identifiers or len(identifiers) > MAX_IDENTIFIERS_TO_SURVEY:
-        return []
-    found: dict[str, None] = {}
+    if len(identifiers) > MAX_IDENTIFIERS_TO_SURVEY:
+        identifiers = [_with_values(query.dataset)]
+    found: dict[str, set[str]] = {}
+
+    def on_answer(answer: Dataset) -> None:
+        sop_class = str(answer.get("SOPClassUID", "") or "")
+        syntax = str(answer.get("AvailableTransferSyntaxUID", "") or "")
+        found.setdefault(sop_class, set()).update([syntax] if valid_uid(syntax) else [])
+
+    wanted = ["SOPClassUID", "AvailableTransferSyntaxUID"]
+    surveys = []
+    for identifier in identifiers:
+        keys = [f"{e.keyword}={_key_value(e.value)}" for e in identifier
+                if e.tag not in (QUERY_LEVEL, 0x00080005) and e.keyword]
+        surveys.append(build_query(query.model.name, "image", [*keys, *wanted], charset=""))
+    quick = dataclasses.replace(peer, timeouts=dataclasses.replace(
+        peer.timeouts, dimse=min(peer.timeouts.dimse, SURVEY_SECONDS)))
     try:
-        for identifier in identifiers:
-            keys = [f"{e.keyword}={_key_value(e.value)}" for e in identifier
-                    if e.tag not in (QUERY_LEVEL, 0x00080005)]
-            survey = build_query(query.model.name, "image", [*keys, "SOPClassUID"], charset="")
-            find(peer, survey, on_answer=lambda answer: found.setdefault(str(answer.get("SOPClassUID", "")), None))
-    except (OperationFailed, AssociationRejected, AssociationAborted):
-        return []
+        find_each(quick, surveys, on_answer=on_answer)
+    except DicomscuError as exc:  # the C-GET itself will say what is wrong with the peer, if anything
+        LOGGER.info("no SOP class survey (%s): proposing the full list", exc)
+        return {}
     found.pop("", None)
-    return list(found) if len(found) <= MAX_STORAGE_CONTEXTS else []
+    return found if len(found) <= MAX_STORAGE_CONTEXTS else {}
+
+
+def _with_values(dataset: Dataset) -> Dataset:
+    """The elements of a query that constrain it (a value other than empty or a lone '*')."""
+    kept = Dataset()
+    for element in dataset:
+        if element.value not in (None, "", "*", []):
+            kept.add(element)
+    return kept
 
 
 def _key_value(value) -> str:
@@ -439,7 +481,7 @@ def _scp_role(sop_class: str) -> SCP_SCU_RoleSelectionNegotiation:
 
 
 def _identifiers(peer: Peer, query: Query, options: RetrieveOptions, report: RetrieveReport,
-                 operation: str, classes: list[str] | None = None) -> list[Dataset]:
+                 operation: str) -> list[Dataset]:
     """The identifiers to send: the query's, or with skip_existing one per series still missing."""
     identifier = retrieve_identifier(query, operation)
     if not options.skip_existing:
@@ -448,7 +490,7 @@ def _identifiers(peer: Peer, query: Query, options: RetrieveOptions, report: Ret
 
     writer = InstanceWriter(options.output, options.layout)
     scope = [f"{e.keyword}={e.value}" for e in identifier if e.tag not in (QUERY_LEVEL, 0x00080005)]
-    keys = scope + ["SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"]
+    keys = scope + ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"]
     if query.model.name == "patientroot":
         keys.append("PatientID")
     image_query = build_query(query.model.name, "image", keys, charset="")
@@ -458,8 +500,6 @@ def _identifiers(peer: Peer, query: Query, options: RetrieveOptions, report: Ret
         where = (str(answer.get("PatientID", "")), str(answer.get("StudyInstanceUID", "")),
                  str(answer.get("SeriesInstanceUID", "")))
         uid = str(answer.get("SOPInstanceUID", ""))
-        if classes is not None and answer.get("SOPClassUID"):
-            classes.append(str(answer.SOPClassUID))
         if writer.exists(uid, *where):
             report.already_present += 1
         else:

@@ -30,8 +30,7 @@ class StorageSCP:
         self._lock = threading.Lock()
         self._ae = AE(ae_title=ae_title)
         self._ae.maximum_pdu_size = 0
-        for uid in STORAGE_UIDS:
-            self._ae.add_supported_context(uid, syntaxes)
+        tuned_server.support_storage(self._ae, STORAGE_UIDS, syntaxes)
         self._server = None
         #: Associations the server opened back to us (TCP connections, then established ones):
         #: they tell an unknown or unreachable destination from a refused transfer syntax.
@@ -40,17 +39,16 @@ class StorageSCP:
 
     def __enter__(self) -> "StorageSCP":
         try:
-            self._server = self._ae.start_server(("", self.port), block=False, evt_handlers=[
+            self._server = tuned_server.listen(self._ae, ("", self.port), [
                 (evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, self._on_connection),
-                (evt.EVT_ESTABLISHED, self._on_established)])
+                (evt.EVT_ESTABLISHED, self._on_established)], on_store=self.store)
         except OSError as exc:
             raise UsageError(self._bind_problem(exc)) from None
-        tuned_server.tune(self._server, on_store=self.store)
         return self
 
     def __exit__(self, *exc_info) -> None:
         if self._server is not None:
-            self._server.shutdown()
+            tuned_server.stop(self._server)
 
     def _bind_problem(self, exc: OSError) -> str:
         if exc.errno == errno.EADDRINUSE:

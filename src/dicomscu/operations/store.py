@@ -49,8 +49,6 @@ CONVERTIBLE = frozenset(UNCOMPRESSED) | {DeflatedExplicitVRLittleEndian}
 MAX_REOPEN_TRIES = 3
 REOPEN_BACKOFF = 0.5
 MAX_LOST_IN_A_ROW = 3
-#: Media Storage Directory Storage: a CD/DVD's index, not an instance to store (DCMTK skips it too).
-DICOMDIR = "1.2.840.10008.1.3.10"
 
 OK, WARNED, FAILED, SKIPPED = "ok", "warning", "failed", "skipped"
 #: Already confirmed by the peer in an earlier run (``--journal``): not sent again.
@@ -125,8 +123,6 @@ def plan(paths: Sequence[str], recursive: bool = False) -> Plan:
             total_bytes += os.stat(entry).st_size
         except (OSError, BadFile):
             continue  # reported by the sending pass, once
-        if info.sop_class == DICOMDIR:
-            continue
         pairs[(info.sop_class, info.transfer_syntax)] += 1
     return Plan(sum(pairs.values()), total_bytes, _group_contexts(pairs), inputs)
 
@@ -303,9 +299,6 @@ def _load(entry) -> FileResult | tuple[str, bytes, DicomFile]:
         info = probe(data)
     except BadFile as exc:
         return FileResult(entry, SKIPPED, str(exc), size=len(data))
-    if info.sop_class == DICOMDIR:
-        return FileResult(entry, SKIPPED, "a DICOMDIR (the index of a CD or DVD), not an instance to store",
-                          size=len(data))
     return entry, data, info
 
 

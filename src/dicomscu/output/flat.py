@@ -11,6 +11,7 @@ than the default, Latin-1 or UTF-8 — returns None, and the caller uses pydicom
 
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass
 
@@ -19,7 +20,11 @@ from pydicom.datadict import dictionary_VR
 
 _TEXT_VRS = frozenset("AE AS CS DA DT LO LT SH ST TM UC UI UR UT".split())
 _NUMBER_VRS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "UV": "Q", "SV": "q"}
-_CHARSETS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
+#: The default repertoire is ASCII, but answers without a Specific Character Set often carry Latin-1
+#: (the common legacy default); pydicom decodes them so, and so do we, in every output format.
+_CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
+LOGGER = logging.getLogger("dicomscu")
+_warned: set[str] = set()
 _CHARSET_TAG = 0x00080005
 _IMPLICIT = struct.Struct("<HHL")
 _EXPLICIT = struct.Struct("<HH2sH")
@@ -92,6 +97,9 @@ def read_flat(raw: bytes, implicit: bool, little: bool) -> FlatAnswer | None:
     codec = _CHARSETS.get(charset)
     if codec is None:
         return None
+    if charset in ("", "ISO_IR 6") and any(max(value, default=0) > 0x7F for _, vr, value in found
+                                           if vr in _DECLARED_TEXT):
+        _warn_once("an answer has non-ASCII text but no Specific Character Set: decoded as Latin-1 (ISO_IR 100)")
     elements: dict[int, tuple[str, list]] = {}
     for tag, vr, value in found:
         values = _values(vr, value, codec, little)
@@ -110,8 +118,11 @@ def _values(vr: str, value: bytes, codec: str, little: bool) -> list | None:
         return list(struct.unpack(("<" if little else ">") + fmt * (len(value) // width), value))
     if vr not in _TEXT_VRS and vr not in ("PN", "IS", "DS"):
         return None  # SQ, binary and ambiguous VRs: pydicom's job
-    text = value.decode(codec if vr in ("LO", "LT", "PN", "SH", "ST", "UC", "UT") else "ascii",
-                               "replace")
+    try:
+        text = value.decode(codec if vr in _DECLARED_TEXT else "ascii")
+    except UnicodeDecodeError:  # not what it declares: Latin-1 decodes every byte, and says so
+        _warn_once(f"an answer's {vr} value is not valid {codec}: decoded as Latin-1 (ISO_IR 100)")
+        text = value.decode("latin_1")
     text = text.rstrip("\0 ") if vr != "UI" else text.rstrip("\0")
     if not text:
         return []
@@ -130,6 +141,16 @@ def _values(vr: str, value: bytes, codec: str, little: bool) -> list | None:
         except ValueError:
             return None
     return parts
+
+
+#: VRs whose text uses the Specific Character Set (the others are ASCII by definition).
+_DECLARED_TEXT = frozenset(("LO", "LT", "PN", "SH", "ST", "UC", "UT"))
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        LOGGER.warning(message)
 
 
 def _number(value: float):

@@ -47,7 +47,12 @@ ATTRIBUTES = {
     "SOPInstanceUID": ("sop_uid", "IMAGE", "UI"),
     "SOPClassUID": ("sop_class", "IMAGE", "UI"),
     "InstanceNumber": ("instance_number", "IMAGE", "IS"),
+    # not an attribute of the data set: the syntax the instance is stored in (PS3.18's
+    # AvailableTransferSyntaxUID), so a C-GET client can propose exactly the contexts it needs
+    "AvailableTransferSyntaxUID": ("transfer_syntax", "IMAGE", "UI"),
 }
+#: Keys answered from how an instance is stored rather than read from its data set.
+STORED_AS = {"AvailableTransferSyntaxUID"}
 #: Study-level keys computed over a study's instances (PS3.4 C.6.2.1.2), matched when any instance's
 #: value matches: keyword -> (column, VR).
 AGGREGATED = {"ModalitiesInStudy": ("modality", "CS"), "SOPClassesInStudy": ("sop_class", "UI")}
@@ -55,7 +60,7 @@ AGGREGATED = {"ModalitiesInStudy": ("modality", "CS"), "SOPClassesInStudy": ("so
 QUERY_SECONDS = 30.0
 _CHARSET = 0x00080005
 _TEXT = {"PN", "LO", "SH"}  # VRs whose text may use the Specific Character Set
-COLUMNS = [column for column, _, _ in ATTRIBUTES.values()] + ["transfer_syntax", "path"]
+COLUMNS = list(dict.fromkeys([column for column, _, _ in ATTRIBUTES.values()] + ["transfer_syntax", "path"]))
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS instances (
@@ -89,7 +94,7 @@ def index_row(raw: bytes, transfer_syntax: str) -> dict[str, str]:
 
     from dicomscu.files.probe import top_level_bytes
 
-    tags = {tag_for_keyword(keyword): keyword for keyword in ATTRIBUTES}
+    tags = {tag_for_keyword(keyword): keyword for keyword in ATTRIBUTES if keyword not in STORED_AS}
     found = top_level_bytes(raw, transfer_syntax, [*tags, _CHARSET])
     charsets = found.pop(_CHARSET).decode("ascii", "replace").strip("\0 ").split("\\")
     encodings = convert_encodings([c.strip() for c in charsets if c.strip()] or ["ISO_IR 6"])

@@ -76,9 +76,7 @@ class Pacs:
         if self.config.require_calling:
             ae.require_calling_aet = list(self.config.require_calling)
         ae.add_supported_context(sc.Verification)
-        syntaxes = list(ALL_TRANSFER_SYNTAXES)
-        for uid in STORAGE_UIDS:
-            ae.add_supported_context(uid, syntaxes, scu_role=False, scp_role=True)
+        tuned_server.support_storage(ae, STORAGE_UIDS, list(ALL_TRANSFER_SYNTAXES), scu_role=False, scp_role=True)
         for classes in QR_CLASSES.values():
             for uid in classes:
                 ae.add_supported_context(uid)
@@ -92,18 +90,17 @@ class Pacs:
             (evt.EVT_C_GET, self._on_get),
         ]
         try:
-            self._server = self.ae.start_server(
-                (self.config.host, self.config.port), block=False, evt_handlers=handlers,
+            self._server = tuned_server.listen(
+                self.ae, (self.config.host, self.config.port), handlers, on_store=self.store,
                 ssl_context=self.config.tls.server_context() if self.config.tls else None)
         except OSError as exc:
             raise UsageError(f"serve --port {self.config.port}: cannot listen: {exc.strerror or exc}") from None
-        tuned_server.tune(self._server, on_store=self.store)
         LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed",
                     self.config.aetitle, self.config.port, self.storage, self.index.count())
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
+            tuned_server.stop(self._server)
             self._server = None
         self.index.close()
 

@@ -123,6 +123,51 @@ def _answer_store(assoc, context_id: int, request: StoreRequest) -> None:
         return  # the connection is gone: the reactor sees it and ends the association
 
 
+#: How long stopping a listener may wait for its accept loop (socketserver's default is 0.5 s, which
+#: every C-MOVE to ourselves would pay once more at its end).
+POLL = 0.02
+
+
+def support_storage(ae, sop_classes, syntaxes, **roles) -> None:
+    """Add a supported context per storage class to `ae`, each with `syntaxes`.
+
+    Some 200 classes times 45 syntaxes are 9,000 UIDs, which pydicom would check one by
+    one (0.2 s at every C-MOVE); ours are constants (tests/test_storage_classes.py checks
+    them), so checking is off while they are added.
+    """
+    from pydicom import config
+
+    mode, config.settings.reading_validation_mode = config.settings.reading_validation_mode, config.IGNORE
+    try:
+        for uid in sop_classes:
+            ae.add_supported_context(uid, syntaxes, **roles)
+    finally:
+        config.settings.reading_validation_mode = mode
+
+
+def listen(ae, address: tuple[str, int], evt_handlers: list, on_store: StoreCallback | None = None,
+           ssl_context=None):
+    """Accept associations for `ae` on `address` in a background thread, tuned from the first one."""
+    import threading
+
+    from pynetdicom.transport import ThreadedAssociationServer
+
+    server = ae.make_server(address, evt_handlers=evt_handlers, ssl_context=ssl_context,
+                            server_class=ThreadedAssociationServer)
+    tune(server, on_store)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL}, daemon=True,
+                     name=f"listener-{address[1]}").start()
+    return server
+
+
+def stop(server) -> None:
+    """Stop accepting and close the listening socket (associations under way run to their end)."""
+    import socketserver
+
+    socketserver.BaseServer.shutdown(server)
+    server.server_close()
+
+
 def tune(server, on_store: StoreCallback | None = None) -> None:
     """Make `server` (from ``AE.start_server``) create tuned associations from now on.
 
