@@ -217,3 +217,94 @@ def test_wildcard_matching_agrees_with_a_regular_expression():
         for ignore_case in (False, True):
             expected = re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
             assert wildcard_match(key, value, ignore_case) == expected, (key, value, ignore_case)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A read-only file system (a tmpfs mounted ro): root writes anywhere else."""
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_unusable_storage_is_a_usage_error_naming_it(tmp_path, read_only_folder):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    broken = tmp_path / "broken"
+    (broken / "index.sqlite").mkdir(parents=True)
+    cases = [(read_only_folder / "pacs", "Read-only file system"), (a_file, "not a directory"),
+             (broken, "cannot open its index")]
+    for storage, reason in cases:
+        result = run_dicomscu("serve", "--storage", str(storage), "--port", str(free_port()), timeout=30)
+        assert result.returncode == 2, result.stderr
+        assert f"--storage {storage}: " in result.stderr and reason in result.stderr
+        assert "internal error" not in result.stderr
+
+
+def test_sigterm_while_clients_store_leaves_every_file_indexed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from dicomscu.sample import write_bench_set
+    from peers import wait_for_port
+
+    data = write_bench_set(tmp_path / "data", big=0, small=800, patients=4)
+    storage = tmp_path / "storage"
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "dicomscu", "serve", "--port", str(port), "--bind",
+                               "127.0.0.1", "--storage", str(storage)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    wait_for_port(port, server, timeout=30)
+    clients = [subprocess.Popen([sys.executable, "-m", "dicomscu", "--store", "127.0.0.1", str(port), "--call",
+                                 "DICOMSCU", "-r", str(data / "small"), "--no-progress"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(storage.rglob("*.dcm"))) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    finally:
+        for client in clients:
+            client.kill()
+            client.wait()
+    assert server.returncode == 0, output
+    with sqlite3.connect(storage / "index.sqlite") as db:
+        rows = {os.path.normpath(storage / path) for (path,) in db.execute("SELECT path FROM instances")}
+    files = {os.path.normpath(p) for p in storage.rglob("*.dcm")}
+    assert files == rows and len(files) >= 100
+    assert not list(storage.rglob("*.part"))
+
+
+@pytest.mark.parametrize("operation", ["--get", "--move"])
+def test_cut_and_missing_files_are_failed_sub_operations_and_the_rest_goes(tmp_path, sample, operation):
+    move_port = free_port()
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               destinations={"BACK": ("127.0.0.1", move_port)}))
+    server.start()
+    try:
+        patient = pydicom.dcmread(sample[0]).PatientID
+        mine = [p for p in sample if pydicom.dcmread(p).PatientID == patient]
+        assert dicomscu.store(peer_of(server), [str(p) for p in mine]).stored == 4
+        stored = stored_files(server)
+        cut, gone = stored[0], stored[1]
+        cut.write_bytes(cut.read_bytes()[: len(cut.read_bytes()) // 2])
+        gone.unlink()
+        out = tmp_path / "out"
+        extra = ["--aetitle", "BACK", "--port-scp", str(move_port)] if operation == "--move" else []
+        result = run_dicomscu(operation, "--patient", "--patientroot", "127.0.0.1", str(server.config.port),
+                              "--call", "DICOMSCU", "-k", f"PatientID={patient}", "-o", str(out), "--format", "json",
+                              *extra, timeout=60)
+    finally:
+        server.stop()
+    document = json.loads(result.stdout)
+    assert (document["completed"], document["failed"]) == (2, 2), document
+    assert document["written"] == 2 and result.returncode == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in stored[2:])

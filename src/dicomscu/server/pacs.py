@@ -16,7 +16,9 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
+from io import BytesIO
 
 from pydicom import dcmread
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
@@ -24,13 +26,17 @@ from pynetdicom import sop_class as sc
 
 from dicomscu.errors import UsageError
 from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter, discard, remove_partial_files
-from dicomscu.files.probe import BadFile, valid_uid
+from dicomscu.files.probe import BadFile, probe, valid_uid
 from dicomscu.server.index import Index, QueryTooLong, index_row
 from dicomscu.transport import server as tuned_server
-from dicomscu.transport.peer import TLS
 from dicomscu.storage_classes import STORAGE_UIDS
+from dicomscu.transport.peer import TLS
 
 LOGGER = logging.getLogger("dicomscu.server")
+#: What the retrieve handlers yield for an instance that cannot be sent (see Pacs._datasets).
+NOT_SENT = "not sent"
+#: On SIGTERM or Ctrl-C, associations under way get this long to finish before they are aborted.
+STOP_GRACE = 10.0
 
 QR_CLASSES = {
     "find": (sc.PatientRootQueryRetrieveInformationModelFind, sc.StudyRootQueryRetrieveInformationModelFind),
@@ -60,10 +66,7 @@ class Pacs:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.storage = os.path.realpath(config.storage)
-        os.makedirs(self.storage, exist_ok=True)
-        for path in remove_partial_files(self.storage):  # left by a kill -9: never a whole instance
-            LOGGER.warning("removed the partial file %s", path)
-        self.index = Index(os.path.join(self.storage, "index.sqlite"))
+        self.index = _open_storage(self.storage, config.storage)
         self._writer = InstanceWriter(self.storage, "study")
         self._write_lock = threading.Lock()
         self._server = None
@@ -98,11 +101,26 @@ class Pacs:
         LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed",
                     self.config.aetitle, self.config.port, self.storage, self.index.count())
 
-    def stop(self) -> None:
-        if self._server is not None:
-            tuned_server.stop(self._server)
-            self._server = None
-        self.index.close()
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop accepting, let the associations under way finish (aborting them after `grace` s), then
+        close the index: no instance is written after its index is gone."""
+        server, self._server = self._server, None
+        if server is not None:
+            tuned_server.stop(server)
+            active = server.active_associations
+            if active:
+                LOGGER.warning("stopping: waiting up to %g s for %d association(s) to finish", grace, len(active))
+            deadline = time.monotonic() + grace
+            while active and time.monotonic() < deadline:
+                time.sleep(0.05)
+                active = [assoc for assoc in active if assoc.is_alive()]
+            for assoc in active:
+                LOGGER.warning("stopping: aborting the association from %s", assoc.requestor.address)
+                assoc.abort()
+            for assoc in active:
+                assoc.join(timeout=2)
+        with self._write_lock:  # a store still finishing its file and row completes first
+            self.index.close()
 
     # -- C-STORE ---------------------------------------------------------------
     def _on_store(self, event) -> int:
@@ -187,12 +205,21 @@ class Pacs:
             yield 0xFF00, match.identifier
 
     def _datasets(self, paths):
+        """(status, data set) per stored file, each proven whole first (the client's probe).
+
+        A file that is gone, cut or corrupt is one failed sub-operation, named in the
+        log, and the others still go: pynetdicom counts a sub-operation failed, and goes
+        on, when it is given something that is not a data set (:data:`NOT_SENT`).
+        """
         for path in paths:
             try:
-                yield 0xFF00, dcmread(self.resolve(path))
-            except Exception as exc:
-                LOGGER.error("cannot read %s: %s", path, exc)
-                yield 0xA702, None
+                with open(self.resolve(path), "rb") as handle:
+                    data = handle.read()
+                probe(data)
+                yield 0xFF00, dcmread(BytesIO(data))
+            except (OSError, BadFile) as exc:
+                LOGGER.error("not sent: %s: %s", self.resolve(path), getattr(exc, "strerror", None) or exc)
+                yield 0xFF00, NOT_SENT
 
     def _on_move(self, event):
         destination = self.config.destinations.get(_ae_text(event.move_destination))
@@ -226,6 +253,27 @@ class Pacs:
                 yield 0xFE00, None
                 return
             yield status, dataset
+
+
+def _open_storage(storage: str, given: str) -> Index:
+    """The storage directory, checked usable (writable, with its index), or a usage error naming it."""
+    if os.path.exists(storage) and not os.path.isdir(storage):
+        raise UsageError(f"--storage {given}: not a directory")
+    problem = None
+    try:
+        os.makedirs(storage, exist_ok=True)
+        for path in remove_partial_files(storage):  # left by a kill -9: never a whole instance
+            LOGGER.warning("removed the partial file %s", path)
+        probe = os.path.join(storage, ".dicomscu-write-check")
+        with open(probe, "wb"):
+            pass
+        os.unlink(probe)
+        return Index(os.path.join(storage, "index.sqlite"))
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    except sqlite3.Error as exc:
+        problem = f"cannot open its index {os.path.join(storage, 'index.sqlite')}: {exc}"
+    raise UsageError(f"--storage {given}: {problem}")
 
 
 def _ae_text(value) -> str:
