@@ -7,6 +7,9 @@ test_reliability_doc_lists_every_case).
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
 import struct
 import sys
 import time
@@ -310,3 +313,124 @@ def test_reliability_doc_lists_every_case():
 
 if __name__ == "__main__":  # print the case names, for the document
     print("\n".join(c.name for c in CASES), file=sys.stdout)
+
+
+# -- stopping: C-CANCEL ignored, Ctrl-C, SIGTERM ----------------------------------------
+
+
+def endless_find_peer(conn):
+    """Answers a C-FIND with pending matches for a minute, whatever we send (C-CANCEL included)."""
+    h.accept(conn)
+    request = h.read_request(conn)
+    conn.settimeout(0.05)
+    deadline = time.monotonic() + 60
+    number = 0
+    try:
+        while time.monotonic() < deadline:
+            conn.sendall(h.p_data(request.context_id, 3, h.response(0x8020, request.message_id, 0xFF00, FIND,
+                                                                    dataset=True)))
+            conn.sendall(h.p_data(request.context_id, 2, identifier(f"P{number % 1000}")))
+            number += 1
+            try:
+                conn.recv(65536)  # read and ignore (a C-CANCEL-RQ among it)
+            except socket.timeout:
+                pass
+    except OSError:
+        return  # we aborted
+
+
+def test_find_limit_against_a_peer_that_ignores_c_cancel_aborts_after_the_grace_period():
+    started = time.monotonic()
+    with h.HostilePeer(endless_find_peer) as peer:
+        result = run_find(peer, "--limit", "5")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 5
+    assert "ignored our C-CANCEL" in result.stderr and "Traceback" not in result.stderr
+    assert time.monotonic() - started < 30  # a hang bound, not a timing claim (the grace is 5 s)
+
+
+@pytest.mark.parametrize("signal_number, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                                       (signal.SIGTERM, 143, "terminated")])
+def test_find_stops_on_ctrl_c_and_sigterm_with_json_closed(signal_number, code, word):
+    with h.HostilePeer(endless_find_peer) as peer:
+        process = subprocess.Popen([sys.executable, "-m", "dicomscu", "--find", "127.0.0.1", str(peer.port),
+                                    "--timeout", "5", "-k", "10,20", "--format", "json"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)  # answers are flowing
+        process.send_signal(signal_number)
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            process.kill()
+    assert process.returncode == code, stderr
+    assert len(json.loads(stdout)) > 0  # the array is closed: valid JSON
+    assert word in stderr and "Traceback" not in stderr
+
+
+# -- C-GET sub-operations that disagree with what was asked --------------------------------
+
+
+def _encoded(template: Path, **values) -> bytes:
+    """An Implicit VR LE data set: the template file with some values changed."""
+    from pydicom import dcmread
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = dcmread(template)
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, ds)
+    return buffer.getvalue()
+
+
+def get_peer(sub_operations):
+    """A C-GET SCP sending `sub_operations` ((command SOP Instance UID, data set bytes) each), then success.
+
+    A C-FIND (our SOP class survey) is answered with no match."""
+    def script(conn):
+        rq = h.accept(conn)
+        request = h.read_request(conn)
+        if request.field == 0x0020:  # C-FIND: no match
+            conn.sendall(h.p_data(request.context_id, 3, h.response(0x8020, request.message_id, 0x0000, FIND)))
+            h.serve_release(conn)
+            return
+        store_cx = next(cid for cid, (abstract, _) in rq.contexts.items() if abstract == SC)
+        for number, (uid, data) in enumerate(sub_operations, start=1):
+            store = h.command(sorted([(0x0002, h._uid(SC)), (0x0100, h.us(0x0001)), (0x0110, h.us(number)),
+                                      (0x0700, h.us(0)), (0x0800, h.us(0)), (0x1000, h._uid(uid))]))
+            conn.sendall(h.p_data(store_cx, 3, store))
+            conn.sendall(h.p_data(store_cx, 2, data))
+            h.read_pdu(conn)  # our C-STORE-RSP (one P-DATA-TF)
+        counts = [(0x1021, h.us(len(sub_operations))), (0x1022, h.us(0)), (0x1023, h.us(0))]
+        conn.sendall(h.p_data(request.context_id, 3, h.response(0x8010, request.message_id, 0x0000,
+                                                                "1.2.840.10008.5.1.4.1.2.2.3", extra=counts)))
+        h.serve_release(conn)
+    return script
+
+
+def test_get_sub_operations_that_disagree_with_the_request_are_caught(tmp_path, small_files):
+    from pydicom import dcmread
+
+    original = dcmread(small_files[0])
+    study = original.StudyInstanceUID
+    other = "1.2.826.0.1.3680043.10.1137.77.1"
+    sub_operations = [
+        ("1.2.3.4.100", _encoded(small_files[0], SOPInstanceUID="1.2.3.4.101")),      # UID disagrees
+        ("1.2.3.4.200", _encoded(small_files[0], SOPInstanceUID="1.2.3.4.200")),
+        ("1.2.3.4.200", _encoded(small_files[0], SOPInstanceUID="1.2.3.4.200", PatientName="Other^One")),
+        ("1.2.3.4.300", _encoded(small_files[0], SOPInstanceUID="1.2.3.4.300", StudyInstanceUID=other)),
+    ]
+    out = tmp_path / "out"
+    with h.HostilePeer(get_peer(sub_operations)) as peer:
+        result = run_dicomscu("--get", "--study", "--studyroot", "127.0.0.1", str(peer.port), "--timeout", "5",
+                              "-k", f"StudyInstanceUID={study}", "-o", str(out), "--format", "json", timeout=60)
+    document = json.loads(result.stdout)
+    assert "renamed" in document, result.stderr
+    assert (document["renamed"], document["conflicting"], document["outside"]) == (1, 1, 1), result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["1.2.3.4.101.dcm", "1.2.3.4.200.dcm", "1.2.3.4.300.dcm"]
+    kept = dcmread(out / "1.2.3.4.200.dcm")
+    assert kept.PatientName == original.PatientName  # the first of the two is kept
+    assert dcmread(out / "1.2.3.4.101.dcm").file_meta.MediaStorageSOPInstanceUID == "1.2.3.4.101"
+    assert "Traceback" not in result.stderr and "two different data sets" in result.stderr

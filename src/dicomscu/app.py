@@ -19,17 +19,18 @@ from dicomscu import __version__
 from dicomscu.cli.help import HELP
 from dicomscu.cli.parser import parse
 from dicomscu.cli.request import DEBUG, VERBOSE, Request
-from dicomscu.errors import DicomscuError, UsageError
+from dicomscu.errors import DicomscuError, Stopped, Terminated, UsageError
 from dicomscu.output import logs
 
 LOGGER = logging.getLogger("dicomscu")
-INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _skip_unused_imports()
     request: Request | None = None
+    if argv[:1] != ["serve"]:  # serve drains its associations on SIGTERM itself
+        _stop_on_sigterm()
     try:
         if argv[:1] == ["serve"]:
             return run_serve(argv[1:])
@@ -48,9 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = "dicomscu " + argv[0] if argv[:1] in (["serve"], ["sample"]) else "dicomscu"
             print(f"Try '{command} --help' for more information.", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return INTERRUPTED
+    except KeyboardInterrupt as exc:
+        stopped = Stopped(exc)
+        _error(str(stopped))
+        return stopped.exit_code
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
         import os
 
@@ -64,6 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _error(f"internal error: {type(exc).__name__}: {exc} (please report it; run with -D for details)")
         return 1
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops every operation the way Ctrl-C does (C-CANCEL, A-ABORT, JSON closed), exit 143."""
+    import signal
+
+    import threading
+
+    def terminate(_signum, _frame):
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():  # main() may be called from a test's thread
+        signal.signal(signal.SIGTERM, terminate)
 
 
 def _skip_unused_imports() -> None:
@@ -93,7 +108,8 @@ def run(request: Request) -> int:
     runners = {"echo": run_echo, "store": run_store, "find": run_find, "move": run_retrieve, "get": run_retrieve}
     try:
         return runners[request.operation](request)
-    except DicomscuError as exc:
+    except (DicomscuError, KeyboardInterrupt) as raised:
+        exc = Stopped(raised) if isinstance(raised, KeyboardInterrupt) else raised
         if request.format == "json" and request.operation in ("echo", "get", "move"):
             # scripts parse stdout: a failure is a JSON document too (find keeps its answer array)
             from dicomscu.output import text
@@ -215,9 +231,9 @@ def run_store(request: Request) -> int:
             report = store(request.peer, request.files, recursive=request.recursive,
                            on_plan=on_plan, on_result=on_result, decompress=request.decompress,
                            jobs=request.jobs, journal=journal)
-    except DicomscuError as exc:
+    except (DicomscuError, KeyboardInterrupt) as exc:
         if as_json is not None:
-            as_json.fail(exc)
+            as_json.fail(Stopped(exc) if isinstance(exc, KeyboardInterrupt) else exc)
         raise
     if report.error is not None:
         _error(str(report.error))

@@ -74,3 +74,16 @@ class OperationFailed(DicomscuError):
     """The operation completed its exchange but the result is a failure."""
 
     exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: raised in the main thread so that it stops every operation as cleanly as Ctrl-C does."""
+
+
+class Stopped(DicomscuError):
+    """The user stopped the run: Ctrl-C (exit 130) or SIGTERM (exit 143).  Used to report it, not raised."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        terminated = isinstance(interrupt, Terminated)
+        super().__init__("terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)")
+        self.exit_code = 143 if terminated else 130

@@ -9,6 +9,7 @@ responses still in flight, so the peer is left in a clean state.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from io import BytesIO
@@ -28,6 +29,8 @@ from dicomscu.transport.association import Channel, associate
 from dicomscu.transport.peer import Peer
 
 #: How long to wait for the peer to acknowledge a C-CANCEL before giving up on it.
+LOGGER = logging.getLogger("dicomscu")
+#: After a C-CANCEL (--limit, Ctrl-C) the peer gets this long to end the C-FIND before an A-ABORT.
 CANCEL_GRACE = 5.0
 
 
@@ -60,6 +63,8 @@ class FindReport:
     matches: int = 0
     status: Status | None = None
     cancelled: bool = False
+    #: The peer kept answering after our C-CANCEL, so the association was aborted.
+    cancel_ignored: bool = False
     seconds: float = 0.0
 
     @property
@@ -134,8 +139,15 @@ def _raise_on_failure(report: FindReport) -> None:
 
 def _collect(channel: Channel, context_id: int, message_id: int, syntax, report: FindReport,
              on_answer, limit: int | None, raw: bool) -> None:
+    cancel_deadline = None  # set once we sent a C-CANCEL: the peer then gets CANCEL_GRACE to end
     while True:
-        response = channel.receive(message_id, "C-FIND")
+        if cancel_deadline is None:
+            response = channel.receive(message_id, "C-FIND")
+        else:
+            response = channel.poll(cancel_deadline - time.monotonic())
+            if response is None or getattr(response, "Status", None) is None:
+                _give_up(channel, report)
+                return
         status = decode_status(response.Status, "find")
         if status.category != PENDING:
             report.status = status
@@ -150,15 +162,28 @@ def _collect(channel: Channel, context_id: int, message_id: int, syntax, report:
         if limit is not None and report.matches >= limit:
             channel.send_encoded(context_id, dimse.c_cancel_rq(message_id), None, "C-CANCEL")
             report.cancelled = True
+            cancel_deadline = time.monotonic() + CANCEL_GRACE
+
+
+def _give_up(channel: Channel, report: FindReport) -> None:
+    """The peer went on past the C-CANCEL's grace period: A-ABORT (PS3.7 allows nothing gentler)."""
+    LOGGER.warning("%s did not end the C-FIND within %g s of our C-CANCEL: association aborted",
+                   report.peer, CANCEL_GRACE)
+    report.cancel_ignored = True
+    channel.abort()
 
 
 def _cancel(channel: Channel, context_id: int, message_id: int) -> None:
-    """Ctrl-C: ask the peer to stop, and wait briefly for it to confirm."""
+    """Ctrl-C: ask the peer to stop, and wait briefly (CANCEL_GRACE at most) for it to confirm."""
     channel.send_encoded(context_id, dimse.c_cancel_rq(message_id), None, "C-CANCEL")
     deadline = time.monotonic() + CANCEL_GRACE
     while True:
         response = channel.poll(deadline - time.monotonic())
-        if response is None or decode_status(response.Status, "find").category != PENDING:
+        if response is None:
+            channel.abort()
+            return
+        if getattr(response, "Status", None) is not None and \
+                decode_status(response.Status, "find").category != PENDING:
             return
 
 

@@ -18,6 +18,7 @@ Instances are written by :class:`~dicomscu.files.instances.InstanceWriter`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import MutableSequence
@@ -40,8 +41,8 @@ from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import build_context
 
 from dicomscu.errors import DicomscuError, OperationFailed, PeerTimeout, UsageError
-from dicomscu.files.instances import InstanceWriter
-from dicomscu.files.probe import BadFile, valid_uid
+from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
+from dicomscu.files.probe import BadFile, top_level_values, valid_uid
 from dicomscu.operations.status import FAILURE, PENDING, SUCCESS, WARNING, Status, decode
 from dicomscu.query.build import QUERY_LEVEL, Query, build_query
 from dicomscu.storage_classes import STORAGE_UIDS
@@ -50,6 +51,7 @@ from dicomscu.transport.association import Channel, associate
 from dicomscu.transport.peer import Peer
 
 LOGGER = logging.getLogger("dicomscu")
+SOP_INSTANCE = 0x00080018
 #: PS3.8: at most 128 presentation contexts; one is the GET context itself.
 MAX_STORAGE_CONTEXTS = 127
 #: SOP Instance UIDs per image-level request when retrieving what is missing.
@@ -115,6 +117,14 @@ class RetrieveReport:
     refused_classes: list[str] = field(default_factory=list)
     #: What to do about a failure, when we can tell (C-MOVE).
     advice: str = ""
+    #: Instances whose data set named another SOP Instance UID than the request (written as the data set's),
+    #: different data sets refused under a UID already received, instances outside the studies/series asked.
+    renamed: int = 0
+    conflicting: int = 0
+    outside: int = 0
+    #: SHA-1 of each data set received, by SOP Instance UID (20 bytes an instance), and the scope asked for.
+    received: dict[str, bytes] = field(default_factory=dict, repr=False)
+    scope: Scope | None = None
 
     @property
     def total(self) -> int:
@@ -198,6 +208,7 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
     started = time.perf_counter()
     if identifiers is None:
         identifiers = _identifiers(peer, query, options, report, "C-MOVE")
+    report.scope = Scope.of(identifiers)
     writer = InstanceWriter(options.output, options.layout)
     destination = options.move_destination or peer.calling_ae
     if options.move_destination is None and options.port_scp is None:
@@ -305,6 +316,7 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
     started = time.perf_counter()
     if identifiers is None:
         identifiers = _identifiers(peer, query, options, report, "C-GET")
+    report.scope = Scope.of(identifiers)
     learned = survey_classes(peer, query, identifiers) if identifiers else {}
     writer = InstanceWriter(options.output, options.layout)
     sop_class = query.model.get
@@ -460,6 +472,9 @@ def _combine(peer: Peer, parts: list[RetrieveReport]) -> RetrieveReport:
         total.write_errors += part.write_errors
         total.requests += part.requests
         total.refused_classes += [uid for uid in part.refused_classes if uid not in total.refused_classes]
+        total.renamed += part.renamed
+        total.conflicting += part.conflicting
+        total.outside += part.outside
         if part.status is not None and (total.status is None or part.status.category == FAILURE):
             total.status = part.status
         total.operation = part.operation
@@ -569,17 +584,72 @@ def _store_one(channel: Channel, context_id: int, request, writer: InstanceWrite
 
 def store_instance(writer: InstanceWriter, dataset: bytes, sop_class: str, sop_instance: str,
                    syntax: str, report: RetrieveReport) -> int:
-    """Write one received instance; the C-STORE status to answer (PS3.4 B.2.3)."""
+    """Write one received instance; the C-STORE status to answer (PS3.4 B.2.3).
+
+    The data set says which instance it is: a request naming another SOP Instance UID
+    is written under the data set's, with a warning.  A second, different data set
+    under a UID already written in this retrieval is refused (0x0111) and the first
+    kept; an instance outside the studies or series asked for is written, with a
+    warning.  Each is counted in the report.
+    """
     try:
-        writer.write(dataset, sop_class, sop_instance, syntax)
+        values = top_level_values(dataset, syntax, [SOP_INSTANCE, PATIENT_ID, STUDY_UID, SERIES_UID])
     except BadFile as exc:
         report.write_errors.append(f"{sop_instance}: {exc}")
         return 0xC000  # Error: cannot understand
+    uid = values[SOP_INSTANCE]
+    if uid != sop_instance:
+        if not valid_uid(uid):
+            report.write_errors.append(f"{sop_instance}: the data set's SOP Instance UID {uid[:70]!r} is not a UID")
+            return 0xC000
+        LOGGER.warning("the server sent SOP Instance UID %s in the request but %s in the data set: written as %s",
+                       sop_instance, uid, uid)
+        report.renamed += 1
+    digest = hashlib.sha1(dataset).digest()
+    earlier = report.received.get(uid)
+    if earlier == digest:
+        return 0x0000  # the same data set again: written already
+    if earlier is not None:
+        LOGGER.warning("the server sent two different data sets as SOP Instance %s: the first is kept", uid)
+        report.conflicting += 1
+        return 0x0111  # Duplicate SOP Instance
+    if report.scope and not report.scope.contains(values[STUDY_UID], values[SERIES_UID]):
+        LOGGER.warning("instance %s is outside what was asked for (study %s, series %s): written all the same",
+                       uid, values[STUDY_UID], values[SERIES_UID])
+        report.outside += 1
+    try:
+        writer.write(dataset, sop_class, uid, syntax, values)
+    except BadFile as exc:
+        report.write_errors.append(f"{uid}: {exc}")
+        return 0xC000
     except OSError as exc:
-        report.write_errors.append(f"{sop_instance}: cannot write: {exc.strerror or exc}")
+        report.write_errors.append(f"{uid}: cannot write: {exc.strerror or exc}")
         return 0xA700  # Refused: out of resources
+    report.received[uid] = digest
     report.written += 1
     return 0x0000
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The studies and series a retrieval asked for (empty: not known at that level)."""
+
+    studies: frozenset[str]
+    series: frozenset[str]
+
+    @classmethod
+    def of(cls, identifiers: list[Dataset]) -> "Scope":
+        def every(keyword: str) -> frozenset[str]:
+            found = [_key_value(item.get(keyword, "") or "") for item in identifiers]
+            return frozenset(uid for text in found for uid in text.split("\\")) if all(found) else frozenset()
+
+        return cls(every("StudyInstanceUID"), every("SeriesInstanceUID"))
+
+    def __bool__(self) -> bool:
+        return bool(self.studies or self.series)
+
+    def contains(self, study: str, series: str) -> bool:
+        return (not self.studies or study in self.studies) and (not self.series or series in self.series)
 
 
 def _raise_on_failure(report: RetrieveReport) -> None:

@@ -48,7 +48,9 @@ def store_summary(report: StoreReport) -> str:
 def find_summary(report: FindReport) -> str:
     level = f" {report.query.level}" if report.query.level else ""
     line = (f"C-FIND {report.peer} ({report.query.model.title}{level}): {report.matches} match(es), "
-            f"{report.status} in {report.seconds:.2f} s")
+            f"{report.status or 'no final status'} in {report.seconds:.2f} s")
+    if report.cancel_ignored:
+        return line + " (stopped by --limit: the peer ignored our C-CANCEL, so the association was aborted)"
     return line + (" (stopped by --limit: C-CANCEL sent)" if report.cancelled else "")
 
 
@@ -59,6 +61,11 @@ def retrieve_summary(report: RetrieveReport, directory: str) -> str:
         parts.append(f"{report.written} file(s) written to {directory}")
     if report.already_present:
         parts.append(f"{report.already_present} already present (skipped)")
+    for count, what in ((report.renamed, "written under their data set's SOP Instance UID"),
+                        (report.conflicting, "refused as a different data set under a UID already received"),
+                        (report.outside, "outside the studies or series asked for")):
+        if count:
+            parts.append(f"{count} {what}")
     from dicomscu.operations.retrieve import refused_note
 
     note = (report.advice + refused_note(report)) if report.failed else ""
@@ -117,7 +124,8 @@ def retrieve_json(report: RetrieveReport, directory: str, error=None) -> dict:
             "completed": report.completed, "failed": report.failed, "warning": report.warning,
             "written": report.written, "write_errors": report.write_errors,
             "already_present": report.already_present, "directory": directory,
-            "refused_classes": report.refused_classes,
+            "refused_classes": report.refused_classes, "renamed": report.renamed,
+            "conflicting": report.conflicting, "outside": report.outside,
             "seconds": round(report.seconds, 4), "error": error_json(error), "exit_code": exit_code}
 
 

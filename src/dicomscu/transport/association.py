@@ -273,7 +273,7 @@ class Channel:
         queued for a request of its own, and ours are not.
         """
         pending = self.assoc.dimse.msg_queue
-        while True:
+        for _ in range(DRAIN_AT_MOST):  # bounded: a peer may keep sending while we drop its messages
             try:
                 _, message = pending.get_nowait()
             except queue.Empty:
@@ -292,6 +292,10 @@ class Channel:
         self._drain()
         if not self.assoc.is_aborted and not self.assoc.is_released:
             self.assoc.abort()
+
+
+#: Queued messages dropped at most when an association ends.
+DRAIN_AT_MOST = 10_000
 
 
 def describe_reject(result: int, source: int, reason: int) -> str:
