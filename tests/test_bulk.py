@@ -339,3 +339,24 @@ def test_parallel_move_to_our_scp(loaded_serve, dataset_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert _uids(out) == expected and summary["written"] == summary["completed"] == len(expected)
+
+
+@pytest.mark.parametrize("line, message", [
+    ('timeout = "fast"', 'timeout = \'fast\': expected a number of seconds'),
+    ('tls = "no"', "tls = 'no': expected true or false"),
+    ("port = true", "port = True: expected a whole number"),
+    ("timeout = -3", "timeout = -3: expected a positive number"),
+])
+def test_profile_settings_of_the_wrong_type_are_named(tmp_path, line, message):
+    config = tmp_path / "servers.toml"
+    config.write_text(f'[pacs]\nhost = "127.0.0.1"\nport = 11999\n{line}\n'.replace("port = 11999\nport", "port"))
+    result = run_dicomscu("@pacs", "--config", str(config))
+    assert result.returncode == 2, result.stderr
+    assert str(config) in result.stderr and "[pacs]" in result.stderr and message in result.stderr
+
+
+def test_a_binary_profile_file_is_a_usage_error(tmp_path):
+    config = tmp_path / "servers.toml"
+    config.write_bytes(bytes(range(256)) * 4)
+    result = run_dicomscu("@pacs", "--config", str(config))
+    assert result.returncode == 2 and "internal error" not in result.stderr and str(config) in result.stderr

@@ -434,3 +434,29 @@ def test_get_sub_operations_that_disagree_with_the_request_are_caught(tmp_path, 
     assert kept.PatientName == original.PatientName  # the first of the two is kept
     assert dcmread(out / "1.2.3.4.101.dcm").file_meta.MediaStorageSOPInstanceUID == "1.2.3.4.101"
     assert "Traceback" not in result.stderr and "two different data sets" in result.stderr
+
+
+def test_a_peer_that_releases_first_is_answered_quietly():
+    """PS3.8 7.2.2: the acceptor may ask to release too (a collision if we ask at once): no noise, exit 0."""
+    answers = []
+
+    def script(conn):
+        h.accept(conn)
+        request = h.read_request(conn)
+        conn.sendall(h.p_data(request.context_id, 3, h.response(0x8030, request.message_id, 0x0000)))
+        conn.sendall(struct.pack(">BBLL", 0x05, 0, 4, 0))  # our own A-RELEASE-RQ
+        try:
+            conn.settimeout(5)
+            pdu_type, _ = h.read_pdu(conn)
+            answers.append(pdu_type)
+            if pdu_type == 0x05:  # theirs crossed ours: answer it
+                conn.sendall(h.release_rp())
+                answers.append(h.read_pdu(conn)[0])
+        except (ConnectionError, OSError):
+            pass
+
+    with h.HostilePeer(script) as peer:
+        result = run_dicomscu("127.0.0.1", str(peer.port), "--timeout", "5", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Invalid event" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert answers and answers[0] in (0x05, 0x06)  # a release request of ours (collision) or our reply

@@ -256,3 +256,22 @@ def test_dicomdir_is_skipped_with_a_clear_reason(storescp, dataset_dir, tmp_path
     assert report.stored == 1
     skipped = [r for r in results if r.outcome == "skipped"]
     assert len(skipped) == 1 and "DICOMDIR" in skipped[0].message
+
+
+def test_pipes_devices_and_folders_without_r_are_reported_once(storescp, dataset_dir, tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    shutil.copy(dataset_dir / "small" / "small_00001.dcm", tree / "one.dcm")
+    shutil.copy(dataset_dir / "small" / "small_00002.dcm", tree / "sub" / "two.dcm")
+    os.mkfifo(tree / "a-pipe")
+    os.mkfifo(tree / "sub" / "deep-pipe")
+    os.symlink("/dev/null", tree / "a-device")
+    result = run_dicomscu("--store", "127.0.0.1", str(storescp.port), "-r", str(tree), timeout=60)
+    lines = [line for line in result.stderr.splitlines() if "not a regular file" in line]
+    assert sorted(Path(line.split(": ")[1]).name for line in lines) == ["a-device", "a-pipe", "deep-pipe"], lines
+    assert "2 of 5 file(s) stored" in result.stdout and result.returncode == 1
+    only_folders = tmp_path / "only-folders"
+    (only_folders / "study").mkdir(parents=True)
+    shutil.copy(dataset_dir / "small" / "small_00001.dcm", only_folders / "study")
+    hint = run_dicomscu("--store", "127.0.0.1", str(storescp.port), str(only_folders))
+    assert "add -r" in hint.stderr and hint.returncode == 1

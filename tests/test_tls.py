@@ -121,3 +121,23 @@ def test_serve_over_tls(pki, tmp_path, dataset_dir):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_tls_ca_must_be_pem_and_may_be_a_directory(tmp_path, pki, tls_storescp):
+    """A non-PEM --tls-ca is a usage error naming the option; a hashed directory of CAs (capath) works."""
+    import shutil
+    import subprocess
+
+    junk = tmp_path / "junk.pem"
+    junk.write_bytes(b"\x00\x01 not a certificate")
+    bad = run_dicomscu("--tls", "--tls-ca", str(junk), "127.0.0.1", "11112")
+    assert bad.returncode == 2 and "--tls-ca" in bad.stderr and "internal error" not in bad.stderr
+    folder = tmp_path / "cas"
+    folder.mkdir()
+    shutil.copy(pki / "ca.crt", folder / "ca.pem")
+    subprocess.run(["openssl", "rehash", str(folder)], check=True, capture_output=True)
+    port, _ = tls_storescp
+    args = tls_args(pki)
+    args[args.index("--tls-ca") + 1] = str(folder)
+    ok = run_dicomscu("localhost", str(port), *args)
+    assert ok.returncode == 0, ok.stderr

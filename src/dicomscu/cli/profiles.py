@@ -23,8 +23,12 @@ from dataclasses import dataclass
 
 from dicomscu.errors import UsageError
 
-KEYS = {"host", "port", "call", "aetitle", "timeout", "max_pdu", "tls", "tls_ca", "tls_cert", "tls_key",
-        "tls_no_verify"}
+#: Every setting and the TOML type it must have.
+TYPES = {"host": str, "port": int, "call": str, "aetitle": str, "timeout": (int, float), "max_pdu": int,
+         "tls": bool, "tls_ca": str, "tls_cert": str, "tls_key": str, "tls_no_verify": bool}
+KEYS = set(TYPES)
+_TYPE_NAMES = {str: "a string in quotes", int: "a whole number", (int, float): "a number of seconds",
+               bool: "true or false"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ def load(path: str | None, environ=None) -> dict[str, Profile]:
             data = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"server profiles {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"server profiles {path}: not a text (TOML) file") from None
     profiles = {}
     for name, settings in data.items():
         if not isinstance(settings, dict):
@@ -65,8 +71,20 @@ def load(path: str | None, environ=None) -> dict[str, Profile]:
                              f"(known: {', '.join(sorted(KEYS))})")
         if "host" not in settings:
             raise UsageError(f"server profiles {path}: [{name}] needs a host")
+        for key, value in settings.items():
+            _check_type(path, name, key, value)
         profiles[name] = Profile(name, settings)
     return profiles
+
+
+def _check_type(path: str, name: str, key: str, value) -> None:
+    """A setting of the wrong type is named with its file (TOML's `tls = "no"` is true in Python)."""
+    wanted = TYPES[key]
+    right = isinstance(value, wanted) and not (isinstance(value, bool) and wanted is not bool)
+    if not right:
+        raise UsageError(f"server profiles {path}: [{name}] {key} = {value!r}: expected {_TYPE_NAMES[wanted]}")
+    if key == "timeout" and not value > 0:
+        raise UsageError(f"server profiles {path}: [{name}] timeout = {value!r}: expected a positive number")
 
 
 def find(name: str, path: str | None, environ=None) -> Profile:

@@ -3,7 +3,8 @@
 Yields lazily (a directory of a million files is never listed into memory as
 paths of ours beyond one directory at a time), in a stable order (sorted names),
 and each problem exactly once: missing paths, broken symbolic links, unreadable
-directories, directory loops met through symbolic links with ``-r``.
+directories, directory loops met through symbolic links with ``-r``, devices, pipes
+and sockets, and a folder of folders given without ``-r``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class InputProblem:
 
 
 Entry = Union[str, InputProblem]
+NOT_REGULAR = "not a regular file (device, socket or pipe): skipped"
 
 
 def expand(paths: Iterable[str], recursive: bool = False) -> Iterator[Entry]:
@@ -43,7 +45,7 @@ def expand(paths: Iterable[str], recursive: bool = False) -> Iterator[Entry]:
         elif stat.S_ISREG(info.st_mode):
             yield path
         else:
-            yield InputProblem(path, "not a regular file (device, socket or pipe)")
+            yield InputProblem(path, NOT_REGULAR)
 
 
 def _stat_problem(path: str, exc: OSError) -> str:
@@ -71,6 +73,7 @@ def _directory(
         yield InputProblem(path, f"cannot list directory: {exc.strerror or exc}")
         return
     subdirs = []
+    files = 0
     for name in names:
         child = os.path.join(path, name)
         try:
@@ -79,8 +82,15 @@ def _directory(
             yield InputProblem(child, _stat_problem(child, exc))
             continue
         if stat.S_ISREG(child_info.st_mode):
+            files += 1
             yield child
-        elif stat.S_ISDIR(child_info.st_mode) and recursive:
+        elif stat.S_ISDIR(child_info.st_mode):
             subdirs.append((child, child_info))
+        else:
+            yield InputProblem(child, NOT_REGULAR)
+    if not recursive:
+        if subdirs and not files:
+            yield InputProblem(path, f"holds {len(subdirs)} folder(s) and no file: add -r to send what they hold")
+        return
     for child, child_info in subdirs:
         yield from _directory(child, child_info, recursive, seen)

@@ -281,12 +281,25 @@ class Channel:
             LOGGER.debug("dropped an unexpected %s after the last response", type(message).__name__)
 
     def release(self) -> None:
-        """A-RELEASE; falls back to A-ABORT when the peer does not answer in time."""
+        """A-RELEASE; falls back to A-ABORT when the peer does not answer in time.
+
+        A peer may ask to release first (PS3.8 7.2.2): then we answer its request
+        instead of sending ours, as pynetdicom's own loop would.
+        """
         self._drain()
+        if self.assoc.is_established and self._peer_asked_to_release():
+            self.assoc.acse.send_release(is_response=True)
+            self.assoc.is_released, self.assoc.is_established = True, False
+            self.assoc.kill()
+            return
         if self.assoc.is_established:
             self.assoc.release()
         if not self.assoc.is_released and not self.assoc.is_aborted:
             self.abort()
+
+    def _peer_asked_to_release(self) -> bool:
+        """Did the peer send an A-RELEASE-RQ (PS3.8 state Sta8, awaiting our A-RELEASE response)?"""
+        return self.assoc.dul.state_machine.current_state == "Sta8" or self.assoc.acse.is_release_requested()
 
     def abort(self) -> None:
         self._drain()

@@ -68,11 +68,34 @@ class TLS:
     def __post_init__(self) -> None:
         import os
 
-        for option, path in (("--tls-cert", self.cert), ("--tls-key", self.key), ("--tls-ca", self.ca)):
+        for option, path in (("--tls-cert", self.cert), ("--tls-key", self.key)):
             if path is not None and not os.path.isfile(path):
                 raise UsageError(f"{option} {path}: no such file")
+        if self.ca is not None and not os.path.exists(self.ca):
+            raise UsageError(f"--tls-ca {self.ca}: no such file or directory")
         if self.key and not self.cert:
             raise UsageError("--tls-key needs --tls-cert")
+        if self.ca is not None:
+            self._load_ca(self._bare_context())  # a file that is not PEM is a usage error, before any traffic
+
+    def _bare_context(self):
+        import ssl
+
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+    def _load_ca(self, context) -> None:
+        """Trust `ca`: a PEM file of certificates, or a directory of them (OpenSSL's c_rehash layout)."""
+        import os
+        import ssl
+
+        try:
+            if os.path.isdir(self.ca):
+                context.load_verify_locations(capath=self.ca)
+            else:
+                context.load_verify_locations(cafile=self.ca)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise UsageError(f"--tls-ca {self.ca}: not a PEM certificate file or directory "
+                             f"({getattr(exc, 'reason', None) or exc})") from None
 
     def server_context(self):
         """A server-side ssl.SSLContext: our certificate; clients verified against `ca` when given."""
@@ -83,10 +106,10 @@ class TLS:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
             context.load_cert_chain(self.cert, self.key)
-            if self.ca:
-                context.load_verify_locations(self.ca)
         except (ssl.SSLError, OSError) as exc:
-            raise UsageError(f"--tls-cert {self.cert}: cannot load the certificate, key or CA: {exc}") from None
+            raise UsageError(f"--tls-cert {self.cert}: cannot load the certificate and key: {exc}") from None
+        if self.ca:
+            self._load_ca(context)
         if self.ca and self.verify:
             context.verify_mode = ssl.CERT_REQUIRED  # PS3.15 B.1: both sides authenticate
         return context
@@ -95,7 +118,18 @@ class TLS:
         """A client-side ssl.SSLContext for these settings."""
         import ssl
 
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
+        import os
+
+        if self.ca is None:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        else:  # trust this CA only, not the system's
+            folder = os.path.isdir(self.ca)
+            try:
+                context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=None if folder else self.ca,
+                                                     capath=self.ca if folder else None)
+            except (ssl.SSLError, OSError) as exc:
+                raise UsageError(f"--tls-ca {self.ca}: not a PEM certificate file or directory "
+                                 f"({getattr(exc, 'reason', None) or exc})") from None
         if not self.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
