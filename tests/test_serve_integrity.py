@@ -308,3 +308,67 @@ def test_cut_and_missing_files_are_failed_sub_operations_and_the_rest_goes(tmp_p
     assert (document["completed"], document["failed"]) == (2, 2), document
     assert document["written"] == 2 and result.returncode == 1
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in stored[2:])
+
+
+def test_idle_and_slow_connections_do_not_lock_clients_out(tmp_path):
+    """More idle connections than --max-associations, and a slowloris: both dropped by ARTIM, then clients get in."""
+    import socket as sockets
+    import threading
+
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               max_associations=8))
+    server.start()
+    idle = [sockets.create_connection(("127.0.0.1", server.config.port)) for _ in range(12)]
+    stop = threading.Event()
+
+    def slowloris() -> None:
+        with sockets.create_connection(("127.0.0.1", server.config.port)) as conn:
+            for byte in b"\x01\x00\x00\x00\x10\x00" * 10:
+                if stop.wait(2):
+                    return
+                try:
+                    conn.send(bytes([byte]))
+                except OSError:
+                    return
+
+    trickle = threading.Thread(target=slowloris, daemon=True)
+    trickle.start()
+    try:
+        started = time.monotonic()
+        while True:
+            echo = run_dicomscu("127.0.0.1", str(server.config.port), "--call", "DICOMSCU", "--timeout", "5",
+                                timeout=30)
+            if echo.returncode == 0 or time.monotonic() - started > 40:
+                break
+            time.sleep(1)
+        assert echo.returncode == 0, echo.stderr
+        assert time.monotonic() - started < 30  # ARTIM is 10 s: a hang bound, not a timing claim
+    finally:
+        stop.set()
+        for conn in idle:
+            conn.close()
+        server.stop()
+
+
+def test_a_plain_connection_to_a_tls_port_does_not_block_tls_clients(tmp_path):
+    import socket as sockets
+    import subprocess
+
+    folder = tmp_path / "pki"
+    folder.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", "server.key",
+                    "-out", "server.crt"], cwd=folder, check=True, capture_output=True)
+    from dicomscu.transport.peer import TLS
+
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               tls=TLS(cert=str(folder / "server.crt"), key=str(folder / "server.key"))))
+    server.start()
+    plain = sockets.create_connection(("127.0.0.1", server.config.port))  # sends nothing, ever
+    try:
+        echo = run_dicomscu("localhost", str(server.config.port), "--call", "DICOMSCU", "--tls", "--tls-ca",
+                            str(folder / "server.crt"), "--timeout", "5", timeout=30)
+        assert echo.returncode == 0, echo.stderr
+    finally:
+        plain.close()
+        server.stop()

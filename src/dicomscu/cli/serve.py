@@ -27,6 +27,10 @@ a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
   --config FILE          TOML file with [destinations] AE = "host:port" entries.
   --require-calling AE   Accept only this calling AE title (repeatable).
   --no-overwrite         Refuse a SOP Instance already stored (default: replace it).
+  --max-associations N   Connections served at once (default 32); more are rejected
+                         (A-ASSOCIATE-RJ, transient: local limit exceeded). A connection
+                         that sends no A-ASSOCIATE-RQ within 10 s, or takes more than 30 s
+                         over the rest of a PDU, is dropped; a TLS handshake has 10 s.
   --reindex              Rebuild the index from the files in DIR, then serve.
   --tls-cert FILE, --tls-key FILE
                          Serve over TLS (PS3.15) with this certificate and key (PEM).
@@ -54,6 +58,7 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
     p.add_argument("--config")
     p.add_argument("--require-calling", action="append", default=[])
     p.add_argument("--no-overwrite", action="store_true")
+    p.add_argument("--max-associations", default="32")
     p.add_argument("--reindex", action="store_true")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
@@ -77,9 +82,16 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
         destinations=destinations,
         require_calling=[check_ae_title(ae, "--require-calling") for ae in ns.require_calling],
         overwrite=not ns.no_overwrite,
+        max_associations=_positive(_int(ns.max_associations, "--max-associations"), "--max-associations"),
         tls=TLS(cert=ns.tls_cert, key=ns.tls_key, ca=ns.tls_ca) if ns.tls_cert or ns.tls_key or ns.tls_ca else None,
     )
     return ServeRequest(config, reindex=ns.reindex, log_level=level, log_file=ns.log_file)
+
+
+def _positive(value: int, option: str) -> int:
+    if not 1 <= value <= 1000:
+        raise UsageError(f"{option} {value}: give 1 to 1000")
+    return value
 
 
 def _destination(text: str, where: str) -> dict[str, tuple[str, int]]:

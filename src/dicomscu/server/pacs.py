@@ -56,6 +56,8 @@ class ServerConfig:
     #: Calling AE titles accepted (empty: any).
     require_calling: list[str] = field(default_factory=list)
     overwrite: bool = True
+    #: Connections served at once (each an association, or one on its way to being one).
+    max_associations: int = 32
     #: TLS (our certificate and key, the CA clients must be signed by), or None for plain TCP.
     tls: TLS | None = None
 
@@ -75,7 +77,7 @@ class Pacs:
     def _build_ae(self) -> AE:
         ae = AE(ae_title=self.config.aetitle)
         ae.maximum_pdu_size = 0
-        ae.maximum_associations = 32
+        ae.maximum_associations = self.config.max_associations
         if self.config.require_calling:
             ae.require_calling_aet = list(self.config.require_calling)
         ae.add_supported_context(sc.Verification)

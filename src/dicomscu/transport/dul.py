@@ -35,6 +35,10 @@ LOGGER = logging.getLogger("dicomscu.transport")
 
 #: Longest a blocked reactor sleeps before re-checking timers and the kill flag.
 IDLE_TICK = 0.05
+#: DIMSE messages received but not yet taken by their consumer, past which the reactor stops reading the
+#: socket: a consumer slowed by its output (a pipe to a slow reader) slows the peer through TCP, instead
+#: of every answer piling up in memory.
+BACKLOG = 256
 
 
 class EventDrivenDUL(DULServiceProvider):
@@ -127,12 +131,21 @@ class EventDrivenDUL(DULServiceProvider):
         except OSError:  # buffer full (already awake) or reactor gone: nothing to do
             return
 
+    def _backlogged(self) -> bool:
+        return self.assoc.dimse.msg_queue.qsize() >= BACKLOG
+
+    def _is_transport_event(self) -> bool:
+        if self._backlogged():
+            return False  # leave the data in the kernel: TCP pushes back on the peer
+        return super()._is_transport_event()
+
     def _wait_for_work(self) -> None:
-        if self.socket is not None and self.socket.ready:
+        backlogged = self._backlogged()
+        if self.socket is not None and self.socket.ready and not backlogged:
             return  # read-ahead data is waiting in the socket's buffer, not in the kernel
         waitables: list = [self._wake_rx]
         raw = self.socket.socket if self.socket is not None else None
-        if raw is not None and self.socket._is_connected:
+        if raw is not None and self.socket._is_connected and not backlogged:
             waitables.append(raw)
         try:
             readable, _, _ = select.select(waitables, [], [], IDLE_TICK)

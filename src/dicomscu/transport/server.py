@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
+import sys
 import types
 from typing import Callable
 
 from pydicom.uid import UID
 from pynetdicom import evt
-from pynetdicom.transport import RequestHandler
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dicomscu.transport.assembly import Assembler
 from dicomscu.transport.dimse import StoreRequest, c_store_rsp, p_data_tf, parse_store_request
@@ -27,8 +29,13 @@ from dicomscu.transport.socket import TunedSocket
 
 LOGGER = logging.getLogger("dicomscu.transport")
 
-#: A peer that stops sending in the middle of a PDU is dropped after this long.
-READ_TIMEOUT = 60.0
+#: A peer that takes longer than this to send the rest of a PDU header or body is dropped (a whole-read
+#: deadline, not per byte: a slowloris sending a byte every few seconds is dropped all the same).
+READ_TIMEOUT = 30.0
+#: A connection has this long to complete its TLS handshake (in its own thread: the accept loop never waits).
+HANDSHAKE_TIMEOUT = 10.0
+#: ARTIM (PS3.8 9.1.5): a connection that has not sent its A-ASSOCIATE-RQ within this long is dropped.
+ARTIM = 10.0
 
 
 #: Longest the acceptor's thread waits for a DIMSE message before checking release/abort.
@@ -39,13 +46,44 @@ TICK = 0.005
 StoreCallback = Callable[[str, str, bytes, UID], int]
 
 
+class TunedAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's server, with the TLS handshake moved from the accept loop to each connection's thread.
+
+    pynetdicom wraps each accepted socket with a blocking handshake in the accept loop:
+    one idle plain TCP connection to a TLS port would keep every other client out.
+    """
+
+    daemon_threads = True
+
+    def get_request(self):
+        client, address = self.socket.accept()
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        return client, address
+
+    def handle_error(self, request, client_address) -> None:  # one line, not socketserver's traceback
+        LOGGER.warning("connection from %s ended: %s", client_address, sys.exc_info()[1])
+
+
 class TunedRequestHandler(RequestHandler):
     #: Set by :func:`tune`: plain C-STORE-RQs are decoded and answered directly with it.
     on_store: StoreCallback | None = None
 
+    def handle(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.settimeout(HANDSHAKE_TIMEOUT)
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                LOGGER.warning("TLS handshake with %s failed: %s", self.client_address[0], exc)
+                self.request.close()
+                return
+        super().handle()
+
     def _create_association(self):
         assoc = super()._create_association()
         assoc.dul = EventDrivenDUL(assoc)  # its DUL thread is not started yet
+        assoc.acse_timeout = min(assoc.acse_timeout or ARTIM, ARTIM)  # the new DUL's ARTIM timer too
         assoc.dul.socket = TunedSocket(assoc, client_socket=self.request, read_timeout=READ_TIMEOUT,
                                        max_pdu=self.ae.maximum_pdu_size)
         if self.on_store is not None:
@@ -150,10 +188,8 @@ def listen(ae, address: tuple[str, int], evt_handlers: list, on_store: StoreCall
     """Accept associations for `ae` on `address` in a background thread, tuned from the first one."""
     import threading
 
-    from pynetdicom.transport import ThreadedAssociationServer
-
     server = ae.make_server(address, evt_handlers=evt_handlers, ssl_context=ssl_context,
-                            server_class=ThreadedAssociationServer)
+                            server_class=TunedAssociationServer)
     tune(server, on_store)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL}, daemon=True,
                      name=f"listener-{address[1]}").start()

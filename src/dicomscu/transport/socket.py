@@ -19,6 +19,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from pynetdicom import evt
@@ -174,8 +175,13 @@ class TunedSocket(AssociationSocket):
             raise OSError(self.failure)
         buffer = self._buffer
         sock = self.socket
+        deadline = time.monotonic() + self.read_timeout  # for the whole read, however the bytes trickle in
+        dul = getattr(self.assoc, "dul", None)
+        if dul is not None and dul.state_machine.current_state == "Sta2":  # acceptor awaiting A-ASSOCIATE-RQ
+            deadline = min(deadline, time.monotonic() + max(dul.artim_timer.remaining, 0.0))  # ARTIM rules
         try:
             while len(buffer) < nr_bytes and sock is not None:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 received = sock.recv_into(self._scratch)
                 if not received:
                     if buffer or nr_bytes != 6:  # a header was already read
@@ -186,9 +192,12 @@ class TunedSocket(AssociationSocket):
         except socket.timeout:
             self.timed_out = True
             self.failure = (
-                f"the peer stopped sending in the middle of a PDU (nothing for {self.read_timeout:g} s)"
+                f"the peer stopped sending in the middle of a PDU (not all of it within {self.read_timeout:g} s)"
             )
             raise
+        finally:
+            if sock is not None and self.read_timeout:
+                sock.settimeout(self.read_timeout)  # sends keep their own bound
         data = buffer[:nr_bytes]
         del buffer[:nr_bytes]  # O(1) at the front of a bytearray
         return data
