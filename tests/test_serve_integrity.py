@@ -372,3 +372,28 @@ def test_a_plain_connection_to_a_tls_port_does_not_block_tls_clients(tmp_path):
     finally:
         plain.close()
         server.stop()
+
+
+def test_data_sets_past_max_size_are_refused_and_never_kept(tmp_path):
+    big = write_sample(tmp_path / "big", SampleSpec(patients=1, series=1, images=1, modalities=("CT",))).files[0]
+    small = write_sample(tmp_path / "small", SampleSpec(patients=1, series=1, images=1, modalities=("OT",),
+                                                        matrix=16, seed=3)).files[0]
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               max_size=64 << 10))
+    server.start()
+    try:
+        results = []
+        report = dicomscu.store(peer_of(server), [str(big), str(small)], on_result=results.append)
+    finally:
+        server.stop()
+    outcome = {r.path: (r.outcome, r.message) for r in results}
+    assert report.stored == 1 and outcome[str(big)][0] == "failed" and "0xA700" in outcome[str(big)][1]
+    assert [p.name for p in (tmp_path / "storage").rglob("*.dcm")] == [f"{pydicom.dcmread(small).SOPInstanceUID}.dcm"]
+
+
+def test_max_size_option_reads_units():
+    from dicomscu.cli.serve import parse_serve
+
+    assert parse_serve(["--max-size", "500M"]).config.max_size == 500 << 20
+    assert parse_serve(["--max-size", "2g"]).config.max_size == 2 << 30
+    assert parse_serve([]).config.max_size == 4 << 30

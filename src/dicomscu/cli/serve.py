@@ -27,6 +27,8 @@ a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
   --config FILE          TOML file with [destinations] AE = "host:port" entries.
   --require-calling AE   Accept only this calling AE title (repeatable).
   --no-overwrite         Refuse a SOP Instance already stored (default: replace it).
+  --max-size SIZE        Largest data set accepted (default 4G; K, M, G suffixes): a larger
+                         one is refused (0xA700) without being held in memory.
   --max-associations N   Connections served at once (default 32); more are rejected
                          (A-ASSOCIATE-RJ, transient: local limit exceeded). A connection
                          that sends no A-ASSOCIATE-RQ within 10 s, or takes more than 30 s
@@ -59,6 +61,7 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
     p.add_argument("--require-calling", action="append", default=[])
     p.add_argument("--no-overwrite", action="store_true")
     p.add_argument("--max-associations", default="32")
+    p.add_argument("--max-size", default="4G")
     p.add_argument("--reindex", action="store_true")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
@@ -82,10 +85,25 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
         destinations=destinations,
         require_calling=[check_ae_title(ae, "--require-calling") for ae in ns.require_calling],
         overwrite=not ns.no_overwrite,
+        max_size=_size(ns.max_size, "--max-size"),
         max_associations=_positive(_int(ns.max_associations, "--max-associations"), "--max-associations"),
         tls=TLS(cert=ns.tls_cert, key=ns.tls_key, ca=ns.tls_ca) if ns.tls_cert or ns.tls_key or ns.tls_ca else None,
     )
     return ServeRequest(config, reindex=ns.reindex, log_level=level, log_file=ns.log_file)
+
+
+def _size(text: str, option: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    number, unit = text.strip().upper().rstrip("B"), ""
+    if number and number[-1] in units:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = int(number) * units[unit]
+    except ValueError:
+        raise UsageError(f"{option} {text}: give a size such as 500M or 2G") from None
+    if value < 1024:
+        raise UsageError(f"{option} {text}: give at least 1K")
+    return value
 
 
 def _positive(value: int, option: str) -> int:

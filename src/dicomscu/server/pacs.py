@@ -58,6 +58,8 @@ class ServerConfig:
     overwrite: bool = True
     #: Connections served at once (each an association, or one on its way to being one).
     max_associations: int = 32
+    #: A C-STORE data set larger than this (bytes) is refused with 0xA700 and never held in memory.
+    max_size: int = 4 << 30
     #: TLS (our certificate and key, the CA clients must be signed by), or None for plain TCP.
     tls: TLS | None = None
 
@@ -97,6 +99,7 @@ class Pacs:
         try:
             self._server = tuned_server.listen(
                 self.ae, (self.config.host, self.config.port), handlers, on_store=self.store,
+                max_size=self.config.max_size,
                 ssl_context=self.config.tls.server_context() if self.config.tls else None)
         except OSError as exc:
             raise UsageError(f"serve --port {self.config.port}: cannot listen: {exc.strerror or exc}") from None

@@ -29,26 +29,33 @@ class Assembler:
     """A ``pdata_sink``: PDV items in, decoded messages out on `provider.msg_queue`.
 
     `parse(command_bytes)` returns an object with ``has_dataset`` and ``dataset``
-    attributes, or None to leave the message to pynetdicom.
+    attributes, or None to leave the message to pynetdicom.  Memory per message is
+    its data set, once: the fragments kept for a replay are dropped as soon as the
+    command is ours, and the data set is handed over without a copy.  A data set
+    past `max_dataset` bytes is not kept at all: the message arrives with an empty
+    data set and ``oversize`` set, for the receiver to refuse.
     """
 
-    def __init__(self, provider, parse: Callable[[bytes], object | None]) -> None:
+    def __init__(self, provider, parse: Callable[[bytes], object | None], max_dataset: int | None = None) -> None:
         self._provider = provider
         self._parse = parse
         self._full_decoder = provider.receive_primitive
+        self._max = max_dataset
         self._reset()
 
     def _reset(self) -> None:
         self._items: list = []  # PDV lists received for this message, for a replay
         self._command = bytearray()
         self._dataset = bytearray()
+        self._size = 0
         self._message = None
 
     def __call__(self, items) -> None:
         if self._provider.message is not None:  # pynetdicom is assembling this one
             self._full_decoder(_as_primitive(items))
             return
-        self._items.append(items)
+        if self._message is None:
+            self._items.append(items)  # needed only until the command set is known to be ours
         for context_id, pdv in items:
             control, data = pdv[0], pdv[1:]
             if control & _COMMAND:
@@ -62,11 +69,18 @@ class Assembler:
                     for queued in replay:
                         self._full_decoder(_as_primitive(queued))
                     return
+                self._items = []
+                self._message.oversize = False
             else:
-                self._dataset += data
+                self._size += len(data)
+                if self._max is None or self._size <= self._max:
+                    self._dataset += data
+                elif self._dataset:
+                    self._dataset = bytearray()  # past the limit: keep nothing more of it
                 if not control & _LAST or self._message is None:
                     continue
-                self._message.dataset = bytes(self._dataset)
+                self._message.oversize = self._max is not None and self._size > self._max
+                self._message.dataset = self._dataset  # no copy: a new buffer starts with the next message
             if self._message.dataset is not None or not self._message.has_dataset:
                 self._provider.msg_queue.put((context_id, self._message))
                 self._reset()

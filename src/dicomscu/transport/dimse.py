@@ -159,6 +159,8 @@ class Response:
     NumberOfWarningSuboperations: int | None = None
     #: The encoded data set (identifier) that followed the command, if any.
     dataset: bytes | None = None
+    #: The data set was larger than the receiver keeps (and was dropped).
+    oversize: bool = False
 
 
 #: Responses that :func:`parse_response` decodes: C-STORE, C-ECHO, C-FIND, C-MOVE, C-GET.
@@ -226,7 +228,9 @@ class StoreRequest:
     AffectedSOPClassUID: str
     AffectedSOPInstanceUID: str
     has_dataset: bool = True
-    dataset: bytes | None = None
+    dataset: bytes | bytearray | None = None
+    #: The data set was larger than the receiver keeps (and was dropped): refuse it.
+    oversize: bool = False
 
 
 _STORE_RQ_KNOWN = {0x0000, 0x0002, 0x0100, 0x0110, 0x0700, 0x0800, 0x1000, 0x1030, 0x1031}

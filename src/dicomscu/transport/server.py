@@ -68,6 +68,8 @@ class TunedAssociationServer(ThreadedAssociationServer):
 class TunedRequestHandler(RequestHandler):
     #: Set by :func:`tune`: plain C-STORE-RQs are decoded and answered directly with it.
     on_store: StoreCallback | None = None
+    #: Set by :func:`tune`: a C-STORE data set larger than this is not kept, and refused.
+    max_size: int | None = None
 
     def handle(self) -> None:
         if isinstance(self.request, ssl.SSLSocket):
@@ -87,8 +89,9 @@ class TunedRequestHandler(RequestHandler):
         assoc.dul.socket = TunedSocket(assoc, client_socket=self.request, read_timeout=READ_TIMEOUT,
                                        max_pdu=self.ae.maximum_pdu_size)
         if self.on_store is not None:
-            assoc.dul.pdata_sink = Assembler(assoc.dimse, parse_store_request)
+            assoc.dul.pdata_sink = Assembler(assoc.dimse, parse_store_request, self.max_size)
             assoc.dicomscu_on_store = self.on_store
+            assoc.dicomscu_max_size = self.max_size
         assoc._run_reactor = types.MethodType(_run_acceptor_reactor, assoc)
         return assoc
 
@@ -145,6 +148,10 @@ def _answer_store(assoc, context_id: int, request: StoreRequest) -> None:
         return
     if context.abstract_syntax != request.AffectedSOPClassUID:
         status = 0x0122  # Refused: SOP Class not supported (on this context)
+    elif request.oversize:
+        LOGGER.warning("refused %s: its data set is larger than --max-size (%d bytes)",
+                       request.AffectedSOPInstanceUID, assoc.dicomscu_max_size)
+        status = 0xA700  # Refused: out of resources
     else:
         try:
             status = assoc.dicomscu_on_store(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID,
@@ -184,13 +191,13 @@ def support_storage(ae, sop_classes, syntaxes, **roles) -> None:
 
 
 def listen(ae, address: tuple[str, int], evt_handlers: list, on_store: StoreCallback | None = None,
-           ssl_context=None):
+           ssl_context=None, max_size: int | None = None):
     """Accept associations for `ae` on `address` in a background thread, tuned from the first one."""
     import threading
 
     server = ae.make_server(address, evt_handlers=evt_handlers, ssl_context=ssl_context,
                             server_class=TunedAssociationServer)
-    tune(server, on_store)
+    tune(server, on_store, max_size)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL}, daemon=True,
                      name=f"listener-{address[1]}").start()
     return server
@@ -204,11 +211,12 @@ def stop(server) -> None:
     server.server_close()
 
 
-def tune(server, on_store: StoreCallback | None = None) -> None:
+def tune(server, on_store: StoreCallback | None = None, max_size: int | None = None) -> None:
     """Make `server` (from ``AE.start_server``) create tuned associations from now on.
 
     With `on_store`, plain C-STORE requests skip pynetdicom's DIMSE decoding and its
     EVT_C_STORE machinery: `on_store` gets the data set bytes and returns the status.
     """
     server.RequestHandlerClass = type("TunedStoreHandler", (TunedRequestHandler,),
-                                      {"on_store": staticmethod(on_store)}) if on_store else TunedRequestHandler
+                                      {"on_store": staticmethod(on_store), "max_size": max_size}
+                                      ) if on_store else TunedRequestHandler
