@@ -23,7 +23,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu import A_ABORT_RQ, A_RELEASE_RP
 from pynetdicom.pdu_primitives import A_P_ABORT
 
 from dicomscu.transport.dimse import parse_pdvs
@@ -183,6 +183,16 @@ class EventDrivenDUL(DULServiceProvider):
                 except queue.Empty:
                     self._wait_for_work()
                     continue
+                if event == "Evt11" and self.state_machine.current_state == "Sta8":
+                    # The peer's A-RELEASE-RQ arrived just before ours could leave (PS3.8 7.2.2): ours is
+                    # moot; answer theirs (the table has no transition for this, pynetdicom raises).
+                    LOGGER.debug("the peer asked to release first: answering its request")
+                    self._end(A_RELEASE_RP(), "the association was released by the peer")
+                    return
+                if event == "Evt14" and self.state_machine.current_state == "Sta13":
+                    LOGGER.debug("the peer's release request was answered already")  # two answers raced
+                    self._drop_local_primitive()
+                    continue
                 try:
                     self.state_machine.do_action(event)
                 except Exception as exc:  # pynetdicom choked on what the peer sent: abort, never hang
@@ -193,19 +203,30 @@ class EventDrivenDUL(DULServiceProvider):
             self._wake_rx.close()
             self._wake_tx.close()
 
+    def _drop_local_primitive(self) -> None:
+        """Remove the user's primitive whose event is being ignored (its action would have taken it)."""
+        try:
+            self.to_provider_queue.get(block=False)
+        except queue.Empty:
+            pass
+
     def _abort_after_failure(self, reason: str) -> None:
         """Send an A-ABORT, close, and wake whoever waits (ACSE or DIMSE) with the reason recorded."""
         abort = A_ABORT_RQ()
         abort.source = 0x02
         abort.reason_diagnostic = 0x00
+        self._end(abort, reason)
+
+    def _end(self, last_pdu, reason: str) -> None:
+        """Send `last_pdu`, close, and wake whoever waits (ACSE or DIMSE), the association over."""
         try:
             if self.socket is not None:
                 if not getattr(self.socket, "failure", None):
                     self.socket.failure = reason
-                self.socket.send(abort.encode())
+                self.socket.send(last_pdu.encode())
                 self.socket.close()
         except Exception:  # the connection may already be gone
-            LOGGER.debug("could not send the A-ABORT", exc_info=True)
+            LOGGER.debug("could not send the last PDU", exc_info=True)
         finally:
             assoc = self.assoc
             assoc.is_aborted = True
