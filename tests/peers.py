@@ -188,6 +188,26 @@ def storage_scp(ae_title: str, sop_classes, on_store, syntaxes=("1.2.840.10008.1
 
 
 @contextmanager
+def find_scp(ae_title: str, on_find):
+    """A pynetdicom C-FIND SCP (patient and study root) on a free loopback port: `on_find(event)` yields."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import (
+        PatientRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelFind,
+    )
+
+    ae = AE(ae_title=ae_title)
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    try:
+        yield port
+    finally:
+        server.shutdown()
+
+
+@contextmanager
 def silent_listener(accept: bool = True, script=None):
     """A TCP listener on loopback that misbehaves: accepts and stays silent, or runs `script(conn)`."""
     import threading

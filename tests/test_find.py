@@ -11,17 +11,12 @@ import subprocess
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelFind,
-)
 
 import dicomscu
 from dicomscu import Peer
 
 from conftest import run_dicomscu
-from peers import DcmQRSCP, Orthanc, free_port, need, stop, wait_for_port
+from peers import DcmQRSCP, Orthanc, find_scp, free_port, need, stop, wait_for_port
 
 
 @pytest.fixture(scope="module")
@@ -172,13 +167,8 @@ def capturing_scp():
         return
         yield  # a generator with no matches
 
-    ae = AE(ae_title="CAPTURE")
-    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
-    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-    port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
-    yield port, received
-    server.shutdown()
+    with find_scp("CAPTURE", on_find) as port:
+        yield port, received
 
 
 EQUIVALENTS = [
@@ -224,18 +214,11 @@ def test_store_query_unwritable_is_usage_error(tmp_path):
 
 
 def test_failure_status_decoded():
-    ae = AE(ae_title="BROKEN")
-    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
-
     def on_find(event):
         yield 0xA900, None
 
-    port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
-    try:
+    with find_scp("BROKEN", on_find) as port:
         result = run_dicomscu("--find", "127.0.0.1", str(port), "-k", "10,10")
-    finally:
-        server.shutdown()
     assert result.returncode == 1
     assert "0xA900 failure: Identifier Does Not Match SOP Class" in result.stderr
 
@@ -321,11 +304,7 @@ def test_ctrl_c_sends_cancel_and_leaves_valid_json():
             time.sleep(0.05)
             yield 0xFF00, answer
 
-    ae = AE(ae_title="SLOW")
-    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
-    port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
-    try:
+    with find_scp("SLOW", on_find) as port:
         process = subprocess.Popen([sys.executable, "-m", "dicomscu", "--find", "127.0.0.1", str(port),
                                     "--format", "json", "-k", "10,20"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -334,8 +313,6 @@ def test_ctrl_c_sends_cancel_and_leaves_valid_json():
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=20)
-    finally:
-        server.shutdown()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     answers = json.loads(stdout)

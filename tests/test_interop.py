@@ -303,10 +303,8 @@ def test_retrieved_files_honour_the_umask(serve_with_compressed, tmp_path):
 def test_answers_without_a_character_set_read_alike_in_every_format():
     from pydicom.dataelem import DataElement
     from pydicom.dataset import Dataset
-    from pynetdicom import AE, evt
-    from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind
 
-    from peers import free_port
+    from peers import find_scp
 
     def on_find(event):
         answer = Dataset()
@@ -315,19 +313,13 @@ def test_answers_without_a_character_set_read_alike_in_every_format():
         answer.PatientID = "P1"
         yield 0xFF00, answer
 
-    ae = AE(ae_title="LEGACY")
-    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
-    port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
-    try:
-        outputs = {}
+    outputs = {}
+    with find_scp("LEGACY", on_find) as port:
         for name in ("json", "csv", "dump"):
             result = run_dicomscu("--find", "--patient", "--patientroot", "127.0.0.1", str(port), "-k", "PatientName",
                                   "--format", name, "--charset", "ISO_IR 192")
             assert result.returncode == 0, result.stderr
             outputs[name] = result.stdout
-    finally:
-        server.shutdown()
     assert json.loads(outputs["json"])[0]["00100010"]["Value"][0]["Alphabetic"] == "Müller^Jérôme"
     for name, text in outputs.items():
         assert "Müller^Jérôme" in text and "\ufffd" not in text, (name, text)
