@@ -153,3 +153,22 @@ def test_retrieve_without_its_unique_key_says_what_to_add():
     assert result.returncode == 2
     assert "needs a value for PatientID: add -k PatientID=VALUE" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sizes_read_as_the_progress_bar_writes_them():
+    from rich.filesize import decimal
+
+    from dicomscu.output.text import human_size
+
+    for size in (0, 1, 2, 999, 1000, 1049, 999_999, 1_000_000, 12_345_678, 3 * 10**9, 7 * 10**12):
+        assert human_size(size) == decimal(size), size
+
+
+def test_log_file_is_truncated_and_an_unwritable_one_is_a_usage_error(tmp_path):
+    log = tmp_path / "trace.log"
+    log.write_text("an older run\n" * 100)
+    result = run_dicomscu("-L", str(log), "-V", "127.0.0.1", "1", "--timeout", "2")
+    assert "an older run" not in log.read_text()
+    assert result.returncode == 3
+    bad = run_dicomscu("-L", str(tmp_path / "no" / "such" / "dir" / "x.log"), "127.0.0.1", "1")
+    assert bad.returncode == 2 and "-L " in bad.stderr and "internal error" not in bad.stderr

@@ -202,7 +202,7 @@ def run_store(request: Request) -> int:
             print(line, file=stream, flush=True)
 
     def on_plan(plan) -> None:
-        LOGGER.info("%d DICOM file(s), %s, in %d association(s)", plan.files, text.megabytes(plan.bytes),
+        LOGGER.info("%d DICOM file(s), %s, in %d association(s)", plan.files, text.human_size(plan.bytes),
                     len(plan.groups))
         if bar is not None:
             bar.start(plan.files, plan.bytes)
@@ -297,7 +297,7 @@ def run_sample(argv: list[str]) -> int:
     except OSError as exc:
         raise UsageError(f"sample: cannot write to {request.outdir}: {exc.strerror or exc}") from None
     print(f"dicomscu sample: wrote {len(report.files)} file(s) for {report.patients} patient(s), "
-          f"{report.studies} study(ies), {report.series} series ({text.megabytes(report.bytes)}) "
+          f"{report.studies} study(ies), {report.series} series ({text.human_size(report.bytes)}) "
           f"to {request.outdir} in {report.seconds:.1f} s")
     return 0
 

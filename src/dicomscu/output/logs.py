@@ -13,6 +13,7 @@ import logging
 import sys
 
 from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING
+from dicomscu.errors import UsageError
 
 _LEVELS = {ERROR: logging.ERROR, WARNING: logging.WARNING, VERBOSE: logging.INFO, DEBUG: logging.DEBUG}
 
@@ -31,7 +32,13 @@ class OneLineFormatter(logging.Formatter):
 def setup(level: str, log_file: str | None = None) -> None:
     """Route dicomscu's and pynetdicom's logs to stderr (or `log_file`) at `level`."""
     handler: logging.Handler
-    handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(sys.stderr)
+    if log_file:
+        try:  # truncated at start, as gdcmscu's -L is
+            handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"-L {log_file}: cannot write the log file: {exc.strerror or exc}") from None
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter())
     ours = logging.getLogger("dicomscu")
     ours.handlers[:] = [handler]

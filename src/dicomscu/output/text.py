@@ -23,17 +23,24 @@ def file_line(result: FileResult) -> str:
     return f"{line}: {result.message}" if result.message else line
 
 
-def megabytes(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
+def human_size(size: float) -> str:
+    """Bytes in the units of the progress bar (rich's decimal ones): "512 bytes", "1.2 kB", "3.4 MB"."""
+    if size < 1000:
+        count = int(size)
+        return f"{count} byte" if count == 1 else f"{count} bytes"
+    for power, unit in enumerate(("kB", "MB", "GB", "TB", "PB", "EB"), start=1):
+        if size < 1000 ** (power + 1) or unit == "EB":
+            return f"{size / 1000 ** power:,.1f} {unit}"
+    raise AssertionError("unreachable")
 
 
 def store_summary(report: StoreReport) -> str:
     c = report.counts
     total = sum(c.values()) + report.not_sent
-    rate = report.bytes_sent / report.seconds / 1e6 if report.seconds > 0 else 0.0
+    rate = report.bytes_sent / report.seconds if report.seconds > 0 else 0.0
     parts = [
         f"C-STORE {report.peer}: {report.stored} of {total} file(s) stored "
-        f"({megabytes(report.bytes_sent)} in {report.seconds:.2f} s, {rate:.1f} MB/s)",
+        f"({human_size(report.bytes_sent)} in {report.seconds:.2f} s, {human_size(rate)}/s)",
         f"{c[WARNED]} with warnings",
         f"{c[FAILED]} failed",
         f"{c[SKIPPED]} skipped (not sendable)",
