@@ -172,3 +172,18 @@ def test_log_file_is_truncated_and_an_unwritable_one_is_a_usage_error(tmp_path):
     assert result.returncode == 3
     bad = run_dicomscu("-L", str(tmp_path / "no" / "such" / "dir" / "x.log"), "127.0.0.1", "1")
     assert bad.returncode == 2 and "-L " in bad.stderr and "internal error" not in bad.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--queryhlp"], "did you mean --queryhelp?"),
+    (["--find", "-k", "PatientNme=x", "127.0.0.1"], "did you mean PatientName?"),
+    (["--stor", "127.0.0.1"], "ambiguous option: --stor could match --store, --store-query"),
+])
+def test_misspellings_get_a_suggestion(args, message):
+    result = run_dicomscu(*args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_unambiguous_prefixes_of_long_options_work_as_with_getopt():
+    assert run_dicomscu("--versi").stdout.startswith("dicomscu ")
+    assert "Study Root" in run_dicomscu("--queryh", "--studyr").stdout

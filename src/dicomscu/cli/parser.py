@@ -37,11 +37,25 @@ MAX_ROOT_UID = 60
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own usage errors become ours
-        raise UsageError(message)
+        raise UsageError(message + self._did_you_mean(message))
+
+    def _did_you_mean(self, message: str) -> str:
+        """' (did you mean --queryhelp?)' when an unrecognized option is close to one of ours."""
+        import difflib
+
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = [option for action in self._actions for option in action.option_strings if option.startswith("--")]
+        for word in message.split(":", 1)[1].split():
+            if word.startswith("--"):
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.75)
+                if close:
+                    return f" (did you mean {close[0]}?)"
+        return ""
 
 
 def _build() -> argparse.ArgumentParser:
-    p = _Parser(prog="dicomscu", add_help=False, allow_abbrev=False)
+    p = _Parser(prog="dicomscu", add_help=False, allow_abbrev=True)  # unambiguous prefixes, as getopt_long
     add = p.add_argument
     # Connection (gdcmscu)
     add("-H", "--hostname")

@@ -89,7 +89,7 @@ def _step(segment: str, text: str) -> Step:
     if keyword:
         tag = tag_for_keyword(keyword)
         if tag is None:
-            raise UsageError(f"--key '{text}': unknown keyword '{keyword}'")
+            raise UsageError(f"--key '{text}': unknown keyword '{keyword}'{_did_you_mean(keyword)}")
     else:
         tag = int(group, 16) << 16 | int(element, 16)
     try:
@@ -108,3 +108,13 @@ def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         return value[1:-1]
     return value
+
+
+def _did_you_mean(keyword: str) -> str:
+    """' (did you mean PatientName?)' for a misspelled keyword, from pydicom's dictionary; '' if none is close."""
+    import difflib
+
+    from pydicom.datadict import keyword_dict
+
+    close = difflib.get_close_matches(keyword, keyword_dict.keys(), n=1, cutoff=0.8)
+    return f" (did you mean {close[0]}?)" if close else ""
