@@ -340,3 +340,36 @@ def test_flat_reader_agrees_with_pydicom(loaded_orthanc, dcmqrscp):
             assert Dataset.from_json(json.dumps(flat.json())) == dataset
             for _, tag in query.columns:
                 assert flat.cell(tag) == cell(dataset, tag), (tag, flat.cell(tag), cell(dataset, tag))
+
+
+def test_table_keeps_key_order_and_whole_uids():
+    """Columns follow the -k keys (added unique keys after); a UID is never cut (folded on a terminal)."""
+    from dicomscu.output.answers import TableWriter
+    from dicomscu.query.build import build_query
+    import io
+
+    query = build_query("studyroot", "study", ["StudyDate", "PatientName", "ModalitiesInStudy"], charset="")
+    assert [keyword for keyword, _ in query.columns] == ["StudyDate", "PatientName", "ModalitiesInStudy",
+                                                         "StudyInstanceUID"]
+    long_uid = "1.2.826.0.1.3680043.10.1137.1.1.0.1.2.3.4.5.6.7.8.9.10.11.12.13.14.15"
+
+    class Answer:
+        def __init__(self, uid):
+            self.syntax = pydicom.uid.ImplicitVRLittleEndian
+            ds = Dataset()
+            ds.StudyDate, ds.PatientName, ds.ModalitiesInStudy, ds.StudyInstanceUID = "20240101", "A^B", "CT", uid
+            from pydicom.filebase import DicomBytesIO
+            from pydicom.filewriter import write_dataset
+            buffer = DicomBytesIO()
+            buffer.is_little_endian, buffer.is_implicit_VR = True, True
+            write_dataset(buffer, ds)
+            self.raw = buffer.getvalue()
+
+        def dataset(self):
+            return pydicom.dcmread(io.BytesIO(self.raw), force=True)
+
+    out = io.StringIO()
+    writer = TableWriter(query.columns, stream=out)
+    writer.add(Answer(long_uid))
+    writer.close()
+    assert long_uid in out.getvalue()

@@ -126,10 +126,14 @@ class TableWriter(AnswerWriter):
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(*(escape(keyword) for keyword, _ in self.columns), header_style="bold")
+        table = Table(header_style="bold")
+        for keyword, _ in self.columns:  # a value is folded, never cut: a UID must stay whole to copy
+            table.add_column(escape(keyword), overflow="fold")
         for values in self.rows:
             table.add_row(*(Text(value) for value in values))  # values are data, never markup
-        Console(file=self.stream, soft_wrap=False).print(table)
+        # on a terminal, columns fold to its width; elsewhere nothing folds (a file or pipe has no width)
+        terminal = hasattr(self.stream, "isatty") and self.stream.isatty()
+        Console(file=self.stream, soft_wrap=False, width=None if terminal else 100_000).print(table)
         super().close()
 
 

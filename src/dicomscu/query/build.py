@@ -41,9 +41,14 @@ class Query:
 
     @property
     def columns(self) -> list[tuple[str, int]]:
-        """(keyword, tag) of the identifier's top-level keys, in tag order (for tables and CSV)."""
-        return [(elem.keyword or str(elem.tag), int(elem.tag)) for elem in self.dataset
-                if elem.tag not in (CHARSET, QUERY_LEVEL)]
+        """(keyword, tag) of the identifier's top-level keys (for tables and CSV): the user's -k keys in
+        the order given, then the keys added for them (the unique keys), in tag order."""
+        present = {int(elem.tag): elem.keyword or str(elem.tag) for elem in self.dataset
+                   if elem.tag not in (CHARSET, QUERY_LEVEL)}
+        given = [key.path[0].tag for key in self.keys]
+        order = list(dict.fromkeys(tag for tag in given if tag in present)) + \
+            [tag for tag in present if tag not in given]
+        return [(present[tag], tag) for tag in order]
 
 
 def locale_codeset(environ=None) -> str:
