@@ -187,3 +187,16 @@ def test_misspellings_get_a_suggestion(args, message):
 def test_unambiguous_prefixes_of_long_options_work_as_with_getopt():
     assert run_dicomscu("--versi").stdout.startswith("dicomscu ")
     assert "Study Root" in run_dicomscu("--queryh", "--studyr").stdout
+
+
+def test_keys_as_gdcmscu_reads_them():
+    """0x prefixes (sscanf %x), private tags (text), and the first of a duplicated key wins."""
+    from dicomscu.query.build import build_query
+
+    query = build_query("patientroot", "patient", ["0x0010,0x0020=ABC", "PatientID=XYZ", "0x0009,0x0010=ACME",
+                                                    "0009,1001=v", "(0x0010,0x0010)=A*"], charset="")
+    ds = query.dataset
+    assert ds.PatientID == "ABC" and ds.PatientName == "A*"
+    assert ds[0x00090010].value == "ACME" and ds[0x00091001].value == "v"
+    first_return = build_query("patientroot", "patient", ["PatientName", "PatientName=A*"], charset="").dataset
+    assert first_return.PatientName in ("", None)

@@ -135,8 +135,8 @@ def _put(dataset: Dataset, key: Key) -> None:
             sequence.append(Dataset())
         target = sequence[index]
     last = key.path[-1]
-    if last.tag in target and key.value is None:
-        return  # asked twice as a return key
+    if last.tag in target:
+        return  # given twice: the first one wins, as in gdcmscu
     target.add_new(last.tag, last.vr, Sequence() if last.vr == "SQ" else _value(key))
 
 

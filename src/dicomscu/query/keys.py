@@ -19,8 +19,10 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from dicomscu.errors import UsageError
 
-_GDCM_FORM = re.compile(r"^\s*([0-9A-Fa-f]{1,4})\s*,\s*([0-9A-Fa-f]{1,4})\s*,(.*)$", re.S)
-_SEGMENT = re.compile(r"^(?:\(?([0-9A-Fa-f]{1,4}),([0-9A-Fa-f]{1,4})\)?|([A-Za-z][A-Za-z0-9]*))(?:\[(\d+)\])?$")
+# gdcmscu reads tags with sscanf("%x,%x"), which takes an optional 0x before each number
+_GDCM_FORM = re.compile(r"^\s*(?:0[xX])?([0-9A-Fa-f]{1,4})\s*,\s*(?:0[xX])?([0-9A-Fa-f]{1,4})\s*,(.*)$", re.S)
+_SEGMENT = re.compile(r"^(?:\(?(?:0[xX])?([0-9A-Fa-f]{1,4}),(?:0[xX])?([0-9A-Fa-f]{1,4})\)?|([A-Za-z][A-Za-z0-9]*))"
+                      r"(?:\[(\d+)\])?$")
 _SEGMENT_SPLIT = re.compile(r"\.(?![^()]*\))")
 
 
@@ -95,9 +97,11 @@ def _step(segment: str, text: str) -> Step:
     try:
         vr = dictionary_VR(tag)
     except KeyError:
-        raise UsageError(
-            f"--key '{text}': ({tag >> 16:04X},{tag & 0xFFFF:04X}) is not in the DICOM data dictionary"
-        ) from None
+        if not (tag >> 16) & 1:
+            raise UsageError(
+                f"--key '{text}': ({tag >> 16:04X},{tag & 0xFFFF:04X}) is not in the DICOM data dictionary"
+            ) from None
+        vr = "LO"  # a private tag, as gdcmscu takes it: text (its VR is not written in Implicit VR)
     if tag >> 16 in (0x0000, 0x0002) or tag >> 16 == 0xFFFE:
         raise UsageError(f"--key '{text}': command, file meta and item tags cannot be query keys")
     return Step(tag, vr.split(" or ")[0], int(item) if item is not None else None)
