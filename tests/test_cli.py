@@ -200,3 +200,17 @@ def test_keys_as_gdcmscu_reads_them():
     assert ds[0x00090010].value == "ACME" and ds[0x00091001].value == "v"
     first_return = build_query("patientroot", "patient", ["PatientName", "PatientName=A*"], charset="").dataset
     assert first_return.PatientName in ("", None)
+
+
+def test_worklist_alone_is_the_worklist_query_and_store_query_is_written_for_move(tmp_path):
+    from dicomscu.cli.parser import parse
+
+    assert parse(["--worklist", "127.0.0.1", "11112"]).operation == "find"
+    assert parse(["127.0.0.1", "11112"]).operation == "echo"
+    query = tmp_path / "move-query.dcm"
+    result = run_dicomscu("--move", "--study", "--studyroot", "127.0.0.1", "1", "-k", "StudyInstanceUID=1.2.3",
+                          "--move-dest", "ELSEWHERE", "--store-query", str(query), "--timeout", "2")
+    assert result.returncode == 3  # nothing listens on port 1; the query file was written before connecting
+    import pydicom
+
+    assert pydicom.dcmread(query).StudyInstanceUID == "1.2.3"

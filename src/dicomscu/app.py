@@ -251,6 +251,10 @@ def run_retrieve(request: Request, identifiers=None, summary=None) -> int:
     from dicomscu.query.build import build_query
 
     query = build_query(request.model, request.level, request.keys, charset=request.charset)
+    if request.store_query and identifiers is None:  # gdcmscu writes it for --move (and --get) too
+        from dicomscu.query.files import write_query
+
+        write_query(query, request.store_query, request.root_uid)
     if request.from_json:
         identifiers = retrieve.identifiers_from_answers(_read_json_answers(request.from_json), query, request.level)
     options = retrieve.RetrieveOptions(

@@ -168,7 +168,8 @@ def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request
         request.action = "queryhelp"
         return request
 
-    request.operation = _one(ns.operations, "operation", "--echo, --store, --find, --move or --get") or "echo"
+    default = "find" if request.model == "worklist" else "echo"  # gdcmscu: --worklist alone is the worklist query
+    request.operation = _one(ns.operations, "operation", "--echo, --store, --find, --move or --get") or default
     host, port, files = _positionals(ns.positionals, ns.hostname, ns.port)
     profile = profiles.find(host[1:], ns.config, environ) if host.startswith("@") else None
     setting = (lambda key, default=None: profile.get(key, default)) if profile else (lambda key, default=None: default)
