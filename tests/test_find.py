@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 import subprocess
 
@@ -169,30 +168,6 @@ def capturing_scp():
 
     with find_scp("CAPTURE", on_find) as port:
         yield port, received
-
-
-EQUIVALENTS = [
-    # (gdcmscu command line of the manual, the findscu line it says is equivalent)
-    ("--find --patientroot --image --key 8,18=1.2.3.4.5.6 HOST PORT",
-     "findscu --patient --key 8,52=IMAGE --key 8,18=1.2.3.4.5.6 HOST PORT --key 10,20 --key 20,d --key 20,e"),
-    ('--find --patient HOST PORT --patientroot --key 10,10="F*"',
-     'findscu --patient HOST PORT --key 8,52=PATIENT --key 10,10="F*" --key 10,20'),
-    ("--find --study --studyroot HOST PORT -k 10,10 -k 8,20=20240101-20241231",
-     "findscu --study -k 8,52=STUDY -k 10,10 -k 8,20=20240101-20241231 -k 20,d HOST PORT"),
-]
-
-
-@pytest.mark.parametrize("gdcm_line, findscu_line", EQUIVALENTS)
-def test_identifier_equals_findscu(capturing_scp, gdcm_line, findscu_line):
-    port, received = capturing_scp
-    env = {**os.environ, "LC_ALL": "C"}  # an ASCII locale: no Specific Character Set, as findscu
-    ours = run_dicomscu(*shlex.split(gdcm_line.replace("HOST", "127.0.0.1").replace("PORT", str(port))), env=env)
-    assert ours.returncode == 0, ours.stderr
-    args = shlex.split(findscu_line.replace("HOST", "127.0.0.1").replace("PORT", str(port)))
-    subprocess.run([need("findscu"), *args[1:]], check=True, capture_output=True, timeout=30)
-    assert len(received) == 2
-    mine, theirs = received
-    assert [(e.tag, e.VR, e.value) for e in mine] == [(e.tag, e.VR, e.value) for e in theirs]
 
 
 def test_store_query_writes_identifier(tmp_path, capturing_scp):

@@ -137,7 +137,10 @@ def run_find(request: Request) -> int:
     from dicomscu.query.build import build_query
     from dicomscu.query.files import write_query
 
-    query = build_query(request.model, request.level, request.keys, charset=request.charset)
+    # the level's own unique key only where dicomscu needs it: gdcmscu's identifier otherwise
+    needs_level_key = bool(request.then) or request.format in ("json", "csv")
+    query = build_query(request.model, request.level, request.keys, charset=request.charset,
+                        level_key=needs_level_key)
     if request.store_query:
         write_query(query, request.store_query, request.root_uid)
     LOGGER.info("C-FIND identifier:\n%s", query.dataset)
@@ -250,7 +253,7 @@ def run_retrieve(request: Request, identifiers=None, summary=None) -> int:
     from dicomscu.output import text
     from dicomscu.query.build import build_query
 
-    query = build_query(request.model, request.level, request.keys, charset=request.charset)
+    query = build_query(request.model, request.level, request.keys, charset=request.charset, level_key=False)
     if request.store_query and identifiers is None:  # gdcmscu writes it for --move (and --get) too
         from dicomscu.query.files import write_query
 

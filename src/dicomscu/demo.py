@@ -49,6 +49,7 @@ def run_demo(argv: list[str]) -> int:
                 ("C-ECHO: is the server up?", [*host], "success"),
                 ("C-STORE: send the study", ["--store", *host, "-r", str(root / "study")], "5 of 5 file(s) stored"),
                 ("C-FIND: which studies are there?", ["--find", "--study", "--studyroot", *host, "-k", "PatientName",
+                                                       "-k", "StudyInstanceUID",
                                                        "-k", "StudyDate", "-k", "ModalitiesInStudy",
                                                        "-k", "NumberOfStudyRelatedInstances", "--format", "table"],
                  "1 match(es)"),

@@ -27,7 +27,7 @@ _FLOAT_VRS = {"FL", "FD"}
 #: Python codec name -> DICOM Specific Character Set defined term.
 _CHARSETS = {"utf-8": "ISO_IR 192", "iso8859-1": "ISO_IR 100", "latin-1": "ISO_IR 100",
              "iso8859-2": "ISO_IR 101", "iso8859-5": "ISO_IR 144", "iso8859-7": "ISO_IR 126",
-             "iso8859-15": "ISO_IR 203", "ascii": None}
+             "iso8859-15": "ISO_IR 203", "ascii": "ISO_IR 100"}  # a C/POSIX locale: gdcmscu says Latin-1
 
 
 @dataclass
@@ -67,7 +67,7 @@ def locale_codeset(environ=None) -> str:
 
 
 def charset_from_locale(environ=None) -> str | None:
-    """The Specific Character Set matching the user's locale (None for ASCII)."""
+    """The Specific Character Set matching the user's locale (gdcmscu's: ISO_IR 100 for a C/POSIX one)."""
     encoding = locale_codeset(environ)
     try:
         name = codecs.lookup(encoding).name
@@ -82,11 +82,15 @@ def build_query(
     key_texts: list[str],
     *,
     charset: str | None = None,
+    level_key: bool = True,
 ) -> Query:
-    """The identifier for `key_texts` at `level` of `model_name` (default patient root).
+    """The identifier for `key_texts` at `level` of `model_name` (default patient root, STUDY level).
 
-    `charset`: a Specific Character Set term to declare, ``""`` for none, or None to
-    take it from the locale (as gdcmscu does).
+    The unique keys of the levels above `level` are added (empty: returned), as
+    gdcmscu adds them; with `level_key` the level's own unique key too, which every
+    answer then carries (the command line asks for it only where it needs it: its
+    binary would not).  `charset`: a Specific Character Set term to declare, ``""``
+    for none, or None to take it from the locale (as gdcmscu does).
     """
     model = MODELS[model_name or "patientroot"]
     keys = [parse_key(text) for text in key_texts]
@@ -99,7 +103,8 @@ def build_query(
     level_name = _resolve_level(model, level, dataset)
     if level_name is not None:
         dataset.QueryRetrieveLevel = level_name
-        for step in model.path_to(level_name):
+        path = model.path_to(level_name)
+        for step in path if level_key else path[:-1]:
             if step.unique not in dataset:
                 setattr(dataset, step.unique, "")
     _set_charset(dataset, charset)
@@ -115,7 +120,9 @@ def _resolve_level(model: Model, level: str | None, dataset: Dataset) -> str | N
     wanted = level.upper() if level else None
     if given and wanted and given != wanted:
         raise UsageError(f"--key 8,52={given} contradicts --{level}")
-    name = wanted or given or model.levels[0].name
+    # no level given: STUDY, as the gdcmscu binary does (its manual says the model's top level)
+    default = "STUDY" if any(item.name == "STUDY" for item in model.levels) else model.levels[0].name
+    name = wanted or given or default
     try:
         model.level(name)
     except KeyError as exc:
@@ -169,8 +176,20 @@ def _set_charset(dataset: Dataset, charset: str | None) -> None:
         # gdcmscu: the locale's character set (a UTF-8 locale gives ISO_IR 192); with an
         # ASCII locale none is declared, unless a value needs one.
         charset = charset_from_locale() or (None if _is_ascii(dataset) else "ISO_IR 192")
+        if charset == "ISO_IR 100" and not _is_latin1(dataset):
+            charset = "ISO_IR 192"  # a value Latin-1 cannot hold (typed in a UTF-8 terminal, say)
     if charset:
         dataset.SpecificCharacterSet = charset
+
+
+def _is_latin1(dataset: Dataset) -> bool:
+    try:
+        for element in dataset.iterall():
+            if isinstance(element.value, str):
+                element.value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_ascii(dataset: Dataset) -> bool:
