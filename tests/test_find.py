@@ -152,7 +152,9 @@ def test_csv_and_table_output(dcmqrscp):
     csv_result = run_dicomscu(*args, "--format", "csv")
     lines = csv_result.stdout.splitlines()
     assert lines[0] == "PatientName,PatientID" and len(lines) == 9
-    table = run_dicomscu(*args, "--format", "table")
+    table = run_dicomscu(*args, "--format", "table")  # gdcmscu's identifier: the level's own key only if asked
+    assert "PatientName" in table.stdout and "PatientID" not in table.stdout
+    table = run_dicomscu(*args, "-k", "10,20", "--format", "table")
     assert "PatientID" in table.stdout and "PID0000" in table.stdout
 
 
