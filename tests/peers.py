@@ -172,39 +172,41 @@ class Orthanc:
 
 
 @contextmanager
-def storage_scp(ae_title: str, sop_classes, on_store, syntaxes=("1.2.840.10008.1.2",)):
-    """A pynetdicom Storage SCP on a free loopback port: `on_store(event)` returns each status."""
-    from pynetdicom import AE, evt
+def pynetdicom_scp(ae_title: str, contexts: list[tuple[str, list[str] | None]], event, handler):
+    """A pynetdicom SCP on a free loopback port, `handler` bound to `event`; yields the port."""
+    from pynetdicom import AE
 
     ae = AE(ae_title=ae_title)
-    for sop_class in sop_classes:
-        ae.add_supported_context(sop_class, list(syntaxes))
+    for sop_class, syntaxes in contexts:
+        if syntaxes:
+            ae.add_supported_context(sop_class, syntaxes)
+        else:
+            ae.add_supported_context(sop_class)
     port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(event, handler)])
     try:
         yield port
     finally:
         server.shutdown()
 
 
-@contextmanager
+def storage_scp(ae_title: str, sop_classes, on_store, syntaxes=("1.2.840.10008.1.2",)):
+    """A pynetdicom Storage SCP on a free loopback port: `on_store(event)` returns each status."""
+    from pynetdicom import evt
+
+    return pynetdicom_scp(ae_title, [(uid, list(syntaxes)) for uid in sop_classes], evt.EVT_C_STORE, on_store)
+
+
 def find_scp(ae_title: str, on_find):
     """A pynetdicom C-FIND SCP (patient and study root) on a free loopback port: `on_find(event)` yields."""
-    from pynetdicom import AE, evt
+    from pynetdicom import evt
     from pynetdicom.sop_class import (
         PatientRootQueryRetrieveInformationModelFind,
         StudyRootQueryRetrieveInformationModelFind,
     )
 
-    ae = AE(ae_title=ae_title)
-    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
-    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-    port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
-    try:
-        yield port
-    finally:
-        server.shutdown()
+    contexts = [(PatientRootQueryRetrieveInformationModelFind, None), (StudyRootQueryRetrieveInformationModelFind, None)]
+    return pynetdicom_scp(ae_title, contexts, evt.EVT_C_FIND, on_find)
 
 
 @contextmanager
