@@ -96,7 +96,6 @@ class _Group:
 
     contexts: list[PresentationContext]
     pairs: set[tuple[str, str]]
-    files: int = 0
 
 
 @dataclass
@@ -147,7 +146,6 @@ def _group_contexts(pairs: Counter) -> list[_Group]:
         group.contexts.extend(contexts)
         for syntax in syntaxes:
             group.pairs.add((sop_class, syntax))
-            group.files += pairs[(sop_class, syntax)]
     return groups
 
 
