@@ -149,9 +149,10 @@ def test_help_lists_every_gdcmscu_option():
 
 
 def test_retrieve_without_its_unique_key_says_what_to_add():
-    result = run_dicomscu("--move", "localhost", "11112", "--port-scp", "11999")
+    """No level option means STUDY (as the gdcmscu binary): its unique key is asked for, before any traffic."""
+    result = run_dicomscu("--move", "localhost", "11112", "--port-scp", "11999", "-k", "10,20=X")
     assert result.returncode == 2
-    assert "needs a value for PatientID: add -k PatientID=VALUE" in result.stderr
+    assert "STUDY level needs a value for StudyInstanceUID: add -k StudyInstanceUID=VALUE" in result.stderr
     assert "Traceback" not in result.stderr
 
 
