@@ -343,25 +343,31 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
 def _storage_contexts(storage: list[str], learned: dict[str, set[str]], options: RetrieveOptions) -> list:
     """The C-GET storage contexts: the server picks one transfer syntax per context.
 
-    As gdcmscu, Implicit VR LE only.  With --accept-all-syntaxes each class gets an
-    uncompressed context, one for each syntax the survey saw it stored in, then one
-    per compressed syntax in order of use while the 127 contexts last, so the server
-    can send every instance as it holds it.  With the fallback list (up to 127
-    classes, one context each) the server picks among all of them.
+    As gdcmscu, Implicit VR LE only.  With --accept-all-syntaxes each class gets a
+    context for each syntax the survey saw it stored in, then, class after class
+    while the 127 contexts last, the uncompressed pair and the other syntaxes in order
+    of use, so the server can send every instance as it holds it.  With the fallback
+    list (up to 127 classes, one context each) the server picks among all of them.
     """
     if not options.accept_all_syntaxes:
         return [build_context(uid, [ImplicitVRLittleEndian]) for uid in storage]
     uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
     if not learned:
         return [build_context(uid, [*uncompressed, *COMPRESSED_SYNTAXES]) for uid in storage]
-    per_class = max(1, MAX_STORAGE_CONTEXTS // len(storage))
-    contexts = []
-    for uid in storage:
-        seen = sorted(learned.get(uid, set()))  # each syntax the server holds the class in: its own context
-        guesses = [syntax for syntax in GUESSES if syntax not in seen]
-        groups = [*([syntax] for syntax in seen), uncompressed, *([syntax] for syntax in guesses)]
-        contexts += [build_context(uid, group) for group in groups[:max(per_class, len(seen) + 1)]]
-    return contexts[:MAX_STORAGE_CONTEXTS]
+    # first what each class needs: one context per syntax the server holds it in (or the uncompressed pair)
+    needed = {uid: [[syntax] for syntax in sorted(learned.get(uid, ()))] or [uncompressed] for uid in storage}
+    if sum(map(len, needed.values())) > MAX_STORAGE_CONTEXTS:  # too many: one context each, all it needs
+        return [build_context(uid, [*sorted(learned.get(uid, ())), *uncompressed]) for uid in storage]
+    # then guesses, class after class in turn, while the 127 contexts last
+    guesses = {uid: [group for group in [uncompressed, *([syntax] for syntax in GUESSES)] if group not in needed[uid]]
+               for uid in storage}
+    budget = MAX_STORAGE_CONTEXTS - sum(map(len, needed.values()))
+    while budget > 0 and any(guesses.values()):
+        for uid in storage:
+            if budget and guesses[uid]:
+                needed[uid].append(guesses[uid].pop(0))
+                budget -= 1
+    return [build_context(uid, group) for uid in storage for group in needed[uid]]
 
 
 def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> dict[str, set[str]]:
