@@ -75,3 +75,75 @@ def test_identifier_equals_gdcmscus(tmp_path, line, locale):
     result = run_dicomscu(*args, "--store-query", str(ours), "127.0.0.1", "1", "--timeout", "2", env=env)
     assert ours.exists(), result.stderr
     assert elements(ours) == elements(theirs)
+
+
+def _answers():
+    from pydicom.dataset import Dataset
+
+    flat = Dataset()
+    flat.SpecificCharacterSet = "ISO_IR 192"
+    flat.QueryRetrieveLevel = "STUDY"
+    flat.PatientName = "Müller^Jérôme"
+    flat.PatientID = "PID1"
+    flat.StudyDate = "20240101"
+    flat.AccessionNumber = ""
+    flat.ModalitiesInStudy = ["CT", "MR"]
+    flat.NumberOfStudyRelatedInstances = 5
+    flat.StudyInstanceUID = "1.2.826.0.1.3680043.10.1137.1.1.0.1"
+    image = Dataset()
+    image.QueryRetrieveLevel = "IMAGE"
+    image.SOPInstanceUID = "1.2.3.4"
+    image.Rows, image.Columns = 512, 512
+    image.InstanceNumber = 12
+    image.PatientID = "A\x01B"
+    nested = Dataset()
+    nested.QueryRetrieveLevel = "STUDY"
+    item = Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    item.ReferencedSOPInstanceUID = "1.2.3.4.5"
+    nested.ReferencedStudySequence = [item]
+    nested.OtherPatientIDsSequence = []
+    return [flat, image, nested]
+
+
+@pytest.mark.parametrize("number", range(3))
+def test_dump_lines_are_gdcmdumps(tmp_path, number):
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from dicomscu.output.gdcmdump import dump_lines
+
+    dump = shutil.which("gdcmdump", path="/usr/bin")
+    if dump is None:
+        gdcmscu()  # the same package: required in CI, a skip elsewhere
+    answer = _answers()[number]
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, answer)
+    path = tmp_path / "answer.dcm"
+    answer.save_as(path, implicit_vr=True, little_endian=True)
+    printed = subprocess.run([dump, str(path)], capture_output=True, text=True, errors="replace").stdout
+    theirs = [line for line in printed.splitlines() if line.startswith((" ", "("))]
+    assert dump_lines(buffer.getvalue()) == theirs
+
+
+def test_find_dump_output_numbers_each_answer():
+    from pydicom.dataset import Dataset
+
+    from peers import find_scp
+
+    def on_find(event):
+        for name in ("A^B", "C^D"):
+            answer = Dataset()
+            answer.QueryRetrieveLevel = "PATIENT"
+            answer.PatientName = name
+            yield 0xFF00, answer
+
+    with find_scp("DUMPER", on_find) as port:
+        result = run_dicomscu("--find", "--patient", "--patientroot", "127.0.0.1", str(port), "-k", "10,10",
+                              "--format", "dump")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Find Response: 1" and "Find Response: 2" in lines
+    assert any(line.startswith("(0010,0010) ?? (PN) [A^B ]") and line[66:].startswith("# 4,1 Patient's Name")
+               for line in lines), lines

@@ -99,10 +99,13 @@ class CsvWriter(AnswerWriter):
 
 
 class DumpWriter(AnswerWriter):
-    """gdcmscu-like text: a header line per answer, then its elements."""
+    """gdcmscu's text: ``Find Response: N`` (from 1), then the answer as gdcmdump lists it."""
 
     def add(self, answer) -> None:
-        self.stream.write(f"# Match {self.count}\n{answer.dataset()}\n")
+        from dicomscu.output.gdcmdump import answer_lines
+
+        lines = "\n".join(answer_lines(answer))
+        self.stream.write(f"Find Response: {self.count + 1}\n{lines}\n")
         super().add(answer)
 
 
