@@ -147,3 +147,36 @@ def test_find_dump_output_numbers_each_answer():
     assert lines[0] == "Find Response: 1" and "Find Response: 2" in lines
     assert any(line.startswith("(0010,0010) ?? (PN) [A^B ]") and line[66:].startswith("# 4,1 Patient's Name")
                for line in lines), lines
+
+
+def test_under_gdcmscus_name_it_behaves_as_gdcmscu(tmp_path):
+    """A link named gdcmscu: answers (dump) and messages on stderr, nothing on stdout, exit 0 or 1, unknown
+    options warned about and ignored."""
+    import sys
+    from pathlib import Path
+
+    from pydicom.dataset import Dataset
+
+    from peers import find_scp, free_port
+
+    script = Path(sys.executable).parent / "dicomscu"  # the console script pip installed (not a pyenv shim)
+    if not script.exists():
+        pytest.skip("no dicomscu console script beside this Python")
+    link = tmp_path / "gdcmscu"
+    link.symlink_to(script)
+
+    def on_find(event):
+        answer = Dataset()
+        answer.QueryRetrieveLevel = "PATIENT"
+        answer.PatientName = "A^B"
+        yield 0xFF00, answer
+
+    with find_scp("ANY-SCP", on_find) as port:
+        found = subprocess.run([str(link), "--find", "--patient", "--patientroot", "-k", "10,10", "--bogus",
+                                "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60)
+        echo = subprocess.run([str(link), "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60)
+    refused = subprocess.run([str(link), "127.0.0.1", str(free_port())], capture_output=True, text=True, timeout=60)
+    assert found.returncode == 0 and found.stdout == "" and echo.stdout == "" and refused.stdout == ""
+    assert "Find Response: 1" in found.stderr and "[A^B ]" in found.stderr
+    assert "unrecognized option '--bogus'" in found.stderr
+    assert refused.returncode == 1  # dicomscu's own name would say 3 (connection refused)

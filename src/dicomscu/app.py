@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from contextlib import nullcontext
 from typing import Sequence
@@ -25,7 +26,20 @@ from dicomscu.output import logs
 LOGGER = logging.getLogger("dicomscu")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main_as_gdcmscu(argv: Sequence[str]) -> int:
+    """Installed under gdcmscu's name (a link), behave as gdcmscu does where scripts can see it:
+    nothing on stdout (find answers, in gdcmscu's dump layout, and every message on stderr),
+    exit status 0 or 1, unknown options warned about and ignored."""
+    from contextlib import redirect_stdout
+
+    with redirect_stdout(sys.stderr):
+        code = main(argv, as_gdcmscu=True)
+    return 0 if code == 0 else 1
+
+
+def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False) -> int:
+    if argv is None and os.path.basename(sys.argv[0]) == "gdcmscu":
+        return main_as_gdcmscu(sys.argv[1:])
     argv = sys.argv[1:] if argv is None else list(argv)
     _skip_unused_imports()
     request: Request | None = None
@@ -40,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dicomscu.demo import run_demo
 
             return run_demo(argv[1:])
-        request = parse(argv)
+        request = parse(argv, as_gdcmscu=as_gdcmscu)
+        if as_gdcmscu:
+            request.format = request.format or "dump"  # gdcmscu has no other layout
         logs.setup(request.log_level, request.log_file)
         return run(request)
     except DicomscuError as exc:
@@ -54,8 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(stopped))
         return stopped.exit_code
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:  # a bug: one line, details under -D
@@ -145,7 +159,7 @@ def run_find(request: Request) -> int:
         write_query(query, request.store_query, request.root_uid)
     LOGGER.info("C-FIND identifier:\n%s", query.dataset)
     name = request.format or ("table" if sys.stdout.isatty() else "dump")
-    writer = writer_for(name, query.columns, verbose=request.log_level in (VERBOSE, DEBUG))
+    writer = writer_for(name, query.columns, verbose=request.log_level in (VERBOSE, DEBUG), stream=sys.stdout)
     matches = []  # --then: the answers to retrieve (held: each is a few unique keys)
 
     def on_answer(answer) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from typing import Sequence
 
 from dicomscu.cli import profiles
@@ -120,10 +121,19 @@ def _build() -> argparse.ArgumentParser:
     return p
 
 
-def parse(argv: Sequence[str], environ: dict[str, str] | None = None) -> Request:
-    """Parse `argv` (without the program name) into a validated :class:`Request`."""
+def parse(argv: Sequence[str], environ: dict[str, str] | None = None, as_gdcmscu: bool = False) -> Request:
+    """Parse `argv` (without the program name) into a validated :class:`Request`.
+
+    `as_gdcmscu`: invoked under gdcmscu's name, whose getopt warns about an unknown
+    option and goes on without it.
+    """
     environ = os.environ if environ is None else environ
-    ns = _build().parse_intermixed_args(list(argv))
+    if as_gdcmscu:
+        ns, unknown = _build().parse_known_intermixed_args(list(argv))
+        for option in unknown:
+            print(f"gdcmscu: unrecognized option '{option}' (ignored)", file=sys.stderr)
+    else:
+        ns = _build().parse_intermixed_args(list(argv))
     request = Request(log_level=_log_level(ns), log_file=ns.log_file)
     if ns.help:
         request.action = "help"
