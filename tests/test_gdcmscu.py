@@ -175,7 +175,11 @@ def test_under_gdcmscus_name_it_behaves_as_gdcmscu(tmp_path):
         found = subprocess.run([str(link), "--find", "--patient", "--patientroot", "-k", "10,10", "--bogus",
                                 "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60)
         echo = subprocess.run([str(link), "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60)
+        log = tmp_path / "trace.log"
+        logged = subprocess.run([str(link), "--find", "--patient", "--patientroot", "-k", "10,10", "-L", str(log),
+                                 "127.0.0.1", str(port)], capture_output=True, text=True, timeout=60)
     refused = subprocess.run([str(link), "127.0.0.1", str(free_port())], capture_output=True, text=True, timeout=60)
+    assert logged.returncode == 0 and "Find Response: 1" in log.read_text() and "Find Response" not in logged.stderr
     assert found.returncode == 0 and found.stdout == "" and echo.stdout == "" and refused.stdout == ""
     assert "Find Response: 1" in found.stderr and "[A^B ]" in found.stderr
     assert "unrecognized option '--bogus'" in found.stderr

@@ -58,6 +58,11 @@ def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False) -> int:
         if as_gdcmscu:
             request.format = request.format or "dump"  # gdcmscu has no other layout
         logs.setup(request.log_level, request.log_file)
+        if as_gdcmscu and request.log_file:  # gdcmscu's -L takes all its trace, find answers included
+            from contextlib import redirect_stdout
+
+            with open(request.log_file, "a", encoding="utf-8") as trace, redirect_stdout(trace):
+                return run(request)
         return run(request)
     except DicomscuError as exc:
         _error(str(exc))
