@@ -48,13 +48,11 @@ def dump_lines(implicit_dataset: bytes) -> list[str]:
 def _elements(data: memoryview, pos: int, end: int, depth: int, lines: list[str]) -> int:
     indent = "  " * depth
     while pos + 8 <= end:
-        group, element, length = struct.unpack_from("<HHL", data, pos)
-        tag = group << 16 | element
-        pos += 8
+        tag, length, pos = _header(data, pos)
         if tag == _ITEM_END:
             return pos
         vr, vm, name = _dictionary(tag)
-        left = f"{indent}({group:04x},{element:04x}) ?? ({vr})"
+        left = f"{indent}({tag >> 16:04x},{tag & 0xFFFF:04x}) ?? ({vr})"
         if vr == "SQ":
             defined = length != _UNDEFINED
             value_end = pos + length if defined else end
@@ -72,9 +70,7 @@ def _elements(data: memoryview, pos: int, end: int, depth: int, lines: list[str]
 def _items(data: memoryview, pos: int, end: int, depth: int, lines: list[str]) -> int:
     indent = "  " * depth
     while pos + 8 <= end:
-        group, element, length = struct.unpack_from("<HHL", data, pos)
-        tag = group << 16 | element
-        pos += 8
+        tag, length, pos = _header(data, pos)
         if tag == _SEQUENCE_END:
             return pos
         if tag != _ITEM:
@@ -83,6 +79,12 @@ def _items(data: memoryview, pos: int, end: int, depth: int, lines: list[str]) -
         lines.append(f"{indent}(fffe,e000) na (Item with {'defined' if defined else 'undefined'} length)")
         pos = _elements(data, pos, pos + length if defined else end, depth + 1, lines)
     return pos
+
+
+def _header(data: memoryview, pos: int) -> tuple[int, int, int]:
+    """(tag, value length, position of the value) of the Implicit VR LE element header at `pos`."""
+    group, element, length = struct.unpack_from("<HHL", data, pos)
+    return group << 16 | element, length, pos + 8
 
 
 def _dictionary(tag: int) -> tuple[str, str, str]:
