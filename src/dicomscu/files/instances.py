@@ -56,6 +56,22 @@ def safe_component(value: str, fallback: str) -> str:
     return cleaned
 
 
+def write_atomically(path: str | os.PathLike, chunks: list) -> None:
+    """Write `chunks` to a temporary name beside `path`, then rename: `path` only ever holds a whole file."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
+    try:
+        os.fchmod(handle, FILE_MODE)
+        with os.fdopen(handle, "wb") as out:
+            out.writelines(chunks)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
 def discard(path: str) -> None:
     """Remove a file that must not stay (a duplicate, or one its index could not record); logged if it stays."""
     try:
@@ -148,17 +164,5 @@ class InstanceWriter:
         if values is None:
             values = top_level_values(dataset, transfer_syntax, [PATIENT_ID, STUDY_UID, SERIES_UID])
         final = self.path_for(sop_instance, values[PATIENT_ID], values[STUDY_UID], values[SERIES_UID])
-        folder = os.path.dirname(final)
-        os.makedirs(folder, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
-        try:
-            os.fchmod(handle, FILE_MODE)
-            with os.fdopen(handle, "wb") as out:
-                out.write(file_header(sop_class, sop_instance, transfer_syntax))
-                out.write(dataset)
-            os.replace(temporary, final)  # atomic: the final name only ever holds a whole file
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        write_atomically(final, [file_header(sop_class, sop_instance, transfer_syntax), dataset])
         return final

@@ -661,7 +661,7 @@ class Scope:
 def _raise_on_failure(report: RetrieveReport) -> None:
     if report.status is not None and report.status.category == FAILURE:
         error = OperationFailed(f"{report.operation} on {report.peer} failed: {report.status}"
-                                + (report.advice or _hint(report.status)) + refused_note(report))
+                                + report.advice + refused_note(report))
         error.report = report  # what was done before the failure (for --format json)
         raise error
 
@@ -673,9 +673,3 @@ def refused_note(report: RetrieveReport) -> str:
 
     names = ", ".join(f"{UID(uid).name} ({uid})" for uid in report.refused_classes)
     return f" - the server would not send us these SOP classes (storage role refused): {names}"
-
-
-def _hint(status: Status) -> str:
-    if status.code == 0xA801:
-        return " - the server does not know the move destination AE title"
-    return ""

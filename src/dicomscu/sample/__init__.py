@@ -8,8 +8,8 @@ MR), non-ASCII person names in UTF-8 (``ISO_IR 192``), and UIDs under
 :data:`DICOMSCU_ROOT` (or a root of the user's).  The same spec always gives the
 same files, byte for byte, so runs compare and a re-run only refreshes them.
 
-Files are written to a temporary name and renamed, so an interrupted run never
-leaves a half-written ``.dcm``.
+Files are written to a temporary name and renamed (the writer retrieved instances
+use), so an interrupted run never leaves a half-written ``.dcm``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from dicomscu.errors import UsageError
+from dicomscu.files.instances import write_atomically
 from dicomscu.sample.phantom import Phantom
 from dicomscu.sample.template import MetaTemplate, Template
 
@@ -304,10 +305,10 @@ class _Series:
         ds.Rows = ds.Columns = matrix
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
         self.shared = ds
-        self.varying = [SOP_INSTANCE_UID, CONTENT_TIME, INSTANCE_NUMBER, PIXEL_DATA]
+        varying = [SOP_INSTANCE_UID, CONTENT_TIME, INSTANCE_NUMBER, PIXEL_DATA]
         if modality.volume:
-            self.varying += [IMAGE_POSITION, SLICE_LOCATION]
-        self.template = Template(ds, self.varying, implicit_vr=spec.syntax == IMPLICIT_LE)
+            varying += [IMAGE_POSITION, SLICE_LOCATION]
+        self.template = Template(ds, varying, implicit_vr=spec.syntax == IMPLICIT_LE)
         self.meta = MetaTemplate(modality.sop_class, spec.syntax, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION)
         seed = ((spec.seed * 1_000_003 + p) * 1009 + st) * 101 + se
         self.phantom = Phantom(matrix, matrix, modality.tissue, modality.organ, seed=seed)
@@ -360,16 +361,8 @@ def check_compressions(names: tuple[str, ...]) -> None:
 
 
 def _write_atomically(path: Path, chunks: list[bytes]) -> int:
-    """Write `chunks` to a temporary name beside `path`, then rename; the number of bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".part")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.writelines(chunks)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    """Write `chunks` to `path` (a temporary name, then renamed); the number of bytes."""
+    write_atomically(path, chunks)
     return sum(map(len, chunks))
 
 

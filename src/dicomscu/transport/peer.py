@@ -76,12 +76,9 @@ class TLS:
         if self.key and not self.cert:
             raise UsageError("--tls-key needs --tls-cert")
         if self.ca is not None:
-            self._load_ca(self._bare_context())  # a file that is not PEM is a usage error, before any traffic
+            import ssl
 
-    def _bare_context(self):
-        import ssl
-
-        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self._load_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))  # not PEM: a usage error, before any traffic
 
     def _load_ca(self, context) -> None:
         """Trust `ca`: a PEM file of certificates, or a directory of them (OpenSSL's c_rehash layout)."""
@@ -97,6 +94,15 @@ class TLS:
             raise UsageError(f"--tls-ca {self.ca}: not a PEM certificate file or directory "
                              f"({getattr(exc, 'reason', None) or exc})") from None
 
+    def _load_own(self, context) -> None:
+        """Present our certificate (and key)."""
+        import ssl
+
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except (ssl.SSLError, OSError) as exc:
+            raise UsageError(f"--tls-cert {self.cert}: cannot load the certificate and key: {exc}") from None
+
     def server_context(self):
         """A server-side ssl.SSLContext: our certificate; clients verified against `ca` when given."""
         import ssl
@@ -104,10 +110,7 @@ class TLS:
         if not self.cert:
             raise UsageError("a TLS server needs --tls-cert (and --tls-key)")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        try:
-            context.load_cert_chain(self.cert, self.key)
-        except (ssl.SSLError, OSError) as exc:
-            raise UsageError(f"--tls-cert {self.cert}: cannot load the certificate and key: {exc}") from None
+        self._load_own(context)
         if self.ca:
             self._load_ca(context)
         if self.ca and self.verify:
@@ -115,29 +118,19 @@ class TLS:
         return context
 
     def context(self):
-        """A client-side ssl.SSLContext for these settings."""
+        """A client-side ssl.SSLContext for these settings: the system's CAs, or `ca` only."""
         import ssl
-
-        import os
 
         if self.ca is None:
             context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         else:  # trust this CA only, not the system's
-            folder = os.path.isdir(self.ca)
-            try:
-                context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=None if folder else self.ca,
-                                                     capath=self.ca if folder else None)
-            except (ssl.SSLError, OSError) as exc:
-                raise UsageError(f"--tls-ca {self.ca}: not a PEM certificate file or directory "
-                                 f"({getattr(exc, 'reason', None) or exc})") from None
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies certificates and host names
+            self._load_ca(context)
         if not self.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         if self.cert:
-            try:
-                context.load_cert_chain(self.cert, self.key)
-            except (ssl.SSLError, OSError) as exc:
-                raise UsageError(f"--tls-cert {self.cert}: cannot load the certificate and key: {exc}") from None
+            self._load_own(context)
         return context
 
 
