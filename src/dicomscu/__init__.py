@@ -11,7 +11,7 @@ available from Python::
     dicomscu.find(peer, query, on_answer=print)
 
 Names are imported on first use (PEP 562), so that the command line can start
-without loading pydicom and pynetdicom before it knows it needs them.
+without loading pydicom before it knows it needs them.
 """
 
 from __future__ import annotations

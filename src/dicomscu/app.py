@@ -188,9 +188,8 @@ def run_find(request: Request) -> int:
 
 def version_text() -> str:
     import pydicom
-    import pynetdicom
 
-    return f"dicomscu {__version__} (pydicom {pydicom.__version__}, pynetdicom {pynetdicom.__version__})"
+    return f"dicomscu {__version__} (pydicom {pydicom.__version__}; DICOM upper layer: dicomscu.protocol)"
 
 
 def run_echo(request: Request) -> int:

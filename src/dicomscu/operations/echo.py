@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from pynetdicom.dimse_primitives import C_ECHO
-from pynetdicom.presentation import build_context
-from pynetdicom.sop_class import Verification
-
 from dicomscu.errors import OperationFailed
 from dicomscu.operations.status import Status, decode
+from dicomscu.protocol import commands
+from dicomscu.protocol.negotiation import Proposal
 from dicomscu.transport.association import associate
 from dicomscu.transport.peer import Peer
+from dicomscu.uids import IMPLICIT_VR_LE, VERIFICATION
 
 
 @dataclass(frozen=True)
@@ -29,12 +28,11 @@ def echo(peer: Peer) -> EchoResult:
     when the association fails or the status is not success.
     """
     started = time.perf_counter()
-    with associate(peer, [build_context(Verification)]) as channel:
+    with associate(peer, [Proposal(VERIFICATION, [IMPLICIT_VR_LE])]) as channel:
         context = channel.accepted[0]
-        request = C_ECHO()
-        request.MessageID = channel.next_message_id()
-        request.AffectedSOPClassUID = Verification
-        response = channel.exchange(request, context.context_id, "C-ECHO")
+        message_id = channel.next_message_id()
+        channel.send_encoded(context.context_id, commands.c_echo_rq(message_id), None, "C-ECHO")
+        response = channel.receive(message_id, "C-ECHO").command
     status = decode(response.Status, "echo")
     result = EchoResult(peer, status, time.perf_counter() - started)
     if not status.ok:

@@ -12,20 +12,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from io import BytesIO
 from typing import Callable
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom.dsutils import decode, encode
-from pynetdicom.presentation import build_context
 
 from dicomscu.errors import OperationFailed
+from dicomscu.files.codec import decode, encode
 from dicomscu.files.probe import top_level_bytes
 from dicomscu.operations.status import FAILURE, PENDING, Status, decode as decode_status
 from dicomscu.query.build import Query
-from dicomscu.transport import dimse
-from dicomscu.transport.association import Channel, associate
+from dicomscu.protocol import commands as dimse
+from dicomscu.protocol.negotiation import Proposal
+from dicomscu.transport.association import associate
+from dicomscu.transport.channel import Channel
 from dicomscu.transport.peer import Peer
 
 #: How long to wait for the peer to acknowledge a C-CANCEL before giving up on it.
@@ -47,7 +47,7 @@ class RawAnswer:
         try:
             if not syntax.is_deflated:
                 top_level_bytes(self.raw, syntax, [])  # pydicom silently accepts a cut data set
-            dataset = decode(BytesIO(self.raw), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+            dataset = decode(self.raw, syntax)
             for element in dataset:  # touch every element now: garbage fails here, not in the output
                 element.value
         except Exception as exc:
@@ -115,13 +115,13 @@ def find_each(peer: Peer, queries: list[Query], *, on_answer: Callable[[Dataset]
 
 
 def _context(query: Query):
-    return build_context(query.model.find, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    return Proposal(query.model.find, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 
 
 def _ask(channel: Channel, query: Query, report: FindReport, on_answer, limit, raw) -> None:
     """One C-FIND over `channel`, its matches handed to `on_answer` as they come."""
     accepted = channel.accepted[0]
-    syntax = accepted.transfer_syntax[0]
+    syntax = UID(accepted.transfer_syntax)
     identifier = _encode(query.dataset, syntax)
     message_id = channel.next_message_id()
     channel.send_encoded(accepted.context_id, dimse.c_find_rq(message_id, query.model.find), identifier, "C-FIND")
@@ -142,19 +142,20 @@ def _collect(channel: Channel, context_id: int, message_id: int, syntax, report:
     cancel_deadline = None  # set once we sent a C-CANCEL: the peer then gets CANCEL_GRACE to end
     while True:
         if cancel_deadline is None:
-            response = channel.receive(message_id, "C-FIND")
+            message = channel.receive(message_id, "C-FIND")
         else:
-            response = channel.poll(cancel_deadline - time.monotonic())
-            if response is None or getattr(response, "Status", None) is None:
+            message = channel.poll(cancel_deadline - time.monotonic())
+            if message is None or message.command.Status is None:
                 _give_up(channel, report)
                 return
+        response = message.command
         status = decode_status(response.Status, "find")
         if status.category != PENDING:
             report.status = status
             return
         if report.cancelled:
             continue  # in flight when we cancelled: dropped
-        identifier = _identifier(response)
+        identifier = bytes(message.dataset) if message.dataset is not None else None
         report.matches += 1
         if on_answer is not None and identifier:
             answer = RawAnswer(identifier, syntax)
@@ -178,26 +179,18 @@ def _cancel(channel: Channel, context_id: int, message_id: int) -> None:
     channel.send_encoded(context_id, dimse.c_cancel_rq(message_id), None, "C-CANCEL")
     deadline = time.monotonic() + CANCEL_GRACE
     while True:
-        response = channel.poll(deadline - time.monotonic())
-        if response is None:
+        message = channel.poll(deadline - time.monotonic())
+        if message is None:
             channel.abort()
             return
-        if getattr(response, "Status", None) is not None and \
-                decode_status(response.Status, "find").category != PENDING:
+        if message.command.Status is not None and \
+                decode_status(message.command.Status, "find").category != PENDING:
             return
 
 
 def _encode(dataset: Dataset, syntax) -> bytes:
-    encoded = encode(dataset, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
-    if encoded is None:
-        raise OperationFailed("the query identifier could not be encoded (check the --key values)")
-    return encoded
-
-
-def _identifier(response) -> bytes | None:
-    """The encoded identifier of a response, from our decoder or pynetdicom's."""
-    raw = getattr(response, "dataset", None)
-    if raw is None:
-        stream = getattr(response, "Identifier", None)
-        raw = stream.getvalue() if stream is not None else None
-    return raw
+    try:
+        return encode(dataset, syntax)
+    except Exception as exc:  # pydicom refuses a value it cannot write in this VR
+        raise OperationFailed(f"the query identifier could not be encoded ({exc}; check the --key values)"
+                              ) from None

@@ -24,30 +24,30 @@ import time
 from collections.abc import MutableSequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from io import BytesIO
 from typing import Callable
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
-    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pynetdicom import ALL_TRANSFER_SYNTAXES
-from pynetdicom.dsutils import encode
-from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
-from pynetdicom.presentation import build_context
 
 from dicomscu.errors import DicomscuError, OperationFailed, PeerTimeout, UsageError
 from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
+from dicomscu.files.codec import encode
 from dicomscu.files.probe import BadFile, top_level_values, valid_uid
 from dicomscu.operations.status import FAILURE, PENDING, SUCCESS, WARNING, Status, decode
 from dicomscu.query.build import QUERY_LEVEL, Query, build_query
 from dicomscu.storage_classes import STORAGE_UIDS
-from dicomscu.transport import dimse
-from dicomscu.transport.association import Channel, associate
+from dicomscu.protocol import commands as dimse
+from dicomscu.protocol.messages import Message
+from dicomscu.protocol.negotiation import Proposal
+from dicomscu.protocol.pdu import RoleSelection
+from dicomscu.transport.association import associate
+from dicomscu.transport.channel import Channel
+from dicomscu.uids import COMPRESSED_SYNTAXES as _COMPRESSED
 from dicomscu.transport.peer import Peer
 
 LOGGER = logging.getLogger("dicomscu")
@@ -64,7 +64,7 @@ UIDS_PER_REQUEST = 200
 _COMMON = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.50",
            "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.51",
            "1.2.840.10008.1.2.4.57")
-COMPRESSED_SYNTAXES = tuple(sorted((ts for ts in ALL_TRANSFER_SYNTAXES if UID(ts).is_compressed),
+COMPRESSED_SYNTAXES = tuple(sorted(_COMPRESSED,
                                    key=lambda ts: _COMMON.index(ts) if ts in _COMMON else len(_COMMON)))
 #: C-GET contexts for a class whose syntaxes the server did not say, after the uncompressed pair, in
 #: this order while the 127 contexts last: the common compressed ones, the other two uncompressed
@@ -228,7 +228,7 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
     scp = (StorageSCP(peer.calling_ae, options.port_scp, writer, options.syntaxes, report, progress)
            if options.move_destination is None else nullcontext())
     sop_class = query.model.move
-    contexts = [build_context(sop_class, _request_syntaxes(options))]
+    contexts = [Proposal(sop_class, _request_syntaxes(options))]
 
     def command(message_id: int) -> bytes:
         return dimse.c_move_rq(message_id, sop_class, destination)
@@ -320,15 +320,15 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
     learned = survey_classes(peer, query, identifiers) if identifiers else {}
     writer = InstanceWriter(options.output, options.layout)
     sop_class = query.model.get
-    contexts = [build_context(sop_class, _request_syntaxes(options))]
+    contexts = [Proposal(sop_class, _request_syntaxes(options))]
     storage = list(dict.fromkeys(learned or STORAGE_UIDS))[:MAX_STORAGE_CONTEXTS]
     contexts += _storage_contexts(storage, learned, options)
     roles = [_scp_role(uid) for uid in storage]
 
-    def on_store(channel: Channel, context_id: int, request) -> None:
-        _store_one(channel, context_id, request, writer, report, on_progress)
+    def on_store(channel: Channel, message: Message) -> None:
+        _store_one(channel, message, writer, report, on_progress)
 
-    with associate(peer, contexts, ext_neg=roles) as channel:
+    with associate(peer, contexts, roles=roles) as channel:
         report.refused_classes = [uid for uid in storage if channel.context_for(uid) is None]
         if not learned:
             report.refused_classes = []  # a guess refused says nothing about the instances
@@ -350,14 +350,14 @@ def _storage_contexts(storage: list[str], learned: dict[str, set[str]], options:
     list (up to 127 classes, one context each) the server picks among all of them.
     """
     if not options.accept_all_syntaxes:
-        return [build_context(uid, [ImplicitVRLittleEndian]) for uid in storage]
+        return [Proposal(uid, [ImplicitVRLittleEndian]) for uid in storage]
     uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
     if not learned:
-        return [build_context(uid, [*uncompressed, *COMPRESSED_SYNTAXES]) for uid in storage]
+        return [Proposal(uid, [*uncompressed, *COMPRESSED_SYNTAXES]) for uid in storage]
     # first what each class needs: one context per syntax the server holds it in (or the uncompressed pair)
     needed = {uid: [[syntax] for syntax in sorted(learned.get(uid, ()))] or [uncompressed] for uid in storage}
     if sum(map(len, needed.values())) > MAX_STORAGE_CONTEXTS:  # too many: one context each, all it needs
-        return [build_context(uid, [*sorted(learned.get(uid, ())), *uncompressed]) for uid in storage]
+        return [Proposal(uid, [*sorted(learned.get(uid, ())), *uncompressed]) for uid in storage]
     # then guesses, class after class in turn, while the 127 contexts last
     guesses = {uid: [group for group in [uncompressed, *([syntax] for syntax in GUESSES)] if group not in needed[uid]]
                for uid in storage}
@@ -367,7 +367,7 @@ def _storage_contexts(storage: list[str], learned: dict[str, set[str]], options:
             if budget and guesses[uid]:
                 needed[uid].append(guesses[uid].pop(0))
                 budget -= 1
-    return [build_context(uid, group) for uid in storage for group in needed[uid]]
+    return [Proposal(uid, group) for uid in storage for group in needed[uid]]
 
 
 def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> dict[str, set[str]]:
@@ -493,12 +493,9 @@ def _request_syntaxes(options: RetrieveOptions) -> list[str]:
         ImplicitVRLittleEndian]
 
 
-def _scp_role(sop_class: str) -> SCP_SCU_RoleSelectionNegotiation:
-    role = SCP_SCU_RoleSelectionNegotiation()
-    role.sop_class_uid = sop_class
-    role.scu_role = False
-    role.scp_role = True
-    return role
+def _scp_role(sop_class: str) -> RoleSelection:
+    """We take the SCP role for `sop_class`, so that the server may send us C-STORE requests (PS3.4 C.4.3)."""
+    return RoleSelection(sop_class, scu=False, scp=True)
 
 
 def _identifiers(peer: Peer, query: Query, options: RetrieveOptions, report: RetrieveReport,
@@ -545,25 +542,24 @@ def _request(channel: Channel, command, identifier: Dataset, report: RetrieveRep
              on_progress: Progress | None, on_store) -> None:
     """Send one C-MOVE/C-GET request and follow it to its final response."""
     context = channel.accepted[0]
-    syntax = context.transfer_syntax[0]
-    encoded = encode(identifier, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    encoded = encode(identifier, context.transfer_syntax)
     message_id = channel.next_message_id()
     channel.send_encoded(context.context_id, command(message_id), encoded, report.operation)
     report.requests += 1
     before = {"Completed": report.completed, "Failed": report.failed, "Warning": report.warning}
     while True:
-        context_id, message = channel.receive_any(report.operation)
-        if getattr(message, "Status", None) is None and on_store is not None:
-            on_store(channel, context_id, message)  # a C-STORE sub-operation (C-GET)
+        message = channel.receive_any(report.operation)
+        response = message.command
+        if response.CommandField == dimse.C_STORE_RQ and on_store is not None:
+            on_store(channel, message)  # a C-STORE sub-operation (C-GET)
             continue
-        responding_to = getattr(message, "MessageIDBeingRespondedTo", None)
-        if responding_to != message_id or getattr(message, "Status", None) is None:
+        if response.MessageIDBeingRespondedTo != message_id or response.Status is None:
             channel.abort()
-            raise OperationFailed(f"{report.peer}: unexpected {type(message).__name__} during "
+            raise OperationFailed(f"{report.peer}: unexpected {response.name} during "
                                   f"{report.operation} (protocol error)")
-        status = decode(message.Status, report.operation[2:].lower())
+        status = decode(response.Status, report.operation[2:].lower())
         for name in ("Remaining", "Completed", "Failed", "Warning"):
-            value = getattr(message, f"NumberOf{name}Suboperations", None)
+            value = getattr(response, f"NumberOf{name}Suboperations")
             if value is not None:  # counts are per request: add those of earlier requests
                 setattr(report, name.lower(), before.get(name, 0) + value)
         if on_progress is not None:
@@ -574,15 +570,15 @@ def _request(channel: Channel, command, identifier: Dataset, report: RetrieveRep
             return
 
 
-def _store_one(channel: Channel, context_id: int, request, writer: InstanceWriter,
+def _store_one(channel: Channel, message: Message, writer: InstanceWriter,
                report: RetrieveReport, on_progress: Progress | None) -> None:
     """Answer one incoming C-STORE-RQ (C-GET sub-operation) after writing the file."""
-    syntax = channel.syntax_of(context_id)
-    sop_class = str(request.AffectedSOPClassUID or "")
-    sop_instance = str(request.AffectedSOPInstanceUID or "")
-    stream = request.DataSet if isinstance(request.DataSet, BytesIO) else None
-    status = store_instance(writer, stream.getvalue() if stream else b"", sop_class, sop_instance, syntax, report)
-    channel.send_encoded(context_id, dimse.c_store_rsp(request.MessageID, sop_class, sop_instance, status),
+    request = message.command
+    syntax = channel.syntax_of(message.context_id)
+    sop_class = request.AffectedSOPClassUID or ""
+    sop_instance = request.AffectedSOPInstanceUID or ""
+    status = store_instance(writer, message.dataset or b"", sop_class, sop_instance, syntax, report)
+    channel.send_encoded(message.context_id, dimse.c_store_rsp(request.MessageID, sop_class, sop_instance, status),
                          None, "C-STORE-RSP")
     if on_progress is not None:
         on_progress(report)

@@ -1,8 +1,8 @@
 """The storage SCP that receives the instances of a C-MOVE sent to ourselves.
 
-A pynetdicom server listening on ``--port-scp`` under our calling AE title while
-the move runs.  Incoming data sets are not decoded: their bytes go to
-:class:`~dicomscu.files.instances.InstanceWriter` as received.
+It listens on ``--port-scp`` under our calling AE title while the move runs, on
+the same protocol core as everything else.  Incoming data sets are not decoded:
+their bytes go to :class:`~dicomscu.files.instances.InstanceWriter` as received.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import errno
 import threading
 
-from pynetdicom import AE, evt
-
 from dicomscu.errors import UsageError
 from dicomscu.files.instances import InstanceWriter
+from dicomscu.operations.provider import Provider
 from dicomscu.storage_classes import STORAGE_UIDS
-from dicomscu.transport import server as tuned_server
+from dicomscu.transport.listener import AcceptPolicy, Listener
+from dicomscu.uids import VERIFICATION, IMPLICIT_VR_LE
 
 
 class StorageSCP:
@@ -28,27 +28,25 @@ class StorageSCP:
         self._report = report
         self._on_progress = on_progress
         self._lock = threading.Lock()
-        self._ae = AE(ae_title=ae_title)
-        self._ae.maximum_pdu_size = 0
-        tuned_server.support_storage(self._ae, STORAGE_UIDS, syntaxes)
-        self._server = None
-        #: Associations the server opened back to us (TCP connections, then established ones):
-        #: they tell an unknown or unreachable destination from a refused transfer syntax.
-        self.connections = 0
-        self.established = 0
+        supported = {uid: tuple(syntaxes) for uid in STORAGE_UIDS}
+        supported[VERIFICATION] = (IMPLICIT_VR_LE,)
+        self._listener = Listener(("", port), AcceptPolicy(ae_title, supported), Provider(self.store).serve)
+
+    @property
+    def connections(self) -> int:
+        """Connections the server opened back to us: tells an unreachable destination from refused data."""
+        return self._listener.connections
 
     def __enter__(self) -> "StorageSCP":
         try:
-            self._server = tuned_server.listen(self._ae, ("", self.port), [
-                (evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, self._on_connection),
-                (evt.EVT_ESTABLISHED, self._on_established)], on_store=self.store)
+            self._listener.start()
         except OSError as exc:
             raise UsageError(self._bind_problem(exc)) from None
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._server is not None:
-            tuned_server.stop(self._server)
+        self._listener.stop()
+        self._listener.wait(grace=5.0)
 
     def _bind_problem(self, exc: OSError) -> str:
         if exc.errno == errno.EADDRINUSE:
@@ -58,21 +56,7 @@ class StorageSCP:
                     "use a port above 1024 and map it on the server")
         return f"--port-scp {self.port}: cannot listen: {exc.strerror or exc}"
 
-    def _on_connection(self, _event) -> None:
-        with self._lock:
-            self.connections += 1
-
-    def _on_established(self, _event) -> None:
-        with self._lock:
-            self.established += 1
-
-    def _on_store(self, event) -> int:
-        request = event.request
-        raw = request.DataSet.getvalue() if request.DataSet is not None else b""
-        return self.store(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID), raw,
-                          event.context.transfer_syntax)
-
-    def store(self, sop_class: str, sop_instance: str, raw: bytes, syntax) -> int:
+    def store(self, sop_class: str, sop_instance: str, raw: bytes, syntax: str) -> int:
         from dicomscu.operations.retrieve import store_instance
 
         with self._lock:  # one association at a time writes the report

@@ -1,15 +1,14 @@
-"""DIMSE status codes, decoded into a category and words (PS3.7 Annex C, PS3.4).
+"""DIMSE status codes, decoded into a category and words (PS3.7 Annex C, PS3.4 B.2.3, C.4, K.4).
 
-pynetdicom's tables give the exact codes; the standard also defines ranges
-(A7xx, A9xx, Cxxx for storage) that servers fill with their own sub-codes, so a
-code that is in no table is decoded from its range.
+Exact codes come from the tables below; the standard also defines ranges (A7xx,
+A9xx, Cxxx) that servers fill with their own sub-codes, so a code in no table is
+decoded from its range.  tests/test_status.py checks every category against
+pynetdicom's tables.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from pynetdicom import status as _tables
 
 SUCCESS = "success"
 WARNING = "warning"
@@ -17,21 +16,63 @@ FAILURE = "failure"
 PENDING = "pending"
 CANCEL = "cancel"
 
-_CATEGORY = {
-    _tables.STATUS_SUCCESS: SUCCESS,
-    _tables.STATUS_WARNING: WARNING,
-    _tables.STATUS_FAILURE: FAILURE,
-    _tables.STATUS_PENDING: PENDING,
-    _tables.STATUS_CANCEL: CANCEL,
+#: PS3.7 C.1 to C.5: statuses any service may return.
+GENERAL = {
+    0x0000: (SUCCESS, ""),
+    0x0105: (FAILURE, "No Such Attribute"),
+    0x0106: (FAILURE, "Invalid Attribute Value"),
+    0x0107: (WARNING, "Attribute List Error"),
+    0x0110: (FAILURE, "Processing Failure"),
+    0x0111: (FAILURE, "Duplicate SOP Instance"),
+    0x0112: (FAILURE, "No Such SOP Instance"),
+    0x0113: (FAILURE, "No Such Event Type"),
+    0x0114: (FAILURE, "No Such Argument"),
+    0x0115: (FAILURE, "Invalid Argument Value"),
+    0x0116: (WARNING, "Attribute Value Out of Range"),
+    0x0117: (FAILURE, "Invalid Object Instance"),
+    0x0118: (FAILURE, "No Such SOP Class"),
+    0x0119: (FAILURE, "Class-Instance Conflict"),
+    0x0120: (FAILURE, "Missing Attribute"),
+    0x0121: (FAILURE, "Missing Attribute Value"),
+    0x0122: (FAILURE, "Refused: SOP Class Not Supported"),
+    0x0123: (FAILURE, "No Such Action"),
+    0x0124: (FAILURE, "Refused: Not Authorized"),
+    0x0210: (FAILURE, "Duplicate Invocation"),
+    0x0211: (FAILURE, "Unrecognized Operation"),
+    0x0212: (FAILURE, "Mistyped Argument"),
+    0x0213: (FAILURE, "Resource Limitation"),
+    0xFE00: (CANCEL, ""),
 }
-
+_RETRIEVE = {
+    0xA701: (FAILURE, "Refused: Out of Resources, unable to calculate the number of matches"),
+    0xA702: (FAILURE, "Refused: Out of Resources, unable to perform sub-operations"),
+    0xA900: (FAILURE, "Identifier does not match SOP Class"),
+    0xAA00: (FAILURE, "None of the frames requested were found in the SOP Instance"),
+    0xAA01: (FAILURE, "Unable to create new object for this SOP Class"),
+    0xAA02: (FAILURE, "Unable to extract frames"),
+    0xAA03: (FAILURE, "Time-based request received for a non-time-based original SOP Instance"),
+    0xAA04: (FAILURE, "Invalid request"),
+    0xFF00: (PENDING, "Sub-operations are continuing"),
+    0xB000: (WARNING, "Sub-operations complete, one or more failures or warnings"),
+    0xC000: (FAILURE, "Unable to Process"),
+}
+_FIND = {
+    0xA700: (FAILURE, "Refused: Out of Resources"),
+    0xA900: (FAILURE, "Identifier does not match SOP Class"),
+    0xB001: (WARNING, "Matching reached the response limit; a narrower request may return more"),
+    0xFF00: (PENDING, "Matches are continuing, current match supplied"),
+    0xFF01: (PENDING, "Matches are continuing, warning: optional keys not supported"),
+    0xC000: (FAILURE, "Unable to Process"),
+}
 SERVICES = {
-    "echo": _tables.VERIFICATION_SERVICE_CLASS_STATUS,
-    "store": _tables.STORAGE_SERVICE_CLASS_STATUS,
-    "find": _tables.QR_FIND_SERVICE_CLASS_STATUS,
-    "move": _tables.QR_MOVE_SERVICE_CLASS_STATUS,
-    "get": _tables.QR_GET_SERVICE_CLASS_STATUS,
-    "worklist": _tables.MODALITY_WORKLIST_SERVICE_CLASS_STATUS,
+    "echo": GENERAL,
+    "store": {**GENERAL, 0xB000: (WARNING, "Coercion of Data Elements"), 0xB006: (WARNING, "Element Discarded"),
+              0xB007: (WARNING, "Data Set does not match SOP Class"), 0xA700: (FAILURE, "Refused: Out of Resources"),
+              0xA900: (FAILURE, "Data Set does not match SOP Class"), 0xC000: (FAILURE, "Cannot understand")},
+    "find": {**GENERAL, **_FIND},
+    "worklist": {**GENERAL, **_FIND},
+    "move": {**GENERAL, **_RETRIEVE, 0xA801: (FAILURE, "Move destination unknown")},
+    "get": {**GENERAL, **_RETRIEVE},
 }
 
 #: (mask, value, category, meaning) for the ranges PS3.4 defines.
@@ -65,11 +106,11 @@ class Status:
 
 
 def decode(code: int, service: str) -> Status:
-    """Decode `code` as returned by `service` ('echo', 'store', 'find', ...)."""
-    table = SERVICES.get(service, _tables.GENERAL_STATUS)
+    """Decode `code` as returned by `service` ('echo', 'store', 'find', 'worklist', 'move', 'get')."""
+    table = SERVICES.get(service, GENERAL)
     if code in table:
         category, meaning = table[code]
-        return Status(code, _CATEGORY.get(category, FAILURE), meaning)
+        return Status(code, category, meaning)
     for mask, value, category, meaning in _RANGES:
         if code & mask == value:
             return Status(code, category, meaning)

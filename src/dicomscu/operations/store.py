@@ -28,15 +28,16 @@ from typing import Callable, Sequence
 
 from pydicom import dcmread
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom.dsutils import encode
-from pynetdicom.presentation import PresentationContext, build_context
 
 from dicomscu.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomscuError
+from dicomscu.files.codec import encode
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
 from dicomscu.operations.status import SUCCESS, WARNING, Status, decode
-from dicomscu.transport import dimse
-from dicomscu.transport.association import Channel, associate
+from dicomscu.protocol import commands as dimse
+from dicomscu.protocol.negotiation import AcceptedContext, Proposal
+from dicomscu.transport.association import associate
+from dicomscu.transport.channel import Channel
 from dicomscu.transport.peer import Peer
 
 #: PS3.8 9.3.2.2: at most 128 presentation contexts (odd IDs 1..255) per association.
@@ -94,7 +95,7 @@ class StoreReport:
 class _Group:
     """One association's worth of presentation contexts."""
 
-    contexts: list[PresentationContext]
+    contexts: list[Proposal]
     pairs: set[tuple[str, str]]
 
 
@@ -139,7 +140,7 @@ def _group_contexts(pairs: Counter) -> list[_Group]:
             wanted.append(ExplicitVRLittleEndian)
         if ImplicitVRLittleEndian not in wanted:
             wanted.append(ImplicitVRLittleEndian)
-        contexts = [build_context(sop_class, [syntax]) for syntax in wanted]
+        contexts = [Proposal(sop_class, [syntax]) for syntax in wanted]
         if not groups or len(groups[-1].contexts) + len(contexts) > MAX_CONTEXTS:
             groups.append(_Group([], set()))
         group = groups[-1]
@@ -311,7 +312,7 @@ class _LazyAssociation:
     :attr:`error` keeps the last association failure.
     """
 
-    def __init__(self, peer: Peer, contexts: list[PresentationContext], decompress: bool = False) -> None:
+    def __init__(self, peer: Peer, contexts: list[Proposal], decompress: bool = False) -> None:
         self.peer = peer
         self.contexts = contexts
         self.decompress = decompress
@@ -382,19 +383,19 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
             return FileResult(path, FAILED, _refusal(channel, info), sop_instance=info.sop_instance,
                               size=len(data))
         try:
-            payload = _reencode(data, context.transfer_syntax[0], compressed)
+            payload = _reencode(data, UID(context.transfer_syntax), compressed)
         except Exception as exc:  # pydicom could not convert this file
-            return FileResult(path, FAILED, _conversion_failure(info, context.transfer_syntax[0], compressed, exc),
+            return FileResult(path, FAILED, _conversion_failure(info, UID(context.transfer_syntax), compressed, exc),
                               sop_instance=info.sop_instance, size=len(data))
     message_id = channel.next_message_id()
     command = dimse.c_store_rq(message_id, info.sop_class, info.sop_instance)
     channel.send_encoded(context.context_id, command, payload, "C-STORE")
-    response = channel.receive(message_id, "C-STORE")
+    response = channel.receive(message_id, "C-STORE").command
     status = decode(response.Status, "store")
     outcome = {SUCCESS: OK, WARNING: WARNED}.get(status.category, FAILED)
     message = ""
     if outcome != OK:
-        detail = getattr(response, "ErrorComment", None)
+        detail = response.ErrorComment
         message = f"C-STORE {'warning' if outcome == WARNED else 'failed'}: {status}"
         message += f" ({detail})" if detail else ""
     if info.warning:
@@ -402,7 +403,7 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
     return FileResult(path, outcome, message, status, info.sop_instance, len(data))
 
 
-def _fallback_context(channel: Channel, info: DicomFile) -> PresentationContext | None:
+def _fallback_context(channel: Channel, info: DicomFile) -> AcceptedContext | None:
     """An accepted uncompressed context for the file's class: Explicit VR first (private VRs survive)."""
     for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, *UNCOMPRESSED):
         context = channel.context_for(info.sop_class, syntax)
@@ -442,7 +443,4 @@ def _reencode(data: bytes, syntax: UID, decompress: bool = False) -> bytes:
     if decompress:
         # pydicom's pixel data plugins (pylibjpeg, numpy for RLE); the same instance, so the same UID
         dataset.decompress(generate_instance_uid=False)
-    encoded = encode(dataset, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
-    if encoded is None:
-        raise ValueError("pydicom failed to encode the data set")
-    return encoded
+    return encode(dataset, syntax)

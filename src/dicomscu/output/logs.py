@@ -1,9 +1,7 @@
 """Logging setup for gdcmscu's -E/-W/-V/-D and -L.
 
-Our own messages are one line each.  pynetdicom logs its view of failures that we
-report ourselves, in one clearer line, so it is silent except under -D, where
-everything it knows (proposed and accepted contexts, PDU sizes) is wanted.
-Tracebacks of handled exceptions are never printed: the formatter keeps only the
+Our own messages are one line each; -D adds the protocol's detail (proposed and
+accepted contexts, PDU sizes).  Tracebacks of handled exceptions are never printed: the formatter keeps only the
 exception's one-line summary.
 """
 
@@ -30,7 +28,7 @@ class OneLineFormatter(logging.Formatter):
 
 
 def setup(level: str, log_file: str | None = None) -> None:
-    """Route dicomscu's and pynetdicom's logs to stderr (or `log_file`) at `level`."""
+    """Route dicomscu's logs (and pydicom's warnings) to stderr (or `log_file`) at `level`."""
     handler: logging.Handler
     if log_file:
         try:  # truncated at start, as gdcmscu's -L is
@@ -50,7 +48,3 @@ def setup(level: str, log_file: str | None = None) -> None:
     warnings_logger.handlers[:] = [handler]
     warnings_logger.setLevel(logging.WARNING if level in (VERBOSE, DEBUG) else logging.CRITICAL + 1)
     warnings_logger.propagate = False
-    theirs = logging.getLogger("pynetdicom")
-    theirs.handlers[:] = [handler]
-    theirs.setLevel(logging.DEBUG if level == DEBUG else logging.CRITICAL + 1)
-    theirs.propagate = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pynetdicom import sop_class as sc
+from dicomscu import uids
 
 
 @dataclass(frozen=True)
@@ -68,19 +68,19 @@ IMAGE = Level(
 
 PATIENT_ROOT = Model(
     "patientroot", "Patient Root",
-    sc.PatientRootQueryRetrieveInformationModelFind,
-    sc.PatientRootQueryRetrieveInformationModelMove,
-    sc.PatientRootQueryRetrieveInformationModelGet,
+    uids.PATIENT_ROOT_FIND,
+    uids.PATIENT_ROOT_MOVE,
+    uids.PATIENT_ROOT_GET,
     (PATIENT, STUDY, SERIES, IMAGE),
 )
 STUDY_ROOT = Model(
     "studyroot", "Study Root",
-    sc.StudyRootQueryRetrieveInformationModelFind,
-    sc.StudyRootQueryRetrieveInformationModelMove,
-    sc.StudyRootQueryRetrieveInformationModelGet,
+    uids.STUDY_ROOT_FIND,
+    uids.STUDY_ROOT_MOVE,
+    uids.STUDY_ROOT_GET,
     (STUDY_WITH_PATIENT, SERIES, IMAGE),
 )
-WORKLIST = Model("worklist", "Modality Worklist", sc.ModalityWorklistInformationFind, None, None, ())
+WORKLIST = Model("worklist", "Modality Worklist", uids.MODALITY_WORKLIST_FIND, None, None, ())
 
 MODELS = {model.name: model for model in (PATIENT_ROOT, STUDY_ROOT, WORKLIST)}
 

@@ -1,13 +1,14 @@
-"""``dicomscu serve``: a Storage and Query/Retrieve SCP on pynetdicom, a storage directory and an index.
+"""``dicomscu serve``: a Storage and Query/Retrieve SCP on dicomscu's own protocol core, a storage directory
+and an index.
 
-* Verification, every Storage SOP class in every transfer syntax pynetdicom knows
-  (files are kept as received: the data set bytes are never re-encoded);
-* C-FIND, C-MOVE and C-GET in the patient root and study root models;
+* Verification, every Storage SOP class in every transfer syntax (files are kept
+  as received: the data set bytes are never re-encoded);
+* C-FIND, C-MOVE and C-GET in the patient root and study root models, C-CANCEL honoured;
 * stored files go to ``STORAGE/<StudyUID>/<SeriesUID>/<SOPUID>.dcm`` only after the
   three UIDs are checked (digits and dots, at most 64 characters): whatever a peer
   sends, nothing is written outside the storage directory;
-* several associations at once (pynetdicom runs each in a thread); index writes
-  are serialized.
+* several associations at once, one thread each (:mod:`dicomscu.transport.listener`);
+  index writes are serialized.
 """
 
 from __future__ import annotations
@@ -16,33 +17,37 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass, field
-from io import BytesIO
 
-from pydicom import dcmread
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-from pynetdicom import sop_class as sc
-
-from dicomscu.errors import UsageError
+from dicomscu import uids
+from dicomscu.errors import DicomscuError, UsageError
+from dicomscu.files.codec import decode, encode
 from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter, discard, remove_partial_files
 from dicomscu.files.probe import BadFile, probe, valid_uid
+from dicomscu.operations.provider import Provider
+from dicomscu.protocol import commands as dimse
+from dicomscu.protocol.messages import Message
+from dicomscu.protocol.negotiation import Proposal
 from dicomscu.server.index import Index, QueryTooLong, index_row
-from dicomscu.transport import server as tuned_server
 from dicomscu.storage_classes import STORAGE_UIDS
-from dicomscu.transport.peer import TLS
+from dicomscu.transport.association import associate
+from dicomscu.transport.channel import Channel
+from dicomscu.transport.listener import AcceptPolicy, Listener
+from dicomscu.transport.peer import TLS, Peer
 
 LOGGER = logging.getLogger("dicomscu.server")
-#: What the retrieve handlers yield for an instance that cannot be sent (see Pacs._datasets).
-NOT_SENT = "not sent"
 #: On SIGTERM or Ctrl-C, associations under way get this long to finish before they are aborted.
 STOP_GRACE = 10.0
+#: (0008,0058) Failed SOP Instance UID List, returned with a retrieval's final status (PS3.4 C.4.2.1.4).
+FAILED_UIDS = "FailedSOPInstanceUIDList"
 
 QR_CLASSES = {
-    "find": (sc.PatientRootQueryRetrieveInformationModelFind, sc.StudyRootQueryRetrieveInformationModelFind),
-    "move": (sc.PatientRootQueryRetrieveInformationModelMove, sc.StudyRootQueryRetrieveInformationModelMove),
-    "get": (sc.PatientRootQueryRetrieveInformationModelGet, sc.StudyRootQueryRetrieveInformationModelGet),
+    "find": (uids.PATIENT_ROOT_FIND, uids.STUDY_ROOT_FIND),
+    "move": (uids.PATIENT_ROOT_MOVE, uids.STUDY_ROOT_MOVE),
+    "get": (uids.PATIENT_ROOT_GET, uids.STUDY_ROOT_GET),
 }
+#: Identifiers of queries and retrievals: as DCMTK and Orthanc, the three little-endian uncompressed syntaxes.
+QUERY_SYNTAXES = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE, uids.DEFLATED_EXPLICIT_VR_LE)
 
 
 @dataclass
@@ -56,12 +61,23 @@ class ServerConfig:
     #: Calling AE titles accepted (empty: any).
     require_calling: list[str] = field(default_factory=list)
     overwrite: bool = True
-    #: Connections served at once (each an association, or one on its way to being one).
+    #: Associations established at once; one more is rejected (transient, local limit exceeded).
     max_associations: int = 32
     #: A C-STORE data set larger than this (bytes) is refused with 0xA700 and never held in memory.
     max_size: int = 4 << 30
     #: TLS (our certificate and key, the CA clients must be signed by), or None for plain TCP.
     tls: TLS | None = None
+
+
+def accept_policy(config: ServerConfig) -> AcceptPolicy:
+    supported: dict[str, tuple[str, ...]] = {uid: uids.TRANSFER_SYNTAXES for uid in STORAGE_UIDS}
+    supported[uids.VERIFICATION] = (uids.IMPLICIT_VR_LE, uids.EXPLICIT_VR_LE)
+    for classes in QR_CLASSES.values():
+        for uid in classes:
+            supported[uid] = QUERY_SYNTAXES
+    return AcceptPolicy(config.aetitle, supported, roles_allowed=frozenset(STORAGE_UIDS),
+                        require_calling=tuple(config.require_calling), max_associations=config.max_associations,
+                        max_dataset=config.max_size)
 
 
 class Pacs:
@@ -73,67 +89,30 @@ class Pacs:
         self.index = _open_storage(self.storage, config.storage)
         self._writer = InstanceWriter(self.storage, "study")
         self._write_lock = threading.Lock()
-        self._server = None
-        self.ae = self._build_ae()
-
-    def _build_ae(self) -> AE:
-        ae = AE(ae_title=self.config.aetitle)
-        ae.maximum_pdu_size = 0
-        ae.maximum_associations = self.config.max_associations
-        if self.config.require_calling:
-            ae.require_calling_aet = list(self.config.require_calling)
-        ae.add_supported_context(sc.Verification)
-        tuned_server.support_storage(ae, STORAGE_UIDS, list(ALL_TRANSFER_SYNTAXES), scu_role=False, scp_role=True)
-        for classes in QR_CLASSES.values():
-            for uid in classes:
-                ae.add_supported_context(uid)
-        return ae
+        self._listener: Listener | None = None
 
     def start(self) -> None:
-        handlers = [
-            (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_C_FIND, self._on_find),
-            (evt.EVT_C_MOVE, self._on_move),
-            (evt.EVT_C_GET, self._on_get),
-        ]
+        listener = Listener((self.config.host, self.config.port), accept_policy(self.config),
+                            QueryRetrieve(self).serve,
+                            ssl_context=self.config.tls.server_context() if self.config.tls else None)
         try:
-            self._server = tuned_server.listen(
-                self.ae, (self.config.host, self.config.port), handlers, on_store=self.store,
-                max_size=self.config.max_size,
-                ssl_context=self.config.tls.server_context() if self.config.tls else None)
+            listener.start()
         except OSError as exc:
             raise UsageError(f"serve --port {self.config.port}: cannot listen: {exc.strerror or exc}") from None
-        LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed",
-                    self.config.aetitle, self.config.port, self.storage, self.index.count())
+        self._listener = listener
+        LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed, at most %d associations at once",
+                    self.config.aetitle, self.config.port, self.storage, self.index.count(),
+                    self.config.max_associations)
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop accepting, let the associations under way finish (aborting them after `grace` s), then
         close the index: no instance is written after its index is gone."""
-        server, self._server = self._server, None
-        if server is not None:
-            tuned_server.stop(server)
-            active = server.active_associations
-            if active:
-                LOGGER.warning("stopping: waiting up to %g s for %d association(s) to finish", grace, len(active))
-            deadline = time.monotonic() + grace
-            while active and time.monotonic() < deadline:
-                time.sleep(0.05)
-                active = [assoc for assoc in active if assoc.is_alive()]
-            for assoc in active:
-                LOGGER.warning("stopping: aborting the association from %s", assoc.requestor.address)
-                assoc.abort()
-            for assoc in active:
-                assoc.join(timeout=2)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+            listener.wait(grace)
         with self._write_lock:  # a store still finishing its file and row completes first
             self.index.close()
-
-    # -- C-STORE ---------------------------------------------------------------
-    def _on_store(self, event) -> int:
-        """EVT_C_STORE (requests the direct path of :mod:`dicomscu.transport.server` leaves to pynetdicom)."""
-        request = event.request
-        raw = request.DataSet.getvalue() if request.DataSet is not None else b""
-        return self.store(str(request.AffectedSOPClassUID or ""), str(request.AffectedSOPInstanceUID or ""), raw,
-                          event.context.transfer_syntax)
 
     def store(self, sop_class: str, sop_instance: str, raw: bytes, syntax) -> int:
         """Check, write and index one received instance; the C-STORE status.
@@ -185,8 +164,7 @@ class Pacs:
         """An index path (relative to the storage, or absolute from older indexes) as a file path."""
         return os.path.join(self.storage, path)
 
-    # -- C-FIND / C-MOVE / C-GET -------------------------------------------------
-    def _matches(self, identifier):
+    def matches(self, identifier):
         """(level, matches); matches is None when the query ran past its deadline."""
         level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
         try:
@@ -195,69 +173,222 @@ class Pacs:
             LOGGER.warning("query stopped: %s", exc)
             return level, None
 
-    def _on_find(self, event):
-        level, found = self._matches(event.identifier)
-        if found is None:
-            yield 0xA700, None  # Refused: out of resources
-            return
-        if not found and level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
-            yield 0xA900, None
-            return
-        for match in found:
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            yield 0xFF00, match.identifier
+    def read_instance(self, path: str):
+        """(file info, its bytes) of a stored file, proven whole first (the client's probe); raises BadFile/OSError."""
+        with open(self.resolve(path), "rb") as handle:
+            data = handle.read()
+        return probe(data), data
 
-    def _datasets(self, paths):
-        """(status, data set) per stored file, each proven whole first (the client's probe).
 
-        A file that is gone, cut or corrupt is one failed sub-operation, named in the
-        log, and the others still go: pynetdicom counts a sub-operation failed, and goes
-        on, when it is given something that is not a data set (:data:`NOT_SENT`).
-        """
-        for path in paths:
+class Cancelled(Exception):
+    """The peer sent a C-CANCEL-RQ for the operation under way."""
+
+
+class QueryRetrieve(Provider):
+    """Answers C-ECHO, C-STORE, C-FIND, C-GET and C-MOVE for one :class:`Pacs`."""
+
+    def __init__(self, pacs: Pacs) -> None:
+        super().__init__(pacs.store)
+        self.pacs = pacs
+        self.handlers.update({dimse.C_FIND_RQ: self.find, dimse.C_GET_RQ: self.get, dimse.C_MOVE_RQ: self.move})
+
+    # -- the request ----------------------------------------------------------------------------------
+    def _identifier(self, channel: Channel, message: Message, field: int):
+        """The request's identifier and its syntax, or None after answering the request's failure."""
+        request, context = message.command, channel.context_for_id(message.context_id)
+        status = None
+        if context.abstract_syntax != request.AffectedSOPClassUID:
+            status = 0x0122  # SOP class not supported on this context
+        elif message.dataset is None:
+            status = 0xC000
+        if status is None:
             try:
-                with open(self.resolve(path), "rb") as handle:
-                    data = handle.read()
-                probe(data)
-                yield 0xFF00, dcmread(BytesIO(data))
-            except (OSError, BadFile) as exc:
-                LOGGER.error("not sent: %s: %s", self.resolve(path), getattr(exc, "strerror", None) or exc)
-                yield 0xFF00, NOT_SENT
+                return decode(message.dataset, context.transfer_syntax), context.transfer_syntax
+            except Exception as exc:
+                LOGGER.warning("%s: undecodable identifier: %s", channel, exc)
+                status = 0xC000  # unable to process
+        self._final(channel, message, field, status)
+        return None
 
-    def _on_move(self, event):
-        destination = self.config.destinations.get(_ae_text(event.move_destination))
-        if destination is None:
-            yield None, None  # pynetdicom answers 0xA801: move destination unknown
+    def _final(self, channel: Channel, message: Message, field: int, status: int,
+               counts: tuple[int | None, int, int, int] | None = None, failed_uids: list[str] = ()) -> None:
+        request = message.command
+        if field == dimse.C_FIND_RSP:
+            command = dimse.c_find_rsp(request.MessageID, request.AffectedSOPClassUID or "", status)
+            channel.send_encoded(message.context_id, command, None, "C-FIND-RSP")
             return
-        _, found = self._matches(event.identifier)
-        # Propose exactly the contexts the instances need on the sub-association.
-        yield destination[0], destination[1], {"contexts": _contexts_for(found or [])}
-        if found is None:  # pynetdicom's order: destination, count, statuses
-            yield 0
-            yield 0xA701, None  # Refused: out of resources, unable to calculate the number of matches
-            return
-        paths = [path for match in found for path in match.paths]
-        yield len(paths)
-        yield from self._cancellable(event, paths)
+        identifier = None
+        if failed_uids:
+            from pydicom.dataset import Dataset
 
-    def _on_get(self, event):
-        _, found = self._matches(event.identifier)
-        if found is None:
-            yield 0
-            yield 0xA701, None
-            return
-        paths = [path for match in found for path in match.paths]
-        yield len(paths)
-        yield from self._cancellable(event, paths)
+            failed = Dataset()
+            failed.FailedSOPInstanceUIDList = list(failed_uids)
+            identifier = encode(failed, channel.syntax_of(message.context_id))
+        command = dimse.retrieve_rsp(field, request.MessageID, request.AffectedSOPClassUID or "", status,
+                                     counts or (None, 0, 0, 0), identifier is not None)
+        channel.send_encoded(message.context_id, command, identifier, "response")
 
-    def _cancellable(self, event, paths):
-        for status, dataset in self._datasets(paths):
-            if event.is_cancelled:
-                yield 0xFE00, None
+    @staticmethod
+    def _check_cancel(channel: Channel, message_id: int) -> None:
+        """Raise Cancelled if a C-CANCEL-RQ for `message_id` is waiting (a zero-wait look at the socket)."""
+        while True:
+            waiting = channel.poll(0)
+            if waiting is None:
                 return
-            yield status, dataset
+            _cancel_or_drop(channel, waiting, message_id)
+
+    # -- C-FIND ---------------------------------------------------------------------------------------
+    def find(self, channel: Channel, message: Message) -> None:
+        decoded = self._identifier(channel, message, dimse.C_FIND_RSP)
+        if decoded is None:
+            return
+        identifier, syntax = decoded
+        level, found = self.pacs.matches(identifier)
+        if found is None:
+            return self._final(channel, message, dimse.C_FIND_RSP, 0xA700)  # out of resources
+        if not found and level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
+            return self._final(channel, message, dimse.C_FIND_RSP, 0xA900)
+        request = message.command
+        pending = dimse.c_find_rsp(request.MessageID, request.AffectedSOPClassUID, 0xFF00, has_identifier=True)
+        try:
+            for match in found:
+                self._check_cancel(channel, request.MessageID)
+                channel.send_encoded(message.context_id, pending, encode(match.identifier, syntax), "C-FIND-RSP")
+        except Cancelled:
+            return self._final(channel, message, dimse.C_FIND_RSP, 0xFE00)
+        self._final(channel, message, dimse.C_FIND_RSP, 0x0000)
+
+    # -- C-GET and C-MOVE -----------------------------------------------------------------------------
+    def get(self, channel: Channel, message: Message) -> None:
+        rows = self._rows(channel, message, dimse.C_GET_RSP)
+        if rows is not None:
+            self._retrieve(channel, message, dimse.C_GET_RSP, [row["path"] for row in rows], channel,
+                           originator=None)
+
+    def move(self, channel: Channel, message: Message) -> None:
+        request = message.command
+        destination = self.pacs.config.destinations.get((request.MoveDestination or "").strip())
+        if destination is None:
+            LOGGER.warning("%s: C-MOVE to unknown destination %r", channel, request.MoveDestination)
+            return self._final(channel, message, dimse.C_MOVE_RSP, 0xA801)
+        rows = self._rows(channel, message, dimse.C_MOVE_RSP)
+        if rows is None:
+            return
+        paths = [row["path"] for row in rows]
+        peer = Peer(destination[0], destination[1], called_ae=request.MoveDestination.strip(),
+                    calling_ae=self.pacs.config.aetitle)
+        try:
+            with associate(peer, _contexts_for(rows)) as target:
+                self._retrieve(channel, message, dimse.C_MOVE_RSP, paths, target,
+                               originator=(channel.name.split("@")[0], request.MessageID))
+        except DicomscuError as exc:
+            if not channel.active:
+                raise
+            LOGGER.error("C-MOVE to %s failed: %s", request.MoveDestination, exc)
+            self._final(channel, message, dimse.C_MOVE_RSP, 0xA702, (0, 0, len(paths), 0))
+
+    def _rows(self, channel: Channel, message: Message, field: int) -> list[dict[str, str]] | None:
+        """The index rows of the instances the request selects, or None after answering its failure."""
+        decoded = self._identifier(channel, message, field)
+        if decoded is None:
+            return None
+        _, found = self.pacs.matches(decoded[0])
+        if found is None:
+            self._final(channel, message, field, 0xA701)  # out of resources: unable to calculate the matches
+            return None
+        return [row for match in found for row in match.rows]
+
+    def _retrieve(self, channel: Channel, message: Message, field: int, paths: list[str], target: Channel,
+                  originator) -> None:
+        """Send each instance over `target` (C-STORE sub-operations), a pending response after each on
+        `channel`; the final status says how it went (PS3.4 C.4.2.3, C.4.3.3)."""
+        request = message.command
+        completed = failed = warning = 0
+        failed_uids: list[str] = []
+        try:
+            for number, path in enumerate(paths):
+                self._check_cancel(channel, request.MessageID)
+                status, uid, cancel = self._send(target, path, originator, target is channel, request.MessageID)
+                if status == 0x0000:
+                    completed += 1
+                elif status & 0xF000 == 0xB000:
+                    warning += 1
+                else:
+                    failed += 1
+                    failed_uids.append(uid)
+                if cancel:
+                    raise Cancelled()
+                if number + 1 < len(paths):
+                    counts = (len(paths) - number - 1, completed, failed, warning)
+                    command = dimse.retrieve_rsp(field, request.MessageID, request.AffectedSOPClassUID, 0xFF00,
+                                                 counts)
+                    channel.send_encoded(message.context_id, command, None, "pending response")
+        except Cancelled:
+            remaining = len(paths) - completed - failed - warning
+            return self._final(channel, message, field, 0xFE00, (remaining, completed, failed, warning), failed_uids)
+        status = 0x0000 if not failed and not warning else 0xB000
+        self._final(channel, message, field, status, (None, completed, failed, warning), failed_uids)
+
+    def _send(self, target: Channel, path: str, originator, over_request: bool, retrieve_id: int):
+        """(C-STORE status, SOP Instance UID, a C-CANCEL came meanwhile) of one sub-operation.
+
+        A file that cannot go is one failure, logged.  With `over_request` (C-GET) the
+        sub-operation shares the association of the request, whose C-CANCEL may arrive
+        before the C-STORE-RSP: it takes effect after this sub-operation.
+        """
+        try:
+            info, data = self.pacs.read_instance(path)
+        except (OSError, BadFile) as exc:
+            LOGGER.error("not sent: %s: %s", self.pacs.resolve(path), getattr(exc, "strerror", None) or exc)
+            return 0xA702, os.path.splitext(os.path.basename(path))[0], False
+        context, payload = _payload_for(target, info, data, need_scp_role=over_request)
+        if context is None:
+            LOGGER.error("not sent: %s: the peer accepted no context for %s in %s", path, info.sop_class,
+                         info.transfer_syntax)
+            return 0xA702, info.sop_instance, False
+        message_id = target.next_message_id()
+        target.send_encoded(context.context_id, dimse.c_store_rq(message_id, info.sop_class, info.sop_instance,
+                                                                 move_originator=originator), payload, "C-STORE")
+        cancelled = False
+        while True:
+            answer = target.receive_any("C-STORE")
+            command = answer.command
+            if command.CommandField == dimse.C_STORE_RSP and command.MessageIDBeingRespondedTo == message_id:
+                return command.Status, info.sop_instance, cancelled
+            if over_request and _is_cancel(answer, retrieve_id):
+                cancelled = True
+            else:
+                LOGGER.warning("%s: unexpected %s during a C-STORE: ignored", target, command.name)
+
+
+def _is_cancel(message: Message, message_id: int) -> bool:
+    command = message.command
+    return command.CommandField == dimse.C_CANCEL_RQ and command.MessageIDBeingRespondedTo == message_id
+
+
+def _cancel_or_drop(channel: Channel, message: Message, message_id: int) -> None:
+    """A C-CANCEL-RQ for `message_id` raises Cancelled; anything else, while an operation runs, is logged
+    and dropped (we negotiate no asynchronous operations)."""
+    if _is_cancel(message, message_id):
+        raise Cancelled()
+    LOGGER.warning("%s: %s while an operation runs: ignored", channel, message.command.name)
+
+
+def _payload_for(target: Channel, info, data: bytes, need_scp_role: bool):
+    """(accepted context, data set bytes) for sending a stored file: as stored when its syntax was accepted,
+    else re-encoded into an accepted uncompressed syntax; (None, None) when neither is possible."""
+    if need_scp_role and not target.roles.get(info.sop_class, (True, False))[1]:
+        return None, None  # C-GET: the requestor did not take the storage SCP role for this class
+    context = target.context_for(info.sop_class, info.transfer_syntax)
+    if context is not None:
+        return context, memoryview(data)[info.dataset_offset:]
+    if info.transfer_syntax not in uids.NATIVE_SYNTAXES + (uids.DEFLATED_EXPLICIT_VR_LE,):
+        return None, None  # compressed: sent as it is or not at all
+    for syntax in (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE, uids.EXPLICIT_VR_BE):
+        context = target.context_for(info.sop_class, syntax)
+        if context is not None:
+            return context, encode(decode(memoryview(data)[info.dataset_offset:], info.transfer_syntax), syntax)
+    return None, None
 
 
 def _open_storage(storage: str, given: str) -> Index:
@@ -281,22 +412,13 @@ def _open_storage(storage: str, given: str) -> Index:
     raise UsageError(f"--storage {given}: {problem}")
 
 
-def _ae_text(value) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    return str(value or "").strip()
-
-
-def _contexts_for(found) -> list:
-    """(SOP Class, [its transfer syntax, Implicit VR LE]) for the instances of `found`, at most 128."""
-    from pydicom.uid import ImplicitVRLittleEndian
-    from pynetdicom.presentation import build_context
-
-    pairs = sorted({(row["sop_class"], row["transfer_syntax"]) for match in found for row in match.rows})
+def _contexts_for(rows) -> list[Proposal]:
+    """(SOP Class, [its transfer syntax, Implicit VR LE]) for the instances in `rows`, at most 128."""
+    pairs = sorted({(row["sop_class"], row["transfer_syntax"]) for row in rows})
     contexts = []
     for sop_class, syntax in pairs:
-        syntaxes = [syntax] if syntax == ImplicitVRLittleEndian else [syntax, ImplicitVRLittleEndian]
-        contexts.append(build_context(sop_class, syntaxes))
+        syntaxes = [syntax] if syntax == uids.IMPLICIT_VR_LE else [syntax, uids.IMPLICIT_VR_LE]
+        contexts.append(Proposal(sop_class, syntaxes))
     if len(contexts) > 128:
         LOGGER.warning("C-MOVE needs %d presentation contexts; proposing the first 128", len(contexts))
-    return contexts[:128] or [build_context(sc.SecondaryCaptureImageStorage)]
+    return contexts[:128] or [Proposal(uids.SECONDARY_CAPTURE, [uids.IMPLICIT_VR_LE])]

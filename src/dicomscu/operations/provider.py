@@ -1,0 +1,98 @@
+"""The service-class provider side: answering the DIMSE requests of an association we accepted.
+
+:class:`Provider` runs one association: it waits for requests (an idle association
+is aborted after the policy's idle timeout), answers C-ECHO, hands C-STORE data
+sets to `on_store` (which returns the status), and dispatches anything else to the
+methods a subclass adds (``dicomscu serve`` adds C-FIND, C-GET and C-MOVE).  A
+request nobody handles is answered "unrecognized operation" (0x0211), never left
+unanswered.  The peer's release is answered; an abort or a lost connection ends it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from dicomscu.errors import DicomscuError
+from dicomscu.protocol import commands as dimse
+from dicomscu.protocol.messages import Message
+from dicomscu.transport.channel import AssociationEnded, Channel
+
+LOGGER = logging.getLogger("dicomscu.server")
+
+#: on_store(sop_class, sop_instance, dataset bytes, transfer syntax) -> status
+StoreCallback = Callable[[str, str, bytes, str], int]
+
+
+class Provider:
+    """Serves one association at a time per call of :meth:`serve` (thread-safe if `on_store` is)."""
+
+    def __init__(self, on_store: StoreCallback | None = None) -> None:
+        self.on_store = on_store
+        self.handlers: dict[int, Callable[[Channel, Message], None]] = {
+            dimse.C_ECHO_RQ: self.echo,
+            dimse.C_STORE_RQ: self.store,
+            dimse.C_CANCEL_RQ: self.cancel_outside_operation,
+        }
+
+    def serve(self, channel: Channel) -> None:
+        """Answer requests until the peer releases, aborts or goes silent."""
+        while True:
+            try:
+                message = channel.poll(channel.dimse_timeout)
+                if message is None:
+                    LOGGER.warning("%s: idle for %g s: association aborted", channel, channel.dimse_timeout)
+                    channel.abort()
+                    return
+                handler = self.handlers.get(message.command.CommandField or 0, self.unrecognized)
+                handler(channel, message)
+            except AssociationEnded:
+                channel.release()
+                return
+            except DicomscuError as exc:  # aborted, lost, timed out: logged once, the association is over
+                LOGGER.info("%s", exc)
+                channel.abort()
+                return
+
+    def echo(self, channel: Channel, message: Message) -> None:
+        request = message.command
+        channel.send_encoded(message.context_id, dimse.c_echo_rsp(request.MessageID or 0, 0x0000,
+                                                                  request.AffectedSOPClassUID or ""),
+                             None, "C-ECHO-RSP")
+
+    def store(self, channel: Channel, message: Message) -> None:
+        """Check the request against its context, store the data set, answer with the callback's status."""
+        request = message.command
+        sop_class, sop_instance = request.AffectedSOPClassUID or "", request.AffectedSOPInstanceUID or ""
+        context = channel.context_for_id(message.context_id)
+        if self.on_store is None or context.abstract_syntax != sop_class:
+            status = 0x0122  # Refused: SOP Class not supported (on this context)
+        elif message.oversize:
+            LOGGER.warning("refused %s: its data set is larger than the limit this server keeps", sop_instance)
+            status = 0xA700  # Refused: out of resources
+        elif message.dataset is None:
+            status = 0xC000  # a C-STORE-RQ without a data set: cannot understand
+        else:
+            try:
+                status = self.on_store(sop_class, sop_instance, message.dataset, context.transfer_syntax)
+            except Exception as exc:  # a bug must not kill the association
+                LOGGER.exception("storing %s failed: %s", sop_instance, exc)
+                status = 0x0110  # Processing failure
+        channel.send_encoded(message.context_id, dimse.c_store_rsp(request.MessageID or 0, sop_class, sop_instance,
+                                                                   status), None, "C-STORE-RSP")
+
+    def cancel_outside_operation(self, channel: Channel, message: Message) -> None:
+        """A C-CANCEL-RQ for nothing under way (it raced the final response): nothing to answer (PS3.7 9.3.2.3)."""
+        LOGGER.debug("%s: C-CANCEL for message %s, which is over", channel, message.command.MessageIDBeingRespondedTo)
+
+    def unrecognized(self, channel: Channel, message: Message) -> None:
+        request = message.command
+        if request.is_response or request.MessageID is None:
+            LOGGER.warning("%s: unexpected %s: ignored", channel, request.name)
+            return
+        LOGGER.warning("%s: %s is not supported: answered 0x0211", channel, request.name)
+        response = dimse.encode(AffectedSOPClassUID=request.AffectedSOPClassUID,
+                                CommandField=(request.CommandField or 0) | 0x8000,
+                                MessageIDBeingRespondedTo=request.MessageID, CommandDataSetType=dimse.NO_DATASET,
+                                Status=0x0211)
+        channel.send_encoded(message.context_id, response, None, "response")
