@@ -73,7 +73,7 @@ def _value(vr: str, value) -> bytes:
         return b"".join(struct.pack("<HH", tag >> 16, tag & 0xFFFF) for tag in tags)
     raw = value.encode("ascii") if isinstance(value, str) else bytes(value)
     if vr == "AE":
-        return raw.ljust(16)[:16]
+        raw = raw.strip()[:16]
     if len(raw) % 2:
         raw += b"\0" if vr == "UI" else b" "
     return raw

@@ -126,6 +126,8 @@ class Link:
             return None
         except ssl.SSLError as exc:
             raise LinkFailed(f"TLS failure: {exc.reason or exc}") from None
+        except ConnectionResetError:
+            return 0  # the peer closed the connection, abruptly: the same to the protocol
         except OSError as exc:
             raise LinkFailed(f"connection lost: {exc.strerror or exc}") from None
         if received:
