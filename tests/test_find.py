@@ -197,7 +197,7 @@ def test_failure_status_decoded():
     with find_scp("BROKEN", on_find) as port:
         result = run_dicomscu("--find", "127.0.0.1", str(port), "-k", "10,10")
     assert result.returncode == 1
-    assert "0xA900 failure: Identifier does not match SOP Class" in result.stderr
+    assert "0xA900 failure: Identifier Does Not Match SOP Class" in result.stderr
 
 
 def test_bad_keys_are_usage_errors():

@@ -333,12 +333,12 @@ def test_get_contexts_cover_every_class_and_every_syntax_seen_within_127():
     options = RetrieveOptions(accept_all_syntaxes=True)
     j2k, explicit, jpeg = "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50"
     one = _storage_contexts(["1.2.3"], {"1.2.3": {j2k}}, options)
-    assert one[0].transfer_syntax == [j2k] and len(one) <= 127
+    assert one[0].transfer_syntaxes == (j2k,) and len(one) <= 127
     for classes, seen in ((40, set()), (60, {explicit}), (100, {explicit, jpeg})):
         learned = {f"1.2.{n}": set(seen) for n in range(classes)}
         contexts = _storage_contexts(list(learned), learned, options)
         assert len(contexts) <= 127 and {c.abstract_syntax for c in contexts} == set(learned)
         for uid, syntaxes in learned.items():
-            offered = {ts for c in contexts if c.abstract_syntax == uid for ts in c.transfer_syntax}
+            offered = {ts for c in contexts if c.abstract_syntax == uid for ts in c.transfer_syntaxes}
             assert syntaxes <= offered
-    assert [c.transfer_syntax for c in _storage_contexts(["1.2.3"], {}, RetrieveOptions())] == [["1.2.840.10008.1.2"]]
+    assert [c.transfer_syntaxes for c in _storage_contexts(["1.2.3"], {}, RetrieveOptions())] == [("1.2.840.10008.1.2",)]

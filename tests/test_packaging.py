@@ -30,3 +30,29 @@ def test_nothing_reaches_outside_the_repository():
                  if name and (root / name).is_file()
                  and outside.search((root / name).read_bytes())]
     assert not offenders
+
+
+def test_no_module_imports_pynetdicom():
+    """pynetdicom is a test oracle and a peer, never a runtime dependency (the protocol core is ours)."""
+    import ast
+
+    offenders = []
+    for path in (SRC / "dicomscu").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0] == "pynetdicom"]
+    assert not offenders
+
+
+def test_an_echo_loads_neither_pydicom_nor_rich(storescp):
+    """Start-up dominates short commands: the C-ECHO path is the protocol core and the CLI only."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom dicomscu.app import main\n"
+              f"code = main(['127.0.0.1', '{storescp.port}'])\n"
+              "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydicom', 'rich', 'pynetdicom', 'numpy'))\n"
+              "print(code, heavy)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout + result.stderr

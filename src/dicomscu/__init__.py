@@ -9,6 +9,11 @@ available from Python::
     report = dicomscu.store(peer, ["study/"], recursive=True)
     query = dicomscu.build_query("studyroot", "study", ["PatientName=A*", "StudyDate"])
     dicomscu.find(peer, query, on_answer=print)
+    dicomscu.get(peer, query, dicomscu.RetrieveOptions(output="out"))
+    with dicomscu.Association(peer, query_models=["studyroot"]) as assoc:  # one association, many operations
+        assoc.echo()
+        for answer in assoc.find(query):  # a generator: answers as they arrive
+            print(answer.PatientName)
 
 Names are imported on first use (PEP 562), so that the command line can start
 without loading pydicom before it knows it needs them.
@@ -28,6 +33,11 @@ _EXPORTS = {
     "EchoResult": "dicomscu.operations.echo",
     "store": "dicomscu.operations.store",
     "find": "dicomscu.operations.find",
+    "get": "dicomscu.operations.retrieve",
+    "move": "dicomscu.operations.retrieve",
+    "RetrieveOptions": "dicomscu.operations.retrieve",
+    "RetrieveReport": "dicomscu.operations.retrieve",
+    "Association": "dicomscu.operations.session",
     "FindReport": "dicomscu.operations.find",
     "build_query": "dicomscu.query.build",
     "Query": "dicomscu.query.build",

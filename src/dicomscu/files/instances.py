@@ -137,6 +137,11 @@ class InstanceWriter:
     directory: str
     layout: str = "flat"
 
+    def __post_init__(self) -> None:
+        # Absolute and resolved once: the outside-the-directory check compares real paths (and a relative
+        # directory such as ".", RetrieveOptions' default, would not compare with them at all).
+        self.directory = os.path.realpath(self.directory)
+
     def path_for(self, sop_instance: str, patient_id: str = "", study: str = "", series: str = "") -> str:
         name = safe_component(sop_instance, "unnamed") + ".dcm"
         if self.layout == "hierarchical":

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import closing
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -23,6 +24,7 @@ from dicomscu.files.probe import top_level_bytes
 from dicomscu.operations.status import FAILURE, PENDING, Status, decode as decode_status
 from dicomscu.query.build import Query
 from dicomscu.protocol import commands as dimse
+from dicomscu.protocol.messages import Message
 from dicomscu.protocol.negotiation import Proposal
 from dicomscu.transport.association import associate
 from dicomscu.transport.channel import Channel
@@ -120,16 +122,33 @@ def _context(query: Query):
 
 def _ask(channel: Channel, query: Query, report: FindReport, on_answer, limit, raw) -> None:
     """One C-FIND over `channel`, its matches handed to `on_answer` as they come."""
-    accepted = channel.accepted[0]
-    syntax = UID(accepted.transfer_syntax)
+    with closing(answers(channel, query, report, limit)) as stream:  # closed at once if on_answer raises
+        for answer in stream:
+            if on_answer is not None:
+                on_answer(answer if raw else answer.dataset())
+
+
+def answers(channel: Channel, query: Query, report: FindReport, limit: int | None = None) -> Iterator[RawAnswer]:
+    """One C-FIND over `channel`: its matches as they arrive (a generator; nothing accumulates).
+
+    Closing the generator early (``break``), Ctrl-C, or reaching `limit` sends a
+    C-CANCEL-RQ and drains what is in flight, bounded by :data:`CANCEL_GRACE`.
+    """
+    context = channel.context_for(query.model.find)
+    if context is None:
+        raise OperationFailed(f"{channel}: the peer refused C-FIND in the {query.model.title} model")
+    syntax = UID(context.transfer_syntax)
     identifier = _encode(query.dataset, syntax)
     message_id = channel.next_message_id()
-    channel.send_encoded(accepted.context_id, dimse.c_find_rq(message_id, query.model.find), identifier, "C-FIND")
+    channel.send_encoded(context.context_id, dimse.c_find_rq(message_id, query.model.find), identifier, "C-FIND")
+    finished = False
     try:
-        _collect(channel, accepted.context_id, message_id, syntax, report, on_answer, limit, raw)
-    except KeyboardInterrupt:
-        _cancel(channel, accepted.context_id, message_id)
-        raise
+        for raw in _collect(channel, context.context_id, message_id, report, limit):
+            yield RawAnswer(raw, syntax)
+        finished = True
+    finally:
+        if not finished and channel.active:  # the consumer stopped early, or Ctrl-C
+            _cancel(channel, context.context_id, message_id)
 
 
 def _raise_on_failure(report: FindReport) -> None:
@@ -137,17 +156,17 @@ def _raise_on_failure(report: FindReport) -> None:
         raise OperationFailed(f"C-FIND on {report.peer} failed after {report.matches} match(es): {report.status}")
 
 
-def _collect(channel: Channel, context_id: int, message_id: int, syntax, report: FindReport,
-             on_answer, limit: int | None, raw: bool) -> None:
+def _collect(channel: Channel, context_id: int, message_id: int, report: FindReport,
+             limit: int | None) -> Iterator[bytes]:
     cancel_deadline = None  # set once we sent a C-CANCEL: the peer then gets CANCEL_GRACE to end
     while True:
         if cancel_deadline is None:
-            message = channel.receive(message_id, "C-FIND")
+            message: Message | None = channel.receive(message_id, "C-FIND")
         else:
             message = channel.poll(cancel_deadline - time.monotonic())
-            if message is None or message.command.Status is None:
-                _give_up(channel, report)
-                return
+        if message is None or message.command.Status is None:
+            _give_up(channel, report)
+            return
         response = message.command
         status = decode_status(response.Status, "find")
         if status.category != PENDING:
@@ -157,9 +176,8 @@ def _collect(channel: Channel, context_id: int, message_id: int, syntax, report:
             continue  # in flight when we cancelled: dropped
         identifier = bytes(message.dataset) if message.dataset is not None else None
         report.matches += 1
-        if on_answer is not None and identifier:
-            answer = RawAnswer(identifier, syntax)
-            on_answer(answer if raw else answer.dataset())
+        if identifier:
+            yield identifier
         if limit is not None and report.matches >= limit:
             channel.send_encoded(context_id, dimse.c_cancel_rq(message_id), None, "C-CANCEL")
             report.cancelled = True

@@ -58,7 +58,7 @@ _RETRIEVE = {
 }
 _FIND = {
     0xA700: (FAILURE, "Refused: Out of Resources"),
-    0xA900: (FAILURE, "Identifier does not match SOP Class"),
+    0xA900: (FAILURE, "Identifier Does Not Match SOP Class"),
     0xB001: (WARNING, "Matching reached the response limit; a narrower request may return more"),
     0xFF00: (PENDING, "Matches are continuing, current match supplied"),
     0xFF01: (PENDING, "Matches are continuing, warning: optional keys not supported"),
@@ -75,7 +75,9 @@ SERVICES = {
     "get": {**GENERAL, **_RETRIEVE},
 }
 
-#: (mask, value, category, meaning) for the ranges PS3.4 defines.
+#: (mask, value, category, meaning) for the ranges PS3.4 defines; queries and retrievals name Cxxx
+#: "Unable to Process" (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).
+_QUERY_RANGES = [(0xF000, 0xC000, FAILURE, "Unable to Process")]
 _RANGES = [
     (0xFF00, 0xA700, FAILURE, "Refused: Out of Resources"),
     (0xFF00, 0xA900, FAILURE, "Error: Data Set does not match SOP Class"),
@@ -111,7 +113,8 @@ def decode(code: int, service: str) -> Status:
     if code in table:
         category, meaning = table[code]
         return Status(code, category, meaning)
-    for mask, value, category, meaning in _RANGES:
+    ranges = _QUERY_RANGES + _RANGES if service in ("find", "worklist", "move", "get") else _RANGES
+    for mask, value, category, meaning in ranges:
         if code & mask == value:
             return Status(code, category, meaning)
     # PS3.7 C: anything else that is not success/pending/warning is a failure.

@@ -22,7 +22,7 @@ import os
 import time
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from io import BytesIO
 from typing import Callable, Sequence
 
@@ -33,7 +33,8 @@ from dicomscu.errors import AssociationAborted, AssociationRejected, ConnectionF
 from dicomscu.files.codec import encode
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
-from dicomscu.operations.status import SUCCESS, WARNING, Status, decode
+from dicomscu.operations.status import SUCCESS, WARNING, decode
+from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.negotiation import AcceptedContext, Proposal
 from dicomscu.transport.association import associate
@@ -50,46 +51,6 @@ CONVERTIBLE = frozenset(UNCOMPRESSED) | {DeflatedExplicitVRLittleEndian}
 MAX_REOPEN_TRIES = 3
 REOPEN_BACKOFF = 0.5
 MAX_LOST_IN_A_ROW = 3
-
-OK, WARNED, FAILED, SKIPPED = "ok", "warning", "failed", "skipped"
-#: Already confirmed by the peer in an earlier run (``--journal``): not sent again.
-ALREADY = "already"
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """What happened to one input file."""
-
-    path: str
-    outcome: str  # "ok", "warning", "failed" or "skipped"
-    message: str = ""
-    status: Status | None = None
-    sop_instance: str = ""
-    size: int = 0
-
-
-@dataclass
-class StoreReport:
-    """Totals of a store run (per-file details go to the ``on_result`` callback)."""
-
-    peer: Peer
-    planned: int = 0
-    planned_bytes: int = 0
-    counts: Counter = field(default_factory=Counter)
-    bytes_sent: int = 0
-    seconds: float = 0.0
-    not_sent: int = 0
-    #: The association-level failure that stopped (part of) the run, if any.
-    error: DicomscuError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not (self.counts[FAILED] or self.counts[SKIPPED] or self.not_sent)
-
-    @property
-    def stored(self) -> int:
-        return self.counts[OK] + self.counts[WARNED]
-
 
 @dataclass
 class _Group:

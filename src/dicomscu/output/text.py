@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dicomscu.operations.store import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
+from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
 
 if TYPE_CHECKING:  # pragma: no cover
     from dicomscu.operations.echo import EchoResult

@@ -195,8 +195,12 @@ class Association:
             return True
         if pdu_type == pdus.P_DATA_TF:
             self._p_data(body)
-        else:
-            self._control(pdus.decode(pdu_type, body))
+            return True
+        try:
+            pdu = pdus.decode(pdu_type, body)
+        except ProtocolError as exc:
+            raise ProtocolError(f"the peer sent a malformed PDU ({exc})") from None
+        self._control(pdu)
         return True
 
     def _unexpected(self, what: str):
@@ -206,7 +210,11 @@ class Association:
         if self.state not in ("Sta6", "Sta7"):  # DT-2, AR-6
             self._unexpected("a P-DATA-TF")
         try:
-            for context_id, control, fragment in pdus.pdvs(body):
+            values = list(pdus.pdvs(body))
+        except ProtocolError as exc:
+            raise ProtocolError(f"the peer sent a malformed P-DATA-TF ({exc})") from None
+        try:
+            for context_id, control, fragment in values:
                 message = self._reassembler.add(context_id, control, fragment)
                 if message is not None:
                     self._events.append(MessageReceived(message))

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from dicomscu import uids
 from dicomscu.errors import DicomscuError, UsageError
@@ -201,17 +202,17 @@ class QueryRetrieve(Provider):
             status = 0x0122  # SOP class not supported on this context
         elif message.dataset is None:
             status = 0xC000
-        if status is None:
+        if status is None and message.dataset is not None:
             try:
                 return decode(message.dataset, context.transfer_syntax), context.transfer_syntax
             except Exception as exc:
                 LOGGER.warning("%s: undecodable identifier: %s", channel, exc)
                 status = 0xC000  # unable to process
-        self._final(channel, message, field, status)
+        self._final(channel, message, field, status or 0xC000)
         return None
 
     def _final(self, channel: Channel, message: Message, field: int, status: int,
-               counts: tuple[int | None, int, int, int] | None = None, failed_uids: list[str] = ()) -> None:
+               counts: tuple[int | None, int, int, int] | None = None, failed_uids: Sequence[str] = ()) -> None:
         request = message.command
         if field == dimse.C_FIND_RSP:
             command = dimse.c_find_rsp(request.MessageID, request.AffectedSOPClassUID or "", status)

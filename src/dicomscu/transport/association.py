@@ -163,7 +163,7 @@ def open_channel(peer: Peer, proposals: Sequence[Proposal], *, roles: Sequence[p
     LOGGER.info("association with %s established: %d of %d contexts accepted, peer max PDU %s",
                 peer, len(accepted), len(proposals), accept.user.max_length)
     return Channel(link, accepted, name=str(peer), dimse_timeout=peer.timeouts.dimse, refused=refused,
-                   roles=negotiation.requestor_roles(request, accept))
+                   roles=negotiation.requestor_roles(request, accept), release_timeout=peer.timeouts.association)
 
 
 @contextmanager

@@ -52,8 +52,10 @@ class Channel:
     """An established association: accepted contexts, message IDs, bounded sends and receives."""
 
     def __init__(self, link: Link, accepted: Sequence[AcceptedContext], *, name: str, dimse_timeout: float,
-                 refused: Sequence[ProposedContext] = (), roles: dict | None = None) -> None:
+                 refused: Sequence[ProposedContext] = (), roles: dict | None = None,
+                 release_timeout: float = RELEASE_TIMEOUT) -> None:
         self.link = link
+        self.release_timeout = release_timeout
         self.name = name
         self.dimse_timeout = dimse_timeout
         self.accepted = list(accepted)
@@ -150,7 +152,7 @@ class Channel:
             except ProtocolError as exc:
                 LOGGER.error("%s: %s: aborting the association", self.name, exc)
                 self.link.protocol_error(exc)
-                raise AssociationAborted(f"{self.name}: {exc} (protocol error)") from None
+                raise AssociationAborted(f"{self.name}: association aborted: {exc} (protocol error)") from None
             if event is None:
                 return None
             if isinstance(event, m.MessageReceived):
@@ -191,7 +193,7 @@ class Channel:
                 link.close()
                 return
             link.send(core.release())
-            deadline = time.monotonic() + RELEASE_TIMEOUT
+            deadline = time.monotonic() + self.release_timeout
             while core.state not in ("Sta1", "Sta13"):
                 event = link.next_event(max(deadline - time.monotonic(), 0.0))
                 if event is None:
@@ -218,7 +220,7 @@ class Channel:
         if self.link.core.role == m.REQUESTOR:
             return
         try:
-            self.link.next_event(RELEASE_TIMEOUT)
+            self.link.next_event(self.release_timeout)
         except (LinkFailed, ProtocolError):
             pass
 

@@ -1,0 +1,49 @@
+"""What a store run reports: per-file outcomes and totals (plain data, light to import for the output layer)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dicomscu.errors import DicomscuError
+from dicomscu.operations.status import Status
+from dicomscu.transport.peer import Peer
+
+OK, WARNED, FAILED, SKIPPED = "ok", "warning", "failed", "skipped"
+#: Already confirmed by the peer in an earlier run (``--journal``): not sent again.
+ALREADY = "already"
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input file."""
+
+    path: str
+    outcome: str  # "ok", "warning", "failed" or "skipped"
+    message: str = ""
+    status: Status | None = None
+    sop_instance: str = ""
+    size: int = 0
+
+
+@dataclass
+class StoreReport:
+    """Totals of a store run (per-file details go to the ``on_result`` callback)."""
+
+    peer: Peer
+    planned: int = 0
+    planned_bytes: int = 0
+    counts: Counter = field(default_factory=Counter)
+    bytes_sent: int = 0
+    seconds: float = 0.0
+    not_sent: int = 0
+    #: The association-level failure that stopped (part of) the run, if any.
+    error: DicomscuError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not (self.counts[FAILED] or self.counts[SKIPPED] or self.not_sent)
+
+    @property
+    def stored(self) -> int:
+        return self.counts[OK] + self.counts[WARNED]
