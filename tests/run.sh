@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the test peers (DCMTK, Orthanc, and GDCM's gdcmscu as an oracle) and dicomscu with its test extras, then run the tests.
+# Install the test peers (DCMTK, Orthanc, and GDCM's gdcmscu as an oracle) and dicomscu with its test extras,
+# check the types, then run the tests.
 # Works on a fresh Debian machine as root (or with sudo); CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +13,5 @@ if [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/dcmqrscp ] || [ ! -x /usr/sbin/
     $SUDO apt-get install -y -q dcmtk orthanc libgdcm-tools
 fi
 python3 -m pip install -q -e '.[test]'
+python3 -m mypy src/dicomscu   # the package ships py.typed: its types are checked, not hoped for
 python3 -m pytest "$@"

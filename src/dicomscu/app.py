@@ -173,7 +173,7 @@ def run_find(request: Request) -> int:
             matches.append(answer.dataset())
 
     try:
-        report = find(request.peer, query, on_answer=on_answer, limit=request.limit, raw=True)
+        report = find(request.target, query, on_answer=on_answer, limit=request.limit, raw=True)
     finally:
         writer.close()
     print(text.find_summary(report), file=sys.stderr)
@@ -196,7 +196,7 @@ def run_echo(request: Request) -> int:
     from dicomscu.operations.echo import echo
     from dicomscu.output import text
 
-    result = echo(request.peer)
+    result = echo(request.target)
     if request.format == "json":
         print(json.dumps(text.echo_json(result)))
     else:
@@ -249,7 +249,7 @@ def run_store(request: Request) -> int:
         journal = Journal(request.journal)
     try:
         with bar if bar is not None else nullcontext():
-            report = store(request.peer, request.files, recursive=request.recursive,
+            report = store(request.target, request.files, recursive=request.recursive,
                            on_plan=on_plan, on_result=on_result, decompress=request.decompress,
                            jobs=request.jobs, journal=journal)
     except (DicomscuError, KeyboardInterrupt) as exc:
@@ -296,9 +296,9 @@ def run_retrieve(request: Request, identifiers=None, summary=None) -> int:
     progress = bar.update if bar else None
     with bar if bar is not None else nullcontext():
         if request.operation == "move":
-            report = retrieve.move(request.peer, query, options, progress, identifiers, jobs=request.jobs)
+            report = retrieve.move(request.target, query, options, progress, identifiers, jobs=request.jobs)
         else:
-            report = retrieve.get(request.peer, query, options, progress, identifiers, jobs=request.jobs)
+            report = retrieve.get(request.target, query, options, progress, identifiers, jobs=request.jobs)
     for problem in report.write_errors:
         _error(f"not written: {problem}")
     if request.format == "json":
@@ -318,7 +318,7 @@ def run_sample(argv: list[str]) -> int:
         print(HELP, end="")
         return 0
     try:
-        report = write_sample(request.outdir, request.spec, request.compress)
+        report = write_sample(request.outdir, request.target_spec, request.compress)
     except OSError as exc:
         raise UsageError(f"sample: cannot write to {request.outdir}: {exc.strerror or exc}") from None
     print(f"dicomscu sample: wrote {len(report.files)} file(s) for {report.patients} patient(s), "

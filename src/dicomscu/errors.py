@@ -74,6 +74,8 @@ class OperationFailed(DicomscuError):
     """The operation completed its exchange but the result is a failure."""
 
     exit_code = 1
+    #: What was done before the failure (a RetrieveReport, for --format json), when known.
+    report: object | None = None
 
 
 class Terminated(KeyboardInterrupt):

@@ -14,7 +14,7 @@ import argparse
 import os
 import re
 import sys
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from dicomscu.cli import profiles
 from dicomscu.cli.request import DEBUG, ERROR, LEVELS, MODELS, OPERATIONS, VERBOSE, WARNING, Request
@@ -121,7 +121,7 @@ def _build() -> argparse.ArgumentParser:
     return p
 
 
-def parse(argv: Sequence[str], environ: dict[str, str] | None = None, as_gdcmscu: bool = False) -> Request:
+def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcmscu: bool = False) -> Request:
     """Parse `argv` (without the program name) into a validated :class:`Request`.
 
     `as_gdcmscu`: invoked under gdcmscu's name, whose getopt warns about an unknown

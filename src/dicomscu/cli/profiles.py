@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from dicomscu.errors import UsageError
 
 #: Every setting and the TOML type it must have.
-TYPES = {"host": str, "port": int, "call": str, "aetitle": str, "timeout": (int, float), "max_pdu": int,
+TYPES: dict[str, type | tuple[type, ...]] = {"host": str, "port": int, "call": str, "aetitle": str, "timeout": (int, float), "max_pdu": int,
          "tls": bool, "tls_ca": str, "tls_cert": str, "tls_key": str, "tls_no_verify": bool}
 KEYS = set(TYPES)
 _TYPE_NAMES = {str: "a string in quotes", int: "a whole number", (int, float): "a number of seconds",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dicomscu.errors import UsageError
 from dicomscu.transport.peer import Peer
 
 OPERATIONS = ("echo", "store", "find", "move", "get")
@@ -53,3 +54,10 @@ class Request:
     log_file: str | None = None
     progress: bool | None = None  # None: automatic (a terminal gets a progress bar)
     config: str | None = None  # server profiles file (--config)
+
+    @property
+    def target(self) -> Peer:
+        """The peer of an operation (the parser has made sure there is one)."""
+        if self.peer is None:
+            raise UsageError("hostname missing: give it as the first argument or with -H")
+        return self.peer

@@ -45,6 +45,12 @@ Then, for example: dicomscu --store HOST PORT -r OUTDIR
 class SampleRequest:
     outdir: str = ""
     spec: SampleSpec | None = None
+
+    @property
+    def target_spec(self) -> "SampleSpec":
+        if self.spec is None:  # pragma: no cover - the parser sets it for "run"
+            raise UsageError("sample: nothing to write")
+        return self.spec
     compress: tuple[str, ...] = ()
     help: bool = False
 
@@ -69,18 +75,22 @@ def parse_sample(argv: Sequence[str], environ=os.environ) -> SampleRequest:
         raise UsageError("sample: give the directory to write to (dicomscu sample OUTDIR)")
     defaults = SampleSpec()
 
-    def number(name: str, default: int | None) -> int | None:
+    def number(name: str, default: int) -> int:
         value = getattr(ns, name.replace("-", "_"))
         return default if value is None else _int(value, f"--{name}")
+
+    def optional(name: str) -> int | None:
+        value = getattr(ns, name.replace("-", "_"))
+        return None if value is None else _int(value, f"--{name}")
 
     spec = SampleSpec(
         patients=number("patients", defaults.patients),
         studies=number("studies", defaults.studies),
         series=number("series", defaults.series),
         images=number("images", defaults.images),
-        count=number("count", None),
+        count=optional("count"),
         modalities=tuple(m.strip().upper() for m in ns.modality.split(",") if m.strip()),
-        matrix=number("matrix", None),
+        matrix=optional("matrix"),
         syntax=IMPLICIT_LE if ns.implicit else EXPLICIT_LE,
         layout=ns.layout,
         seed=number("seed", defaults.seed),

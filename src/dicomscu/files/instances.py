@@ -159,7 +159,7 @@ class InstanceWriter:
     def exists(self, sop_instance: str, patient_id: str = "", study: str = "", series: str = "") -> bool:
         return os.path.exists(self.path_for(sop_instance, patient_id, study, series))
 
-    def write(self, dataset: bytes, sop_class: str, sop_instance: str, transfer_syntax: str,
+    def write(self, dataset: bytes | bytearray | memoryview, sop_class: str, sop_instance: str, transfer_syntax: str,
               values: dict[int, str] | None = None) -> str:
         """Write one instance; return its path.  Raises BadFile for an incomplete data set, OSError for I/O.
 

@@ -109,7 +109,7 @@ class _Walk:
     data: memoryview
     implicit: bool
     little: bool
-    wanted: dict[int, object]  # tag -> its value (bytes or memoryview), filled at top level
+    wanted: dict[int, bytes | memoryview]  # tag -> its value (bytes or memoryview), filled at top level
     stop_after: int | None = None  # a top-level tag past which walking may stop (heads only)
 
     def header(self, pos: int, end: int) -> tuple[int, int, int, bool]:
@@ -229,7 +229,7 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
     if meta.get("sop_class") == DICOMDIR:  # DCMTK's storescu skips it too
         raise BadFile("a DICOMDIR (the index of a CD or DVD), not an instance to store")
 
-    wanted: dict[int, object] = {_SOP_CLASS: b"", _SOP_INSTANCE: b""}
+    wanted: dict[int, bytes | memoryview] = {_SOP_CLASS: b"", _SOP_INSTANCE: b""}
     dataset, start = view, offset
     if syntax == DeflatedExplicitVRLittleEndian:
         dataset, start = _inflate(view[offset:], complete), 0
@@ -309,7 +309,7 @@ def top_level_bytes(dataset: bytes | bytearray | memoryview, transfer_syntax: st
                     tags: list[int]) -> dict[int, bytes]:
     """Raw values of top-level `tags` (b"" when absent), after proving the data set whole."""
     view = memoryview(dataset)
-    wanted: dict[int, object] = {tag: b"" for tag in tags}
+    wanted: dict[int, bytes | memoryview] = {tag: b"" for tag in tags}
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         view = _inflate(view, complete=True)  # read the keys; the caller keeps the bytes as received
     walker = _Walk(

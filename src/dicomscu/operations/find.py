@@ -13,7 +13,7 @@ import logging
 import time
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -128,7 +128,8 @@ def _ask(channel: Channel, query: Query, report: FindReport, on_answer, limit, r
                 on_answer(answer if raw else answer.dataset())
 
 
-def answers(channel: Channel, query: Query, report: FindReport, limit: int | None = None) -> Iterator[RawAnswer]:
+def answers(channel: Channel, query: Query, report: FindReport,
+            limit: int | None = None) -> Generator[RawAnswer, None, None]:
     """One C-FIND over `channel`: its matches as they arrive (a generator; nothing accumulates).
 
     Closing the generator early (``break``), Ctrl-C, or reaching `limit` sends a

@@ -21,7 +21,7 @@ from dicomscu.transport.channel import AssociationEnded, Channel
 LOGGER = logging.getLogger("dicomscu.server")
 
 #: on_store(sop_class, sop_instance, dataset bytes, transfer syntax) -> status
-StoreCallback = Callable[[str, str, bytes, str], int]
+StoreCallback = Callable[[str, str, bytearray, str], int]
 
 
 class Provider:

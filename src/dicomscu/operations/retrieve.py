@@ -158,7 +158,7 @@ def retrieve_identifier(query: Query, operation: str) -> Dataset:
         dataset.add(element)
     if "SpecificCharacterSet" in query.dataset and len(dataset) > 1:
         dataset.SpecificCharacterSet = query.dataset.SpecificCharacterSet
-    level = query.model.level(query.level)
+    level = query.model.level(query.level or "")
     if level.unique not in dataset:
         raise UsageError(
             f"{operation} at the {level.name} level needs a value for {level.unique}: add "
@@ -225,9 +225,9 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
         if on_progress is not None:
             on_progress(report)
 
-    scp = (StorageSCP(peer.calling_ae, options.port_scp, writer, options.syntaxes, report, progress)
+    scp = (StorageSCP(peer.calling_ae, options.port_scp or 0, writer, options.syntaxes, report, progress)
            if options.move_destination is None else nullcontext())
-    sop_class = query.model.move
+    sop_class = _service_class(query, "move")
     contexts = [Proposal(sop_class, _request_syntaxes(options))]
 
     def command(message_id: int) -> bytes:
@@ -319,7 +319,7 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
     report.scope = Scope.of(identifiers)
     learned = survey_classes(peer, query, identifiers) if identifiers else {}
     writer = InstanceWriter(options.output, options.layout)
-    sop_class = query.model.get
+    sop_class = _service_class(query, "get")
     contexts = [Proposal(sop_class, _request_syntaxes(options))]
     storage = list(dict.fromkeys(learned or STORAGE_UIDS))[:MAX_STORAGE_CONTEXTS]
     contexts += _storage_contexts(storage, learned, options)
@@ -351,7 +351,7 @@ def _storage_contexts(storage: list[str], learned: dict[str, set[str]], options:
     """
     if not options.accept_all_syntaxes:
         return [Proposal(uid, [ImplicitVRLittleEndian]) for uid in storage]
-    uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    uncompressed: list[str] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
     if not learned:
         return [Proposal(uid, [*uncompressed, *COMPRESSED_SYNTAXES]) for uid in storage]
     # first what each class needs: one context per syntax the server holds it in (or the uncompressed pair)
@@ -359,7 +359,7 @@ def _storage_contexts(storage: list[str], learned: dict[str, set[str]], options:
     if sum(map(len, needed.values())) > MAX_STORAGE_CONTEXTS:  # too many: one context each, all it needs
         return [Proposal(uid, [*sorted(learned.get(uid, ())), *uncompressed]) for uid in storage]
     # then guesses, class after class in turn, while the 127 contexts last
-    guesses = {uid: [group for group in [uncompressed, *([syntax] for syntax in GUESSES)] if group not in needed[uid]]
+    guesses: dict[str, list[list[str]]] = {uid: [group for group in [uncompressed, *([syntax] for syntax in GUESSES)] if group not in needed[uid]]
                for uid in storage}
     budget = MAX_STORAGE_CONTEXTS - sum(map(len, needed.values()))
     while budget > 0 and any(guesses.values()):
@@ -487,6 +487,15 @@ def _combine(peer: Peer, parts: list[RetrieveReport]) -> RetrieveReport:
     return total
 
 
+def _service_class(query: Query, operation: str) -> str:
+    """The model's C-MOVE or C-GET SOP class; a usage error for a model without one (worklist)."""
+    uid = getattr(query.model, operation)
+    if uid is None:
+        raise UsageError(f"the {query.model.title} model has no C-{operation.upper()}: use --patientroot "
+                         "or --studyroot")
+    return uid
+
+
 def _request_syntaxes(options: RetrieveOptions) -> list[str]:
     # gdcmscu requests Implicit VR LE (movescu -xi); accept-all also offers Explicit.
     return [ImplicitVRLittleEndian, ExplicitVRLittleEndian] if options.accept_all_syntaxes else [
@@ -584,7 +593,7 @@ def _store_one(channel: Channel, message: Message, writer: InstanceWriter,
         on_progress(report)
 
 
-def store_instance(writer: InstanceWriter, dataset: bytes, sop_class: str, sop_instance: str,
+def store_instance(writer: InstanceWriter, dataset: bytes | bytearray | memoryview, sop_class: str, sop_instance: str,
                    syntax: str, report: RetrieveReport) -> int:
     """Write one received instance; the C-STORE status to answer (PS3.4 B.2.3).
 

@@ -56,7 +56,7 @@ class StorageSCP:
                     "use a port above 1024 and map it on the server")
         return f"--port-scp {self.port}: cannot listen: {exc.strerror or exc}"
 
-    def store(self, sop_class: str, sop_instance: str, raw: bytes, syntax: str) -> int:
+    def store(self, sop_class: str, sop_instance: str, raw: bytes | bytearray, syntax: str) -> int:
         from dicomscu.operations.retrieve import store_instance
 
         with self._lock:  # one association at a time writes the report

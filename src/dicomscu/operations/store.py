@@ -293,8 +293,11 @@ class _LazyAssociation:
         """The file's result; None when no association can be opened for it (give up)."""
         if self.channel is None and not self._open():
             return None
+        channel = self.channel
+        if channel is None:  # pragma: no cover - _open() set it
+            return None
         try:
-            result = send_file(self.channel, path, data, info, self.decompress)
+            result = send_file(channel, path, data, info, self.decompress)
         except DicomscuError as exc:
             self.error = type(exc)(f"{exc} (while sending {path})")
             # a peer that aborted or dropped us gets a new association; one that stalls (a timeout) does not
@@ -334,6 +337,7 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
     """
     compressed = info.transfer_syntax not in CONVERTIBLE
     context = None if decompress and compressed else channel.context_for(info.sop_class, info.transfer_syntax)
+    payload: bytes | memoryview
     if context is not None:
         payload = memoryview(data)[info.dataset_offset :]
         if info.transfer_syntax == DeflatedExplicitVRLittleEndian and len(payload) % 2:

@@ -8,7 +8,10 @@ they appear above it instead of tearing it.
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.progress import TaskID
 
 
 class StoreProgress:
@@ -36,7 +39,7 @@ class StoreProgress:
             console=self._console,
             transient=True,
         )
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> "StoreProgress":
         self._progress.start()

@@ -106,17 +106,17 @@ class Reassembler:
             self._message, self._command = message, bytearray()
             message.dataset = bytearray()
             return None
-        message = self._message
-        if message is None:
+        pending = self._message
+        if pending is None:
             raise SequenceError("a data set fragment before its command set")
         self._size += len(fragment)
-        if self.max_dataset is None or self._size <= self.max_dataset:
-            message.dataset += fragment
-        elif not message.oversize:
-            message.oversize, message.dataset = True, bytearray()  # past the limit: keep nothing more
+        if pending.dataset is not None and (self.max_dataset is None or self._size <= self.max_dataset):
+            pending.dataset += fragment
+        elif not pending.oversize:
+            pending.oversize, pending.dataset = True, bytearray()  # past the limit: keep nothing more
         if not control & LAST:
             return None
         self._reset()
-        if message.oversize:
-            message.dataset = None
-        return message
+        if pending.oversize:
+            pending.dataset = None
+        return pending

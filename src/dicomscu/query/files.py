@@ -12,7 +12,7 @@ import os
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import dcmwrite
-from pydicom.uid import ImplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import UID, ImplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 from dicomscu.errors import UsageError
 from dicomscu.query.build import Query
@@ -20,7 +20,7 @@ from dicomscu.query.build import Query
 
 def write_query(query: Query, path: str, root_uid: str | None = None) -> None:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = query.model.find
+    meta.MediaStorageSOPClassUID = UID(query.model.find)
     meta.MediaStorageSOPInstanceUID = generate_uid(prefix=f"{root_uid}." if root_uid else None)
     meta.TransferSyntaxUID = ImplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID

@@ -118,4 +118,6 @@ def _describe(keyword: str) -> str:
     from pydicom.datadict import dictionary_VR, tag_for_keyword
 
     tag = tag_for_keyword(keyword)
+    if tag is None:
+        return keyword
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {dictionary_VR(tag)} {keyword}"

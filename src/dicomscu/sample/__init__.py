@@ -335,6 +335,7 @@ class _Series:
     def dataset(self, elements: dict):
         """The whole data set as pydicom's (for the copies pydicom encodes)."""
         from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.uid import UID
 
         ds = Dataset(dict(self.shared.items()))  # a new mapping: the shared one stays as it is
         for element in elements.values():
@@ -342,7 +343,7 @@ class _Series:
         ds.file_meta = FileMetaDataset()
         ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.ImplementationClassUID = IMPLEMENTATION_UID
+        ds.file_meta.ImplementationClassUID = UID(IMPLEMENTATION_UID)
         ds.file_meta.ImplementationVersionName = IMPLEMENTATION_VERSION
         return ds
 
@@ -381,11 +382,12 @@ def _compressed(ds, syntax: str):
     """A copy of `ds` with its pixel data encoded in `syntax` (pydicom's encoders via pylibjpeg)."""
     from pydicom.dataelem import DataElement
     from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID
 
     copied = Dataset(dict(ds.items()))  # elements shared: it gets its own pixel data and file meta to change
     copied[PIXEL_DATA] = DataElement(PIXEL_DATA, "OW", ds.PixelData)
     copied.file_meta = FileMetaDataset(ds.file_meta)
-    copied.file_meta.TransferSyntaxUID = EXPLICIT_LE
+    copied.file_meta.TransferSyntaxUID = UID(EXPLICIT_LE)
     try:
         copied.compress(syntax, generate_instance_uid=False, encoding_plugin="pylibjpeg" if syntax == COMPRESSIONS["jpeg2000"] else "")
     except Exception as exc:

@@ -84,7 +84,7 @@ class Match:
         return [row["path"] for row in self.rows]
 
 
-def index_row(raw: bytes, transfer_syntax: str) -> dict[str, str]:
+def index_row(raw: bytes | bytearray | memoryview, transfer_syntax: str) -> dict[str, str]:
     """The index row of an encoded data set, read from its bytes (no pydicom decoding).
 
     Raises :class:`~dicomscu.files.probe.BadFile` when the data set is not whole.
@@ -94,7 +94,7 @@ def index_row(raw: bytes, transfer_syntax: str) -> dict[str, str]:
 
     from dicomscu.files.probe import top_level_bytes
 
-    tags = {tag_for_keyword(keyword): keyword for keyword in ATTRIBUTES if keyword not in STORED_AS}
+    tags: dict[int, str] = {_tag(keyword): keyword for keyword in ATTRIBUTES if keyword not in STORED_AS}
     found = top_level_bytes(raw, transfer_syntax, [*tags, _CHARSET])
     charsets = found.pop(_CHARSET).decode("ascii", "replace").strip("\0 ").split("\\")
     encodings = convert_encodings([c.strip() for c in charsets if c.strip()] or ["ISO_IR 6"])
@@ -102,10 +102,18 @@ def index_row(raw: bytes, transfer_syntax: str) -> dict[str, str]:
     for tag, keyword in tags.items():
         column, _, vr = ATTRIBUTES[keyword]
         value = found[tag]
-        text = decode_bytes(value, encodings, {"^", "="} if vr == "PN" else set()) if vr in _TEXT else \
+        delimiters = {0x5E, 0x3D} if vr == "PN" else set()  # "^" and "=" reset the encoding in a PN
+        text = decode_bytes(value, encodings, delimiters) if vr in _TEXT else \
             value.decode("ascii", "replace")
         row[column] = text.strip("\0 ")
     return row
+
+
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:  # pragma: no cover - ATTRIBUTES holds dictionary keywords only
+        raise KeyError(keyword)
+    return tag
 
 
 @dataclass

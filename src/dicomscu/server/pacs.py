@@ -115,7 +115,7 @@ class Pacs:
         with self._write_lock:  # a store still finishing its file and row completes first
             self.index.close()
 
-    def store(self, sop_class: str, sop_instance: str, raw: bytes, syntax) -> int:
+    def store(self, sop_class: str, sop_instance: str, raw: bytes | bytearray, syntax: str) -> int:
         """Check, write and index one received instance; the C-STORE status.
 
         The file and its row are one unit: the file is written (temporary name,

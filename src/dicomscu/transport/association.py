@@ -60,7 +60,7 @@ def resolve(host: str, port: int) -> str:
     except (socket.gaierror, UnicodeError) as exc:
         raise UnknownHost(f"unknown host '{host}': {getattr(exc, 'strerror', None) or exc}") from None
     infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first, as most PACS listen there
-    return infos[0][4][0]
+    return str(infos[0][4][0])
 
 
 def describe_reject(result: int, source: int, reason: int) -> str:

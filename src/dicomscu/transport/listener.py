@@ -115,7 +115,7 @@ class Listener:
 
     def _accept_loop(self) -> None:
         sock = self._socket
-        while True:
+        while sock is not None:
             try:
                 client, peer_address = sock.accept()
             except OSError:  # closed by stop()
@@ -166,9 +166,9 @@ class Listener:
     def _connection(self, sock: socket.socket, peer_address) -> None:
         where = f"{peer_address[0]}:{peer_address[1]}"
         try:
-            sock = self._handshake(sock, where)
-            if sock is not None:
-                self._associate(sock, where)
+            secured = self._handshake(sock, where)
+            if secured is not None:
+                self._associate(secured, where)
         except Exception:  # a bug must cost one association, never the server
             LOGGER.exception("association with %s failed", where)
         finally:

@@ -85,6 +85,8 @@ class TLS:
         import os
         import ssl
 
+        if self.ca is None:
+            return
         try:
             if os.path.isdir(self.ca):
                 context.load_verify_locations(capath=self.ca)
