@@ -41,6 +41,21 @@ def clean_orthanc(orthanc):
     return orthanc
 
 
+def run_inprocess(*args: str, stdin: str = "", environ: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the command line in this process, through an injected environment (no interpreter start-up)."""
+    import io
+    import os
+
+    from dicomscu.app import main
+    from dicomscu.cli.environment import Environment
+
+    out, err = io.StringIO(), io.StringIO()
+    env = Environment(io.StringIO(stdin), out, err, dict(os.environ) if environ is None else environ,
+                      stdout_isatty=False, stderr_isatty=False)
+    code = main(list(args), env=env)
+    return subprocess.CompletedProcess(["dicomscu", *args], code, out.getvalue(), err.getvalue())
+
+
 def run_dicomscu(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     """Run the real command in a subprocess (what a user runs)."""
     return subprocess.run(

@@ -9,7 +9,7 @@ import pytest
 from dicomscu.cli.parser import parse
 from dicomscu.errors import UsageError
 
-from conftest import run_dicomscu
+from conftest import run_inprocess as run_dicomscu  # the command line, in-process (tests/test_app.py: the environment)
 
 
 def p(line: str, environ=None):

@@ -17,7 +17,7 @@ import subprocess
 import pydicom
 import pytest
 
-from conftest import run_dicomscu
+from conftest import run_dicomscu, run_inprocess
 
 COMMAND_LINES = [
     "--find --patientroot -k 10,20=X",
@@ -72,7 +72,7 @@ def test_identifier_equals_gdcmscus(tmp_path, line, locale):
     subprocess.run([gdcmscu(), *args, "--store-query", str(theirs), "127.0.0.1", "1"], env=env,
                    capture_output=True, timeout=30)  # it writes the file, then fails to connect
     assert theirs.exists(), f"gdcmscu wrote no query for {line}"
-    result = run_dicomscu(*args, "--store-query", str(ours), "127.0.0.1", "1", "--timeout", "2", env=env)
+    result = run_inprocess(*args, "--store-query", str(ours), "127.0.0.1", "1", "--timeout", "2", environ=env)
     assert ours.exists(), result.stderr
     assert elements(ours) == elements(theirs)
 

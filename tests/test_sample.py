@@ -134,8 +134,8 @@ def test_sample_command_writes_and_the_files_store_to_storescp(tmp_path, storesc
     ([], "give the directory"),
     (["OUT", "--patients", "0"], "--patients must be at least 1"),
     (["OUT", "--images", "x"], "--images: 'x' is not a number"),
-    (["OUT", "--modality", "PET"], "unknown modality PET"),
-    (["OUT", "--compress", "zip"], "unknown compression 'zip'"),
+    (["OUT", "--modality", "PET"], "--modality PET: unknown modality"),
+    (["OUT", "--compress", "zip"], "--compress 'zip': unknown compression"),
     (["OUT", "--matrix", "5"], "--matrix must be between 8 and 4096"),
     (["OUT", "--root-uid", "1.02.3"], "not a valid root UID"),
 ])

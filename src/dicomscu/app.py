@@ -18,7 +18,8 @@ from typing import Sequence
 
 from dicomscu import __version__
 from dicomscu.cli.help import HELP
-from dicomscu.cli.parser import parse
+from dicomscu.cli.environment import Environment
+from dicomscu.cli.parser import flag_of, parse
 from dicomscu.cli.request import DEBUG, VERBOSE, Request
 from dicomscu.errors import DicomscuError, Stopped, Terminated, UsageError
 from dicomscu.output import logs
@@ -26,64 +27,64 @@ from dicomscu.output import logs
 LOGGER = logging.getLogger("dicomscu")
 
 
-def main_as_gdcmscu(argv: Sequence[str]) -> int:
+def main_as_gdcmscu(argv: Sequence[str], env: Environment | None = None) -> int:
     """Installed under gdcmscu's name (a link), behave as gdcmscu does where scripts can see it:
     nothing on stdout (find answers, in gdcmscu's dump layout, and every message on stderr),
     exit status 0 or 1, unknown options warned about and ignored."""
-    from contextlib import redirect_stdout
-
-    with redirect_stdout(sys.stderr):
-        code = main(argv, as_gdcmscu=True)
+    env = env or Environment()
+    code = main(argv, as_gdcmscu=True, env=env.with_stdout(env.stderr))
     return 0 if code == 0 else 1
 
 
-def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False) -> int:
+def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False, env: Environment | None = None) -> int:
+    """The command line: `argv` without the program name; `env` the streams and variables it uses."""
     if argv is None and os.path.basename(sys.argv[0]) == "gdcmscu":
-        return main_as_gdcmscu(sys.argv[1:])
+        return main_as_gdcmscu(sys.argv[1:], env)
+    embedded = env is not None  # called with its own environment (a test, a program): signals stay theirs
+    env = env or Environment()
     argv = sys.argv[1:] if argv is None else list(argv)
     _skip_unused_imports()
     request: Request | None = None
-    if argv[:1] != ["serve"]:  # serve drains its associations on SIGTERM itself
+    if argv[:1] != ["serve"] and not embedded:  # serve drains its associations on SIGTERM itself
         _stop_on_sigterm()
     try:
         if argv[:1] == ["serve"]:
-            return run_serve(argv[1:])
+            return run_serve(argv[1:], env)
         if argv[:1] == ["sample"]:
-            return run_sample(argv[1:])
+            return run_sample(argv[1:], env)
         if argv[:1] == ["demo"]:
             from dicomscu.demo import run_demo
 
             return run_demo(argv[1:])
-        request = parse(argv, as_gdcmscu=as_gdcmscu)
+        request = parse(argv, env.environ, as_gdcmscu=as_gdcmscu, warn=env.err)
         if as_gdcmscu:
             request.format = request.format or "dump"  # gdcmscu has no other layout
-        logs.setup(request.log_level, request.log_file)
+        logs.setup(request.log_level, request.log_file, env.stderr)
         if as_gdcmscu and request.log_file:  # gdcmscu's -L takes all its trace, find answers included
-            from contextlib import redirect_stdout
-
-            with open(request.log_file, "a", encoding="utf-8") as trace, redirect_stdout(trace):
-                return run(request)
-        return run(request)
+            with open(request.log_file, "a", encoding="utf-8") as trace:
+                return run(request, env.with_stdout(trace))
+        return run(request, env)
     except DicomscuError as exc:
-        _error(str(exc))
+        _error(env, exc.render(flag_of))
         if isinstance(exc, UsageError):
             command = "dicomscu " + argv[0] if argv[:1] in (["serve"], ["sample"]) else "dicomscu"
-            print(f"Try '{command} --help' for more information.", file=sys.stderr)
+            env.err(f"Try '{command} --help' for more information.")
         return exc.exit_code
     except KeyboardInterrupt as exc:
         stopped = Stopped(exc)
-        _error(str(stopped))
+        _error(env, str(stopped))
         return stopped.exit_code
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if env.stdout is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:  # a bug: one line, details under -D
         if request is not None and request.log_level == DEBUG:
             LOGGER.debug("internal error", exc_info=True)
             import traceback
 
-            traceback.print_exc()
-        _error(f"internal error: {type(exc).__name__}: {exc} (please report it; run with -D for details)")
+            traceback.print_exc(file=env.stderr)
+        _error(env, f"internal error: {type(exc).__name__}: {exc} (please report it; run with -D for details)")
         return 1
 
 
@@ -110,23 +111,23 @@ def _skip_unused_imports() -> None:
         sys.modules["requests"] = None  # type: ignore[assignment]
 
 
-def run(request: Request) -> int:
+def run(request: Request, env: Environment) -> int:
     if request.action == "help":
-        print(HELP, end="")
+        env.out(HELP, end="")
         return 0
     if request.action == "version":
-        print(version_text())
+        env.out(version_text())
         return 0
     if request.action == "queryhelp":
-        return run_queryhelp(request)
+        return run_queryhelp(request, env)
     if request.action == "list-servers":
         from dicomscu.cli.profiles import listing
 
-        print(listing(request.config), end="")
+        env.out(listing(request.config, env.environ), end="")
         return 0
     runners = {"echo": run_echo, "store": run_store, "find": run_find, "move": run_retrieve, "get": run_retrieve}
     try:
-        return runners[request.operation](request)
+        return runners[request.operation](request, env)
     except (DicomscuError, KeyboardInterrupt) as raised:
         exc = Stopped(raised) if isinstance(raised, KeyboardInterrupt) else raised
         if request.format == "json" and request.operation in ("echo", "get", "move"):
@@ -137,19 +138,19 @@ def run(request: Request) -> int:
             report = getattr(exc, "report", None)
             document = (text.retrieve_json(report, request.output or ".", exc) if report is not None
                         else text.failure_json(operation, request.peer, exc))
-            print(json.dumps(document), flush=True)
+            env.out(json.dumps(document))
         raise
 
 
-def run_queryhelp(request: Request) -> int:
+def run_queryhelp(request: Request, env: Environment) -> int:
     from dicomscu.query.model import MODELS, help_text
 
     names = [request.model] if request.model else ["patientroot", "studyroot"]
-    print("\n".join(help_text(MODELS[name]) for name in names), end="")
+    env.out("\n".join(help_text(MODELS[name]) for name in names), end="")
     return 0
 
 
-def run_find(request: Request) -> int:
+def run_find(request: Request, env: Environment) -> int:
     from dicomscu.operations.find import find
     from dicomscu.output import text
     from dicomscu.output.answers import writer_for
@@ -158,13 +159,13 @@ def run_find(request: Request) -> int:
 
     # the level's own unique key only where dicomscu needs it: gdcmscu's identifier otherwise
     needs_level_key = bool(request.then) or request.format in ("json", "csv")
-    query = build_query(request.model, request.level, request.keys, charset=request.charset,
+    query = build_query(request.model, request.level, request.keys, charset=request.charset, environ=env.environ,
                         level_key=needs_level_key)
     if request.store_query:
         write_query(query, request.store_query, request.root_uid)
     LOGGER.info("C-FIND identifier:\n%s", query.dataset)
-    name = request.format or ("table" if sys.stdout.isatty() else "dump")
-    writer = writer_for(name, query.columns, verbose=request.log_level in (VERBOSE, DEBUG), stream=sys.stdout)
+    name = request.format or ("table" if env.stdout_isatty else "dump")
+    writer = writer_for(name, query.columns, verbose=request.log_level in (VERBOSE, DEBUG), stream=env.stdout)
     matches = []  # --then: the answers to retrieve (held: each is a few unique keys)
 
     def on_answer(answer) -> None:
@@ -176,14 +177,15 @@ def run_find(request: Request) -> int:
         report = find(request.target, query, on_answer=on_answer, limit=request.limit, raw=True)
     finally:
         writer.close()
-    print(text.find_summary(report), file=sys.stderr)
+    env.err(text.find_summary(report))
     if not request.then:
         return 0
     from dicomscu.operations.retrieve import identifiers_from_answers
 
     request.operation = request.then
-    request.format = None  # stdout holds the answers: the retrieval's summary goes to stderr
-    return run_retrieve(request, identifiers_from_answers(matches, query), summary=sys.stderr)
+    request.format = None
+    # stdout holds the answers: the retrieval's summary goes to stderr
+    return run_retrieve(request, env.with_stdout(env.stderr), identifiers_from_answers(matches, query))
 
 
 def version_text() -> str:
@@ -192,35 +194,36 @@ def version_text() -> str:
     return f"dicomscu {__version__} (pydicom {pydicom.__version__}; DICOM upper layer: dicomscu.protocol)"
 
 
-def run_echo(request: Request) -> int:
+def run_echo(request: Request, env: Environment) -> int:
     from dicomscu.operations.echo import echo
     from dicomscu.output import text
 
     result = echo(request.target)
     if request.format == "json":
-        print(json.dumps(text.echo_json(result)))
+        env.out(json.dumps(text.echo_json(result)))
     else:
-        print(text.echo_line(result))
+        env.out(text.echo_line(result))
     return 0
 
 
-def run_store(request: Request) -> int:
+def run_store(request: Request, env: Environment) -> int:
     from dicomscu.operations.store import ALREADY, FAILED, OK, SKIPPED, store
     from dicomscu.output import text
 
     verbose = request.log_level in (VERBOSE, DEBUG)
-    show_bar = request.progress if request.progress is not None else sys.stderr.isatty()
+    show_bar = request.progress if request.progress is not None else env.stderr_isatty
     bar = None
     if show_bar:
         from dicomscu.output.progress import StoreProgress
 
-        bar = StoreProgress()
+        bar = StoreProgress(env.stderr)
 
     def say(line: str, stream) -> None:
         if bar is not None:
             bar.print(line)
         else:
-            print(line, file=stream, flush=True)
+            stream.write(line + "\n")
+            stream.flush()
 
     def on_plan(plan) -> None:
         LOGGER.info("%d DICOM file(s), %s, in %d association(s)", plan.files, text.human_size(plan.bytes),
@@ -228,7 +231,7 @@ def run_store(request: Request) -> int:
         if bar is not None:
             bar.start(plan.files, plan.bytes)
 
-    as_json = text.StoreJsonStream(request.peer) if request.format == "json" else None
+    as_json = text.StoreJsonStream(request.peer, env.stdout) if request.format == "json" else None
 
     def on_result(result) -> None:
         if bar is not None and result.outcome != SKIPPED:
@@ -236,11 +239,11 @@ def run_store(request: Request) -> int:
         if as_json is not None:  # streamed: memory stays flat in the number of files
             as_json.add(result)
         elif result.outcome in (FAILED, SKIPPED):
-            say(f"dicomscu: {text.file_line(result)}", sys.stderr)
+            say(f"dicomscu: {text.file_line(result)}", env.stderr)
         elif result.outcome == OK and result.message:  # stored, with something the user should know
-            say(f"dicomscu: warning: {text.file_line(result)}", sys.stderr)
+            say(f"dicomscu: warning: {text.file_line(result)}", env.stderr)
         elif (result.outcome != OK and result.outcome != ALREADY) or verbose:
-            say(text.file_line(result), sys.stdout)
+            say(text.file_line(result), env.stdout)
 
     journal = None
     if request.journal:
@@ -257,27 +260,29 @@ def run_store(request: Request) -> int:
             as_json.fail(Stopped(exc) if isinstance(exc, KeyboardInterrupt) else exc)
         raise
     if report.error is not None:
-        _error(str(report.error))
+        _error(env, report.error.render(flag_of))
     if as_json is not None:
         as_json.end(report)
     else:
-        print(text.store_summary(report))
+        env.out(text.store_summary(report))
     return text.store_exit_code(report)
 
 
-def run_retrieve(request: Request, identifiers=None, summary=None) -> int:
+def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
     from dicomscu.files.instances import prepare_directory
     from dicomscu.operations import retrieve
     from dicomscu.output import text
     from dicomscu.query.build import build_query
 
-    query = build_query(request.model, request.level, request.keys, charset=request.charset, level_key=False)
+    query = build_query(request.model, request.level, request.keys, charset=request.charset, level_key=False,
+                        environ=env.environ)
     if request.store_query and identifiers is None:  # gdcmscu writes it for --move (and --get) too
         from dicomscu.query.files import write_query
 
         write_query(query, request.store_query, request.root_uid)
     if request.from_json:
-        identifiers = retrieve.identifiers_from_answers(_read_json_answers(request.from_json), query, request.level)
+        identifiers = retrieve.identifiers_from_answers(_read_json_answers(request.from_json, env), query,
+                                                        request.level)
     options = retrieve.RetrieveOptions(
         output=prepare_directory(request.output or "."),
         layout=request.layout,
@@ -287,12 +292,12 @@ def run_retrieve(request: Request, identifiers=None, summary=None) -> int:
         skip_existing=request.skip_existing,
     )
     LOGGER.info("%s identifier:\n%s", request.operation.upper(), query.dataset)
-    show_bar = request.progress if request.progress is not None else sys.stderr.isatty()
+    show_bar = request.progress if request.progress is not None else env.stderr_isatty
     bar = None
     if show_bar:
         from dicomscu.output.progress import RetrieveProgress
 
-        bar = RetrieveProgress(f"C-{request.operation.upper()}")
+        bar = RetrieveProgress(f"C-{request.operation.upper()}", env.stderr)
     progress = bar.update if bar else None
     with bar if bar is not None else nullcontext():
         if request.operation == "move":
@@ -300,34 +305,34 @@ def run_retrieve(request: Request, identifiers=None, summary=None) -> int:
         else:
             report = retrieve.get(request.target, query, options, progress, identifiers, jobs=request.jobs)
     for problem in report.write_errors:
-        _error(f"not written: {problem}")
+        _error(env, f"not written: {problem}")
     if request.format == "json":
-        print(json.dumps(text.retrieve_json(report, options.output)), file=summary or sys.stdout)
+        env.out(json.dumps(text.retrieve_json(report, options.output)))
     else:
-        print(text.retrieve_summary(report, options.output), file=summary or sys.stdout)
+        env.out(text.retrieve_summary(report, options.output))
     return 0 if report.ok else 1
 
 
-def run_sample(argv: list[str]) -> int:
+def run_sample(argv: list[str], env: Environment) -> int:
     from dicomscu.cli.sample import HELP, parse_sample
     from dicomscu.output import text
     from dicomscu.sample import write_sample
 
-    request = parse_sample(argv)
+    request = parse_sample(argv, env.environ)
     if request.help:
-        print(HELP, end="")
+        env.out(HELP, end="")
         return 0
     try:
         report = write_sample(request.outdir, request.target_spec, request.compress)
     except OSError as exc:
         raise UsageError(f"sample: cannot write to {request.outdir}: {exc.strerror or exc}") from None
-    print(f"dicomscu sample: wrote {len(report.files)} file(s) for {report.patients} patient(s), "
-          f"{report.studies} study(ies), {report.series} series ({text.human_size(report.bytes)}) "
-          f"to {request.outdir} in {report.seconds:.1f} s")
+    env.out(f"dicomscu sample: wrote {len(report.files)} file(s) for {report.patients} patient(s), "
+            f"{report.studies} study(ies), {report.series} series ({text.human_size(report.bytes)}) "
+            f"to {request.outdir} in {report.seconds:.1f} s")
     return 0
 
 
-def run_serve(argv: list[str]) -> int:
+def run_serve(argv: list[str], env: Environment) -> int:
     import signal
     import threading
 
@@ -335,24 +340,24 @@ def run_serve(argv: list[str]) -> int:
     from dicomscu.server.pacs import Pacs
 
     request = parse_serve(argv)
-    logs.setup(request.log_level, request.log_file)
+    logs.setup(request.log_level, request.log_file, env.stderr)
     if request.help:
-        print(HELP, end="")
+        env.out(HELP, end="")
         return 0
     pacs = Pacs(request.config)
     if request.reindex:
         result = pacs.index.reindex(pacs.storage)
         for path in result.dropped:
-            print(f"reindex: removed {path}: an older copy of an instance stored again since")
+            env.out(f"reindex: removed {path}: an older copy of an instance stored again since")
         for problem in result.unreadable:
-            print(f"reindex: not indexed (left in place): {problem}")
-        print(f"reindexed {result.indexed} instance(s) from {pacs.storage}"
-              + (f", {len(result.dropped)} duplicate file(s) removed" if result.dropped else "")
-              + (f", {len(result.unreadable)} unreadable" if result.unreadable else ""))
+            env.out(f"reindex: not indexed (left in place): {problem}")
+        env.out(f"reindexed {result.indexed} instance(s) from {pacs.storage}"
+                + (f", {len(result.dropped)} duplicate file(s) removed" if result.dropped else "")
+                + (f", {len(result.unreadable)} unreadable" if result.unreadable else ""))
     pacs.start()
     config = request.config
-    print(f"dicomscu serve: {config.aetitle} listening on port {config.port}, storage {pacs.storage} "
-          f"({pacs.index.count()} instance(s)); Ctrl-C to stop", flush=True)
+    env.out(f"dicomscu serve: {config.aetitle} listening on port {config.port}, storage {pacs.storage} "
+            f"({pacs.index.count()} instance(s)); Ctrl-C to stop")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
@@ -362,16 +367,20 @@ def run_serve(argv: list[str]) -> int:
         pass
     finally:
         pacs.stop()
-    print("dicomscu serve: stopped", flush=True)
+    env.out("dicomscu serve: stopped")
     return 0
 
 
-def _read_json_answers(path: str):
+def _read_json_answers(path: str, env: Environment):
     """Datasets from a DICOM JSON array (``--format json`` output), from a file or stdin."""
     from pydicom.dataset import Dataset
 
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        if path == "-":
+            text = env.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
         items = json.loads(text)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--from-json {path}: {exc}") from None
@@ -383,5 +392,5 @@ def _read_json_answers(path: str):
         raise UsageError(f"--from-json {path}: not DICOM JSON: {exc}") from None
 
 
-def _error(message: str) -> None:
-    print(f"dicomscu: error: {message}", file=sys.stderr, flush=True)
+def _error(env: Environment, message: str) -> None:
+    env.err(f"dicomscu: error: {message}")

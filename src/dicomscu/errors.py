@@ -20,18 +20,35 @@ Exit codes (stable, documented in the README and in ``--help``):
 
 from __future__ import annotations
 
+from typing import Callable
+
 
 class DicomscuError(Exception):
-    """Base class: a failure with a one-line message and an exit code."""
+    """Base class: a failure with a one-line message and an exit code.
+
+    `option` names the setting at fault as the Python API spells it (``tls_ca``,
+    ``port_scp``...) and `hint` says what to do; the message itself names neither.
+    ``str()`` gives ``"tls_ca /x: no such file"``; the command line renders the same
+    error with its own spelling of the option (``--tls-ca``), see :meth:`render`.
+    """
 
     exit_code = 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, option: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.option = option
+        self.hint = hint
+
+    def render(self, spell: Callable[[str], str] | None = None) -> str:
+        """The one-line message, the option spelled by `spell` (the CLI's flag names), the hint after it."""
+        text = self.message
+        if self.option:
+            text = f"{spell(self.option) if spell else self.option} {text}"
+        return f"{text} ({self.hint})" if self.hint else text
 
     def __str__(self) -> str:
-        return self.message
+        return self.render()
 
 
 class UsageError(DicomscuError):

@@ -14,10 +14,11 @@ import argparse
 import os
 import re
 import sys
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from dicomscu.cli import profiles
-from dicomscu.cli.request import DEBUG, ERROR, LEVELS, MODELS, OPERATIONS, VERBOSE, WARNING, Request
+from dicomscu.cli.options import OPTIONS, add_to, spelling
+from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING, Request
 from dicomscu.errors import UsageError
 from dicomscu.transport.peer import (
     DEFAULT_CALLED_AE,
@@ -57,71 +58,26 @@ class _Parser(argparse.ArgumentParser):
 
 def _build() -> argparse.ArgumentParser:
     p = _Parser(prog="dicomscu", add_help=False, allow_abbrev=True)  # unambiguous prefixes, as getopt_long
-    add = p.add_argument
-    # Connection (gdcmscu)
-    add("-H", "--hostname")
-    add("-p", "--port")
-    add("--aetitle")
-    add("--call")
-    # Operations (gdcmscu); several may be named, one must remain
-    for op in OPERATIONS:
-        add(f"--{op}", dest="operations", action="append_const", const=op)
-    # C-STORE (gdcmscu)
-    add("-i", "--input", action="append", default=[])
-    add("-r", "--recursive", action="store_true")
-    # Queries (gdcmscu)
-    add("--store-query")
-    for model in MODELS:
-        add(f"--{model}", dest="models", action="append_const", const=model)
-    for level in LEVELS:
-        add(f"--{level}", dest="levels", action="append_const", const=level)
-    add("-k", "--key", action="append", default=[])
-    add("--queryhelp", action="store_true")
-    # Retrieval (gdcmscu)
-    add("-o", "--output")
-    add("--port-scp")
-    # General (gdcmscu)
-    add("--root-uid")
-    add("--resources-path")  # gdcmscu's XML dictionary path: accepted, not needed here
-    add("-V", "--verbose", action="store_true")
-    add("-W", "--warning", action="store_true")
-    add("-E", "--error", action="store_true")
-    add("-D", "--debug", action="store_true")
-    add("-L", "--log-file")
-    add("-h", "--help", action="store_true")
-    add("-v", "--version", action="store_true")
-    # dicomscu extras
-    add("--timeout", type=float)
-    add("--connect-timeout", type=float)
-    add("--acse-timeout", type=float)
-    add("--dimse-timeout", type=float)
-    add("--max-pdu")
-    add("--format", choices=("table", "json", "csv", "dump"))
-    add("--limit")
-    add("--charset")
-    add("--layout", choices=("flat", "hierarchical"), default="flat")
-    add("--move-dest")
-    add("--accept-all-syntaxes", action="store_true")
-    add("--skip-existing", action="store_true")
-    add("--decompress", action="store_true")
-    add("-j", "--jobs", default="1")
-    add("--journal")
-    add("--then", choices=("get", "move"))
-    add("--from-json")
-    add("--tls", action="store_true")
-    add("--tls-cert")
-    add("--tls-key")
-    add("--tls-ca")
-    add("--tls-no-verify", action="store_true")
-    add("--config")
-    add("--list-servers", action="store_true")
-    add("--progress", dest="progress", action="store_true", default=None)
-    add("--no-progress", dest="progress", action="store_false")
-    add("positionals", nargs="*")
+    add_to(p, OPTIONS)
+    p.add_argument("positionals", nargs="*")
     return p
 
 
-def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcmscu: bool = False) -> Request:
+#: Library setting -> flag, for error messages: the option table's, gdcmscu's short forms where its users
+#: know them, and those of the serve and sample commands.
+_SPELLING = {**spelling(OPTIONS), "log_file": "-L", "output": "-o", "storage": "--storage",
+             "max_associations": "--max-associations", "max_size": "--max-size", "outdir": "OUTDIR", "modalities": "--modality", "root": "--root-uid",
+             **{name: f"--{name}" for name in ("patients", "studies", "series", "images", "count", "matrix",
+                                               "compress")}}
+
+
+def flag_of(option: str) -> str:
+    """How the command line spells the library setting `option` (``tls_ca`` -> ``--tls-ca``)."""
+    return _SPELLING.get(option, option)
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcmscu: bool = False,
+          warn: Callable[[str], None] | None = None) -> Request:
     """Parse `argv` (without the program name) into a validated :class:`Request`.
 
     `as_gdcmscu`: invoked under gdcmscu's name, whose getopt warns about an unknown
@@ -131,7 +87,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
     if as_gdcmscu:
         ns, unknown = _build().parse_known_intermixed_args(list(argv))
         for option in unknown:
-            print(f"gdcmscu: unrecognized option '{option}' (ignored)", file=sys.stderr)
+            (warn or _stderr)(f"gdcmscu: unrecognized option '{option}' (ignored)")
     else:
         ns = _build().parse_intermixed_args(list(argv))
     request = Request(log_level=_log_level(ns), log_file=ns.log_file)
@@ -295,3 +251,7 @@ def _check_combinations(request: Request) -> None:
         raise UsageError(
             f"files are only sent with --store (got {len(request.files)} file argument(s) with --{request.operation})"
         )
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)

@@ -98,11 +98,11 @@ def prepare_directory(path: str) -> str:
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"-o {path}: cannot create the directory: {exc.strerror or exc}") from None
+        raise UsageError(f"{path}: cannot create the directory: {exc.strerror or exc}", option="output") from None
     if not os.path.isdir(path):
-        raise UsageError(f"-o {path}: not a directory")
+        raise UsageError(f"{path}: not a directory", option="output")
     if not os.access(path, os.W_OK | os.X_OK):
-        raise UsageError(f"-o {path}: the directory is not writable")
+        raise UsageError(f"{path}: the directory is not writable", option="output")
     return os.path.realpath(path)
 
 

@@ -27,7 +27,7 @@ class Journal:
             self._db.execute("CREATE TABLE IF NOT EXISTS stored (sop_instance_uid TEXT PRIMARY KEY, "
                              "path TEXT, peer TEXT, at REAL)")
         except sqlite3.Error as exc:
-            raise UsageError(f"--journal {path}: cannot open it as a journal: {exc}") from None
+            raise UsageError(f"{path}: cannot open it as a journal: {exc}", option="journal") from None
 
     def __contains__(self, sop_instance_uid: str) -> bool:
         with self._lock:

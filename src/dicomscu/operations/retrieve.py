@@ -18,7 +18,6 @@ Instances are written by :class:`~dicomscu.files.instances.InstanceWriter`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import MutableSequence
@@ -35,9 +34,11 @@ from pydicom.uid import (
 )
 
 from dicomscu.errors import DicomscuError, OperationFailed, PeerTimeout, UsageError
-from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
+from dicomscu.files.instances import InstanceWriter
 from dicomscu.files.codec import encode
-from dicomscu.files.probe import BadFile, top_level_values, valid_uid
+from dicomscu.files.probe import valid_uid
+from dicomscu.operations.fanout import fan_out
+from dicomscu.operations.sink import InstanceSink
 from dicomscu.operations.status import FAILURE, PENDING, SUCCESS, WARNING, Status, decode
 from dicomscu.query.build import QUERY_LEVEL, Query, build_query
 from dicomscu.storage_classes import STORAGE_UIDS
@@ -51,7 +52,6 @@ from dicomscu.uids import COMPRESSED_SYNTAXES as _COMPRESSED
 from dicomscu.transport.peer import Peer
 
 LOGGER = logging.getLogger("dicomscu")
-SOP_INSTANCE = 0x00080018
 #: PS3.8: at most 128 presentation contexts; one is the GET context itself.
 MAX_STORAGE_CONTEXTS = 127
 #: SOP Instance UIDs per image-level request when retrieving what is missing.
@@ -146,7 +146,7 @@ def retrieve_identifier(query: Query, operation: str) -> Dataset:
     the requested level must have a value.
     """
     if query.model.name == "worklist":
-        raise UsageError(f"{operation} does not apply to --worklist")
+        _service_class(query, operation[2:].lower())  # raises: the worklist model has no C-MOVE or C-GET
     dataset = Dataset()
     for element in query.dataset:
         if element.tag == 0x00080005 or element.value in (None, "", []):
@@ -212,8 +212,8 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
     writer = InstanceWriter(options.output, options.layout)
     destination = options.move_destination or peer.calling_ae
     if options.move_destination is None and options.port_scp is None:
-        raise UsageError("C-MOVE to ourselves needs --port-scp PORT: the port the server connects back to "
-                         "(or --move-dest AE to send to another application)")
+        raise UsageError("PORT is needed for a C-MOVE to ourselves: the port the server connects back to",
+                         option="port_scp", hint="or name another application as the move destination")
     lock = threading.Lock()
     parts: list[RetrieveReport] = []
 
@@ -225,8 +225,8 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
         if on_progress is not None:
             on_progress(report)
 
-    scp = (StorageSCP(peer.calling_ae, options.port_scp or 0, writer, options.syntaxes, report, progress)
-           if options.move_destination is None else nullcontext())
+    scp = (StorageSCP(peer.calling_ae, options.port_scp or 0, InstanceSink(writer, report, progress),
+                      options.syntaxes) if options.move_destination is None else nullcontext())
     sop_class = _service_class(query, "move")
     contexts = [Proposal(sop_class, _request_syntaxes(options))]
 
@@ -251,7 +251,7 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
             identifiers = [series for item in identifiers for series in _series_of(peer, query, item)]
         shares = [identifiers[index::jobs] for index in range(max(jobs, 1))]
         parts.extend(RetrieveReport(peer, "C-MOVE") for share in shares if share)
-        _run_shares(run, [share for share in shares if share], parts)
+        fan_out(lambda pair: run(*pair), list(zip([share for share in shares if share], parts)), "move")
     combined = _combine(peer, parts)
     report.completed, report.failed, report.warning = combined.completed, combined.failed, combined.warning
     report.status, report.remaining, report.requests = combined.status, 0, combined.requests
@@ -283,30 +283,6 @@ def _move_advice(report: RetrieveReport, options: RetrieveOptions, destination: 
             f"probably offers only transfer syntaxes or SOP classes we refuse{syntaxes}")
 
 
-def _run_shares(run, shares: list, parts: list[RetrieveReport]) -> None:
-    """run(share, part) for each share: inline for one, in threads for several; re-raise the first error."""
-    import threading
-
-    if len(shares) == 1:
-        run(shares[0], parts[0])
-        return
-    failures: list[BaseException] = []
-
-    def guarded(share, part) -> None:
-        try:
-            run(share, part)
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(share, part)) for share, part in zip(shares, parts)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
-
-
 def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None,
         identifiers: list[Dataset] | None = None, jobs: int = 1) -> RetrieveReport:
     """C-GET the instances matching `query` (or `identifiers`) over one association (or `jobs`)."""
@@ -325,8 +301,10 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
     contexts += _storage_contexts(storage, learned, options)
     roles = [_scp_role(uid) for uid in storage]
 
+    sink = InstanceSink(writer, report, on_progress)
+
     def on_store(channel: Channel, message: Message) -> None:
-        _store_one(channel, message, writer, report, on_progress)
+        _store_one(channel, message, sink)
 
     with associate(peer, contexts, roles=roles) as channel:
         report.refused_classes = [uid for uid in storage if channel.context_for(uid) is None]
@@ -447,7 +425,7 @@ def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> Re
         with lock:
             part.__dict__.update(result.__dict__)  # the placeholder becomes the share's report
 
-    _run_shares(run, shares, parts)
+    fan_out(lambda pair: run(*pair), list(zip(shares, parts)), "get")
     total = _combine(peer, parts)
     total.already_present = report.already_present
     total.seconds = time.perf_counter() - started
@@ -491,8 +469,8 @@ def _service_class(query: Query, operation: str) -> str:
     """The model's C-MOVE or C-GET SOP class; a usage error for a model without one (worklist)."""
     uid = getattr(query.model, operation)
     if uid is None:
-        raise UsageError(f"the {query.model.title} model has no C-{operation.upper()}: use --patientroot "
-                         "or --studyroot")
+        raise UsageError(f"the {query.model.title} model has no C-{operation.upper()}: use the patient root or "
+                         "study root model")
     return uid
 
 
@@ -579,66 +557,15 @@ def _request(channel: Channel, command, identifier: Dataset, report: RetrieveRep
             return
 
 
-def _store_one(channel: Channel, message: Message, writer: InstanceWriter,
-               report: RetrieveReport, on_progress: Progress | None) -> None:
+def _store_one(channel: Channel, message: Message, sink: InstanceSink) -> None:
     """Answer one incoming C-STORE-RQ (C-GET sub-operation) after writing the file."""
     request = message.command
     syntax = channel.syntax_of(message.context_id)
     sop_class = request.AffectedSOPClassUID or ""
     sop_instance = request.AffectedSOPInstanceUID or ""
-    status = store_instance(writer, message.dataset or b"", sop_class, sop_instance, syntax, report)
+    status = sink.store(sop_class, sop_instance, message.dataset or bytearray(), syntax)
     channel.send_encoded(message.context_id, dimse.c_store_rsp(request.MessageID, sop_class, sop_instance, status),
                          None, "C-STORE-RSP")
-    if on_progress is not None:
-        on_progress(report)
-
-
-def store_instance(writer: InstanceWriter, dataset: bytes | bytearray | memoryview, sop_class: str, sop_instance: str,
-                   syntax: str, report: RetrieveReport) -> int:
-    """Write one received instance; the C-STORE status to answer (PS3.4 B.2.3).
-
-    The data set says which instance it is: a request naming another SOP Instance UID
-    is written under the data set's, with a warning.  A second, different data set
-    under a UID already written in this retrieval is refused (0x0111) and the first
-    kept; an instance outside the studies or series asked for is written, with a
-    warning.  Each is counted in the report.
-    """
-    try:
-        values = top_level_values(dataset, syntax, [SOP_INSTANCE, PATIENT_ID, STUDY_UID, SERIES_UID])
-    except BadFile as exc:
-        report.write_errors.append(f"{sop_instance}: {exc}")
-        return 0xC000  # Error: cannot understand
-    uid = values[SOP_INSTANCE]
-    if uid != sop_instance:
-        if not valid_uid(uid):
-            report.write_errors.append(f"{sop_instance}: the data set's SOP Instance UID {uid[:70]!r} is not a UID")
-            return 0xC000
-        LOGGER.warning("the server sent SOP Instance UID %s in the request but %s in the data set: written as %s",
-                       sop_instance, uid, uid)
-        report.renamed += 1
-    digest = hashlib.sha1(dataset).digest()
-    earlier = report.received.get(uid)
-    if earlier == digest:
-        return 0x0000  # the same data set again: written already
-    if earlier is not None:
-        LOGGER.warning("the server sent two different data sets as SOP Instance %s: the first is kept", uid)
-        report.conflicting += 1
-        return 0x0111  # Duplicate SOP Instance
-    if report.scope and not report.scope.contains(values[STUDY_UID], values[SERIES_UID]):
-        LOGGER.warning("instance %s is outside what was asked for (study %s, series %s): written all the same",
-                       uid, values[STUDY_UID], values[SERIES_UID])
-        report.outside += 1
-    try:
-        writer.write(dataset, sop_class, uid, syntax, values)
-    except BadFile as exc:
-        report.write_errors.append(f"{uid}: {exc}")
-        return 0xC000
-    except OSError as exc:
-        report.write_errors.append(f"{uid}: cannot write: {exc.strerror or exc}")
-        return 0xA700  # Refused: out of resources
-    report.received[uid] = digest
-    report.written += 1
-    return 0x0000
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from dicomscu.files.codec import encode
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
 from dicomscu.operations.status import SUCCESS, WARNING, decode
+from dicomscu.operations.fanout import fan_out
 from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.negotiation import AcceptedContext, Proposal
@@ -230,12 +231,7 @@ def _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, j
             report.not_sent += part.not_sent
             report.error = report.error or part.error
 
-    threads = [threading.Thread(target=run, args=(share,), name=f"store-{i}") for i, share in enumerate(shares)
-               if share]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    fan_out(run, [share for share in shares if share], "store")
     report.seconds = time.perf_counter() - started
     return report
 

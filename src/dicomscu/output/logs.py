@@ -8,6 +8,7 @@ exception's one-line summary.
 from __future__ import annotations
 
 import logging
+from typing import TextIO
 import sys
 
 from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING
@@ -27,16 +28,17 @@ class OneLineFormatter(logging.Formatter):
         return message
 
 
-def setup(level: str, log_file: str | None = None) -> None:
-    """Route dicomscu's logs (and pydicom's warnings) to stderr (or `log_file`) at `level`."""
+def setup(level: str, log_file: str | None = None, stream: TextIO | None = None) -> None:
+    """Route dicomscu's logs (and pydicom's warnings) to `stream` (stderr), or `log_file`, at `level`."""
     handler: logging.Handler
     if log_file:
         try:  # truncated at start, as gdcmscu's -L is
             handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
         except OSError as exc:
-            raise UsageError(f"-L {log_file}: cannot write the log file: {exc.strerror or exc}") from None
+            raise UsageError(f"{log_file}: cannot write the log file: {exc.strerror or exc}",
+                             option="log_file") from None
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(OneLineFormatter())
     ours = logging.getLogger("dicomscu")
     ours.handlers[:] = [handler]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import locale
 import os
+from typing import Mapping
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
@@ -51,7 +52,7 @@ class Query:
         return [(present[tag], tag) for tag in order]
 
 
-def locale_codeset(environ=None) -> str:
+def locale_codeset(environ: Mapping[str, str] | None = None) -> str:
     """The character set the user's locale names (LC_ALL, LC_CTYPE, LANG), as C's setlocale sees it.
 
     Python itself runs the "C" locale as UTF-8 (PEP 538/540), so its own answer
@@ -66,7 +67,7 @@ def locale_codeset(environ=None) -> str:
     return locale.getpreferredencoding(False) or "ascii"
 
 
-def charset_from_locale(environ=None) -> str | None:
+def charset_from_locale(environ: Mapping[str, str] | None = None) -> str | None:
     """The Specific Character Set matching the user's locale (gdcmscu's: ISO_IR 100 for a C/POSIX one)."""
     encoding = locale_codeset(environ)
     try:
@@ -83,6 +84,7 @@ def build_query(
     *,
     charset: str | None = None,
     level_key: bool = True,
+    environ: Mapping[str, str] | None = None,
 ) -> Query:
     """The identifier for `key_texts` at `level` of `model_name` (default patient root, STUDY level).
 
@@ -90,7 +92,8 @@ def build_query(
     gdcmscu adds them; with `level_key` the level's own unique key too, which every
     answer then carries (the command line asks for it only where it needs it: its
     binary would not).  `charset`: a Specific Character Set term to declare, ``""``
-    for none, or None to take it from the locale (as gdcmscu does).
+    for none, or None to take it from the locale (as gdcmscu does), read from `environ`
+    (default ``os.environ``).
     """
     model = MODELS[model_name or "patientroot"]
     keys = [parse_key(text) for text in key_texts]
@@ -107,19 +110,19 @@ def build_query(
         for step in path if level_key else path[:-1]:
             if step.unique not in dataset:
                 setattr(dataset, step.unique, "")
-    _set_charset(dataset, charset)
+    _set_charset(dataset, charset, environ)
     return Query(model, level_name, dataset, keys)
 
 
 def _resolve_level(model: Model, level: str | None, dataset: Dataset) -> str | None:
     if not model.levels:
         if level is not None:
-            raise UsageError(f"--{level} does not apply to --worklist (the worklist model has no levels)")
+            raise UsageError(f"the worklist model has no levels: {level} does not apply to it")
         return None
     given = str(dataset.get("QueryRetrieveLevel", "") or "").strip().upper() or None
     wanted = level.upper() if level else None
     if given and wanted and given != wanted:
-        raise UsageError(f"--key 8,52={given} contradicts --{level}")
+        raise UsageError(f"8,52={given} contradicts the {level} level", option="keys")
     # no level given: STUDY, as the gdcmscu binary does (its manual says the model's top level)
     default = "STUDY" if any(item.name == "STUDY" for item in model.levels) else model.levels[0].name
     name = wanted or given or default
@@ -160,14 +163,14 @@ def _value(key: Key):
         try:
             parts = [convert(part) for part in value.split("\\")]
         except ValueError:
-            raise UsageError(f"--key '{key.text}': {key.vr} needs a number, not '{value}'") from None
+            raise UsageError(f"'{key.text}': {key.vr} needs a number, not '{value}'", option="keys") from None
         return parts[0] if len(parts) == 1 else parts
     if key.vr == "AT":
-        raise UsageError(f"--key '{key.text}': attribute tag (AT) values are not supported as query keys")
+        raise UsageError(f"'{key.text}': attribute tag (AT) values are not supported as query keys", option="keys")
     return value
 
 
-def _set_charset(dataset: Dataset, charset: str | None) -> None:
+def _set_charset(dataset: Dataset, charset: str | None, environ: Mapping[str, str] | None = None) -> None:
     if "SpecificCharacterSet" in dataset:
         return  # given as a key: the user knows best
     if charset == "":
@@ -175,7 +178,7 @@ def _set_charset(dataset: Dataset, charset: str | None) -> None:
     if charset is None:
         # gdcmscu: the locale's character set (a UTF-8 locale gives ISO_IR 192); with an
         # ASCII locale none is declared, unless a value needs one.
-        charset = charset_from_locale() or (None if _is_ascii(dataset) else "ISO_IR 192")
+        charset = charset_from_locale(environ) or (None if _is_ascii(dataset) else "ISO_IR 192")
         if charset == "ISO_IR 100" and not _is_latin1(dataset):
             charset = "ISO_IR 192"  # a value Latin-1 cannot hold (typed in a UTF-8 terminal, say)
     if charset:

@@ -33,4 +33,4 @@ def write_query(query: Query, path: str, root_uid: str | None = None) -> None:
     except OSError as exc:
         if os.path.exists(temporary):
             os.unlink(temporary)
-        raise UsageError(f"--store-query {path}: cannot write: {exc.strerror or exc}") from None
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}", option="store_query") from None

@@ -67,14 +67,14 @@ def parse_key(text: str) -> Key:
         path_text, value = text, None
     path_text = path_text.strip()
     if not path_text:
-        raise UsageError(f"--key '{text}': no attribute before '='")
+        raise UsageError(f"'{text}': no attribute before '='", option="keys")
     steps = tuple(_step(segment, text) for segment in _SEGMENT_SPLIT.split(path_text))
     for step in steps[:-1]:
         if step.vr != "SQ":
-            raise UsageError(f"--key '{text}': {step.name} is not a sequence, it cannot have items")
+            raise UsageError(f"'{text}': {step.name} is not a sequence, it cannot have items", option="keys")
     last = steps[-1]
     if last.item is not None:
-        raise UsageError(f"--key '{text}': an item index needs an attribute after it ([{last.item}].Keyword)")
+        raise UsageError(f"'{text}': an item index needs an attribute after it ([{last.item}].Keyword)", option="keys")
     if value is not None:
         value = _unquote(value)
         if last.vr == "SQ" and value:
@@ -86,12 +86,12 @@ def parse_key(text: str) -> Key:
 def _step(segment: str, text: str) -> Step:
     match = _SEGMENT.match(segment.strip())
     if not match:
-        raise UsageError(f"--key '{text}': '{segment}' is neither GGGG,EEEE nor a DICOM keyword")
+        raise UsageError(f"'{text}': '{segment}' is neither GGGG,EEEE nor a DICOM keyword", option="keys")
     group, element, keyword, item = match.groups()
     if keyword:
         tag = tag_for_keyword(keyword)
         if tag is None:
-            raise UsageError(f"--key '{text}': unknown keyword '{keyword}'{_did_you_mean(keyword)}")
+            raise UsageError(f"'{text}': unknown keyword '{keyword}'{_did_you_mean(keyword)}", option="keys")
     else:
         tag = int(group, 16) << 16 | int(element, 16)
     try:
@@ -103,7 +103,7 @@ def _step(segment: str, text: str) -> Step:
             ) from None
         vr = "LO"  # a private tag, as gdcmscu takes it: text (its VR is not written in Implicit VR)
     if tag >> 16 in (0x0000, 0x0002) or tag >> 16 == 0xFFFE:
-        raise UsageError(f"--key '{text}': command, file meta and item tags cannot be query keys")
+        raise UsageError(f"'{text}': command, file meta and item tags cannot be query keys", option="keys")
     return Step(tag, vr.split(" or ")[0], int(item) if item is not None else None)
 
 

@@ -110,21 +110,21 @@ class SampleSpec:
     def check(self) -> None:
         for name in ("patients", "studies", "series", "images"):
             if getattr(self, name) < 1:
-                raise UsageError(f"sample: --{name} must be at least 1")
+                raise UsageError("must be at least 1", option=name)
         if self.count is not None and self.count < 0:
-            raise UsageError("sample: --count must not be negative")
+            raise UsageError("must not be negative", option="count")
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or not self.modalities:
-            raise UsageError(f"sample: unknown modality {', '.join(unknown) or '(none)'}; "
-                             f"choose from {', '.join(MODALITIES)}")
+            raise UsageError(f"{', '.join(unknown) or '(none)'}: unknown modality; choose from {', '.join(MODALITIES)}",
+                             option="modalities")
         if self.matrix is not None and not 8 <= self.matrix <= 4096:
-            raise UsageError("sample: --matrix must be between 8 and 4096")
+            raise UsageError("must be between 8 and 4096", option="matrix")
         if self.syntax not in (EXPLICIT_LE, IMPLICIT_LE):
             raise UsageError("sample: the syntax must be Explicit or Implicit VR Little Endian")
         longest = self.uid(INSTANCE, self.first_patient + self.patients, self.studies, self.series, self.total)
         if len(longest) > 64:
-            raise UsageError(f"sample: root UID '{self.root}' is too long: UIDs such as {longest} "
-                             f"exceed 64 characters")
+            raise UsageError(f"'{self.root}' is too long: UIDs such as {longest} exceed 64 characters",
+                             option="root")
 
     @property
     def total(self) -> int:
@@ -351,14 +351,15 @@ class _Series:
 def check_compressions(names: tuple[str, ...]) -> None:
     for name in names:
         if name not in COMPRESSIONS:
-            raise UsageError(f"sample: unknown compression '{name}'; choose from {', '.join(COMPRESSIONS)}")
+            raise UsageError(f"'{name}': unknown compression; choose from {', '.join(COMPRESSIONS)}",
+                             option="compress")
         if name != "deflate":
             try:
                 import numpy  # noqa: F401
                 import pylibjpeg  # noqa: F401
             except ImportError:
-                raise UsageError(f"sample: --compress {name} needs the compressed extra: "
-                                 "pip install 'dicomscu[compressed]'") from None
+                raise UsageError(f"{name} needs the compressed extra: pip install 'dicomscu[compressed]'",
+                                 option="compress") from None
 
 
 def _write_atomically(path: Path, chunks: list[bytes]) -> int:

@@ -99,7 +99,7 @@ class Pacs:
         try:
             listener.start()
         except OSError as exc:
-            raise UsageError(f"serve --port {self.config.port}: cannot listen: {exc.strerror or exc}") from None
+            raise UsageError(f"{self.config.port}: cannot listen: {exc.strerror or exc}", option="port") from None
         self._listener = listener
         LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed, at most %d associations at once",
                     self.config.aetitle, self.config.port, self.storage, self.index.count(),
@@ -395,7 +395,7 @@ def _payload_for(target: Channel, info, data: bytes, need_scp_role: bool):
 def _open_storage(storage: str, given: str) -> Index:
     """The storage directory, checked usable (writable, with its index), or a usage error naming it."""
     if os.path.exists(storage) and not os.path.isdir(storage):
-        raise UsageError(f"--storage {given}: not a directory")
+        raise UsageError(f"{given}: not a directory", option="storage")
     problem = None
     try:
         os.makedirs(storage, exist_ok=True)
@@ -410,7 +410,7 @@ def _open_storage(storage: str, given: str) -> Index:
         problem = exc.strerror or str(exc)
     except sqlite3.Error as exc:
         problem = f"cannot open its index {os.path.join(storage, 'index.sqlite')}: {exc}"
-    raise UsageError(f"--storage {given}: {problem}")
+    raise UsageError(f"{given}: {problem}", option="storage")
 
 
 def _contexts_for(rows) -> list[Proposal]:

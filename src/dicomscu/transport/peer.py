@@ -68,13 +68,13 @@ class TLS:
     def __post_init__(self) -> None:
         import os
 
-        for option, path in (("--tls-cert", self.cert), ("--tls-key", self.key)):
+        for option, path in (("tls_cert", self.cert), ("tls_key", self.key)):
             if path is not None and not os.path.isfile(path):
-                raise UsageError(f"{option} {path}: no such file")
+                raise UsageError(f"{path}: no such file", option=option)
         if self.ca is not None and not os.path.exists(self.ca):
-            raise UsageError(f"--tls-ca {self.ca}: no such file or directory")
+            raise UsageError(f"{self.ca}: no such file or directory", option="tls_ca")
         if self.key and not self.cert:
-            raise UsageError("--tls-key needs --tls-cert")
+            raise UsageError("is given without the certificate it belongs to", option="tls_key")
         if self.ca is not None:
             import ssl
 
@@ -93,8 +93,8 @@ class TLS:
             else:
                 context.load_verify_locations(cafile=self.ca)
         except (ssl.SSLError, OSError, ValueError) as exc:
-            raise UsageError(f"--tls-ca {self.ca}: not a PEM certificate file or directory "
-                             f"({getattr(exc, 'reason', None) or exc})") from None
+            raise UsageError(f"{self.ca}: not a PEM certificate file or directory "
+                             f"({getattr(exc, 'reason', None) or exc})", option="tls_ca") from None
 
     def _load_own(self, context) -> None:
         """Present our certificate (and key)."""
@@ -103,14 +103,14 @@ class TLS:
         try:
             context.load_cert_chain(self.cert, self.key)
         except (ssl.SSLError, OSError) as exc:
-            raise UsageError(f"--tls-cert {self.cert}: cannot load the certificate and key: {exc}") from None
+            raise UsageError(f"{self.cert}: cannot load the certificate and key: {exc}", option="tls_cert") from None
 
     def server_context(self):
         """A server-side ssl.SSLContext: our certificate; clients verified against `ca` when given."""
         import ssl
 
         if not self.cert:
-            raise UsageError("a TLS server needs --tls-cert (and --tls-key)")
+            raise UsageError("is needed for a TLS server (with its key)", option="tls_cert")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._load_own(context)
         if self.ca:
@@ -155,7 +155,7 @@ class Peer:
         object.__setattr__(self, "called_ae", check_ae_title(self.called_ae, "called AE title (--call)"))
         object.__setattr__(self, "calling_ae", check_ae_title(self.calling_ae, "calling AE title (--aetitle)"))
         if self.max_pdu != 0 and not 4096 <= self.max_pdu <= (1 << 26):
-            raise UsageError(f"--max-pdu {self.max_pdu} must be 0 (unlimited) or between 4096 and 67108864")
+            raise UsageError(f"{self.max_pdu} must be 0 (unlimited) or between 4096 and 67108864", option="max_pdu")
 
     def __str__(self) -> str:
         return f"{self.called_ae}@{self.host}:{self.port}"

@@ -1,0 +1,190 @@
+"""Every option of ``dicomscu``, with its help beside it: one table for the parser, ``--help`` and errors.
+
+Each :class:`Option` says how argparse reads it, what ``--help`` says about it,
+and which library setting it is (`api`), so that an error the library raises
+about ``tls_ca`` reaches the user as ``--tls-ca``.  gdcmscu's options come first,
+in gdcmscu's order and sections, then what dicomscu adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+#: Help text starts in this column.
+HELP_COLUMN = 24
+
+
+@dataclass(frozen=True)
+class Option:
+    flags: tuple[str, ...]
+    help: str = ""
+    metavar: str = ""
+    #: How argparse reads it (action, dest, choices...).
+    read: Mapping[str, Any] = field(default_factory=dict)
+    #: The library's name for what it sets (DicomscuError.option), if any.
+    api: str | None = None
+    #: The left column of its help line, when not its flags and metavar; "" when another line covers it.
+    label: str | None = None
+
+    def left(self) -> str:
+        if self.label is not None:
+            return self.label
+        short = [flag for flag in self.flags if not flag.startswith("--")]
+        long = [flag for flag in self.flags if flag.startswith("--")]
+        text = ("  " + short[0] + " " if short else "     ") + " ".join(long)
+        return f"{text} {self.metavar}" if self.metavar else text
+
+
+def _flag(*flags: str, help: str = "", metavar: str = "", api: str | None = None, label: str | None = None,
+          **read: Any) -> Option:
+    return Option(tuple(flags), help, metavar, read, api, label)
+
+
+def _switch(*flags: str, help: str = "", label: str | None = None, **read: Any) -> Option:
+    return Option(tuple(flags), help, "", {"action": "store_true", **read}, None, label)
+
+
+def _const(flag: str, dest: str, help: str) -> Option:
+    return Option((flag,), help, "", {"dest": dest, "action": "append_const", "const": flag[2:]})
+
+
+SECTIONS: list[tuple[str, list[Option]]] = [
+    ("Options:", [
+        _flag("-H", "--hostname", metavar="HOST", help="Hostname.", api="host"),
+        _flag("-p", "--port", metavar="PORT", help="Port number.", api="port"),
+        _flag("--aetitle", metavar="AE", help="Set calling AE title (default GDCMSCU).", api="calling_ae"),
+        _flag("--call", metavar="AE", help="Set called AE title (default ANY-SCP).", api="called_ae"),
+    ]),
+    ("Mode options:", [
+        _const("--echo", "operations", "C-ECHO (default when none)."),
+        _const("--store", "operations", "C-STORE."),
+        _const("--find", "operations", "C-FIND."),
+        _const("--move", "operations", "C-MOVE."),
+        _const("--get", "operations", "C-GET."),
+    ]),
+    ("C-STORE options:", [
+        _flag("-i", "--input", metavar="FILE", help="DICOM file or directory to send (repeatable).",
+              action="append", default=[]),
+        _switch("-r", "--recursive", help="Recursively process (sub-)directories."),
+    ]),
+    ("C-FIND options:", [
+        _const("--worklist", "models", "C-FIND Modality Worklist model."),
+        _const("--patientroot", "models", "C-FIND Patient Root model (default)."),
+        _const("--studyroot", "models", "C-FIND Study Root model."),
+        _const("--patient", "levels", "Query on patient level (not with --studyroot)."),
+        _const("--study", "levels", "Query on study level."),
+        _const("--series", "levels", "Query on series level."),
+        _const("--image", "levels", "Query on image level."),
+        _flag("-k", "--key", metavar="G,E[=VALUE]", api="keys", action="append", default=[],
+              help='Search key, e.g. 10,10="A*" or 10,10,"A*"; without a\n'
+                   'value (10,20 or 10,20="") a key to return.'),
+        _flag("--store-query", metavar="FILE", help="Store the constructed query in FILE.", api="store_query"),
+        _switch("--queryhelp", help="Print the keys each query level supports."),
+    ]),
+    ("C-MOVE/C-GET options:", [
+        _flag("-o", "--output", metavar="DIR", help="Directory for retrieved files.", api="output"),
+        _flag("--port-scp", metavar="PORT", help="Port for incoming associations (C-MOVE).", api="port_scp"),
+    ]),
+    ("General options:", [
+        _flag("--root-uid", metavar="UID", help="Root UID (also from the GDCM_ROOT_UID environment variable).",
+              api="root_uid"),
+        _flag("--resources-path", metavar="P", help="Accepted for gdcmscu compatibility (not needed)."),
+        _switch("-V", "--verbose", help="Verbose: warnings, errors and progress information."),
+        _switch("-W", "--warning", help="Print warnings (and errors)."),
+        _switch("-E", "--error", help="Print errors only."),
+        _switch("-D", "--debug", help="Debug: everything, including the association negotiation."),
+        _flag("-L", "--log-file", metavar="FILE", help="Write the log to FILE instead of the terminal.",
+              api="log_file"),
+        _switch("-h", "--help", help="Print this help and exit."),
+        _switch("-v", "--version", help="Print version information and exit."),
+    ]),
+    ("dicomscu options (not in gdcmscu):", [
+        _flag("--timeout", metavar="S", type=float, api="timeout",
+              help="Limit for every wait, in seconds (default: connect 10,\n"
+                   "association 30, DIMSE 60, stalled network read 30)."),
+        _flag("--connect-timeout", type=float, label="     --connect-timeout S, --acse-timeout S, --dimse-timeout S",
+              help="Set one limit.", api="connect_timeout"),
+        _flag("--acse-timeout", type=float, label="", api="acse_timeout"),
+        _flag("--dimse-timeout", type=float, label="", api="dimse_timeout"),
+        _flag("--max-pdu", metavar="N", help="Largest PDU we accept, in bytes (default 1048576; 0 = no limit).",
+              api="max_pdu"),
+        _flag("--format", metavar="F", choices=("table", "json", "csv", "dump"),
+              help="C-FIND output: table (default on a terminal), json (DICOM JSON\n"
+                   "model), csv, dump (default when piped)."),
+        _flag("--limit", metavar="N", help="Stop after N matches (sends a C-CANCEL).", api="limit"),
+        _flag("--charset", metavar="CS", api="charset",
+              help="Specific Character Set of the query (default from the locale,\n"
+                   'e.g. ISO_IR 192 for UTF-8; "" for none).'),
+        _flag("--layout", metavar="L", choices=("flat", "hierarchical"), default="flat",
+              help="Retrieved files: flat (DIR/<SOPInstanceUID>.dcm, default) or\n"
+                   "hierarchical (DIR/<PatientID>/<Study>/<Series>/<SOP>.dcm)."),
+        _flag("--move-dest", metavar="AE", help="C-MOVE to another AE (no SCP of ours is started).",
+              api="move_destination"),
+        _switch("--accept-all-syntaxes",
+                help="Accept every transfer syntax for retrieved instances (default,\n"
+                     "as gdcmscu: Implicit VR Little Endian only)."),
+        _switch("--skip-existing", help="Find first, then retrieve only instances not already in -o DIR."),
+        _flag("-j", "--jobs", metavar="N", default="1", api="jobs",
+              help="C-STORE (files split by size), C-GET or C-MOVE (work split by\n"
+                   "series) over N associations in parallel (default 1, as gdcmscu)."),
+        _flag("--journal", metavar="FILE", api="journal",
+              help="C-STORE: record each instance the peer confirmed in FILE\n"
+                   "(SQLite); a re-run skips them (resume after Ctrl-C or a crash)."),
+        _flag("--then", metavar="get|move", choices=("get", "move"),
+              help="After --find, retrieve exactly its matches (same options as --get/--move)."),
+        _flag("--from-json", metavar="FILE", api="from_json",
+              help="--get/--move the answers of an earlier --find --format json\n"
+                   "(FILE or - for stdin), e.g. dicomscu --find ... --format json |\n"
+                   "jq 'map(select(...))' | dicomscu --get HOST PORT --from-json -"),
+        _switch("--decompress",
+                help="C-STORE: send compressed files uncompressed (decoders from\n"
+                     "pip install 'dicomscu[compressed]'). Without it, a file is\n"
+                     "decompressed only when the peer refuses its transfer syntax."),
+        _switch("--tls", help="Use TLS (PS3.15); any --tls-* option implies it."),
+        _flag("--tls-cert", label="     --tls-cert FILE, --tls-key FILE", api="tls_cert",
+              help="Our certificate and private key (PEM), for servers that ask."),
+        _flag("--tls-key", label="", api="tls_key"),
+        _flag("--tls-ca", metavar="FILE", api="tls_ca",
+              help="CA certificate(s) to verify the server with (default: system CAs)."),
+        _switch("--tls-no-verify", help="Do not verify the server's certificate (testing only)."),
+        _flag("--config", metavar="FILE", api="config",
+              help="Server profiles (default ~/.config/dicomscu/servers.toml):\n"
+                   "use @NAME as HOSTNAME (files follow it directly)."),
+        _switch("--list-servers", help="Print the server profiles and exit."),
+        _flag("--progress", dest="progress", action="store_true", default=None,
+              label="     --progress, --no-progress",
+              help="Force the progress bar on or off (default: on a terminal)."),
+        _flag("--no-progress", dest="progress", action="store_false", label=""),
+    ]),
+]
+OPTIONS = [option for _, options in SECTIONS for option in options]
+
+
+def add_to(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
+    for option in options:
+        parser.add_argument(*option.flags, **option.read)
+
+
+def render(sections: list[tuple[str, list[Option]]]) -> str:
+    """The options part of ``--help``: each section's title, then a line per option (help in one column)."""
+    lines: list[str] = []
+    for title, options in sections:
+        lines.append(title)
+        for option in options:
+            left = option.left()
+            if not left:
+                continue  # described on another option's line
+            text = option.help.split("\n")
+            if len(left) < HELP_COLUMN:
+                lines.append(left.ljust(HELP_COLUMN) + text[0])
+            else:
+                lines += [left, " " * HELP_COLUMN + text[0]]
+            lines += [" " * HELP_COLUMN + more for more in text[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def spelling(options: Iterable[Option]) -> dict[str, str]:
+    """Library setting name -> the flag the command line spells it with (its long form)."""
+    return {option.api: [f for f in option.flags if f.startswith("--")][0] for option in options if option.api}
