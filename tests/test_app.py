@@ -46,14 +46,17 @@ def test_library_errors_name_settings_and_the_cli_names_flags(tmp_path):
     assert "has no C-GET" in str(raised.value)
 
 
-def test_the_environment_is_injected_not_global():
+def test_the_environment_is_injected_not_global(tmp_path):
     out, err = io.StringIO(), io.StringIO()
     code = main(["--version"], env=Environment(io.StringIO(), out, err, {}))
     assert code == 0 and out.getvalue().startswith("dicomscu ") and err.getvalue() == ""
     # the locale comes from the injected variables: a C locale declares Latin-1, as gdcmscu's does
     result = run_inprocess("--find", "--patient", "--patientroot", "-k", "10,10=Müller", "127.0.0.1", "1",
-                           "--store-query", "/dev/null", "--timeout", "1", environ={"LC_ALL": "C"})
+                           "--store-query", str(tmp_path / "q.dcm"), "--timeout", "1", environ={"LC_ALL": "C"})
     assert result.returncode == 3 and "connection refused" in result.stderr
+    import pydicom
+
+    assert pydicom.dcmread(tmp_path / "q.dcm").SpecificCharacterSet == "ISO_IR 100"
     # gdcmscu's name: results go to stderr, nothing to stdout
     out, err = io.StringIO(), io.StringIO()
     assert dicomscu.app.main_as_gdcmscu(["--version"], Environment(io.StringIO(), out, err, {})) == 0
@@ -95,3 +98,25 @@ def test_one_association_for_many_operations_and_find_as_a_generator(filled_pacs
         assert assoc.echo().ok
     with pytest.raises(RuntimeError):
         assoc.echo()  # outside its block
+
+
+def test_store_query_writes_into_a_fifo_and_never_replaces_it(tmp_path):
+    """``--store-query /dev/stdout`` (or a FIFO) is written into; renaming a file over it would replace the
+    device itself (a root user's /dev/null)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "query.fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    result = run_inprocess("--find", "--study", "127.0.0.1", "1", "--store-query", str(fifo), "--timeout", "1")
+    reader.join(10)
+    assert result.returncode == 3 and received and received[0][128:132] == b"DICM"
+    assert fifo.is_fifo()
+    from dicomscu.files.instances import write_atomically
+
+    with pytest.raises(OSError, match="not a regular file"):
+        write_atomically(fifo, [b"x"])
+    assert fifo.is_fifo()

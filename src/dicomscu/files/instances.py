@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import errno
 import os
 import re
 import struct
@@ -56,10 +57,16 @@ def safe_component(value: str, fallback: str) -> str:
     return cleaned
 
 
-def write_atomically(path: str | os.PathLike, chunks: list) -> None:
-    """Write `chunks` to a temporary name beside `path`, then rename: `path` only ever holds a whole file."""
+def write_atomically(path: str | os.PathLike, chunks: list, create_folder: bool = True) -> None:
+    """Write `chunks` to a temporary name beside `path`, then rename: `path` only ever holds a whole file.
+
+    Something at `path` that is not a regular file (a device, a FIFO, a directory) is never replaced.
+    """
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise OSError(errno.EEXIST, "exists and is not a regular file: not replaced", str(path))
     folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
+    if create_folder:
+        os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
     try:
         os.fchmod(handle, FILE_MODE)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import codecs
 import locale
 import os
-from typing import Mapping
+from typing import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.valuerep import PersonName
 
 from dicomscu.errors import UsageError
 from dicomscu.query.keys import Key, parse_key
@@ -185,19 +186,22 @@ def _set_charset(dataset: Dataset, charset: str | None, environ: Mapping[str, st
         dataset.SpecificCharacterSet = charset
 
 
+def _texts(dataset: Dataset) -> Iterator[str]:
+    """Every text value, person names included (pydicom holds those as PersonName, not str)."""
+    for element in dataset.iterall():
+        value = element.value
+        if isinstance(value, (str, PersonName)):
+            yield str(value)
+
+
 def _is_latin1(dataset: Dataset) -> bool:
     try:
-        for element in dataset.iterall():
-            if isinstance(element.value, str):
-                element.value.encode("latin-1")
+        for text in _texts(dataset):
+            text.encode("latin-1")
     except UnicodeEncodeError:
         return False
     return True
 
 
 def _is_ascii(dataset: Dataset) -> bool:
-    for element in dataset.iterall():
-        value = element.value
-        if isinstance(value, str) and not value.isascii():
-            return False
-    return True
+    return all(text.isascii() for text in _texts(dataset))

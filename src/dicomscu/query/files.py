@@ -9,12 +9,14 @@ unwritable path is a usage error and nothing goes on the network.
 from __future__ import annotations
 
 import os
+from io import BytesIO
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ImplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 from dicomscu.errors import UsageError
+from dicomscu.files.instances import write_atomically
 from dicomscu.query.build import Query
 
 
@@ -26,11 +28,13 @@ def write_query(query: Query, path: str, root_uid: str | None = None) -> None:
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     dataset = query.dataset.copy()
     dataset.file_meta = meta
-    temporary = f"{path}.part"
+    buffer = BytesIO()
+    dcmwrite(buffer, dataset, implicit_vr=True, little_endian=True, enforce_file_format=True)
     try:
-        dcmwrite(temporary, dataset, implicit_vr=True, little_endian=True, enforce_file_format=True)
-        os.replace(temporary, path)
+        if os.path.exists(path) and not os.path.isfile(path):  # /dev/stdout, /dev/null, a FIFO: write into
+            with open(path, "wb") as target:                     # it, never rename a file over it
+                target.write(buffer.getvalue())
+        else:
+            write_atomically(os.path.abspath(path), [buffer.getvalue()], create_folder=False)
     except OSError as exc:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
         raise UsageError(f"{path}: cannot write: {exc.strerror or exc}", option="store_query") from None
