@@ -9,7 +9,6 @@ bug, and is still reported in one line (with the traceback only under -D).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -17,7 +16,6 @@ from contextlib import nullcontext
 from typing import Sequence
 
 from dicomscu import __version__
-from dicomscu.cli.help import HELP
 from dicomscu.cli.environment import Environment
 from dicomscu.cli.parser import flag_of, parse
 from dicomscu.cli.request import DEBUG, VERBOSE, Request
@@ -113,6 +111,8 @@ def _skip_unused_imports() -> None:
 
 def run(request: Request, env: Environment) -> int:
     if request.action == "help":
+        from dicomscu.cli.help import HELP
+
         env.out(HELP, end="")
         return 0
     if request.action == "version":
@@ -138,7 +138,7 @@ def run(request: Request, env: Environment) -> int:
             report = getattr(exc, "report", None)
             document = (text.retrieve_json(report, request.output or ".", exc) if report is not None
                         else text.failure_json(operation, request.peer, exc))
-            env.out(json.dumps(document))
+            env.out(_json(document))
         raise
 
 
@@ -200,7 +200,7 @@ def run_echo(request: Request, env: Environment) -> int:
 
     result = echo(request.target)
     if request.format == "json":
-        env.out(json.dumps(text.echo_json(result)))
+        env.out(_json(text.echo_json(result)))
     else:
         env.out(text.echo_line(result))
     return 0
@@ -307,7 +307,7 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
     for problem in report.write_errors:
         _error(env, f"not written: {problem}")
     if request.format == "json":
-        env.out(json.dumps(text.retrieve_json(report, options.output)))
+        env.out(_json(text.retrieve_json(report, options.output)))
     else:
         env.out(text.retrieve_summary(report, options.output))
     return 0 if report.ok else 1
@@ -381,6 +381,8 @@ def _read_json_answers(path: str, env: Environment):
         else:
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
+        import json
+
         items = json.loads(text)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--from-json {path}: {exc}") from None
@@ -390,6 +392,12 @@ def _read_json_answers(path: str, env: Environment):
         return [Dataset.from_json(item) for item in items]
     except Exception as exc:
         raise UsageError(f"--from-json {path}: not DICOM JSON: {exc}") from None
+
+
+def _json(document) -> str:
+    import json  # only the JSON outputs pay for it
+
+    return json.dumps(document)
 
 
 def _error(env: Environment, message: str) -> None:

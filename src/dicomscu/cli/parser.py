@@ -16,7 +16,6 @@ import re
 import sys
 from typing import Callable, Mapping, Sequence
 
-from dicomscu.cli import profiles
 from dicomscu.cli.options import OPTIONS, add_to, spelling
 from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING, Request
 from dicomscu.errors import UsageError
@@ -137,7 +136,11 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
     default = "find" if request.model == "worklist" else "echo"  # gdcmscu: --worklist alone is the worklist query
     request.operation = _one(ns.operations, "operation", "--echo, --store, --find, --move or --get") or default
     host, port, files = _positionals(ns.positionals, ns.hostname, ns.port)
-    profile = profiles.find(host[1:], ns.config, environ) if host.startswith("@") else None
+    profile = None
+    if host.startswith("@"):
+        from dicomscu.cli import profiles
+
+        profile = profiles.find(host[1:], ns.config, environ)
     setting = (lambda key, default=None: profile.get(key, default)) if profile else (lambda key, default=None: default)
     if profile is not None:
         host = str(setting("host"))

@@ -18,7 +18,7 @@ longer than the limit is refused from its header, before its body is buffered.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dicomscu.protocol import pdu as pdus
 from dicomscu.protocol.commands import CommandError
@@ -39,49 +39,41 @@ class LocalProtocolError(RuntimeError):
 
 # -- events ---------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class AssociationRequested:
+class AssociationRequested(NamedTuple):
     """Acceptor: the peer's A-ASSOCIATE-RQ arrived; answer with accept() or reject()."""
 
     request: pdus.AssociateRQ
 
 
-@dataclass(frozen=True)
-class AssociationAccepted:
+class AssociationAccepted(NamedTuple):
     accept: pdus.AssociateAC
 
 
-@dataclass(frozen=True)
-class AssociationRejected:
+class AssociationRejected(NamedTuple):
     reject: pdus.AssociateRJ
 
 
-@dataclass(frozen=True)
-class MessageReceived:
+class MessageReceived(NamedTuple):
     message: Message
 
 
-@dataclass(frozen=True)
-class ReleaseRequested:
+class ReleaseRequested(NamedTuple):
     """The peer asked to release; `collision` when we had asked too (PS3.8 7.2.2)."""
 
     collision: bool = False
 
 
-@dataclass(frozen=True)
-class ReleaseConfirmed:
-    pass
+class ReleaseConfirmed(pdus.Signal):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Aborted:
+class Aborted(NamedTuple):
     """The peer sent an A-ABORT."""
 
     abort: pdus.Abort
 
 
-@dataclass(frozen=True)
-class ConnectionClosed:
+class ConnectionClosed(NamedTuple):
     """The peer closed the connection; `expected` when the protocol said it would (after a release or reject)."""
 
     expected: bool

@@ -10,7 +10,7 @@ for on the classes it supports.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from dicomscu.protocol import pdu as pdus
 
@@ -35,8 +35,7 @@ class Proposal:
             raise ValueError(f"no transfer syntax proposed for {abstract_syntax}")
 
 
-@dataclass(frozen=True)
-class AcceptedContext:
+class AcceptedContext(NamedTuple):
     context_id: int
     abstract_syntax: str
     transfer_syntax: str

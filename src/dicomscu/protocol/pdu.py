@@ -1,6 +1,6 @@
 """The upper-layer PDUs and their items (PS3.8 9.3, Annex D): plain data, encoded and decoded.
 
-Each PDU is a frozen dataclass; :func:`encode` turns one into bytes and
+Each PDU is an immutable record (a NamedTuple: cheap to define, which keeps start-up short); :func:`encode` turns one into bytes and
 :func:`decode` turns a PDU type and body back into one, raising
 :class:`ProtocolError` for anything malformed: a length that overruns its
 container, an item where it does not belong, a missing mandatory item.  Unknown
@@ -11,7 +11,7 @@ their own), so nothing a peer sends is silently lost.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 #: PS3.7 Annex A.2.1: the one DICOM application context name.
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
@@ -30,8 +30,7 @@ class ProtocolError(ValueError):
     """The peer sent bytes that are not a valid PDU (the association must be aborted)."""
 
 
-@dataclass(frozen=True)
-class ProposedContext:
+class ProposedContext(NamedTuple):
     """A presentation context of an A-ASSOCIATE-RQ: one abstract syntax, the transfer syntaxes offered."""
 
     context_id: int
@@ -39,8 +38,7 @@ class ProposedContext:
     transfer_syntaxes: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class ContextResult:
+class ContextResult(NamedTuple):
     """A presentation context of an A-ASSOCIATE-AC: accepted with one transfer syntax, or refused."""
 
     context_id: int
@@ -52,8 +50,7 @@ class ContextResult:
         return self.result == ACCEPTANCE
 
 
-@dataclass(frozen=True)
-class RoleSelection:
+class RoleSelection(NamedTuple):
     """SCP/SCU role selection (PS3.7 D.3.3.4): which roles the requestor takes for a SOP class."""
 
     sop_class: str
@@ -61,8 +58,7 @@ class RoleSelection:
     scp: bool
 
 
-@dataclass(frozen=True)
-class UserIdentity:
+class UserIdentity(NamedTuple):
     """User identity negotiation request (PS3.7 D.3.3.7): 1 username, 2 + passcode, 3 Kerberos, 4 SAML, 5 JWT."""
 
     kind: int
@@ -71,16 +67,14 @@ class UserIdentity:
     response_requested: bool = False
 
 
-@dataclass(frozen=True)
-class ExtendedNegotiation:
+class ExtendedNegotiation(NamedTuple):
     """SOP class extended negotiation (PS3.7 D.3.3.5): service-class specific bytes."""
 
     sop_class: str
     info: bytes
 
 
-@dataclass(frozen=True)
-class CommonExtendedNegotiation:
+class CommonExtendedNegotiation(NamedTuple):
     """SOP class common extended negotiation (PS3.7 D.3.3.6)."""
 
     sop_class: str
@@ -88,8 +82,7 @@ class CommonExtendedNegotiation:
     related_classes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class UserInformation:
+class UserInformation(NamedTuple):
     """The user information item: maximum length and the optional negotiations."""
 
     max_length: int = 0
@@ -107,28 +100,25 @@ class UserInformation:
     unknown: tuple[tuple[int, bytes], ...] = ()
 
 
-@dataclass(frozen=True)
-class AssociateRQ:
+class AssociateRQ(NamedTuple):
     called_ae: str
     calling_ae: str
     contexts: tuple[ProposedContext, ...]
-    user: UserInformation = field(default_factory=UserInformation)
+    user: UserInformation = UserInformation()
     application_context: str = APPLICATION_CONTEXT
     protocol_version: int = 1
 
 
-@dataclass(frozen=True)
-class AssociateAC:
+class AssociateAC(NamedTuple):
     called_ae: str
     calling_ae: str
     contexts: tuple[ContextResult, ...]
-    user: UserInformation = field(default_factory=UserInformation)
+    user: UserInformation = UserInformation()
     application_context: str = APPLICATION_CONTEXT
     protocol_version: int = 1
 
 
-@dataclass(frozen=True)
-class AssociateRJ:
+class AssociateRJ(NamedTuple):
     """result 1 permanent / 2 transient; source 1 user, 2 ACSE, 3 presentation; reason (PS3.8 9.3.4)."""
 
     result: int
@@ -136,25 +126,36 @@ class AssociateRJ:
     reason: int
 
 
-@dataclass(frozen=True)
-class PDataTF:
+class PDataTF(NamedTuple):
     """Presentation data values: (context ID, message control header, fragment)."""
 
     values: tuple[tuple[int, int, bytes], ...]
 
 
-@dataclass(frozen=True)
-class ReleaseRQ:
-    pass
+class Signal:
+    """A PDU or event without fields: equal to its own kind only."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
-@dataclass(frozen=True)
-class ReleaseRP:
-    pass
+class ReleaseRQ(Signal):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Abort:
+class ReleaseRP(Signal):
+    __slots__ = ()
+
+
+class Abort(NamedTuple):
     """source 0 service user, 2 service provider; reason only meaningful from the provider (PS3.8 9.3.8)."""
 
     source: int = 0

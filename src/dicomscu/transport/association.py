@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import time
 from contextlib import contextmanager
 from typing import Iterator, Sequence
@@ -94,6 +93,8 @@ def connect(peer: Peer, address: str) -> socket.socket:
         raise ConnectionFailed(f"cannot connect to {where}: {exc.strerror or exc}") from None
     if not peer.tls:
         return sock
+    import ssl  # only TLS pays for it
+
     try:  # the handshake runs within the connect timeout still set on the socket
         return peer.tls.context().wrap_socket(sock, server_hostname=peer.host if peer.tls.verify else None)
     except ssl.SSLCertVerificationError as exc:

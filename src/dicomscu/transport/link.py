@@ -19,7 +19,7 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import socket
-import ssl
+import sys
 import time
 
 from dicomscu.protocol.machine import NEED_DATA, Association
@@ -30,6 +30,16 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 READ_AHEAD = 256 * 1024
 #: Buffers per sendmsg() call (Linux IOV_MAX is 1024).
 _IOV_BATCH = 512
+
+
+def _ssl():
+    """The ssl module if anything loaded it (a TLS socket exists only then): plain TCP never imports it."""
+    return sys.modules.get("ssl")
+
+
+def _is_tls(sock: socket.socket) -> bool:
+    ssl = _ssl()
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
 
 
 def tune(sock: socket.socket) -> None:
@@ -106,7 +116,7 @@ class Link:
 
     def _ready_now(self) -> bool:
         """Non-blocking check for data (a zero wait: is there a C-CANCEL?)."""
-        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+        if _is_tls(self.sock) and self.sock.pending():  # type: ignore[attr-defined]
             return True
         import select
 
@@ -122,13 +132,16 @@ class Link:
         try:
             self.sock.settimeout(max(seconds, 0.001))
             received = self.sock.recv_into(self._scratch)
-        except (socket.timeout, ssl.SSLWantReadError, BlockingIOError):
+        except (socket.timeout, BlockingIOError):
             return None
-        except ssl.SSLError as exc:
-            raise LinkFailed(f"TLS failure: {exc.reason or exc}") from None
         except ConnectionResetError:
             return 0  # the peer closed the connection, abruptly: the same to the protocol
         except OSError as exc:
+            ssl = _ssl()
+            if ssl is not None and isinstance(exc, ssl.SSLWantReadError):
+                return None  # a TLS record not whole yet
+            if ssl is not None and isinstance(exc, ssl.SSLError):
+                raise LinkFailed(f"TLS failure: {exc.reason or exc}") from None
             raise LinkFailed(f"connection lost: {exc.strerror or exc}") from None
         if received:
             quickack(self.sock)
@@ -143,7 +156,7 @@ class Link:
         sock = self.sock
         try:
             sock.settimeout(self.network_timeout)
-            if isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):
+            if _is_tls(sock) or not hasattr(sock, "sendmsg"):
                 sock.sendall(b"".join(buffers))  # TLS has no scatter-gather
                 return
             pending = [memoryview(b).cast("B") for b in buffers]
