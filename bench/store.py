@@ -116,7 +116,7 @@ def main() -> int:
                 results[(name, "serve")] = (seconds, 0)
                 print(f"  dicomscu -> dicomscu serve  {seconds:8.2f} s  (stores and indexes every file)")
                 print(f"  serve / storescp --ignore, same sender: "
-                      f"{seconds / results[(name, 'dicomscu')][0]:.2f}x (target <= 2)")
+                      f"{seconds / results[(name, 'dicomscu')][0]:.2f}x (target <= 1.5)")
             if "storescu" in tools and "dicomscu" in tools:
                 base = results[(name, "storescu")][0]
                 for tool in tools:
