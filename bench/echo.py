@@ -25,6 +25,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from peers import free_port  # noqa: E402
 
+import measure  # noqa: E402
+
 
 def timed(args: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one run."""
@@ -43,6 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=21)
     args = parser.parse_args()
+    measure.ensure_bytecode()
     port = free_port()
     server = subprocess.Popen(["/usr/bin/storescp", "--ignore", "-dhl", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tools", default="dicomscu,findscu,pynetdicom")
     args = parser.parse_args()
+    measure.ensure_bytecode()
     data = HERE / "data" / f"find-{args.instances}"
     if not (data / "small").is_dir():
         from dicomscu.sample import write_bench_set

@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--jobs", default="2")
     args = parser.parse_args()
+    measure.ensure_bytecode()
     folder = ensure_data(args.data) / args.set
     import dicomscu
     import pydicom

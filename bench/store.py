@@ -86,6 +86,7 @@ def main() -> int:
     parser.add_argument("--serve", action="store_true",
                         help="also send each set with dicomscu to `dicomscu serve` (which stores and indexes)")
     args = parser.parse_args()
+    measure.ensure_bytecode()
     data = ensure_data(args.data)
     tools = args.tools.split(",")
     port = free_port()

@@ -75,31 +75,36 @@ def _uid(raw: bytes | memoryview) -> str:
     return bytes(raw).rstrip(b"\0 ").decode("ascii", "replace")
 
 
+#: Precompiled headers per byte order: (group, element), (group, element, 32-bit length), 32-bit, 16-bit.
+_STRUCTS = {little: (struct.Struct(order + "HH"), struct.Struct(order + "HHL"), struct.Struct(order + "L"),
+                     struct.Struct(order + "H"))
+            for little, order in ((True, "<"), (False, ">"))}
+
+
 def element_header(
     data: memoryview, pos: int, end: int, implicit: bool, little: bool
 ) -> tuple[int, int, int, bool, str | None]:
     """(tag, value length, header size, holds Implicit VR (UN), VR or None) of the element at `pos`.
 
     The VR is None in Implicit VR and for item and delimiter tags.  Raises
-    :class:`BadFile` when the header itself is cut or its VR is not a VR.
+    :class:`BadFile` when the header itself is cut or its VR is not a VR.  (Hot: a
+    store proves every file whole with it, so the structs are compiled once.)
     """
     if end - pos < 8:
         raise BadFile(f"truncated: the file ends inside an element header at offset {pos}")
-    group, element = struct.unpack_from("<HH" if little else ">HH", data, pos)
-    tag = group << 16 | element
+    pair, implicit_header, long_length, short_length = _STRUCTS[little]
+    group, element = pair.unpack_from(data, pos)
     if group == 0xFFFE or implicit:
-        (length,) = struct.unpack_from("<L" if little else ">L", data, pos + 4)
-        return tag, length, 8, False, None
+        group, element, length = implicit_header.unpack_from(data, pos)
+        return group << 16 | element, length, 8, False, None
     vr = bytes(data[pos + 4 : pos + 6])
     if vr in _LONG_VRS:
         if end - pos < 12:
             raise BadFile(f"truncated: the file ends inside the header of ({group:04X},{element:04X})")
-        (length,) = struct.unpack_from("<L" if little else ">L", data, pos + 8)
-        return tag, length, 12, vr == b"UN", vr.decode()
+        return group << 16 | element, long_length.unpack_from(data, pos + 8)[0], 12, vr == b"UN", vr.decode()
     if vr not in _ALL_VRS:
         raise BadFile(f"corrupt: invalid VR {vr!r} in element ({group:04X},{element:04X}) at offset {pos}")
-    (length,) = struct.unpack_from("<H" if little else ">H", data, pos + 6)
-    return tag, length, 8, False, vr.decode()
+    return group << 16 | element, short_length.unpack_from(data, pos + 6)[0], 8, False, vr.decode()
 
 
 @dataclass
@@ -113,8 +118,9 @@ class _Walk:
     stop_after: int | None = None  # a top-level tag past which walking may stop (heads only)
 
     def header(self, pos: int, end: int) -> tuple[int, int, int, bool]:
-        """(tag, value length, header size, is_sequence_like) of the element at `pos`."""
-        return element_header(self.data, pos, end, self.implicit, self.little)[:4]
+        """(tag, value length, header size, holds Implicit VR) of the element at `pos`."""
+        tag, length, size, as_implicit, _ = element_header(self.data, pos, end, self.implicit, self.little)
+        return tag, length, size, as_implicit
 
     def elements(self, pos: int, end: int, depth: int, in_item: bool) -> int:
         """Walk elements from `pos`; return the offset after them (or after an item delimiter)."""
