@@ -67,7 +67,7 @@ def main() -> int:
                 extra = f"  {answers} answers" if answers is not None else ""
                 print(f"  {tool:<11} {best:7.2f} s  {max(r.rss_mb for r in runs):5d} MB peak RSS{extra}")
             if "findscu" in times and "dicomscu" in times:
-                print(f"  dicomscu / findscu: {times['dicomscu'] / times['findscu']:.2f}x (target <= 1.5)")
+                print(f"  dicomscu / findscu: {times['dicomscu'] / times['findscu']:.2f}x (target <= 1.05)")
             if "pynetdicom" in times and "dicomscu" in times:
                 print(f"  pynetdicom / dicomscu: {times['pynetdicom'] / times['dicomscu']:.1f}x (target >= 3)")
         finally:

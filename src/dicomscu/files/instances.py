@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import errno
+import functools
 import os
 import re
 import struct
@@ -137,6 +138,13 @@ def file_header(sop_class: str, sop_instance: str, transfer_syntax: str) -> byte
     return b"\0" * 128 + b"DICM" + _meta_element(0x0000, b"UL", struct.pack("<L", len(body))) + body
 
 
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    """realpath() of a folder files are written to: a study's or series' folder holds many files, and
+    resolving it walks every component (an lstat each)."""
+    return os.path.realpath(folder)
+
+
 @dataclass
 class InstanceWriter:
     """Writes instances under `directory` with the chosen `layout`."""
@@ -159,7 +167,7 @@ class InstanceWriter:
         else:
             parts = [name]
         path = os.path.join(self.directory, *parts)
-        if os.path.commonpath([self.directory, os.path.realpath(os.path.dirname(path))]) != self.directory:
+        if os.path.commonpath([self.directory, _real_folder(os.path.dirname(path))]) != self.directory:
             raise BadFile(f"refusing to write outside {self.directory}")  # defence in depth
         return path
 

@@ -9,6 +9,7 @@ the index survives restarts and can be rebuilt from the files (``reindex``).
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -94,7 +95,7 @@ def index_row(raw: bytes | bytearray | memoryview, transfer_syntax: str) -> dict
 
     from dicomscu.files.probe import top_level_bytes
 
-    tags: dict[int, str] = {_tag(keyword): keyword for keyword in ATTRIBUTES if keyword not in STORED_AS}
+    tags = _indexed_tags()
     found = top_level_bytes(raw, transfer_syntax, [*tags, _CHARSET])
     charsets = found.pop(_CHARSET).decode("ascii", "replace").strip("\0 ").split("\\")
     encodings = convert_encodings([c.strip() for c in charsets if c.strip()] or ["ISO_IR 6"])
@@ -107,6 +108,12 @@ def index_row(raw: bytes | bytearray | memoryview, transfer_syntax: str) -> dict
             value.decode("ascii", "replace")
         row[column] = text.strip("\0 ")
     return row
+
+
+@functools.lru_cache(maxsize=1)
+def _indexed_tags() -> dict[int, str]:
+    """tag -> keyword of the attributes read from each stored data set (computed once)."""
+    return {_tag(keyword): keyword for keyword in ATTRIBUTES if keyword not in STORED_AS}
 
 
 def _tag(keyword: str) -> int:
