@@ -91,23 +91,33 @@ def index_row(raw: bytes | bytearray | memoryview, transfer_syntax: str) -> dict
     Raises :class:`~dicomscu.files.probe.BadFile` when the data set is not whole.
     Text is decoded with the data set's own Specific Character Set.
     """
-    from pydicom.charset import convert_encodings, decode_bytes
+    from pydicom.charset import decode_bytes
 
     from dicomscu.files.probe import top_level_bytes
 
     tags = _indexed_tags()
     found = top_level_bytes(raw, transfer_syntax, [*tags, _CHARSET])
-    charsets = found.pop(_CHARSET).decode("ascii", "replace").strip("\0 ").split("\\")
-    encodings = convert_encodings([c.strip() for c in charsets if c.strip()] or ["ISO_IR 6"])
+    encodings = _encodings(bytes(found.pop(_CHARSET)))
     row = {"path": "", "transfer_syntax": str(transfer_syntax)}
     for tag, keyword in tags.items():
         column, _, vr = ATTRIBUTES[keyword]
         value = found[tag]
-        delimiters = {0x5E, 0x3D} if vr == "PN" else set()  # "^" and "=" reset the encoding in a PN
-        text = decode_bytes(value, encodings, delimiters) if vr in _TEXT else \
-            value.decode("ascii", "replace")
+        if vr not in _TEXT or (value.isascii() and b"\x1b" not in value):
+            text = value.decode("ascii", "replace")  # most values: no character set at play
+        else:
+            delimiters = {0x5E, 0x3D} if vr == "PN" else set()  # "^" and "=" reset the encoding in a PN
+            text = decode_bytes(value, encodings, delimiters)
         row[column] = text.strip("\0 ")
     return row
+
+
+@functools.lru_cache(maxsize=64)
+def _encodings(charset: bytes) -> list[str]:
+    """Python codecs for a Specific Character Set value (a store's are few: computed once each)."""
+    from pydicom.charset import convert_encodings
+
+    terms = charset.decode("ascii", "replace").strip("\0 ").split("\\")
+    return convert_encodings([t.strip() for t in terms if t.strip()] or ["ISO_IR 6"])
 
 
 @functools.lru_cache(maxsize=1)
