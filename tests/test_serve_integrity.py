@@ -397,3 +397,38 @@ def test_max_size_option_reads_units():
     assert parse_serve(["--max-size", "500M"]).config.max_size == 500 << 20
     assert parse_serve(["--max-size", "2g"]).config.max_size == 2 << 30
     assert parse_serve([]).config.max_size == 4 << 30
+
+
+def test_max_associations_counts_established_associations_only(tmp_path):
+    """--max-associations 2: two held associations, the third is rejected (transient, local limit
+    exceeded), while idle connections that never associate take no slot; a slot freed is a slot again."""
+    import socket as sockets
+
+    from dicomscu.errors import AssociationRejected
+    from dicomscu.protocol.negotiation import Proposal
+    from dicomscu.transport.association import open_channel
+
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               max_associations=2))
+    server.start()
+    verification = [Proposal("1.2.840.10008.1.1", ["1.2.840.10008.1.2"])]
+    idle = [sockets.create_connection(("127.0.0.1", server.config.port)) for _ in range(5)]
+    try:
+        held = [open_channel(peer_of(server), verification) for _ in range(2)]
+        with pytest.raises(AssociationRejected, match="transient.*local limit exceeded"):
+            open_channel(peer_of(server), verification)
+        held.pop().release()
+        deadline = time.monotonic() + 10
+        while True:  # the server counts the release once its thread has seen the connection close
+            try:
+                held.append(open_channel(peer_of(server), verification))
+                break
+            except AssociationRejected:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        for channel in held:
+            channel.release()
+    finally:
+        for conn in idle:
+            conn.close()
+        server.stop()

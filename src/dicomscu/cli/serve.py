@@ -29,8 +29,8 @@ a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
   --no-overwrite         Refuse a SOP Instance already stored (default: replace it).
   --max-size SIZE        Largest data set accepted (default 4G; K, M, G suffixes): a larger
                          one is refused (0xA700) without being held in memory.
-  --max-associations N   Connections served at once (default 32); more are rejected
-                         (A-ASSOCIATE-RJ, transient: local limit exceeded). A connection
+  --max-associations N   Associations established at once (default 32); one more is
+                         rejected (A-ASSOCIATE-RJ, transient: local limit exceeded). A connection
                          that sends no A-ASSOCIATE-RQ within 10 s, or takes more than 30 s
                          over the rest of a PDU, is dropped; a TLS handshake has 10 s.
   --reindex              Rebuild the index from the files in DIR, then serve.
