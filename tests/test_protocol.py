@@ -343,3 +343,47 @@ def test_fuzzed_streams_give_events_or_protocol_errors_only(seed):
                     break
         except ProtocolError:
             assert core.abort(2, 0) in (b"", P.encode(P.Abort(2, 0)))
+
+
+class ListSink:
+    """A DataSink keeping what it is given (a file, in serve)."""
+
+    def __init__(self) -> None:
+        self.data, self.discarded = bytearray(), False
+
+    def write(self, fragment) -> None:
+        self.data += fragment
+
+    def discard(self) -> None:
+        self.discarded = True
+
+
+def test_data_sets_spill_to_a_sink_past_the_threshold():
+    command = commands.c_store_rq(7, CT, "1.2.3")
+    sinks: list[ListSink] = []
+
+    def open_sink(context_id, command):
+        sinks.append(ListSink())
+        return sinks[-1]
+
+    def deliver(assembler, dataset):
+        pieces = fragments(1, command, dataset, 4096)
+        pdus_ = [bytes(pieces[i]) + bytes(pieces[i + 1]) for i in range(0, len(pieces), 2)]
+        return [assembler.add(*pdv) for pdu in pdus_ for pdv in P.pdvs(memoryview(pdu[6:]))][-1]
+
+    small = deliver(Reassembler(open_sink=open_sink, spill_over=10_000), b"s" * 9_000)
+    assert bytes(small.dataset) == b"s" * 9_000 and small.sink is None and not sinks  # never left memory
+    big_data = bytes(range(256)) * 200
+    big = deliver(Reassembler(open_sink=open_sink, spill_over=10_000), big_data)
+    assert big.dataset is None and big.sink is sinks[-1] and bytes(sinks[-1].data) == big_data  # all, in order
+    over = deliver(Reassembler(max_dataset=30_000, open_sink=open_sink, spill_over=10_000), big_data * 2)
+    assert over.oversize and over.sink is None and sinks[-1].discarded  # past --max-size: nothing kept
+    declined = deliver(Reassembler(open_sink=lambda *_: None, spill_over=10_000), big_data)
+    assert bytes(declined.dataset) == big_data  # no sink to be had: memory, as before
+    half = Reassembler(open_sink=open_sink, spill_over=10_000)
+    pieces = fragments(1, command, big_data, 4096)
+    for i in range(0, 12, 2):
+        for pdv in P.pdvs(memoryview((bytes(pieces[i]) + bytes(pieces[i + 1]))[6:])):
+            half.add(*pdv)
+    half.abandon()  # the connection went: the partial data set goes too
+    assert sinks[-1].discarded and not half.in_message

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sqlite3
+import hashlib
 import time
 from pathlib import Path
 
@@ -432,3 +433,90 @@ def test_max_associations_counts_established_associations_only(tmp_path):
         for conn in idle:
             conn.close()
         server.stop()
+
+
+def _large_instance(path: Path, megabytes: int) -> Path:
+    """A Secondary Capture instance whose pixel data is `megabytes` MB (Explicit VR LE)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = SC, generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = "BIG", "LARGE^DATASET", "OT"
+    side = int((megabytes << 20) ** 0.5) // 2 * 2
+    ds.Rows = ds.Columns = side
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = bytes(range(256)) * (side * side // 256) + bytes(side * side % 256)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_large_data_set_goes_to_its_file_as_it_arrives(tmp_path):
+    """serve spools a C-STORE data set to its file fragment by fragment: its peak memory grows by a
+    fraction of a 160 MB instance (it held the whole data set before), and the stored file is whole."""
+    import subprocess
+    import sys
+
+    big = _large_instance(tmp_path / "big.dcm", 160)
+    port = free_port()
+    storage = tmp_path / "storage"
+    server = subprocess.Popen([sys.executable, "-m", "dicomscu", "serve", "--port", str(port), "--bind",
+                               "127.0.0.1", "--storage", str(storage)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "listening" in server.stdout.readline()
+
+        def peak_kb() -> int:
+            status = Path(f"/proc/{server.pid}/status").read_text()
+            return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+        before = peak_kb()
+        report = dicomscu.store(Peer("127.0.0.1", port, called_ae="DICOMSCU"), [str(big)])
+        grown_mb = (peak_kb() - before) / 1024
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert report.stored == 1
+    (stored,) = storage.rglob("*.dcm")
+    from dicomscu.files.probe import probe
+
+    def dataset(path: Path) -> str:
+        data = path.read_bytes()
+        return hashlib.sha256(memoryview(data)[probe(data).dataset_offset:]).hexdigest()
+
+    assert dataset(stored) == dataset(big)  # byte for byte as sent
+    assert not list(storage.rglob("*.part"))
+    assert grown_mb < 60, f"serve's peak memory grew by {grown_mb:.0f} MB for a 160 MB data set"
+
+
+def test_refused_and_unfinished_spooled_data_sets_leave_no_file(pacs, tmp_path):
+    """Data sets past the spill-over size go to a temporary file as they arrive.  One whose UIDs are not
+    the request's, and one cut off by an abort mid-transfer: no file stays, temporary or stored."""
+    from dicomscu.files.probe import probe
+    from dicomscu.protocol import commands
+    from dicomscu.protocol.negotiation import Proposal
+    from dicomscu.transport.association import open_channel
+
+    data = _large_instance(tmp_path / "large.dcm", 12).read_bytes()
+    info = probe(data)
+    dataset = memoryview(data)[info.dataset_offset:]
+    channel = open_channel(peer_of(pacs), [Proposal(info.sop_class, [info.transfer_syntax])])
+    context = channel.accepted[0].context_id
+    channel.send_encoded(context, commands.c_store_rq(1, info.sop_class, "1.2.3.998"), dataset, "C-STORE")
+    assert channel.receive(1, "C-STORE").command.Status == 0xA900  # not the data set's UID: refused
+    assert not list(Path(pacs.storage).rglob("*.part")) and not stored_files(pacs)
+    buffers = channel.link.core.send_message(context, commands.c_store_rq(2, info.sop_class, info.sop_instance),
+                                             dataset)
+    channel.link.send(buffers[:-4])  # all but its last two PDUs (10 of 12 MB): past the spill-over size
+    deadline = time.monotonic() + 10
+    while not list(Path(pacs.storage).rglob("*.part")):  # its temporary file is open on the server
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    channel.abort()
+    while list(Path(pacs.storage).rglob("*.part")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not list(Path(pacs.storage).rglob("*.part")) and not stored_files(pacs)

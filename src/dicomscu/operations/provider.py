@@ -11,24 +11,30 @@ unanswered.  The peer's release is answered; an abort or a lost connection ends 
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Any, Callable, Optional
 
 from dicomscu.errors import DicomscuError
 from dicomscu.protocol import commands as dimse
-from dicomscu.protocol.messages import Message
+from dicomscu.protocol.messages import DataSink, Message
 from dicomscu.transport.channel import AssociationEnded, Channel
 
 LOGGER = logging.getLogger("dicomscu.server")
 
-#: on_store(sop_class, sop_instance, dataset bytes, transfer syntax) -> status
-StoreCallback = Callable[[str, str, bytearray, str], int]
+#: A C-STORE data set larger than this goes to its sink (a file) as it arrives instead of memory: a big one
+#: costs no more memory than this, a small one is never read back from a file.
+SPILL_OVER = 8 << 20
+#: on_store(sop_class, sop_instance, data set (bytes, or the sink it went to), transfer syntax) -> status
+StoreCallback = Callable[[str, str, Any, str], int]
+#: open_sink(sop_class, sop_instance, transfer syntax) -> where a C-STORE data set goes as it arrives, or None
+SinkFactory = Callable[[str, str, str], Optional[DataSink]]
 
 
 class Provider:
     """Serves one association at a time per call of :meth:`serve` (thread-safe if `on_store` is)."""
 
-    def __init__(self, on_store: StoreCallback | None = None) -> None:
+    def __init__(self, on_store: StoreCallback | None = None, open_sink: SinkFactory | None = None) -> None:
         self.on_store = on_store
+        self.open_sink = open_sink
         self.handlers: dict[int, Callable[[Channel, Message], None]] = {
             dimse.C_ECHO_RQ: self.echo,
             dimse.C_STORE_RQ: self.store,
@@ -37,6 +43,9 @@ class Provider:
 
     def serve(self, channel: Channel) -> None:
         """Answer requests until the peer releases, aborts or goes silent."""
+        if self.open_sink is not None and self.on_store is not None:
+            channel.link.core.set_sink_factory(lambda context_id, command: self._sink(channel, context_id, command),
+                                               SPILL_OVER)
         while True:
             try:
                 message = channel.poll(channel.dimse_timeout)
@@ -54,6 +63,16 @@ class Provider:
                 channel.abort()
                 return
 
+    def _sink(self, channel: Channel, context_id: int, command) -> DataSink | None:
+        """A sink for the data set of a C-STORE-RQ we will store (others stay in memory: identifiers)."""
+        if command.CommandField != dimse.C_STORE_RQ or self.open_sink is None:
+            return None
+        context = channel.accepted_context(context_id)
+        if context is None or context.abstract_syntax != command.AffectedSOPClassUID:
+            return None  # refused below: nothing to keep
+        return self.open_sink(command.AffectedSOPClassUID or "", command.AffectedSOPInstanceUID or "",
+                              context.transfer_syntax)
+
     def echo(self, channel: Channel, message: Message) -> None:
         request = message.command
         channel.send_encoded(message.context_id, dimse.c_echo_rsp(request.MessageID or 0, 0x0000,
@@ -65,19 +84,22 @@ class Provider:
         request = message.command
         sop_class, sop_instance = request.AffectedSOPClassUID or "", request.AffectedSOPInstanceUID or ""
         context = channel.context_for_id(message.context_id)
+        data = message.sink if message.sink is not None else message.dataset
         if self.on_store is None or context.abstract_syntax != sop_class:
             status = 0x0122  # Refused: SOP Class not supported (on this context)
         elif message.oversize:
             LOGGER.warning("refused %s: its data set is larger than the limit this server keeps", sop_instance)
             status = 0xA700  # Refused: out of resources
-        elif message.dataset is None:
+        elif data is None:
             status = 0xC000  # a C-STORE-RQ without a data set: cannot understand
         else:
             try:
-                status = self.on_store(sop_class, sop_instance, message.dataset, context.transfer_syntax)
+                status = self.on_store(sop_class, sop_instance, data, context.transfer_syntax)
             except Exception as exc:  # a bug must not kill the association
                 LOGGER.exception("storing %s failed: %s", sop_instance, exc)
                 status = 0x0110  # Processing failure
+                if message.sink is not None:
+                    message.sink.discard()  # whatever on_store made of it, nothing half kept
         channel.send_encoded(message.context_id, dimse.c_store_rsp(request.MessageID or 0, sop_class, sop_instance,
                                                                    status), None, "C-STORE-RSP")
 

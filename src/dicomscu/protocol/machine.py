@@ -136,6 +136,16 @@ class Association:
     def mid_message(self) -> bool:
         return self._reassembler.in_message
 
+    def set_sink_factory(self, open_sink, spill_over: int = 0) -> None:
+        """Data sets past `spill_over` bytes go to ``open_sink(context_id, command)`` (a DataSink), or stay in
+        memory when it gives None."""
+        self._reassembler.open_sink = open_sink
+        self._reassembler.spill_over = spill_over
+
+    def abandon(self) -> None:
+        """The connection is gone: a data set half received drops its sink (a partial file, say)."""
+        self._reassembler.abandon()
+
     # -- input -----------------------------------------------------------------------------------------
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes read from the connection; empty when the peer closed it."""
@@ -158,6 +168,7 @@ class Association:
     def _connection_closed(self):
         expected = self.state in ("Sta1", "Sta13")
         mid = bool(self._buffer)
+        self._reassembler.abandon()
         self.state, self._buffer = "Sta1", bytearray()
         return ConnectionClosed(expected, mid)
 
@@ -217,6 +228,7 @@ class Association:
         state = self.state
         if isinstance(pdu, pdus.Abort):  # AA-2/AA-3: in every state, the association is over
             self.state = "Sta1"
+            self._reassembler.abandon()
             self._events.append(Aborted(pdu))
         elif isinstance(pdu, pdus.AssociateRQ) and state == "Sta2":  # AE-6
             self.request_pdu, self.state = pdu, "Sta3"
@@ -288,7 +300,11 @@ class Association:
             self.state = "Sta13" if self.state == "Sta13" else "Sta1"
             return b""
         self.state = "Sta13"
+        for event in self._events:  # messages never taken: what their sinks hold goes too
+            if isinstance(event, MessageReceived) and event.message.sink is not None:
+                event.message.sink.discard()
         self._events.clear()
+        self._reassembler.abandon()
         return pdus.encode(pdus.Abort(source, reason))
 
 

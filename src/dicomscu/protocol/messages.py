@@ -12,12 +12,26 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 from dicomscu.protocol.commands import Command, decode
 
 COMMAND, LAST = 0x01, 0x02
 #: P-DATA-TF header (type, reserved, PDU length) + PDV item header (length, context ID, control).
 _PDU_HEADER = struct.Struct(">BBLLBB")
+
+
+class DataSink(Protocol):
+    """Where a data set goes as its fragments arrive, instead of memory (a file being written, say).
+
+    Given by the I/O layer (:attr:`Reassembler.open_sink`): the core itself opens nothing.
+    ``write`` must not raise (a sink keeps its own failure for its owner to read);
+    ``discard`` drops what was written (the message was refused, or never finished).
+    """
+
+    def write(self, fragment: memoryview) -> None: ...
+
+    def discard(self) -> None: ...
 
 
 @dataclass
@@ -30,6 +44,8 @@ class Message:
     dataset: bytearray | None = None
     #: The data set was larger than the receiver keeps: it was dropped (refuse the request).
     oversize: bool = False
+    #: Where the data set went instead of `dataset`, when a sink took it.
+    sink: DataSink | None = None
 
 
 class SequenceError(ValueError):
@@ -65,13 +81,20 @@ def fragments(context_id: int, command: bytes, dataset: bytes | bytearray | memo
 class Reassembler:
     """PDVs in, whole messages out.
 
-    Memory per message is its data set, once.  A data set past `max_dataset` bytes
-    is not kept at all: its message arrives with ``oversize`` set and no data, for
-    the receiver to refuse with a status instead of holding gigabytes.
+    Memory per message is its data set, once, up to `spill_over` bytes: past that,
+    `open_sink` (context ID, command -> a :class:`DataSink` or None) takes it, what
+    arrived so far and every fragment after, so memory stays flat whatever the data
+    set's size while the common small data set never leaves memory.  A data set past
+    `max_dataset` bytes is not kept at all: its message arrives with ``oversize`` set
+    and no data, for the receiver to refuse with a status instead of holding gigabytes.
     """
 
-    def __init__(self, max_dataset: int | None = None) -> None:
+    def __init__(self, max_dataset: int | None = None,
+                 open_sink: Callable[[int, Command], DataSink | None] | None = None,
+                 spill_over: int = 0) -> None:
         self.max_dataset = max_dataset
+        self.open_sink = open_sink
+        self.spill_over = spill_over
         self._reset()
 
     def _reset(self) -> None:
@@ -79,6 +102,7 @@ class Reassembler:
         self._command = bytearray()
         self._message: Message | None = None
         self._size = 0
+        self._declined = False  # the sink factory said no for this message: keep it in memory
 
     @property
     def in_message(self) -> bool:
@@ -110,13 +134,38 @@ class Reassembler:
         if pending is None:
             raise SequenceError("a data set fragment before its command set")
         self._size += len(fragment)
-        if pending.dataset is not None and (self.max_dataset is None or self._size <= self.max_dataset):
+        if self.max_dataset is not None and self._size > self.max_dataset:
+            if not pending.oversize:  # past the limit: keep nothing more of it
+                pending.oversize, pending.dataset = True, None
+                self._drop_sink(pending)
+        elif pending.sink is not None:
+            pending.sink.write(fragment)
+        elif pending.dataset is not None:
             pending.dataset += fragment
-        elif not pending.oversize:
-            pending.oversize, pending.dataset = True, bytearray()  # past the limit: keep nothing more
+            if self.open_sink is not None and not self._declined and len(pending.dataset) > self.spill_over:
+                self._spill(pending, context_id)
         if not control & LAST:
             return None
         self._reset()
-        if pending.oversize:
-            pending.dataset = None
         return pending
+
+    def _spill(self, message: Message, context_id: int) -> None:
+        """Move the data set from memory to a sink, which takes the rest as it comes."""
+        sink = self.open_sink(context_id, message.command) if self.open_sink else None
+        if sink is None or message.dataset is None:
+            self._declined = True
+            return
+        sink.write(memoryview(message.dataset))
+        message.sink, message.dataset = sink, None
+
+    @staticmethod
+    def _drop_sink(message: Message) -> None:
+        if message.sink is not None:
+            message.sink.discard()
+            message.sink = None
+
+    def abandon(self) -> None:
+        """The association ended inside a message: its sink, if any, drops what it holds."""
+        if self._message is not None:
+            self._drop_sink(self._message)
+        self._reset()

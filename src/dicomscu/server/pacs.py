@@ -18,13 +18,15 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from dicomscu import uids
 from dicomscu.errors import DicomscuError, UsageError
 from dicomscu.files.codec import decode, encode
-from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter, discard, remove_partial_files
+from dicomscu.files.instances import (InstanceWriter, discard, file_header, remove_partial_files,
+                                      write_atomically)
 from dicomscu.files.probe import BadFile, probe, valid_uid
+from dicomscu.files.spool import Spool
 from dicomscu.operations.provider import Provider
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.messages import Message
@@ -115,38 +117,75 @@ class Pacs:
         with self._write_lock:  # a store still finishing its file and row completes first
             self.index.close()
 
-    def store(self, sop_class: str, sop_instance: str, raw: bytes | bytearray, syntax: str) -> int:
+    def spool(self, sop_class: str, sop_instance: str, syntax: str) -> Spool | None:
+        """A file in the storage for a C-STORE data set about to arrive (its fragments go straight
+        there), or None to receive it in memory (UIDs a file meta cannot hold: it will be refused)."""
+        if not (valid_uid(sop_class) and valid_uid(sop_instance)):
+            return None
+        try:
+            return Spool(self.storage, sop_class, sop_instance, syntax)
+        except OSError as exc:
+            LOGGER.error("cannot open a file for %s: %s", sop_instance, exc)
+            return None
+
+    def store(self, sop_class: str, sop_instance: str, data: bytes | bytearray | Spool, syntax: str) -> int:
         """Check, write and index one received instance; the C-STORE status.
 
         The file and its row are one unit: the file is written (temporary name,
         then renamed), then indexed; if the row cannot be written the file is
         removed.  An instance sent again under another study or series replaces
-        its old file.  So the index and the files always agree.
+        its old file.  So the index and the files always agree.  A spooled data set
+        (already in its temporary file) is checked through a memory map and renamed.
         """
+        if not isinstance(data, Spool):
+            row, status = self._checked_row(data, sop_class, sop_instance, syntax)
+            if row is None:
+                return status
+            header = file_header(sop_class, sop_instance, syntax)
+            return self._keep(row, sop_instance, lambda path: write_atomically(path, [header, data]))
+        spool = data
         try:
-            row = index_row(raw, syntax)  # also proves the data set whole
+            if spool.error is not None:
+                LOGGER.error("cannot store %s: %s", sop_instance, spool.error)
+                return 0xA700  # Refused: out of resources
+            with spool.mapped() as dataset:
+                row, status = self._checked_row(dataset, sop_class, sop_instance, syntax)
+            if row is None:
+                return status
+            return self._keep(row, sop_instance, spool.place)
+        finally:
+            spool.discard()  # refused, or failed: the temporary file goes (once placed there is none)
+
+    def _checked_row(self, dataset, sop_class: str, sop_instance: str, syntax: str) -> tuple[dict | None, int]:
+        """(the index row, 0) of a data set fit to keep, or (None, the refusal status)."""
+        try:
+            row = index_row(dataset, syntax)  # also proves the data set whole
         except BadFile as exc:
             LOGGER.warning("refused %s: %s", sop_instance, exc)
-            return 0xC000  # Error: cannot understand
+            return None, 0xC000  # Error: cannot understand
         if not row["sop_uid"] or not row["sop_class"]:
             LOGGER.warning("refused %s: the data set has no SOP Class or SOP Instance UID", sop_instance)
-            return 0xC000
+            return None, 0xC000
         if (row["sop_uid"], row["sop_class"]) != (sop_instance, sop_class):
             LOGGER.warning("refused %s: the data set's SOP Class/Instance UIDs (%s, %s) are not the request's",
                            sop_instance, row["sop_class"], row["sop_uid"])
-            return 0xA900  # Data Set does not match SOP Class
+            return None, 0xA900  # Data Set does not match SOP Class
         uids = (row["study_uid"], row["series_uid"], row["sop_uid"], row["sop_class"])
         if not all(valid_uid(uid) for uid in uids):
             LOGGER.warning("refused %s: invalid UID among %r", sop_instance, uids)
-            return 0xA900  # its identifying UIDs are not UIDs
+            return None, 0xA900  # its identifying UIDs are not UIDs
         if not self.config.overwrite and self.index.contains(sop_instance):
-            return 0x0111  # Duplicate SOP Instance
-        values = {PATIENT_ID: row["patient_id"], STUDY_UID: row["study_uid"], SERIES_UID: row["series_uid"]}
+            return None, 0x0111  # Duplicate SOP Instance
+        return row, 0x0000
+
+    def _keep(self, row: dict, sop_instance: str, put: Callable[[str], None]) -> int:
+        """Put the instance's file in place (`put(path)`) and index it, as one unit; the status."""
         with self._write_lock:
             earlier = self.index.path_of(sop_instance)
             try:
-                path = self._writer.write(raw, sop_class, sop_instance, syntax, values)
-            except OSError as exc:
+                path = self._writer.path_for(sop_instance, row["patient_id"], row["study_uid"], row["series_uid"])
+                put(path)
+            except (OSError, BadFile) as exc:
                 LOGGER.error("cannot store %s: %s", sop_instance, exc)
                 return 0xA700  # Refused: out of resources
             row["path"] = os.path.relpath(path, self.storage)
@@ -189,7 +228,7 @@ class QueryRetrieve(Provider):
     """Answers C-ECHO, C-STORE, C-FIND, C-GET and C-MOVE for one :class:`Pacs`."""
 
     def __init__(self, pacs: Pacs) -> None:
-        super().__init__(pacs.store)
+        super().__init__(pacs.store, open_sink=pacs.spool)
         self.pacs = pacs
         self.handlers.update({dimse.C_FIND_RQ: self.find, dimse.C_GET_RQ: self.get, dimse.C_MOVE_RQ: self.move})
 

@@ -85,6 +85,10 @@ class Channel:
                 return cx
         return None
 
+    def accepted_context(self, context_id: int) -> AcceptedContext | None:
+        """The accepted context `context_id`, or None (a peer may name any)."""
+        return self._by_id.get(context_id)
+
     def context_for_id(self, context_id: int) -> AcceptedContext:
         """The accepted context `context_id` (received messages are checked to be on one)."""
         return self._by_id[context_id]

@@ -193,6 +193,7 @@ class Link:
         if self._closed:
             return
         self._closed = True
+        self.core.abandon()  # a data set half received goes (its partial file, if it had one)
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:

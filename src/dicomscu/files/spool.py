@@ -1,0 +1,92 @@
+"""A received data set written to its file as its fragments arrive: memory stays flat in its size.
+
+``dicomscu serve`` opens a :class:`Spool` when a C-STORE-RQ's command set is in (its
+SOP Class and Instance UIDs and the context's transfer syntax give the file meta),
+the protocol core writes each data set fragment into it (a
+:class:`~dicomscu.protocol.messages.DataSink`), and the server then reads the whole
+file through a memory map (:meth:`Spool.mapped`): proving it whole and reading its
+index keys touches the element headers, not the pixel data.  The file has a
+temporary name in the storage until it is renamed into place (:meth:`Spool.place`);
+a refused or unfinished one is removed, and one left by a kill is removed at start
+(:func:`~dicomscu.files.instances.remove_partial_files`).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
+from dicomscu.files.instances import FILE_MODE, PARTIAL_PREFIX, PARTIAL_SUFFIX, discard, file_header
+
+
+class Spool:
+    """A temporary file in `folder` holding a file meta for the instance, then its data set as it comes."""
+
+    def __init__(self, folder: str, sop_class: str, sop_instance: str, transfer_syntax: str) -> None:
+        header = file_header(sop_class, sop_instance, transfer_syntax)
+        handle, self.path = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
+        self._file = os.fdopen(handle, "wb")
+        self.header_length = len(header)
+        self.size = 0
+        #: The first write failure (a full disk, say), kept for the owner: a sink never raises.
+        self.error: OSError | None = None
+        try:
+            os.fchmod(handle, FILE_MODE)
+            self._file.write(header)
+        except OSError as exc:
+            self.error = exc
+
+    def write(self, fragment: memoryview) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._file.write(fragment)
+            self.size += len(fragment)
+        except OSError as exc:
+            self.error = exc
+
+    def finish(self) -> None:
+        """All fragments are in: flush and close (a failure is kept in :attr:`error`)."""
+        if self._file.closed:
+            return
+        try:
+            self._file.close()
+        except OSError as exc:
+            self.error = self.error or exc
+
+    def discard(self) -> None:
+        """Drop the file (the instance was refused, or never arrived whole)."""
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        discard(self.path)
+
+    @contextmanager
+    def mapped(self) -> Iterator[memoryview]:
+        """The data set (after the file meta), read through a memory map for the duration of the block."""
+        self.finish()
+        with open(self.path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:  # pragma: no cover - the file meta is always there
+                yield memoryview(b"")
+                return
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            whole = memoryview(mapped)
+            dataset = whole[self.header_length:]
+            try:
+                yield dataset
+            finally:
+                try:
+                    dataset.release()
+                    whole.release()
+                    mapped.close()
+                except BufferError:  # a view still held somewhere (an exception's frame): closed when freed
+                    pass
+
+    def place(self, path: str) -> None:
+        """Rename the file to `path` (its folders made): the instance is stored."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.replace(self.path, path)
