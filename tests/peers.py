@@ -118,7 +118,11 @@ AETable END
 class Orthanc:
     """The Orthanc PACS with a generated configuration in a temp dir."""
 
-    def __init__(self, workdir: Path, aetitle: str = "ORTHANC", modalities: dict | None = None) -> None:
+    #: Debian's orthanc-dicomweb plugin (DICOMweb under /dicom-web/).
+    DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+    def __init__(self, workdir: Path, aetitle: str = "ORTHANC", modalities: dict | None = None,
+                 dicomweb: bool = False) -> None:
         self.dicom_port = free_port()
         self.http_port = free_port()
         self.aetitle = aetitle
@@ -138,7 +142,8 @@ class Orthanc:
             "DicomAlwaysAllowFind": True,
             "DicomAlwaysAllowGet": True,
             "DicomModalities": modalities or {},
-            "Plugins": [],
+            "Plugins": [self.DICOMWEB_PLUGIN] if dicomweb else [],
+            "DicomWeb": {"Enable": dicomweb, "Root": "/dicom-web/"},
             "StableAge": 1,
             "ConcurrentJobs": 2,
         }
@@ -149,6 +154,10 @@ class Orthanc:
                                         stderr=subprocess.STDOUT, cwd=workdir)
         wait_for_port(self.http_port, self.process, timeout=60)
         wait_for_port(self.dicom_port, self.process, timeout=60)
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
 
     def rest(self, path: str, method: str = "GET", body: bytes | None = None):
         request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=body, method=method)

@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/dcmqrscp ] || [ ! -x /usr/sbin/Orthanc ] || [ ! -x /usr/bin/gdcmscu ]; then
+if [ ! -x /usr/bin/storescp ] || [ ! -x /usr/bin/dcmqrscp ] || [ ! -x /usr/sbin/Orthanc ] || [ ! -x /usr/bin/gdcmscu ] \
+        || [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -q
-    $SUDO apt-get install -y -q dcmtk orthanc libgdcm-tools
+    $SUDO apt-get install -y -q dcmtk orthanc orthanc-dicomweb libgdcm-tools
 fi
 python3 -m pip install -q -e '.[test]'
 python3 -m mypy src/dicomscu   # the package ships py.typed: its types are checked, not hoped for

@@ -137,7 +137,7 @@ def run(request: Request, env: Environment) -> int:
             operation = "C-" + request.operation.upper()
             report = getattr(exc, "report", None)
             document = (text.retrieve_json(report, request.output or ".", exc) if report is not None
-                        else text.failure_json(operation, request.peer, exc))
+                        else text.failure_json(operation, request.web or request.peer, exc))
             env.out(_json(document))
         raise
 
@@ -174,7 +174,12 @@ def run_find(request: Request, env: Environment) -> int:
             matches.append(answer.dataset())
 
     try:
-        report = find(request.target, query, on_answer=on_answer, limit=request.limit, raw=True)
+        if request.web is not None:
+            from dicomscu.web import qido
+
+            report = qido.find(request.web, query, on_answer=on_answer, limit=request.limit, raw=True)
+        else:
+            report = find(request.target, query, on_answer=on_answer, limit=request.limit, raw=True)
     finally:
         writer.close()
     env.err(text.find_summary(report))
@@ -195,10 +200,16 @@ def version_text() -> str:
 
 
 def run_echo(request: Request, env: Environment) -> int:
-    from dicomscu.operations.echo import echo
+    from dicomscu.operations.echo import EchoResult, echo
     from dicomscu.output import text
 
-    result = echo(request.target)
+    if request.web is not None:
+        from dicomscu.operations.status import Status
+        from dicomscu.web import qido
+
+        result = EchoResult(request.web, Status(0x0000, "success", ""), qido.echo(request.web))  # type: ignore
+    else:
+        result = echo(request.target)
     if request.format == "json":
         env.out(_json(text.echo_json(result)))
     else:
@@ -231,7 +242,7 @@ def run_store(request: Request, env: Environment) -> int:
         if bar is not None:
             bar.start(plan.files, plan.bytes)
 
-    as_json = text.StoreJsonStream(request.peer, env.stdout) if request.format == "json" else None
+    as_json = text.StoreJsonStream(request.web or request.peer, env.stdout) if request.format == "json" else None
 
     def on_result(result) -> None:
         if bar is not None and result.outcome != SKIPPED:
@@ -252,9 +263,15 @@ def run_store(request: Request, env: Environment) -> int:
         journal = Journal(request.journal)
     try:
         with bar if bar is not None else nullcontext():
-            report = store(request.target, request.files, recursive=request.recursive,
-                           on_plan=on_plan, on_result=on_result, decompress=request.decompress,
-                           jobs=request.jobs, journal=journal)
+            if request.web is not None:
+                from dicomscu.web import stow
+
+                report = stow.store(request.web, request.files, recursive=request.recursive, on_result=on_result,
+                                    jobs=request.jobs, journal=journal)
+            else:
+                report = store(request.target, request.files, recursive=request.recursive,
+                               on_plan=on_plan, on_result=on_result, decompress=request.decompress,
+                               jobs=request.jobs, journal=journal)
     except (DicomscuError, KeyboardInterrupt) as exc:
         if as_json is not None:
             as_json.fail(Stopped(exc) if isinstance(exc, KeyboardInterrupt) else exc)
@@ -300,7 +317,12 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         bar = RetrieveProgress(f"C-{request.operation.upper()}", env.stderr)
     progress = bar.update if bar else None
     with bar if bar is not None else nullcontext():
-        if request.operation == "move":
+        if request.web is not None:
+            from dicomscu.web import wado
+
+            wanted = identifiers if identifiers is not None else [retrieve.retrieve_identifier(query, "WADO-RS")]
+            report = wado.get(request.web, wanted, options, progress)
+        elif request.operation == "move":
             report = retrieve.move(request.target, query, options, progress, identifiers, jobs=request.jobs)
         else:
             report = retrieve.get(request.target, query, options, progress, identifiers, jobs=request.jobs)

@@ -149,6 +149,10 @@ SECTIONS: list[tuple[str, list[Option]]] = [
         _flag("--tls-ca", metavar="FILE", api="tls_ca",
               help="CA certificate(s) to verify the server with (default: system CAs)."),
         _switch("--tls-no-verify", help="Do not verify the server's certificate (testing only)."),
+        _flag("--token-file", metavar="FILE", api="token_file",
+              help="DICOMweb: a bearer token (first line of FILE; else DICOMSCU_TOKEN). A peer\n"
+                   "given as a URL (https://host/dicom-web) is DICOMweb: --find is QIDO-RS,\n"
+                   "--get WADO-RS, --store STOW-RS, --echo a QIDO-RS request."),
         _flag("--config", metavar="FILE", api="config",
               help="Server profiles (default ~/.config/dicomscu/servers.toml):\n"
                    "use @NAME as HOSTNAME (files follow it directly)."),

@@ -135,6 +135,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
 
     default = "find" if request.model == "worklist" else "echo"  # gdcmscu: --worklist alone is the worklist query
     request.operation = _one(ns.operations, "operation", "--echo, --store, --find, --move or --get") or default
+    if _web_target(ns):
+        return _web_request(request, ns, environ)
     host, port, files = _positionals(ns.positionals, ns.hostname, ns.port)
     profile = None
     if host.startswith("@"):
@@ -142,6 +144,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
 
         profile = profiles.find(host[1:], ns.config, environ)
     setting = (lambda key, default=None: profile.get(key, default)) if profile else (lambda key, default=None: default)
+    if profile is not None and setting("url"):
+        return _web_request(request, ns, environ, str(setting("url")), files, setting)
     if profile is not None:
         host = str(setting("host"))
     request.files = list(ns.input) + files
@@ -157,6 +161,51 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
     )
     _check_combinations(request)
     return request
+
+
+def _web_target(ns: argparse.Namespace) -> bool:
+    from dicomscu.web.service import is_url
+
+    first = ns.positionals[0] if ns.positionals else ns.hostname
+    return bool(first) and is_url(first)
+
+
+def _web_request(request: Request, ns: argparse.Namespace, environ, url: str | None = None,
+                 files: list[str] | None = None, setting=None) -> Request:
+    """A peer given as a URL: DICOMweb, every other option keeping its meaning."""
+    from dicomscu.web.service import WebPeer, is_url
+
+    if url is None and ns.hostname and is_url(ns.hostname):
+        url, files = ns.hostname, list(ns.positionals)
+    elif url is None:
+        url, files = ns.positionals[0], list(ns.positionals[1:])
+    if ns.port is not None:
+        raise UsageError("a DICOMweb URL carries its own port: drop -p/--port")
+    token = _token(ns.token_file, environ) or (setting("token") if setting else None)
+    request.files = list(ns.input) + list(files or [])
+    request.web = WebPeer.parse(url, token=token, tls=_tls(ns) or (_profile_tls(setting) if setting else None),
+                                timeouts=_timeouts(ns, setting("timeout") if setting else None))
+    if request.operation == "move":
+        raise UsageError("C-MOVE has no DICOMweb counterpart: use --get with a URL (WADO-RS), or a DIMSE peer "
+                         "(HOST PORT) for --move")
+    if request.then == "move":
+        raise UsageError("--then move needs a DIMSE peer: use --then get with a URL")
+    _check_combinations(request)
+    return request
+
+
+def _token(path: str | None, environ) -> str | None:
+    """The bearer token: --token-file's first line, or DICOMSCU_TOKEN (never echoed anywhere)."""
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                token = handle.readline().strip()
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}", option="token_file") from None
+        if not token:
+            raise UsageError(f"{path}: the file holds no token", option="token_file")
+        return token
+    return environ.get("DICOMSCU_TOKEN") or None
 
 
 def _positionals(values: list[str], hostname: str | None, port: str | None) -> tuple[str, str | None, list[str]]:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dicomscu.errors import UsageError
 from dicomscu.transport.peer import Peer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dicomscu.web.service import WebPeer
 
 OPERATIONS = ("echo", "store", "find", "move", "get")
 MODELS = ("patientroot", "studyroot", "worklist")
@@ -26,6 +30,8 @@ class Request:
     action: str = "run"
     operation: str = "echo"
     peer: Peer | None = None
+    #: A DICOMweb service, when the peer was given as a URL (then `peer` is None).
+    web: "WebPeer | None" = None
     # C-STORE
     files: list[str] = field(default_factory=list)
     recursive: bool = False

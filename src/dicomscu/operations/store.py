@@ -155,7 +155,7 @@ def store(
     for index, group in enumerate(the_plan.groups):
         with _LazyAssociation(peer, group.contexts, decompress) as link:
             for entry in expand(paths, recursive):
-                loaded = _load(entry)
+                loaded = load_input(entry)
                 if isinstance(loaded, FileResult):
                     if index == 0:
                         emit(loaded)
@@ -237,12 +237,12 @@ def _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, j
 
 
 def _report_unsendable(entry, emit) -> None:
-    loaded = _load(entry)
+    loaded = load_input(entry)
     if isinstance(loaded, FileResult):
         emit(loaded)
 
 
-def _load(entry) -> FileResult | tuple[str, bytes, DicomFile]:
+def load_input(entry) -> FileResult | tuple[str, bytes, DicomFile]:
     """Read and check one input; a FileResult (skipped) when it cannot be sent."""
     if isinstance(entry, InputProblem):
         return FileResult(entry.path, SKIPPED, entry.reason)

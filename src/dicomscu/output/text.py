@@ -13,7 +13,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def echo_line(result: EchoResult) -> str:
-    return f"C-ECHO {result.peer}: {result.status.category} ({result.seconds * 1000:.1f} ms)"
+    return f"{_echo_name(result)} {result.peer}: {result.status.category} ({result.seconds * 1000:.1f} ms)"
+
+
+def _echo_name(result: EchoResult) -> str:
+    return _service(result.peer, "C-ECHO", "DICOMweb echo (QIDO-RS)")
+
+
+def _service(peer, dimse: str, web: str) -> str:
+    """The operation's name as the peer speaks it: DIMSE, or DICOMweb for a URL."""
+    return web if str(peer).startswith(("http://", "https://")) else dimse
 
 
 def file_line(result: FileResult) -> str:
@@ -39,7 +48,7 @@ def store_summary(report: StoreReport) -> str:
     total = sum(c.values()) + report.not_sent
     rate = report.bytes_sent / report.seconds if report.seconds > 0 else 0.0
     parts = [
-        f"C-STORE {report.peer}: {report.stored} of {total} file(s) stored "
+        f"{_service(report.peer, 'C-STORE', 'STOW-RS')} {report.peer}: {report.stored} of {total} file(s) stored "
         f"({human_size(report.bytes_sent)} in {report.seconds:.2f} s, {human_size(rate)}/s)",
         f"{c[WARNED]} with warnings",
         f"{c[FAILED]} failed",
@@ -54,7 +63,8 @@ def store_summary(report: StoreReport) -> str:
 
 def find_summary(report: FindReport) -> str:
     level = f" {report.query.level}" if report.query.level else ""
-    line = (f"C-FIND {report.peer} ({report.query.model.title}{level}): {report.matches} match(es), "
+    line = (f"{_service(report.peer, 'C-FIND', 'QIDO-RS')} {report.peer} ({report.query.model.title}{level}): "
+            f"{report.matches} match(es), "
             f"{report.status or 'no final status'} in {report.seconds:.2f} s")
     if report.cancel_ignored:
         return line + " (stopped by --limit: the peer ignored our C-CANCEL, so the association was aborted)"
@@ -102,7 +112,7 @@ def failure_json(operation: str, peer, error) -> dict:
 
 
 def echo_json(result: EchoResult) -> dict:
-    return {"operation": "C-ECHO", "peer": str(result.peer), "status": status_json(result.status),
+    return {"operation": _echo_name(result), "peer": str(result.peer), "status": status_json(result.status),
             "seconds": round(result.seconds, 4), "error": None, "exit_code": 0}
 
 

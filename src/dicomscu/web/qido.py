@@ -1,0 +1,123 @@
+"""Find over QIDO-RS (PS3.18 10.6): the same query, the same answers as a C-FIND gives.
+
+The identifier built for C-FIND becomes the query string: a key with a value is a
+matching parameter (wildcards and date ranges as in DIMSE), a key without one an
+``includefield``.  The level picks the resource (/studies, /series, /instances,
+below the study or series when its UID is given).  Answers arrive in pages
+(``limit``/``offset``), are decoded from DICOM JSON, and are handed over encoded as
+a C-FIND answer would be, so every output format works unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable, Iterator
+
+from dicomscu.errors import OperationFailed, UsageError
+from dicomscu.operations.find import FindReport, RawAnswer
+from dicomscu.operations.status import Status
+from dicomscu.query.build import QUERY_LEVEL, Query
+from dicomscu.web.service import WebPeer, WebService
+
+#: Answers asked for per request.
+PAGE = 1000
+_RESOURCES = {"STUDY": "studies", "SERIES": "series", "IMAGE": "instances"}
+_SUCCESS = Status(0x0000, "success", "")
+
+
+def query_parameters(query: Query) -> list[tuple[str, str]]:
+    """(name, value) pairs of the query string for `query`'s identifier."""
+    fields: list[tuple[str, str]] = []
+    for element in query.dataset:
+        if element.tag in (QUERY_LEVEL, 0x00080005) or element.VR == "SQ":
+            continue
+        name = element.keyword or f"{element.tag:08X}"
+        value = "" if element.value is None else str(element.value)
+        if value in ("", "*"):
+            fields.append(("includefield", name))
+        else:
+            fields.append((name, value.replace("\\", ",") if element.VR == "UI" else value))
+    return fields
+
+
+def resource_of(query: Query) -> str:
+    """The QIDO resource path for the query's level (below a study or series named by a single UID)."""
+    level = (query.level or "STUDY").upper()
+    if query.model.name == "worklist":
+        raise UsageError("worklist queries need UPS-RS, which this DICOMweb client does not speak: use DIMSE "
+                         "(HOST PORT) for --worklist")
+    if level not in _RESOURCES:
+        raise UsageError(f"QIDO-RS has no {level.lower()} level: use --study, --series or --image")
+    path = ""
+    study = str(query.dataset.get("StudyInstanceUID", "") or "")
+    series = str(query.dataset.get("SeriesInstanceUID", "") or "")
+    if level in ("SERIES", "IMAGE") and study and "\\" not in study and "*" not in study:
+        path = f"/studies/{study}"
+        if level == "IMAGE" and series and "\\" not in series and "*" not in series:
+            path += f"/series/{series}"
+    return f"{path}/{_RESOURCES[level]}"
+
+
+def answers(service: WebService, query: Query, limit: int | None = None) -> Iterator[dict]:
+    """The DICOM JSON objects matching `query`, page after page."""
+    path, fields = resource_of(query), query_parameters(query)
+    offset = 0
+    while True:
+        size = PAGE if limit is None else min(PAGE, limit - offset)
+        response = service.request("GET", path, fields=[*fields, ("limit", str(size)), ("offset", str(offset))],
+                                   headers={"Accept": "application/dicom+json"}, what="QIDO-RS query")
+        if response.status == 204 or not response.data:
+            return
+        try:
+            page = json.loads(response.data)
+        except ValueError as exc:
+            raise OperationFailed(f"{service.peer}: the QIDO-RS answer is not JSON ({exc}): "
+                                  f"{response.data[:100]!r}") from None
+        if not isinstance(page, list):
+            raise OperationFailed(f"{service.peer}: the QIDO-RS answer is not a JSON array of results")
+        yield from page
+        offset += len(page)
+        if len(page) < size or (limit is not None and offset >= limit):
+            return
+
+
+def as_answer(item: dict) -> RawAnswer:
+    """A DICOM JSON result as a C-FIND answer would come: encoded (Explicit VR LE, UTF-8)."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from dicomscu.files.codec import encode
+
+    try:
+        dataset = Dataset.from_json(item, bulk_data_uri_handler=lambda *_: b"")  # a find needs no bulk data
+    except Exception as exc:
+        raise OperationFailed(f"a QIDO-RS result is not DICOM JSON ({type(exc).__name__}: {exc})") from None
+    if "SpecificCharacterSet" not in dataset:
+        dataset.SpecificCharacterSet = "ISO_IR 192"  # JSON text is Unicode
+    return RawAnswer(encode(dataset, ExplicitVRLittleEndian), ExplicitVRLittleEndian)
+
+
+def find(peer: WebPeer, query: Query, *, on_answer: Callable | None = None, limit: int | None = None,
+         raw: bool = False) -> FindReport:
+    """QIDO-RS `query` on `peer`; each match to `on_answer` (a Dataset, or with `raw` a RawAnswer)."""
+    started = time.perf_counter()
+    report = FindReport(peer, query)  # type: ignore[arg-type]
+    with WebService(peer) as service:
+        for item in answers(service, query, limit):
+            answer = as_answer(item)
+            report.matches += 1
+            if on_answer is not None:
+                on_answer(answer if raw else answer.dataset())
+    report.status = _SUCCESS
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def echo(peer: WebPeer) -> float:
+    """Is the service there and answering QIDO-RS? The round trip in seconds (a one-study query)."""
+    started = time.perf_counter()
+    with WebService(peer) as service:
+        service.request("GET", "/studies", fields={"limit": "1"}, headers={"Accept": "application/dicom+json"},
+                        what="QIDO-RS echo")
+    return time.perf_counter() - started

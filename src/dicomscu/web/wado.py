@@ -1,0 +1,262 @@
+"""Get over WADO-RS (PS3.18 10.4): studies, series or instances into files, as C-GET writes them.
+
+The response, ``multipart/related; type="application/dicom"``, is parsed as a stream
+(:class:`MultipartReader`): each part goes to a temporary file in the output folder
+as its bytes arrive, so memory stays flat whatever the study's size.  A complete part
+is proven whole (the same probe as everywhere), named by its own UIDs with the same
+layouts as C-GET, and renamed into place; a part cut short by the end of the stream,
+or not DICOM, leaves no file and is counted failed.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import tempfile
+import time
+from typing import Iterable, Iterator
+
+from dicomscu.errors import OperationFailed, UsageError
+from dicomscu.files.instances import (
+    FILE_MODE,
+    PARTIAL_PREFIX,
+    PARTIAL_SUFFIX,
+    PATIENT_ID,
+    SERIES_UID,
+    STUDY_UID,
+    InstanceWriter,
+    discard,
+)
+from dicomscu.files.probe import BadFile, probe, top_level_values, valid_uid
+from dicomscu.operations.retrieve import RetrieveOptions, RetrieveReport, Scope
+from dicomscu.operations.status import Status
+from dicomscu.web.service import WebPeer, WebService
+
+#: Bytes asked of the response per read.
+CHUNK = 256 * 1024
+#: Longest part header block accepted (a few hundred bytes in practice).
+MAX_PART_HEADERS = 64 * 1024
+
+
+class MultipartError(ValueError):
+    """The multipart body is not what its Content-Type says (boundary missing, truncated...)."""
+
+
+class MultipartReader:
+    """A ``multipart/related`` body fed in chunks; events out: ("part", headers), ("data", bytes), ("end", None).
+
+    RFC 2046 5.1: parts are separated by CRLF ``--boundary``; the last one is followed
+    by ``--``.  Everything before the first delimiter is preamble; data is released as
+    soon as it cannot be the start of a delimiter.
+    """
+
+    def __init__(self, boundary: str) -> None:
+        self._delimiter = b"\r\n--" + boundary.encode("latin-1")
+        self._buffer = bytearray(b"\r\n")  # the first delimiter may start the body directly
+        self._state = "preamble"
+        self.done = False
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[str, object]]:
+        self._buffer += chunk
+        while True:
+            if self._state == "preamble":
+                at = self._buffer.find(self._delimiter)
+                if at < 0:
+                    del self._buffer[:max(len(self._buffer) - len(self._delimiter), 0)]
+                    return
+                del self._buffer[:at + len(self._delimiter)]
+                self._state = "after-delimiter"
+            elif self._state == "after-delimiter":
+                if len(self._buffer) < 2:
+                    return
+                if self._buffer[:2] == b"--":
+                    self._state, self.done = "epilogue", True
+                    yield ("end", None)
+                    return
+                end = self._buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self._buffer) > MAX_PART_HEADERS:
+                        raise MultipartError("a part's headers are longer than 64 KiB")
+                    return
+                headers = {}
+                for line in bytes(self._buffer[:end]).decode("latin-1").split("\r\n"):
+                    if ":" in line:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                del self._buffer[:end + 4]
+                self._state = "body"
+                yield ("part", headers)
+            elif self._state == "body":
+                at = self._buffer.find(self._delimiter)
+                if at < 0:
+                    keep = len(self._delimiter)
+                    if len(self._buffer) > keep:
+                        yield ("data", bytes(self._buffer[:-keep]))
+                        del self._buffer[:-keep]
+                    return
+                if at:
+                    yield ("data", bytes(self._buffer[:at]))
+                del self._buffer[:at + len(self._delimiter)]
+                self._state = "after-delimiter"
+            else:  # epilogue: ignored
+                self._buffer.clear()
+                return
+
+
+def boundary_of(content_type: str) -> str:
+    """The boundary parameter of a multipart Content-Type."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.strip().partition("=")
+        if name.strip().lower() == "boundary":
+            return value.strip().strip('"')
+    raise MultipartError(f"no boundary in Content-Type {content_type!r}")
+
+
+def resources(identifiers: Iterable) -> Iterator[str]:
+    """WADO-RS paths for C-GET style identifiers (a study, series or instance UID each, lists expanded)."""
+    for identifier in identifiers:
+        level = str(identifier.get("QueryRetrieveLevel", "") or "").upper()
+        studies = _uids(identifier, "StudyInstanceUID")
+        if not studies:
+            raise UsageError("WADO-RS retrieves by StudyInstanceUID: give -k StudyInstanceUID=... "
+                             "(and SeriesInstanceUID, SOPInstanceUID below it)")
+        series = _uids(identifier, "SeriesInstanceUID") if level in ("SERIES", "IMAGE") else []
+        instances = _uids(identifier, "SOPInstanceUID") if level == "IMAGE" else []
+        if instances and len(series) != 1 or series and len(studies) != 1:
+            raise UsageError("WADO-RS needs one study UID above series, and one series UID above instances")
+        for study in studies:
+            if not series:
+                yield f"/studies/{study}"
+            for one in series:
+                if not instances:
+                    yield f"/studies/{study}/series/{one}"
+                for instance in instances:
+                    yield f"/studies/{study}/series/{one}/instances/{instance}"
+
+
+def _uids(identifier, keyword: str) -> list[str]:
+    value = identifier.get(keyword, "") or ""
+    values = [str(v) for v in value] if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and \
+        not isinstance(value, str) else str(value).split("\\")
+    uids = [v.strip() for v in values if v.strip()]
+    for uid in uids:
+        if not valid_uid(uid):
+            raise UsageError(f"{keyword} {uid!r} is not a UID (WADO-RS allows no wildcards)")
+    return uids
+
+
+class _PartFile:
+    """One part being written to a temporary file in `folder`."""
+
+    def __init__(self, folder: str) -> None:
+        handle, self.path = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
+        os.fchmod(handle, FILE_MODE)
+        self.file = os.fdopen(handle, "wb")
+
+    def place(self, writer: InstanceWriter, report: RetrieveReport) -> None:
+        """Prove the part whole, name it by its own UIDs, rename it; count it."""
+        self.file.close()
+        try:
+            with open(self.path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if not size:
+                    raise BadFile("an empty part")
+                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    view = memoryview(mapped)
+                    try:
+                        info = probe(view)
+                        values = top_level_values(view[info.dataset_offset:], info.transfer_syntax,
+                                                  [PATIENT_ID, STUDY_UID, SERIES_UID])
+                    finally:
+                        view.release()
+            path = writer.path_for(info.sop_instance, values[PATIENT_ID], values[STUDY_UID], values[SERIES_UID])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(self.path, path)
+        except (BadFile, OSError, BufferError) as exc:
+            discard(self.path)
+            report.failed += 1
+            report.write_errors.append(f"a WADO-RS part: {exc}")
+            return
+        report.completed += 1
+        report.written += 1
+        if report.scope and not report.scope.contains(values[STUDY_UID], values[SERIES_UID]):
+            report.outside += 1
+
+    def discard(self) -> None:
+        self.file.close()
+        discard(self.path)
+
+
+def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=None) -> RetrieveReport:
+    """WADO-RS each study, series or instance named by `identifiers` into ``options.output``."""
+    started = time.perf_counter()
+    report = RetrieveReport(peer, "WADO-RS")  # type: ignore[arg-type]
+    report.scope = Scope.of(identifiers)
+    writer = InstanceWriter(options.output, options.layout)
+    accept = 'multipart/related; type="application/dicom"' + ("; transfer-syntax=*" if options.accept_all_syntaxes
+                                                              else "")
+    with WebService(peer) as service:
+        for path in resources(identifiers):
+            report.requests += 1
+            _fetch(service, path, accept, writer, report, on_progress)
+    report.status = Status(0x0000 if not report.failed else 0xB000,
+                           "success" if not report.failed else "warning", "")
+    report.seconds = time.perf_counter() - started
+    if report.failed and not report.completed:
+        raise _failed(report, "no instance could be written")
+    return report
+
+
+def _fetch(service: WebService, path: str, accept: str, writer: InstanceWriter, report: RetrieveReport,
+           on_progress) -> None:
+    response = service.request("GET", path, headers={"Accept": accept}, stream=True, what="WADO-RS retrieval")
+    current: _PartFile | None = None
+    try:
+        content_type = response.headers.get("Content-Type", "")
+        if not content_type.lower().startswith("multipart/related"):
+            raise OperationFailed(f"{service.peer}: WADO-RS answered {content_type or 'no Content-Type'}, "
+                                  "not multipart/related")
+        reader = MultipartReader(boundary_of(content_type))
+        for chunk in response.stream(CHUNK):
+            for kind, value in reader.feed(chunk):
+                if kind == "part":
+                    if current is not None:
+                        current.place(writer, report)
+                    current = _PartFile(writer.directory)
+                elif kind == "data" and current is not None:
+                    current.file.write(value)  # type: ignore[arg-type]
+                elif kind == "end" and current is not None:
+                    current.place(writer, report)
+                    current = None
+                if on_progress is not None and kind != "data":
+                    on_progress(report)
+        if not reader.done:
+            raise OperationFailed(f"{service.peer}: the WADO-RS response for {path} ended before its closing "
+                                  "boundary (truncated, or not the boundary its Content-Type gives)")
+    except MultipartError as exc:
+        raise OperationFailed(f"{service.peer}: the WADO-RS response for {path} is not valid multipart: {exc}") \
+            from None
+    except Exception as exc:
+        if current is not None:
+            current.discard()
+            report.failed += 1
+            current = None
+        from dicomscu.errors import DicomscuError
+
+        if isinstance(exc, DicomscuError):
+            raise
+        from urllib3.exceptions import HTTPError
+
+        if isinstance(exc, HTTPError):
+            raise OperationFailed(f"{service.peer}: the WADO-RS response for {path} broke off: {exc}") from None
+        raise
+    finally:
+        if current is not None:
+            current.discard()
+        response.release_conn()
+
+
+def _failed(report: RetrieveReport, why: str) -> OperationFailed:
+    error = OperationFailed(f"WADO-RS from {report.peer} failed: {why}")
+    error.report = report
+    return error

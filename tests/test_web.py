@@ -1,0 +1,177 @@
+"""DICOMweb with the same command line: Orthanc's DICOMweb plugin (Debian orthanc-dicomweb) as the real peer,
+and a misbehaving HTTP server for what real ones do on bad days."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_dicomscu, run_inprocess
+from peers import Orthanc, free_port
+from dicomscu.files.probe import probe
+
+pytestmark = pytest.mark.skipif(not Path(Orthanc.DICOMWEB_PLUGIN).exists(),
+                                reason="Debian's orthanc-dicomweb plugin is not installed")
+
+
+@pytest.fixture(scope="module")
+def web_orthanc(tmp_path_factory):
+    peer = Orthanc(tmp_path_factory.mktemp("orthanc-web"), dicomweb=True)
+    yield peer
+    peer.close()
+
+
+def dataset_digests(files) -> dict[str, str]:
+    """SOP Instance UID -> SHA-256 of the data set (after the file meta): what must arrive unchanged."""
+    digests = {}
+    for path in files:
+        data = Path(path).read_bytes()
+        info = probe(data)
+        digests[info.sop_instance] = hashlib.sha256(memoryview(data)[info.dataset_offset:]).hexdigest()
+    return digests
+
+
+def test_stow_qido_wado_round_trip(web_orthanc, dataset_dir, tmp_path):
+    """STOW every file, QIDO them as a DIMSE find on the same Orthanc sees them, WADO them back unchanged."""
+    web_orthanc.clear()
+    url = web_orthanc.dicomweb_url
+    stored = run_dicomscu("--store", "-r", url, str(dataset_dir), "--format", "json", "-j", "2")
+    document = json.loads(stored.stdout)
+    originals = sorted(dataset_dir.rglob("*.dcm"))
+    assert stored.returncode == 0 and document["summary"]["stored"] == len(originals), stored.stderr
+    assert web_orthanc.instance_uids() == set(dataset_digests(originals))
+
+    def study_uids(*peer: str) -> set[str]:
+        result = run_dicomscu("--find", "--study", "--studyroot", *peer, "-k", "PatientID", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        return {answer["0020000D"]["Value"][0] for answer in json.loads(result.stdout)}
+
+    import pydicom
+
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in originals]
+    dimse = ("127.0.0.1", str(web_orthanc.dicom_port), "--call", web_orthanc.aetitle)
+    assert study_uids(url) == study_uids(*dimse) == {h.StudyInstanceUID for h in headers}
+    ct_series = {h.SeriesInstanceUID for h in headers if h.Modality == "CT"}
+    series = run_dicomscu("--find", "--series", "--studyroot", url, "-k", "Modality=CT", "--format", "csv")
+    assert series.returncode == 0 and series.stdout.count("\n") == 1 + len(ct_series), series.stdout
+
+    out = tmp_path / "out"
+    got = run_dicomscu("--find", "--study", "--studyroot", url, "-k", "PatientID", "--then", "get", "-o", str(out),
+                       "--layout", "hierarchical", "--accept-all-syntaxes")  # transfer-syntax=*: as stored
+    assert got.returncode == 0, got.stderr
+    assert dataset_digests(out.rglob("*.dcm")) == dataset_digests(originals)  # every data set, byte for byte
+    assert not list(out.rglob("*.part"))
+
+    echo = run_inprocess(url, "--format", "json")
+    assert echo.returncode == 0 and json.loads(echo.stdout)["status"]["category"] == "success"
+    moved = run_inprocess("--move", "--study", url, "-k", "StudyInstanceUID=1.2.3")
+    assert moved.returncode == 2 and "C-MOVE has no DICOMweb counterpart" in moved.stderr
+
+
+def test_store_journal_and_failures_per_instance(web_orthanc, dataset_dir, tmp_path):
+    web_orthanc.clear()
+    url = web_orthanc.dicomweb_url
+    journal = tmp_path / "journal.sqlite"
+    not_dicom = tmp_path / "notes.txt"
+    not_dicom.write_text("not an image")
+    first = run_dicomscu("--store", url, str(dataset_dir / "small"), str(not_dicom), "--journal", str(journal))
+    assert first.returncode == 1 and "60 of 61 file(s) stored" in first.stdout and "notes.txt" in first.stderr
+    again = run_dicomscu("--store", url, str(dataset_dir / "small"), "--journal", str(journal), "-V")
+    assert again.returncode == 0 and "60 already stored (journal)" in again.stdout
+
+
+class Misbehaving(http.server.BaseHTTPRequestHandler):
+    """Paths name the misbehaviour: /html, /auth, /busy, /slow, /trunc, /badboundary."""
+
+    part = b""  # a whole DICOM file, set by the fixture
+    busy_once: set = set()
+
+    def log_message(self, *args) -> None:  # quiet
+        return
+
+    def do_GET(self) -> None:
+        kind = self.path.split("/")[1]
+        if kind == "html":
+            self._answer(500, b"<html><head><style>p{}</style></head><body><h1>Internal Error</h1>"
+                              b"<p>the database exploded</p></body></html>", "text/html")
+        elif kind == "auth":
+            self._answer(401, b"", "text/plain", {"WWW-Authenticate": "Bearer"})
+        elif kind == "busy" and kind not in self.busy_once:
+            self.busy_once.add(kind)
+            self._answer(503, b"busy", "text/plain", {"Retry-After": "1"})
+        elif kind == "busy":
+            self._answer(200, b"[]", "application/dicom+json")
+        elif kind == "slow":
+            time.sleep(8)
+            self._answer(200, b"[]", "application/dicom+json")
+        elif kind in ("trunc", "badboundary"):
+            self.send_response(200)
+            self.send_header("Content-Type", 'multipart/related; type="application/dicom"; boundary=GOOD')
+            self.send_header("Connection", "close")
+            self.end_headers()
+            boundary = b"GOOD" if kind == "trunc" else b"OTHER"
+            whole = b"--" + boundary + b"\r\nContent-Type: application/dicom\r\n\r\n" + self.part + b"\r\n"
+            cut = b"--" + boundary + b"\r\nContent-Type: application/dicom\r\n\r\n" + self.part[:len(self.part) // 2]
+            self.wfile.write(whole + cut)  # and no closing boundary: the connection closes
+            self.close_connection = True
+        else:
+            self._answer(404, b"no such thing", "text/plain")
+
+    def _answer(self, status: int, body: bytes, kind: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def misbehaving(dataset_dir):
+    Misbehaving.part = sorted((dataset_dir / "small").iterdir())[0].read_bytes()
+    class Quiet(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address) -> None:  # a client that gave up: expected here
+            return
+
+    server = Quiet(("127.0.0.1", free_port()), Misbehaving)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("path, args, code, message", [
+    ("/html", ["--find", "--study"], 1, "HTTP 500 Internal Server Error: Internal Error the database exploded"),
+    ("/auth", [], 6, "HTTP 401"),
+    ("/slow", ["--timeout", "2"], 5, "read timeout"),
+    ("/trunc", ["--get", "--study", "-k", "StudyInstanceUID=1.2.3"], 1, "ended before its closing boundary"),
+    ("/badboundary", ["--get", "--study", "-k", "StudyInstanceUID=1.2.3"], 1, "ended before its closing boundary"),
+])
+def test_bad_servers_get_one_clear_line_no_partial_file_no_hang(misbehaving, tmp_path, path, args, code, message):
+    out = tmp_path / "out"
+    started = time.monotonic()
+    result = run_dicomscu(*args, misbehaving + path, "-o", str(out), timeout=60) if "--get" in args else \
+        run_dicomscu(*args, misbehaving + path, timeout=60)
+    assert time.monotonic() - started < 20
+    assert result.returncode == code, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("dicomscu: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    if out.exists():
+        assert not list(out.rglob("*.part"))
+        if path == "/trunc":  # the whole first part is kept, the cut one is not
+            assert len(list(out.rglob("*.dcm"))) == 1
+
+
+def test_busy_server_is_retried_and_the_token_never_shows(misbehaving):
+    token = "s3cr3t-t0ken-value"
+    result = run_dicomscu(misbehaving + "/busy", "-D", env={"DICOMSCU_TOKEN": token, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr  # 503 with Retry-After: 1, then success
+    assert token not in result.stdout + result.stderr
