@@ -175,3 +175,12 @@ def test_busy_server_is_retried_and_the_token_never_shows(misbehaving):
     result = run_dicomscu(misbehaving + "/busy", "-D", env={"DICOMSCU_TOKEN": token, "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr  # 503 with Retry-After: 1, then success
     assert token not in result.stdout + result.stderr
+
+
+def test_a_profile_may_name_a_dicomweb_url(web_orthanc, tmp_path):
+    profiles = tmp_path / "servers.toml"
+    profiles.write_text(f'[web]\nurl = "{web_orthanc.dicomweb_url}"\ntimeout = 20\ntoken = "never-shown"\n')
+    result = run_inprocess("@web", "--config", str(profiles))
+    assert result.returncode == 0 and "DICOMweb echo (QIDO-RS)" in result.stdout, result.stderr
+    listed = run_inprocess("--list-servers", "--config", str(profiles))
+    assert "(DICOMweb) with a token" in listed.stdout and "never-shown" not in listed.stdout

@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from dicomscu.errors import UsageError
 
 #: Every setting and the TOML type it must have.
-TYPES: dict[str, type | tuple[type, ...]] = {"host": str, "port": int, "call": str, "aetitle": str, "timeout": (int, float), "max_pdu": int,
-         "tls": bool, "tls_ca": str, "tls_cert": str, "tls_key": str, "tls_no_verify": bool}
+TYPES: dict[str, type | tuple[type, ...]] = {
+    "host": str, "port": int, "call": str, "aetitle": str, "timeout": (int, float), "max_pdu": int,
+    "tls": bool, "tls_ca": str, "tls_cert": str, "tls_key": str, "tls_no_verify": bool,
+    "url": str, "token": str,  # a DICOMweb service instead of host and port; its bearer token
+}
 KEYS = set(TYPES)
 _TYPE_NAMES = {str: "a string in quotes", int: "a whole number", (int, float): "a number of seconds",
                bool: "true or false"}
@@ -69,8 +72,8 @@ def load(path: str | None, environ=None) -> dict[str, Profile]:
         if unknown:
             raise UsageError(f"server profiles {path}: [{name}] has unknown setting(s) {', '.join(sorted(unknown))} "
                              f"(known: {', '.join(sorted(KEYS))})")
-        if "host" not in settings:
-            raise UsageError(f"server profiles {path}: [{name}] needs a host")
+        if "host" not in settings and "url" not in settings:
+            raise UsageError(f"server profiles {path}: [{name}] needs a host (or the url of a DICOMweb service)")
         for key, value in settings.items():
             _check_type(path, name, key, value)
         profiles[name] = Profile(name, settings)
@@ -104,6 +107,9 @@ def listing(path: str | None, environ=None) -> str:
     lines = [f"server profiles in {where}:"]
     for name, profile in sorted(profiles.items()):
         settings = profile.settings
+        if settings.get("url"):  # DICOMweb; the token, if any, is never shown
+            lines.append(f"  @{name}: {settings['url']} (DICOMweb)" + (" with a token" if settings.get("token") else ""))
+            continue
         line = f"  @{name}: {settings.get('call', 'ANY-SCP')}@{settings['host']}:{settings.get('port', 104)}"
         if settings.get("aetitle"):
             line += f" as {settings['aetitle']}"
