@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 from dicomscu.errors import DicomscuError
 from dicomscu.operations.status import Status
@@ -47,3 +49,21 @@ class StoreReport:
     @property
     def stored(self) -> int:
         return self.counts[OK] + self.counts[WARNED]
+
+
+def recorder(report: StoreReport, journal, on_result: Callable[[FileResult], None] | None) -> Callable[[FileResult], None]:
+    """What a store does with each file's result, whatever the protocol: count it, journal what the peer
+    confirmed, hand it on.  Thread-safe (``-j`` sends from several threads)."""
+    lock = threading.Lock()
+
+    def emit(result: FileResult) -> None:
+        with lock:
+            report.counts[result.outcome] += 1
+            if result.outcome in (OK, WARNED):
+                report.bytes_sent += result.size
+                if journal is not None:
+                    journal.record(result.sop_instance, result.path, str(report.peer))
+            if on_result:
+                on_result(result)
+
+    return emit

@@ -35,7 +35,7 @@ from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
 from dicomscu.operations.status import SUCCESS, WARNING, decode
 from dicomscu.operations.fanout import fan_out
-from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
+from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport, recorder
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.negotiation import AcceptedContext, Proposal
 from dicomscu.transport.association import associate
@@ -139,14 +139,7 @@ def store(
     if on_plan:
         on_plan(the_plan)
 
-    def emit(result: FileResult) -> None:
-        report.counts[result.outcome] += 1
-        if result.outcome in (OK, WARNED):
-            report.bytes_sent += result.size
-            if journal is not None:
-                journal.record(result.sop_instance, result.path, str(peer))
-        if on_result:
-            on_result(result)
+    emit = recorder(report, journal, on_result)
 
     planned_pairs = set().union(*(g.pairs for g in the_plan.groups)) if the_plan.groups else set()
     if not the_plan.groups:  # nothing sendable: still report every bad input once

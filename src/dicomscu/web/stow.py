@@ -19,7 +19,7 @@ from dicomscu.errors import DicomscuError, OperationFailed
 from dicomscu.files.inputs import expand
 from dicomscu.files.probe import DicomFile
 from dicomscu.operations.fanout import fan_out
-from dicomscu.operations.results import ALREADY, FAILED, OK, WARNED, FileResult, StoreReport
+from dicomscu.operations.results import ALREADY, FAILED, OK, WARNED, FileResult, StoreReport, recorder
 from dicomscu.operations.store import load_input
 from dicomscu.web.service import WebPeer, WebService
 
@@ -113,16 +113,7 @@ def store(peer: WebPeer, paths: Sequence[str], *, recursive: bool = False,
     started = time.perf_counter()
     report = StoreReport(peer)  # type: ignore[arg-type]
     lock = threading.Lock()
-
-    def emit(result: FileResult) -> None:
-        with lock:
-            report.counts[result.outcome] += 1
-            if result.outcome in (OK, WARNED):
-                report.bytes_sent += result.size
-                if journal is not None:
-                    journal.record(result.sop_instance, result.path, str(peer))
-            if on_result:
-                on_result(result)
+    emit = recorder(report, journal, on_result)
 
     with WebService(peer, connections=jobs) as service:
         def send(batch: list[tuple[str, int]]) -> None:
