@@ -184,3 +184,70 @@ def test_a_profile_may_name_a_dicomweb_url(web_orthanc, tmp_path):
     assert result.returncode == 0 and "DICOMweb echo (QIDO-RS)" in result.stdout, result.stderr
     listed = run_inprocess("--list-servers", "--config", str(profiles))
     assert "(DICOMweb) with a token" in listed.stdout and "never-shown" not in listed.stdout
+
+
+def test_serve_speaks_dicomweb_over_the_same_index(dataset_dir, tmp_path):
+    """`dicomscu serve --http`: STOW-RS in, QIDO-RS answers equal to its own C-FIND's, WADO-RS data sets
+    identical to the originals, and instances stored by DIMSE visible over HTTP (one index)."""
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               http_port=free_port()))
+    server.start()
+    url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
+    dimse = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+    try:
+        stow = run_dicomscu("--store", url, str(dataset_dir / "small"), "--format", "json")
+        assert stow.returncode == 0 and json.loads(stow.stdout)["summary"]["stored"] == 60, stow.stderr
+        by_dimse = run_dicomscu("--store", *dimse, str(dataset_dir / "big"))
+        assert by_dimse.returncode == 0, by_dimse.stderr
+
+        def study_uids(*peer: str) -> set[str]:
+            found = run_dicomscu("--find", "--study", "--studyroot", *peer, "-k", "PatientID", "--format", "json")
+            assert found.returncode == 0, found.stderr
+            return {answer["0020000D"]["Value"][0] for answer in json.loads(found.stdout)}
+
+        assert study_uids(url) == study_uids(*dimse) and len(study_uids(url)) > 1
+        few = run_dicomscu("--find", "--image", "--studyroot", url, "-k", "SOPInstanceUID", "--limit", "5",
+                           "--format", "csv")
+        assert few.returncode == 0 and few.stdout.count("\n") == 1 + 5, few.stdout
+        out = tmp_path / "out"
+        got = run_dicomscu("--find", "--study", "--studyroot", url, "-k", "PatientID", "--then", "get",
+                           "-o", str(out), "--accept-all-syntaxes")
+        assert got.returncode == 0, got.stderr
+        originals = sorted(dataset_dir.rglob("*.dcm"))
+        assert dataset_digests(out.rglob("*.dcm")) == dataset_digests(originals)
+        bad = run_inprocess("--get", "--study", url, "-k", "StudyInstanceUID=1.2.3.4.5", "-o", str(tmp_path / "x"))
+        assert bad.returncode == 1 and "HTTP 404" in bad.stderr
+    finally:
+        server.stop()
+
+
+def test_serve_stow_refuses_bad_parts_and_bad_requests(tmp_path, dataset_dir):
+    import urllib3
+
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               http_port=free_port()))
+    server.start()
+    base = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
+    good = sorted((dataset_dir / "small").iterdir())[0].read_bytes()
+    try:
+        def stow(parts: list[bytes], content_type: str | None = None):
+            body = b"".join(b"--XX\r\nContent-Type: application/dicom\r\n\r\n" + p + b"\r\n" for p in parts) + \
+                b"--XX--\r\n"
+            kind = content_type or 'multipart/related; type="application/dicom"; boundary=XX'
+            return urllib3.request("POST", base + "/studies", body=body, headers={"Content-Type": kind})
+
+        mixed = stow([good, b"not dicom at all"])
+        document = json.loads(mixed.data)
+        assert mixed.status == 202 and len(document["00081199"]["Value"]) == 1
+        assert document["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
+        assert stow([b"junk"]).status == 409
+        assert stow([good], "application/dicom").status == 415
+        assert urllib3.request("GET", base + "/studies/not-a-uid").status == 400
+        assert urllib3.request("GET", base + "/nothing-here").status == 404
+        assert not list(Path(server.storage).rglob("*.part"))
+    finally:
+        server.stop()

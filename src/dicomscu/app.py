@@ -378,7 +378,8 @@ def run_serve(argv: list[str], env: Environment) -> int:
                 + (f", {len(result.unreadable)} unreadable" if result.unreadable else ""))
     pacs.start()
     config = request.config
-    env.out(f"dicomscu serve: {config.aetitle} listening on port {config.port}, storage {pacs.storage} "
+    web = f", DICOMweb on http port {config.http_port} (/dicom-web)" if config.http_port else ""
+    env.out(f"dicomscu serve: {config.aetitle} listening on port {config.port}{web}, storage {pacs.storage} "
             f"({pacs.index.count()} instance(s)); Ctrl-C to stop")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

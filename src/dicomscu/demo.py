@@ -35,14 +35,15 @@ def run_demo(argv: list[str]) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="dicomscu-demo-") as work:
         root = Path(work)
-        port, port_scp = free_port(), free_port()
+        port, port_scp, http_port = free_port(), free_port(), free_port()
         pacs = Pacs(ServerConfig(port=port, host="127.0.0.1", storage=str(root / "pacs"),
-                                 destinations={"DEMO": ("127.0.0.1", port_scp)}))
+                                 destinations={"DEMO": ("127.0.0.1", port_scp)}, http_port=http_port))
         pacs.start()
         try:
             sample = write_sample(root / "study", SAMPLE)
             study_uid = SAMPLE.uid(STUDY, SAMPLE.first_patient, 1)
-            print(f"Embedded PACS: AE DICOMSCU on 127.0.0.1:{port}, storage {pacs.storage}")
+            url = f"http://127.0.0.1:{http_port}/dicom-web"
+            print(f"Embedded PACS: AE DICOMSCU on 127.0.0.1:{port}, DICOMweb at {url}, storage {pacs.storage}")
             print(f"Sample study (dicomscu sample): {len(sample.files)} files in {root / 'study'}\n")
             host = ["127.0.0.1", str(port), "--call", "DICOMSCU"]
             steps = [
@@ -59,6 +60,12 @@ def run_demo(argv: list[str]) -> int:
                 ("C-MOVE: the same, the gdcmscu way (the server connects back to us as AE DEMO)",
                  ["--move", "--study", "--studyroot", *host, "-k", f"20,d={study_uid}", "--aetitle", "DEMO",
                   "--port-scp", str(port_scp), "-o", str(root / "move")], "5 file(s) written"),
+                ("DICOMweb: the same PACS, the same options, a URL for a peer (QIDO-RS)",
+                 ["--find", "--series", "--studyroot", url, "-k", f"StudyInstanceUID={study_uid}", "-k", "Modality",
+                  "-k", "SeriesDescription", "--format", "table"], "match(es)"),
+                ("DICOMweb: retrieve the study (WADO-RS)",
+                 ["--get", "--study", "--studyroot", url, "-k", f"StudyInstanceUID={study_uid}",
+                  "-o", str(root / "wado")], "5 file(s) written"),
             ]
             failures = sum(not _step(title, args, expected) for title, args, expected in steps)
         finally:

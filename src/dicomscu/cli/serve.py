@@ -33,6 +33,8 @@ a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
                          rejected (A-ASSOCIATE-RJ, transient: local limit exceeded). A connection
                          that sends no A-ASSOCIATE-RQ within 10 s, or takes more than 30 s
                          over the rest of a PDU, is dropped; a TLS handshake has 10 s.
+  --http PORT            Also serve DICOMweb on this port: QIDO-RS, WADO-RS and STOW-RS under
+                         http://HOST:PORT/dicom-web, over the same index and storage.
   --reindex              Rebuild the index from the files in DIR, then serve.
   --tls-cert FILE, --tls-key FILE
                          Serve over TLS (PS3.15) with this certificate and key (PEM).
@@ -63,6 +65,7 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
     p.add_argument("--max-associations", default="32")
     p.add_argument("--max-size", default="4G")
     p.add_argument("--reindex", action="store_true")
+    p.add_argument("--http")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--tls-ca")
@@ -87,6 +90,7 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
         overwrite=not ns.no_overwrite,
         max_size=_size(ns.max_size, "--max-size"),
         max_associations=_positive(_int(ns.max_associations, "--max-associations"), "--max-associations"),
+        http_port=check_port(_int(ns.http, "--http"), "--http") if ns.http is not None else None,
         tls=TLS(cert=ns.tls_cert, key=ns.tls_key, ca=ns.tls_ca) if ns.tls_cert or ns.tls_key or ns.tls_ca else None,
     )
     return ServeRequest(config, reindex=ns.reindex, log_level=level, log_file=ns.log_file)

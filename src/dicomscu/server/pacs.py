@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from dicomscu import uids
 from dicomscu.errors import DicomscuError, UsageError
@@ -70,6 +70,8 @@ class ServerConfig:
     max_size: int = 4 << 30
     #: TLS (our certificate and key, the CA clients must be signed by), or None for plain TCP.
     tls: TLS | None = None
+    #: Also serve DICOMweb (QIDO-RS, WADO-RS, STOW-RS under /dicom-web) on this HTTP port.
+    http_port: int | None = None
 
 
 def accept_policy(config: ServerConfig) -> AcceptPolicy:
@@ -93,6 +95,7 @@ class Pacs:
         self._writer = InstanceWriter(self.storage, "study")
         self._write_lock = threading.Lock()
         self._listener: Listener | None = None
+        self._web: Any = None  # the DICOMweb server, when --http is given
 
     def start(self) -> None:
         listener = Listener((self.config.host, self.config.port), accept_policy(self.config),
@@ -103,6 +106,17 @@ class Pacs:
         except OSError as exc:
             raise UsageError(f"{self.config.port}: cannot listen: {exc.strerror or exc}", option="port") from None
         self._listener = listener
+        if self.config.http_port is not None:
+            from dicomscu.server.web import DicomWebServer
+
+            try:
+                self._web = DicomWebServer(self, (self.config.host, self.config.http_port)).start()
+            except OSError as exc:
+                listener.stop()
+                raise UsageError(f"{self.config.http_port}: cannot listen: {exc.strerror or exc}",
+                                 option="http_port") from None
+            LOGGER.info("serving DICOMweb on http://%s:%d/dicom-web", self.config.host or "0.0.0.0",
+                        self.config.http_port)
         LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed, at most %d associations at once",
                     self.config.aetitle, self.config.port, self.storage, self.index.count(),
                     self.config.max_associations)
@@ -111,6 +125,9 @@ class Pacs:
         """Stop accepting, let the associations under way finish (aborting them after `grace` s), then
         close the index: no instance is written after its index is gone."""
         listener, self._listener = self._listener, None
+        web, self._web = self._web, None
+        if web is not None:
+            web.stop()
         if listener is not None:
             listener.stop()
             listener.wait(grace)

@@ -1,0 +1,323 @@
+"""``dicomscu serve --http PORT``: the embedded PACS over DICOMweb (PS3.18), on the same index and storage.
+
+Under ``/dicom-web``:
+
+* QIDO-RS: ``GET /studies``, ``/series``, ``/instances`` (also below a study or a series),
+  query parameters as keywords or tags, ``includefield``, ``limit`` and ``offset``;
+  matching is the C-FIND matching (the same index, the same rules);
+* WADO-RS: ``GET /studies/{study}[/series/{series}[/instances/{instance}]]``, a
+  ``multipart/related; type="application/dicom"`` response of the stored files, each
+  proven whole before it is sent, streamed from disk (files are served as stored, each
+  part labelled with its transfer syntax);
+* STOW-RS: ``POST /studies``, a multipart request (with a Content-Length or chunked),
+  each part stored exactly as a C-STORE's data set is (same checks, same index),
+  answered with the Referenced and Failed SOP Sequences (200, 202 or 409).
+
+The HTTP server is the standard library's, one thread per connection.  Parts larger
+than ``--max-size`` are refused without being held whole.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import os
+import threading
+from typing import Any, Iterator
+from urllib.parse import parse_qsl, urlsplit
+
+from dicomscu.files.probe import BadFile, probe, valid_uid
+from dicomscu.server.index import LEVELS, UNIQUE
+from dicomscu.web.wado import MultipartError, MultipartReader, boundary_of
+
+LOGGER = logging.getLogger("dicomscu.server")
+ROOT = "/dicom-web"
+CHUNK = 256 * 1024
+_RESOURCE_LEVELS = {"studies": "STUDY", "series": "SERIES", "instances": "IMAGE"}
+#: Attributes every QIDO-RS answer carries, by level (PS3.18 Table 10.6.3-3 to -5, the ones the index keeps).
+DEFAULT_FIELDS = {
+    "STUDY": ("StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
+              "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID"),
+    "SERIES": ("Modality", "SeriesDescription", "SeriesNumber", "SeriesInstanceUID", "StudyInstanceUID"),
+    "IMAGE": ("SOPClassUID", "SOPInstanceUID", "InstanceNumber", "SeriesInstanceUID", "StudyInstanceUID",
+              "AvailableTransferSyntaxUID"),
+}
+#: STOW-RS answer tags: Referenced/Failed SOP Sequence, Referenced SOP Class/Instance UID, Failure Reason.
+_REFERENCED, _FAILED, _CLASS, _INSTANCE, _REASON = "00081199", "00081198", "00081150", "00081155", "00081197"
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DicomWebServer:
+    """DICOMweb for `pacs` on `address`: ``start()`` serves in background threads, ``stop()`` ends it."""
+
+    def __init__(self, pacs, address: tuple[str, int]) -> None:
+        self.pacs = pacs
+        handler = type("Handler", (_Handler,), {"pacs": pacs})
+        self._server = http.server.ThreadingHTTPServer(address, handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> "DicomWebServer":
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        daemon=True, name="dicomweb")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    pacs: Any = None  # the Pacs served (set on a subclass per server)
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # a client that stalls mid-request is dropped
+
+    def log_message(self, format: str, *args) -> None:
+        LOGGER.info("DICOMweb %s: %s", self.client_address[0], format % args)
+
+    # -- routing ---------------------------------------------------------------------------------------
+    def _route(self) -> tuple[list[str], list[tuple[str, str]]]:
+        parts = urlsplit(self.path)
+        if not (parts.path == ROOT or parts.path.startswith(ROOT + "/")):
+            raise HttpError(404, f"not a DICOMweb resource (the service is under {ROOT})")
+        segments = [s for s in parts.path[len(ROOT):].split("/") if s]
+        return segments, parse_qsl(parts.query, keep_blank_values=True)
+
+    def do_GET(self) -> None:
+        try:
+            segments, query = self._route()
+            if segments and segments[-1] in _RESOURCE_LEVELS and len(segments) % 2 == 1:
+                self._qido(segments, query)
+            elif segments[:1] == ["studies"] and len(segments) in (2, 4, 6) and \
+                    segments[2:3] in ([], ["series"]) and segments[4:5] in ([], ["instances"]):
+                self._wado(segments[1::2])
+            else:
+                raise HttpError(404, "no such DICOMweb resource")
+        except HttpError as exc:
+            self._error(exc.status, str(exc))
+
+    def do_POST(self) -> None:
+        try:
+            segments, _ = self._route()
+            if segments[:1] != ["studies"] or len(segments) > 2:
+                raise HttpError(404, "STOW-RS takes POST /studies")
+            self._stow(segments[1] if len(segments) == 2 else None)
+        except HttpError as exc:
+            self._error(exc.status, str(exc))
+
+    def _error(self, status: int, message: str) -> None:
+        body = json.dumps({"error": message}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, document) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    # -- QIDO-RS ---------------------------------------------------------------------------------------
+    def _qido(self, segments: list[str], query: list[tuple[str, str]]) -> None:
+        from pydicom.datadict import keyword_for_tag, tag_for_keyword
+        from pydicom.dataset import Dataset
+
+        level = _RESOURCE_LEVELS[segments[-1]]
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = level
+        for name in DEFAULT_FIELDS[level]:
+            setattr(identifier, name, "")
+        for uid, keyword in zip(segments[1::2], ("StudyInstanceUID", "SeriesInstanceUID")):
+            _check_uid(uid)
+            setattr(identifier, keyword, uid)
+        limit = offset = None
+        for name, value in query:
+            if name in ("limit", "offset"):
+                if not value.isdigit():
+                    raise HttpError(400, f"{name}={value!r} is not a number")
+                limit, offset = (int(value), offset) if name == "limit" else (limit, int(value))
+                continue
+            if name in ("fuzzymatching", "includefield"):
+                for field in (value.split(",") if name == "includefield" else []):
+                    included = _keyword(field.strip(), keyword_for_tag, tag_for_keyword)
+                    if included and included not in identifier:
+                        setattr(identifier, included, "")
+                continue
+            attribute = _keyword(name, keyword_for_tag, tag_for_keyword)
+            if attribute is None:
+                raise HttpError(400, f"unknown attribute {name!r}")
+            setattr(identifier, attribute, value.replace(",", "\\") if attribute.endswith("UID") else value)
+        _, found = self.pacs.matches(identifier)
+        if found is None:
+            raise HttpError(503, "the query ran past its deadline")
+        answers = found[offset or 0:][:limit] if limit is not None else found[offset or 0:]
+        document = []
+        for match in answers:
+            answer = match.identifier
+            for keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
+                if keyword in answer:
+                    delattr(answer, keyword)
+            document.append(answer.to_json_dict())
+        if not document:
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self._json(200, document)
+
+    # -- WADO-RS ---------------------------------------------------------------------------------------
+    def _wado(self, uids: list[str]) -> None:
+        from pydicom.dataset import Dataset
+
+        for uid in uids:
+            _check_uid(uid)
+        level = LEVELS[len(uids)]  # STUDY, SERIES or IMAGE
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = level
+        for uid, keyword in zip(uids, ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
+            setattr(identifier, keyword, uid)
+        _, found = self.pacs.matches(identifier)
+        if found is None:
+            raise HttpError(503, "the query ran past its deadline")
+        paths = [self.pacs.resolve(row["path"]) for match in found for row in match.rows]
+        if not paths:
+            raise HttpError(404, f"no such {UNIQUE[level]} {uids[-1]}")
+        boundary = os.urandom(12).hex()
+        self.send_response(200)
+        self.send_header("Content-Type", f'multipart/related; type="application/dicom"; boundary={boundary}')
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for path in paths:
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+                info = probe(data)
+            except (OSError, BadFile) as exc:
+                LOGGER.error("not sent: %s: %s", path, getattr(exc, "strerror", None) or exc)
+                continue
+            self._chunk(f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax="
+                        f"{info.transfer_syntax}\r\n\r\n".encode())
+            for start in range(0, len(data), CHUNK):
+                self._chunk(data[start:start + CHUNK])
+            self._chunk(b"\r\n")
+        self._chunk(f"--{boundary}--\r\n".encode())
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+
+    # -- STOW-RS ---------------------------------------------------------------------------------------
+    def _stow(self, study: str | None) -> None:
+        content_type = self.headers.get("Content-Type", "")
+        if not content_type.lower().startswith("multipart/related"):
+            raise HttpError(415, "STOW-RS takes multipart/related; type=\"application/dicom\"")
+        try:
+            reader = MultipartReader(boundary_of(content_type))
+        except MultipartError as exc:
+            raise HttpError(400, str(exc)) from None
+        limit = self.pacs.config.max_size
+        referenced: list[dict] = []
+        failed: list[dict] = []
+        part: bytearray | None = None
+        too_big = False
+        try:
+            for chunk in self._body():
+                for kind, value in reader.feed(chunk):
+                    if kind == "part":
+                        if part is not None:
+                            self._store_part(part, too_big, referenced, failed)
+                        part, too_big = bytearray(), False
+                    elif kind == "data" and part is not None and not too_big:
+                        part += value  # type: ignore[arg-type]
+                        if len(part) > limit:
+                            part, too_big = bytearray(), True  # past --max-size: nothing more of it held
+                    elif kind == "end" and part is not None:
+                        self._store_part(part, too_big, referenced, failed)
+                        part = None
+        except MultipartError as exc:
+            raise HttpError(400, f"not a valid multipart body: {exc}") from None
+        if not reader.done:
+            raise HttpError(400, "the multipart body ended before its closing boundary")
+        if study is not None:
+            LOGGER.info("STOW-RS to study %s (instances are stored under their own study UID)", study)
+        document: dict = {}
+        if referenced:
+            document[_REFERENCED] = {"vr": "SQ", "Value": referenced}
+        if failed:
+            document[_FAILED] = {"vr": "SQ", "Value": failed}
+        self._json(200 if not failed else 202 if referenced else 409, document)
+
+    def _body(self) -> Iterator[bytes]:
+        """The request body in chunks, from a Content-Length or chunked transfer coding."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                line = self.rfile.readline(1024)
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    raise HttpError(400, "a malformed chunk size") from None
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        continue  # trailers
+                    return
+                remaining = size
+                while remaining:
+                    data = self.rfile.read(min(remaining, CHUNK))
+                    if not data:
+                        raise HttpError(400, "the body ended inside a chunk")
+                    remaining -= len(data)
+                    yield data
+                self.rfile.readline(8)
+        else:
+            remaining = int(self.headers.get("Content-Length", "0") or 0)
+            while remaining:
+                data = self.rfile.read(min(remaining, CHUNK))
+                if not data:
+                    raise HttpError(400, "the body ended before its Content-Length")
+                remaining -= len(data)
+                yield data
+
+    def _store_part(self, part: bytearray, too_big: bool, referenced: list, failed: list) -> None:
+        if too_big:
+            failed.append({_REASON: {"vr": "US", "Value": [0xA700]}})
+            return
+        try:
+            info = probe(part)
+        except BadFile as exc:
+            LOGGER.warning("STOW-RS part refused: %s", exc)
+            failed.append({_REASON: {"vr": "US", "Value": [0xC000]}})
+            return
+        status = self.pacs.store(info.sop_class, info.sop_instance, memoryview(part)[info.dataset_offset:],
+                                 info.transfer_syntax)
+        item = {_CLASS: {"vr": "UI", "Value": [info.sop_class]}, _INSTANCE: {"vr": "UI", "Value": [info.sop_instance]}}
+        if status == 0x0000:
+            referenced.append(item)
+        else:
+            failed.append({**item, _REASON: {"vr": "US", "Value": [status]}})
+
+
+def _keyword(name: str, keyword_for_tag, tag_for_keyword) -> str | None:
+    """A query parameter's attribute keyword: given as a keyword, or as eight hex digits."""
+    if len(name) == 8 and all(c in "0123456789abcdefABCDEF" for c in name):
+        return keyword_for_tag(int(name, 16)) or None
+    return name if tag_for_keyword(name) is not None else None
+
+
+def _check_uid(uid: str) -> None:
+    if not valid_uid(uid):
+        raise HttpError(400, f"{uid[:70]!r} is not a UID")
