@@ -275,22 +275,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         continue  # trailers
                     return
-                remaining = size
-                while remaining:
-                    data = self.rfile.read(min(remaining, CHUNK))
-                    if not data:
-                        raise HttpError(400, "the body ended inside a chunk")
-                    remaining -= len(data)
-                    yield data
+                yield from self._read(size, "the body ended inside a chunk")
                 self.rfile.readline(8)
         else:
-            remaining = int(self.headers.get("Content-Length", "0") or 0)
-            while remaining:
-                data = self.rfile.read(min(remaining, CHUNK))
-                if not data:
-                    raise HttpError(400, "the body ended before its Content-Length")
-                remaining -= len(data)
-                yield data
+            yield from self._read(int(self.headers.get("Content-Length", "0") or 0),
+                                  "the body ended before its Content-Length")
+
+    def _read(self, count: int, short: str) -> Iterator[bytes]:
+        """`count` bytes of the request, in chunks; a 400 saying `short` if the client stops sending."""
+        while count:
+            data = self.rfile.read(min(count, CHUNK))
+            if not data:
+                raise HttpError(400, short)
+            count -= len(data)
+            yield data
 
     def _store_part(self, part: bytearray, too_big: bool, referenced: list, failed: list) -> None:
         if too_big:
