@@ -257,13 +257,19 @@ def run_store(request: Request, env: Environment) -> int:
             say(text.file_line(result), env.stdout)
 
     journal = None
-    if request.journal:
+    if request.journal and not request.cluster:  # on a cluster the workers journal (see operations/cluster.py)
         from dicomscu.files.journal import Journal
 
         journal = Journal(request.journal)
     try:
         with bar if bar is not None else nullcontext():
-            if request.web is not None:
+            if request.cluster:
+                from dicomscu.operations.cluster import store_on_cluster
+
+                report = store_on_cluster(request.target, request.files, scheduler=request.cluster,
+                                          recursive=request.recursive, on_result=on_result, jobs=request.jobs,
+                                          journal=request.journal, max_per_peer=request.max_per_peer)
+            elif request.web is not None:
                 from dicomscu.web import stow
 
                 report = stow.store(request.web, request.files, recursive=request.recursive, on_result=on_result,

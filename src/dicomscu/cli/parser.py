@@ -115,6 +115,11 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
     request.skip_existing = ns.skip_existing
     request.decompress = ns.decompress
     request.journal = ns.journal
+    request.cluster = ns.cluster
+    if ns.max_associations_per_peer is not None:
+        request.max_per_peer = _int(ns.max_associations_per_peer, "--max-associations-per-peer")
+        if request.max_per_peer < 1 or not request.cluster:
+            raise UsageError("--max-associations-per-peer N: at least 1, and with --cluster")
     request.then = ns.then
     request.from_json = ns.from_json
     request.jobs = _int(ns.jobs, "--jobs")
@@ -291,6 +296,11 @@ def _profile_tls(setting) -> TLS | None:
 
 
 def _check_combinations(request: Request) -> None:
+    if request.cluster and request.operation != "store":
+        raise UsageError("--cluster runs --store (C-STORE) on a Dask cluster; retrievals on a cluster are not "
+                         "supported yet")
+    if request.cluster and request.web is not None:
+        raise UsageError("--cluster stores to a DIMSE peer (HOST PORT), not to a DICOMweb URL")
     if request.model == "studyroot" and request.level == "patient":
         raise UsageError("--patient cannot be used with --studyroot (the study root model has no patient level)")
     if request.then and request.operation != "find":

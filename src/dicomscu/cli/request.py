@@ -52,6 +52,8 @@ class Request:
     decompress: bool = False
     jobs: int = 1
     journal: str | None = None
+    cluster: str | None = None  # a Dask scheduler address (--cluster)
+    max_per_peer: int | None = None  # --max-associations-per-peer
     then: str | None = None  # "get" or "move" after a --find
     from_json: str | None = None  # identifiers for --get/--move from a --format json file ("-": stdin)
     # General

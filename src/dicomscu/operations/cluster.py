@@ -1,0 +1,169 @@
+"""``--cluster tcp://SCHEDULER:8786``: a bulk store run as tasks on a Dask cluster, the journal keeping count.
+
+The files are split into shares of about :data:`SHARE_FILES` files or
+:data:`SHARE_BYTES` bytes; each share is a Dask task that runs the ordinary store
+(``-j`` associations) on a worker and returns its per-file results, which the client
+reports as they come.  Nothing lost, nothing twice:
+
+* each share records every instance its peer confirmed in a journal of its own
+  (SQLite: one writer each, so no locking across machines), beside the user's
+  ``--journal`` (shared storage when the workers are on other machines) or in a
+  temporary folder of the client's machine;
+* a task whose worker dies is run again by Dask on another worker (up to
+  :data:`RETRIES` times for failures), and skips what its journal, or the user's,
+  already holds; only the file in flight when the worker died can be sent twice,
+  and C-STORE of the same instance is idempotent;
+* at the end the share journals are merged into the user's journal.
+
+``max_per_peer`` caps the associations open to the peer across the whole cluster
+with a Dask semaphore (each task takes one lease per association it opens).
+Ctrl-C cancels every task.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from typing import Callable, Sequence
+
+from dicomscu.errors import UsageError
+from dicomscu.files.inputs import InputProblem, expand
+from dicomscu.files.journal import Journal
+from dicomscu.operations.results import SKIPPED, FileResult, StoreReport, recorder
+from dicomscu.transport.peer import Peer
+
+SHARE_FILES = 200
+SHARE_BYTES = 256 << 20
+RETRIES = 2
+
+
+class _Layered:
+    """A journal that reads the user's and a share's, and writes the share's."""
+
+    def __init__(self, share: Journal, earlier: Journal | None) -> None:
+        self.share, self.earlier = share, earlier
+
+    def __contains__(self, uid: str) -> bool:
+        return uid in self.share or (self.earlier is not None and uid in self.earlier)
+
+    def record(self, uid: str, path: str, peer: str) -> None:
+        self.share.record(uid, path, peer)
+
+
+def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, journal: str | None,
+                limit_name: str | None) -> list[FileResult]:
+    """One share, on a worker: the ordinary store, results returned (runs again after a worker loss)."""
+    from dicomscu.operations.store import store
+
+    results: list[FileResult] = []
+    layered = _Layered(Journal(share_journal), Journal(journal) if journal and os.path.exists(journal) else None)
+    leases = None
+    if limit_name is not None:
+        from distributed import Semaphore
+
+        leases = Semaphore(name=limit_name)
+        for _ in range(jobs):
+            leases.acquire()
+    try:
+        report = store(peer, files, on_result=results.append, jobs=jobs, journal=layered)
+    finally:
+        if leases is not None:
+            for _ in range(jobs):
+                leases.release()
+    if report.not_sent:  # the association failed: the task fails, and Dask runs it again (journal: no repeats)
+        from dicomscu.errors import AssociationAborted
+
+        raise report.error or AssociationAborted(f"{peer}: {report.not_sent} file(s) not sent")
+    return results
+
+
+def _shares(paths: Sequence[str], recursive: bool, emit, workers: int) -> list[list[str]]:
+    """The files in shares: at most SHARE_FILES or SHARE_BYTES each, and at least four per worker (so that
+    work stays balanced and a lost share is a small loss)."""
+    sized: list[tuple[str, int]] = []
+    for entry in expand(paths, recursive):
+        if isinstance(entry, InputProblem):
+            emit(FileResult(entry.path, SKIPPED, entry.reason))
+            continue
+        try:
+            sized.append((entry, os.stat(entry).st_size))
+        except OSError as exc:
+            emit(FileResult(entry, SKIPPED, f"cannot read: {exc.strerror or exc}"))
+    most = max(1, min(SHARE_FILES, -(-len(sized) // (4 * max(workers, 1)))))
+    shares: list[list[str]] = [[]]
+    size = 0
+    for entry, length in sized:
+        if shares[-1] and (len(shares[-1]) >= most or size + length > SHARE_BYTES):
+            shares.append([])
+            size = 0
+        shares[-1].append(entry)
+        size += length
+    return [share for share in shares if share]
+
+
+def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recursive: bool = False,
+                     on_result: Callable[[FileResult], None] | None = None, jobs: int = 1,
+                     journal: str | None = None, max_per_peer: int | None = None) -> StoreReport:
+    """Store `paths` to `peer` from the workers of the Dask cluster at `scheduler`."""
+    try:
+        from distributed import Client, Semaphore, as_completed
+    except ImportError:
+        raise UsageError("needs Dask: pip install 'dicomscu[cluster]'", option="cluster") from None
+    started = time.perf_counter()
+    report = StoreReport(peer)
+    emit = recorder(report, None, on_result)  # the workers journal; merged below
+    try:
+        client = Client(scheduler, timeout=f"{peer.timeouts.connect:g}s")
+    except OSError as exc:
+        raise UsageError(f"{scheduler}: no Dask scheduler answers there ({exc})", option="cluster") from None
+    shares = _shares(paths, recursive, emit, len(client.scheduler_info().get("workers", {})))
+    folder = f"{journal}.shares" if journal else tempfile.mkdtemp(prefix="dicomscu-shares-")
+    os.makedirs(folder, exist_ok=True)
+    futures = []
+    try:
+        limit_name = None
+        if max_per_peer is not None:
+            limit_name = f"dicomscu:{peer.host}:{peer.port}"
+            Semaphore(max_leases=max_per_peer, name=limit_name)
+        run = time.time_ns()
+        futures = [client.submit(store_share, peer, share, jobs, os.path.join(folder, f"share-{n:06d}.sqlite"),
+                                 journal, limit_name, pure=False, retries=RETRIES, key=f"dicomscu-share-{run}-{n}")
+                   for n, share in enumerate(shares)]
+        for future in as_completed(futures):
+            try:
+                results = future.result()
+            except Exception as exc:  # a share that failed on every try
+                from dicomscu.errors import AssociationAborted, DicomscuError
+
+                report.error = report.error or (exc if isinstance(exc, DicomscuError) else
+                                                AssociationAborted(f"a share failed on the cluster: {exc}"))
+                continue
+            for result in results:
+                emit(result)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        client.close()
+    _merge(folder, journal, str(peer))
+    if not journal:
+        shutil.rmtree(folder, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _merge(folder: str, journal: str | None, peer: str) -> None:
+    """The share journals into the user's (once every share is done)."""
+    if not journal:
+        return
+    target = Journal(journal)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".sqlite"):
+            with sqlite3.connect(os.path.join(folder, name)) as share:
+                for uid, path, _, _ in share.execute("SELECT * FROM stored"):
+                    target.record(uid, path, peer)
+    target.close()
+    shutil.rmtree(folder, ignore_errors=True)
