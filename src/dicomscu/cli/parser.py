@@ -153,6 +153,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
         return _web_request(request, ns, environ, str(setting("url")), files, setting)
     if profile is not None:
         host = str(setting("host"))
+        if request.operation == "store":  # a profile's cluster serves its stores; other operations go direct
+            request.cluster = request.cluster or setting("cluster")
     request.files = list(ns.input) + files
     max_pdu = ns.max_pdu if ns.max_pdu is not None else setting("max_pdu")
     request.peer = Peer(

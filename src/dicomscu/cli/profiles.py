@@ -28,6 +28,7 @@ TYPES: dict[str, type | tuple[type, ...]] = {
     "host": str, "port": int, "call": str, "aetitle": str, "timeout": (int, float), "max_pdu": int,
     "tls": bool, "tls_ca": str, "tls_cert": str, "tls_key": str, "tls_no_verify": bool,
     "url": str, "token": str,  # a DICOMweb service instead of host and port; its bearer token
+    "cluster": str,  # a Dask scheduler for --store (--cluster)
 }
 KEYS = set(TYPES)
 _TYPE_NAMES = {str: "a string in quotes", int: "a whole number", (int, float): "a number of seconds",
