@@ -12,7 +12,6 @@ shares.  On two cores the aim is parity with ``-j 2``.  Asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -27,11 +26,7 @@ from store import ensure_data  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=HERE / "data")
-    parser.add_argument("--repeat", type=int, default=1)
-    args = parser.parse_args()
-    measure.ensure_bytecode()
+    args = measure.common_arguments(__doc__, HERE / "data")
     small = ensure_data(args.data) / "small"
     count = len(list(small.iterdir()))
     port, dask_port = free_port(), free_port()

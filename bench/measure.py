@@ -12,7 +12,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from dataclasses import dataclass
+
+
+def common_arguments(doc: str, data: "Path"):
+    """The options every benchmark takes (--data, --repeat), parsed; the bytecode compiled first."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=type(data), default=data)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    ensure_bytecode()
+    return args
 
 
 def ensure_bytecode() -> None:

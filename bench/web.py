@@ -17,7 +17,6 @@ Needs ``pip install dicomweb-client``.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -53,11 +52,7 @@ CLIENT_WADO = textwrap.dedent("""
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=HERE / "data")
-    parser.add_argument("--repeat", type=int, default=1)
-    args = parser.parse_args()
-    measure.ensure_bytecode()
+    args = measure.common_arguments(__doc__, HERE / "data")
     small = ensure_data(args.data) / "small"
     study_dir = args.data / "web-study"
     if not study_dir.exists():
