@@ -93,3 +93,36 @@ def test_cluster_usage_errors():
     assert run_dicomscu("--find", "h", "1", "--cluster", "tcp://127.0.0.1:1").returncode == 2
     result = run_dicomscu("--store", "127.0.0.1", "1", "f.dcm", "--max-associations-per-peer", "2")
     assert result.returncode == 2 and "with --cluster" in result.stderr
+
+
+def test_get_on_the_cluster_series_by_series(cluster, dataset_dir, tmp_path):
+    """--find ... --then get --cluster: the studies' series in shares, each C-GET by a worker into the same
+    folder; every instance arrives, as one whole file."""
+    import hashlib
+
+    from dicomscu.files.probe import probe
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    address, _ = cluster
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server.start()
+    host = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+    try:
+        assert run_dicomscu("--store", "-r", *host, str(dataset_dir)).returncode == 0
+        out = tmp_path / "out"
+        result = run_dicomscu("--find", "--study", "--studyroot", *host, "-k", "PatientID", "--then", "get",
+                              "--cluster", address, "-o", str(out), "--accept-all-syntaxes", timeout=180)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+
+    def digests(files) -> dict[str, str]:
+        found = {}
+        for path in files:
+            data = path.read_bytes()
+            info = probe(data)
+            found[info.sop_instance] = hashlib.sha256(memoryview(data)[info.dataset_offset:]).hexdigest()
+        return found
+
+    assert digests(sorted(out.rglob("*.dcm"))) == digests(sorted(dataset_dir.rglob("*.dcm")))
+    assert not list(out.rglob("*.part"))

@@ -323,7 +323,12 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         bar = RetrieveProgress(f"C-{request.operation.upper()}", env.stderr)
     progress = bar.update if bar else None
     with bar if bar is not None else nullcontext():
-        if request.web is not None:
+        if request.cluster and request.operation == "get":
+            from dicomscu.operations.cluster import get_on_cluster
+
+            report = get_on_cluster(request.target, query, options, identifiers, scheduler=request.cluster,
+                                    jobs=request.jobs, on_progress=progress)
+        elif request.web is not None:
             from dicomscu.web import wado
 
             wanted = identifiers if identifiers is not None else [retrieve.retrieve_identifier(query, "WADO-RS")]

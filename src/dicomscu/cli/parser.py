@@ -298,9 +298,9 @@ def _profile_tls(setting) -> TLS | None:
 
 
 def _check_combinations(request: Request) -> None:
-    if request.cluster and request.operation != "store":
-        raise UsageError("--cluster runs --store (C-STORE) on a Dask cluster; retrievals on a cluster are not "
-                         "supported yet")
+    if request.cluster and request.operation not in ("store", "get") and request.then != "get":
+        raise UsageError("--cluster runs --store and --get (also --find ... --then get) on a Dask cluster; "
+                         "C-MOVE on a cluster is not supported yet")
     if request.cluster and request.web is not None:
         raise UsageError("--cluster stores to a DIMSE peer (HOST PORT), not to a DICOMweb URL")
     if request.model == "studyroot" and request.level == "patient":

@@ -1,4 +1,12 @@
-"""``--cluster tcp://SCHEDULER:8786``: a bulk store run as tasks on a Dask cluster, the journal keeping count.
+"""``--cluster tcp://SCHEDULER:8786``: bulk store and C-GET run as tasks on a Dask cluster.
+
+C-GET (``--get``, ``--find ... --then get``, ``--from-json``): the client finds the
+series the identifiers select, and each share of series is a task that runs the
+ordinary C-GET on a worker into the output folder (storage the workers share); a
+share run again after a worker loss rewrites the same files atomically, so each
+instance is one file whatever happens.  The rest of this docstring is about store.
+
+Store: a bulk store run as tasks, the journal keeping count.
 
 The files are split into shares of about :data:`SHARE_FILES` files or
 :data:`SHARE_BYTES` bytes; each share is a Dask task that runs the ordinary store
@@ -167,3 +175,59 @@ def _merge(folder: str, journal: str | None, peer: str) -> None:
                     target.record(uid, path, peer)
     target.close()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def get_share(peer: Peer, query, options, identifiers: list, jobs: int):
+    """One share of series, on a worker: the ordinary C-GET; its report."""
+    from dicomscu.operations.retrieve import get
+
+    return get(peer, query, options, None, identifiers, jobs=jobs)
+
+
+def get_on_cluster(peer: Peer, query, options, identifiers: list | None, *, scheduler: str, jobs: int = 1,
+                   on_progress=None):
+    """C-GET what `query` (or `identifiers`) selects, series by series, on the workers at `scheduler`."""
+    from dicomscu.operations import retrieve
+
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise UsageError("needs Dask: pip install 'dicomscu[cluster]'", option="cluster") from None
+    started = time.perf_counter()
+    report = retrieve.RetrieveReport(peer, "C-GET")
+    if identifiers is None:
+        identifiers = retrieve.identifiers_for(peer, query, options, report, "C-GET")
+    series = [one for item in identifiers for one in retrieve.series_of(peer, query, item)]
+    try:
+        client = Client(scheduler, timeout=f"{peer.timeouts.connect:g}s")
+    except OSError as exc:
+        raise UsageError(f"{scheduler}: no Dask scheduler answers there ({exc})", option="cluster") from None
+    parts = []
+    futures = []
+    try:
+        workers = max(len(client.scheduler_info().get("workers", {})), 1)
+        most = max(1, -(-len(series) // (4 * workers)))
+        shares = [series[start:start + most] for start in range(0, len(series), most)]
+        run = time.time_ns()
+        futures = [client.submit(get_share, peer, query, options, share, jobs, pure=False, retries=RETRIES,
+                                 key=f"dicomscu-get-{run}-{n}") for n, share in enumerate(shares)]
+        for future in as_completed(futures):
+            try:
+                parts.append(future.result())
+            except Exception as exc:  # a share that failed on every try: counted, with what it did
+                done = getattr(exc, "report", None)
+                if done is not None:
+                    parts.append(done)
+                report.write_errors.append(f"a share failed on the cluster: {exc}")
+            if on_progress is not None:
+                on_progress(retrieve.combine(peer, parts))
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        client.close()
+    total = retrieve.combine(peer, parts)
+    total.write_errors += report.write_errors
+    total.already_present = report.already_present
+    total.seconds = time.perf_counter() - started
+    return total

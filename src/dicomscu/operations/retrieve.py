@@ -207,7 +207,7 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
     report = RetrieveReport(peer, "C-MOVE")
     started = time.perf_counter()
     if identifiers is None:
-        identifiers = _identifiers(peer, query, options, report, "C-MOVE")
+        identifiers = identifiers_for(peer, query, options, report, "C-MOVE")
     report.scope = Scope.of(identifiers)
     writer = InstanceWriter(options.output, options.layout)
     destination = options.move_destination or peer.calling_ae
@@ -219,7 +219,7 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
 
     def progress(_report) -> None:
         with lock:
-            combined = _combine(peer, parts)
+            combined = combine(peer, parts)
             report.completed, report.failed, report.warning = combined.completed, combined.failed, combined.warning
             report.remaining = combined.remaining
         if on_progress is not None:
@@ -248,11 +248,11 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
 
     with scp:
         if jobs > 1 and len(identifiers) < jobs:
-            identifiers = [series for item in identifiers for series in _series_of(peer, query, item)]
+            identifiers = [series for item in identifiers for series in series_of(peer, query, item)]
         shares = [identifiers[index::jobs] for index in range(max(jobs, 1))]
         parts.extend(RetrieveReport(peer, "C-MOVE") for share in shares if share)
         fan_out(lambda pair: run(*pair), list(zip([share for share in shares if share], parts)), "move")
-    combined = _combine(peer, parts)
+    combined = combine(peer, parts)
     report.completed, report.failed, report.warning = combined.completed, combined.failed, combined.warning
     report.status, report.remaining, report.requests = combined.status, 0, combined.requests
     report.seconds = time.perf_counter() - started
@@ -291,7 +291,7 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
     report = RetrieveReport(peer, "C-GET")
     started = time.perf_counter()
     if identifiers is None:
-        identifiers = _identifiers(peer, query, options, report, "C-GET")
+        identifiers = identifiers_for(peer, query, options, report, "C-GET")
     report.scope = Scope.of(identifiers)
     learned = survey_classes(peer, query, identifiers) if identifiers else {}
     writer = InstanceWriter(options.output, options.layout)
@@ -407,9 +407,9 @@ def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> Re
     started = time.perf_counter()
     report = RetrieveReport(peer, "C-GET")
     if identifiers is None:
-        identifiers = _identifiers(peer, query, options, report, "C-GET")
+        identifiers = identifiers_for(peer, query, options, report, "C-GET")
     if len(identifiers) < jobs:
-        identifiers = [series for item in identifiers for series in _series_of(peer, query, item)]
+        identifiers = [series for item in identifiers for series in series_of(peer, query, item)]
     shares = [share for share in (identifiers[index::jobs] for index in range(jobs)) if share]
     parts = [RetrieveReport(peer, "C-GET") for _ in shares]
     lock = threading.Lock()
@@ -417,7 +417,7 @@ def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> Re
     def combined_progress(_part) -> None:
         if on_progress is not None:
             with lock:
-                total = _combine(peer, parts)
+                total = combine(peer, parts)
             on_progress(total)
 
     def run(share: list[Dataset], part: RetrieveReport) -> None:
@@ -426,13 +426,13 @@ def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> Re
             part.__dict__.update(result.__dict__)  # the placeholder becomes the share's report
 
     fan_out(lambda pair: run(*pair), list(zip(shares, parts)), "get")
-    total = _combine(peer, parts)
+    total = combine(peer, parts)
     total.already_present = report.already_present
     total.seconds = time.perf_counter() - started
     return total
 
 
-def _series_of(peer: Peer, query: Query, identifier: Dataset) -> list[Dataset]:
+def series_of(peer: Peer, query: Query, identifier: Dataset) -> list[Dataset]:
     """Series-level identifiers under a patient or study identifier (to spread over associations)."""
     if identifier.QueryRetrieveLevel in ("SERIES", "IMAGE"):
         return [identifier]
@@ -445,7 +445,7 @@ def _series_of(peer: Peer, query: Query, identifier: Dataset) -> list[Dataset]:
     return identifiers_from_answers(answers, series_query, "SERIES") or [identifier]
 
 
-def _combine(peer: Peer, parts: list[RetrieveReport]) -> RetrieveReport:
+def combine(peer: Peer, parts: list[RetrieveReport]) -> RetrieveReport:
     total = RetrieveReport(peer, "C-GET")
     for part in parts:
         total.completed += part.completed
@@ -485,7 +485,7 @@ def _scp_role(sop_class: str) -> RoleSelection:
     return RoleSelection(sop_class, scu=False, scp=True)
 
 
-def _identifiers(peer: Peer, query: Query, options: RetrieveOptions, report: RetrieveReport,
+def identifiers_for(peer: Peer, query: Query, options: RetrieveOptions, report: RetrieveReport,
                  operation: str) -> list[Dataset]:
     """The identifiers to send: the query's, or with skip_existing one per series still missing."""
     identifier = retrieve_identifier(query, operation)
