@@ -61,6 +61,18 @@ class _Layered:
         self.share.record(uid, path, peer)
 
 
+def _client(scheduler: str, peer: Peer):
+    """A Dask client of the scheduler at `scheduler`, or a usage error saying why not."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("needs Dask: pip install 'dicomscu[cluster]'", option="cluster") from None
+    try:
+        return Client(scheduler, timeout=f"{peer.timeouts.connect:g}s")
+    except OSError as exc:
+        raise UsageError(f"{scheduler}: no Dask scheduler answers there ({exc})", option="cluster") from None
+
+
 def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, journal: str | None,
                 limit_name: str | None) -> list[FileResult]:
     """One share, on a worker: the ordinary store, results returned (runs again after a worker loss)."""
@@ -116,17 +128,11 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
                      on_result: Callable[[FileResult], None] | None = None, jobs: int = 1,
                      journal: str | None = None, max_per_peer: int | None = None) -> StoreReport:
     """Store `paths` to `peer` from the workers of the Dask cluster at `scheduler`."""
-    try:
-        from distributed import Client, Semaphore, as_completed
-    except ImportError:
-        raise UsageError("needs Dask: pip install 'dicomscu[cluster]'", option="cluster") from None
     started = time.perf_counter()
     report = StoreReport(peer)
     emit = recorder(report, None, on_result)  # the workers journal; merged below
-    try:
-        client = Client(scheduler, timeout=f"{peer.timeouts.connect:g}s")
-    except OSError as exc:
-        raise UsageError(f"{scheduler}: no Dask scheduler answers there ({exc})", option="cluster") from None
+    client = _client(scheduler, peer)
+    from distributed import Semaphore, as_completed
     shares = _shares(paths, recursive, emit, len(client.scheduler_info().get("workers", {})))
     folder = f"{journal}.shares" if journal else tempfile.mkdtemp(prefix="dicomscu-shares-")
     os.makedirs(folder, exist_ok=True)
@@ -189,19 +195,13 @@ def get_on_cluster(peer: Peer, query, options, identifiers: list | None, *, sche
     """C-GET what `query` (or `identifiers`) selects, series by series, on the workers at `scheduler`."""
     from dicomscu.operations import retrieve
 
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise UsageError("needs Dask: pip install 'dicomscu[cluster]'", option="cluster") from None
     started = time.perf_counter()
     report = retrieve.RetrieveReport(peer, "C-GET")
     if identifiers is None:
         identifiers = retrieve.identifiers_for(peer, query, options, report, "C-GET")
     series = [one for item in identifiers for one in retrieve.series_of(peer, query, item)]
-    try:
-        client = Client(scheduler, timeout=f"{peer.timeouts.connect:g}s")
-    except OSError as exc:
-        raise UsageError(f"{scheduler}: no Dask scheduler answers there ({exc})", option="cluster") from None
+    client = _client(scheduler, peer)
+    from distributed import as_completed
     parts = []
     futures = []
     try:
