@@ -126,3 +126,25 @@ def test_get_on_the_cluster_series_by_series(cluster, dataset_dir, tmp_path):
 
     assert digests(sorted(out.rglob("*.dcm"))) == digests(sorted(dataset_dir.rglob("*.dcm")))
     assert not list(out.rglob("*.part"))
+
+
+def test_ctrl_c_cancels_the_run(cluster, slow_scp, dataset_dir):
+    """SIGINT: the client cancels the tasks not yet run and exits 130 at once; shares under way end theirs."""
+    import signal
+
+    address, _ = cluster
+    port, received = slow_scp
+    files = list(dataset_dir.rglob("*.dcm"))
+    run = subprocess.Popen([sys.executable, "-m", "dicomscu", "--store", "-r", "127.0.0.1", str(port),
+                            str(dataset_dir), "--cluster", address], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while sum(received.values()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert time.monotonic() - stopped < 15
+    time.sleep(3)  # the shares that were running finish; the others were cancelled
+    assert sum(received.values()) < len(files), "every share ran: nothing was cancelled"
