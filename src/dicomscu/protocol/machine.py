@@ -7,7 +7,7 @@ local user does (request, accept, send a message, release, abort) return the byt
 to write.  The states are the standard's: Sta1 idle, Sta2/Sta3 acceptor before
 accepting, Sta5 requestor awaiting the answer, Sta6 established, Sta7/Sta8
 release, Sta9 to Sta12 release collision (PS3.8 7.2.2), Sta13 awaiting close.
-Timers are the I/O layer's: :attr:`~Association.artim_running` says when ARTIM runs.
+Timers are the I/O layer's (ARTIM while awaiting the request or the close, the DIMSE timeout).
 
 Whatever a peer sends, the machine either makes an event of it or raises
 :class:`~dicomscu.protocol.pdu.ProtocolError`, after which :meth:`Association.abort`
@@ -123,18 +123,9 @@ class Association:
         return self.state == "Sta6"
 
     @property
-    def artim_running(self) -> bool:
-        """ARTIM runs: the peer must send its A-ASSOCIATE-RQ, or close the connection, within ARTIM."""
-        return self.state in ("Sta2", "Sta13")
-
-    @property
     def mid_pdu(self) -> bool:
         """Part of a PDU has been received (the rest is owed within the network timeout)."""
         return bool(self._buffer)
-
-    @property
-    def mid_message(self) -> bool:
-        return self._reassembler.in_message
 
     def set_sink_factory(self, open_sink, spill_over: int = 0) -> None:
         """Data sets past `spill_over` bytes go to ``open_sink(context_id, command)`` (a DataSink), or stay in

@@ -133,7 +133,7 @@ def _negotiate(link: Link, peer: Peer, request: pdus.AssociateRQ) -> pdus.Associ
         error = PeerTimeout if exc.timed_out else AssociationAborted
         raise error(f"{peer}: association request failed: {exc.reason}") from None
     except ProtocolError as exc:
-        link.protocol_error(exc)
+        link.protocol_error()
         raise AssociationAborted(f"{peer}: association request failed: {exc} (protocol error)") from None
     if isinstance(event, m.AssociationAccepted):
         return event.accept

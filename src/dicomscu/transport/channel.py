@@ -155,7 +155,7 @@ class Channel:
                 raise error(f"{self.name}: {exc.reason} (waiting for the {what})") from None
             except ProtocolError as exc:
                 LOGGER.error("%s: %s: aborting the association", self.name, exc)
-                self.link.protocol_error(exc)
+                self.link.protocol_error()
                 raise AssociationAborted(f"{self.name}: association aborted: {exc} (protocol error)") from None
             if event is None:
                 return None

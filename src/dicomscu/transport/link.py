@@ -23,7 +23,6 @@ import sys
 import time
 
 from dicomscu.protocol.machine import NEED_DATA, Association
-from dicomscu.protocol.pdu import ProtocolError
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 #: Bytes asked of the kernel per recv() call.
@@ -185,7 +184,7 @@ class Link:
             pass
         self.close()
 
-    def protocol_error(self, exc: ProtocolError) -> None:
+    def protocol_error(self) -> None:
         """AA-8: abort as the service provider after the peer broke the protocol."""
         self.abort(source=2, reason=0)
 

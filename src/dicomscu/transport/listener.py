@@ -149,7 +149,6 @@ class Listener:
             LOGGER.warning("stopping: waiting up to %g s for %d association(s) to finish", grace, busy)
         while time.monotonic() < deadline:
             with self._lock:
-                threads = [t for t in self._threads if t.is_alive()]
                 if not self._channels:
                     break
             time.sleep(0.02)
@@ -193,7 +192,7 @@ class Listener:
             event = link.next_event(ARTIM)
         except (LinkFailed, ProtocolError) as exc:
             LOGGER.warning("connection from %s dropped: %s", where, exc)
-            link.abort(2, 0) if isinstance(exc, ProtocolError) else link.close()
+            link.protocol_error() if isinstance(exc, ProtocolError) else link.close()
             return
         if not isinstance(event, m.AssociationRequested):
             if event is None:
