@@ -41,6 +41,20 @@ def clean_orthanc(orthanc):
     return orthanc
 
 
+def dataset_digests(files) -> dict[str, str]:
+    """SOP Instance UID -> SHA-256 of the data set (after the file meta): what a transfer must keep unchanged."""
+    import hashlib
+
+    from dicomscu.files.probe import probe
+
+    digests = {}
+    for path in files:
+        data = Path(path).read_bytes()
+        info = probe(data)
+        digests[info.sop_instance] = hashlib.sha256(memoryview(data)[info.dataset_offset:]).hexdigest()
+    return digests
+
+
 def run_inprocess(*args: str, stdin: str = "", environ: dict | None = None) -> subprocess.CompletedProcess:
     """Run the command line in this process, through an injected environment (no interpreter start-up)."""
     import io

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import run_dicomscu
+from conftest import dataset_digests, run_dicomscu
 from peers import free_port, storage_scp
 
 distributed = pytest.importorskip("distributed")
@@ -71,16 +71,22 @@ def test_store_on_the_cluster_every_instance_once(cluster, slow_scp, dataset_dir
     assert set(received.values()) == {1}
 
 
-def test_a_worker_killed_mid_run_loses_nothing(cluster, slow_scp, dataset_dir):
-    address, workers = cluster
-    port, received = slow_scp
-    files = list(dataset_dir.rglob("*.dcm"))
+def _store_under_way(address: str, port: int, received: Counter, dataset_dir, files: int) -> subprocess.Popen:
+    """A `--store --cluster` run in a process of its own, returned once the SCP has `files` instances."""
     run = subprocess.Popen([sys.executable, "-m", "dicomscu", "--store", "-r", "127.0.0.1", str(port),
                             str(dataset_dir), "--cluster", address], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while sum(received.values()) < 5 and time.monotonic() < deadline:  # the run is under way
+    while sum(received.values()) < files and time.monotonic() < deadline:
         time.sleep(0.02)
+    return run
+
+
+def test_a_worker_killed_mid_run_loses_nothing(cluster, slow_scp, dataset_dir):
+    address, workers = cluster
+    port, received = slow_scp
+    files = list(dataset_dir.rglob("*.dcm"))
+    run = _store_under_way(address, port, received, dataset_dir, 5)
     workers[0].kill()
     stdout, stderr = run.communicate(timeout=180)
     assert run.returncode == 0, stderr
@@ -98,9 +104,6 @@ def test_cluster_usage_errors():
 def test_get_on_the_cluster_series_by_series(cluster, dataset_dir, tmp_path):
     """--find ... --then get --cluster: the studies' series in shares, each C-GET by a worker into the same
     folder; every instance arrives, as one whole file."""
-    import hashlib
-
-    from dicomscu.files.probe import probe
     from dicomscu.server.pacs import Pacs, ServerConfig
 
     address, _ = cluster
@@ -116,15 +119,7 @@ def test_get_on_the_cluster_series_by_series(cluster, dataset_dir, tmp_path):
         server.stop()
     assert result.returncode == 0, result.stderr
 
-    def digests(files) -> dict[str, str]:
-        found = {}
-        for path in files:
-            data = path.read_bytes()
-            info = probe(data)
-            found[info.sop_instance] = hashlib.sha256(memoryview(data)[info.dataset_offset:]).hexdigest()
-        return found
-
-    assert digests(sorted(out.rglob("*.dcm"))) == digests(sorted(dataset_dir.rglob("*.dcm")))
+    assert dataset_digests(out.rglob("*.dcm")) == dataset_digests(dataset_dir.rglob("*.dcm"))
     assert not list(out.rglob("*.part"))
 
 
@@ -135,12 +130,7 @@ def test_ctrl_c_cancels_the_run(cluster, slow_scp, dataset_dir):
     address, _ = cluster
     port, received = slow_scp
     files = list(dataset_dir.rglob("*.dcm"))
-    run = subprocess.Popen([sys.executable, "-m", "dicomscu", "--store", "-r", "127.0.0.1", str(port),
-                            str(dataset_dir), "--cluster", address], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while sum(received.values()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    run = _store_under_way(address, port, received, dataset_dir, 3)
     run.send_signal(signal.SIGINT)
     stopped = time.monotonic()
     _, stderr = run.communicate(timeout=60)

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import sqlite3
-import hashlib
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from dicomscu import Peer
 from dicomscu.sample import SampleSpec, write_sample
 from dicomscu.server.pacs import Pacs, ServerConfig
 
-from conftest import run_dicomscu
+from conftest import dataset_digests, run_dicomscu
 from peers import free_port
 
 SC = "1.2.840.10008.5.1.4.1.1.7"
@@ -482,13 +481,7 @@ def test_a_large_data_set_goes_to_its_file_as_it_arrives(tmp_path):
         server.wait(timeout=30)
     assert report.stored == 1
     (stored,) = storage.rglob("*.dcm")
-    from dicomscu.files.probe import probe
-
-    def dataset(path: Path) -> str:
-        data = path.read_bytes()
-        return hashlib.sha256(memoryview(data)[probe(data).dataset_offset:]).hexdigest()
-
-    assert dataset(stored) == dataset(big)  # byte for byte as sent
+    assert dataset_digests([stored]) == dataset_digests([big])  # byte for byte as sent
     assert not list(storage.rglob("*.part"))
     assert grown_mb < 60, f"serve's peak memory grew by {grown_mb:.0f} MB for a 160 MB data set"
 

@@ -3,7 +3,6 @@ and a misbehaving HTTP server for what real ones do on bad days."""
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import json
 import threading
@@ -12,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_dicomscu, run_inprocess
+from conftest import dataset_digests, run_dicomscu, run_inprocess
 from peers import Orthanc, free_port
-from dicomscu.files.probe import probe
 
 pytestmark = pytest.mark.skipif(not Path(Orthanc.DICOMWEB_PLUGIN).exists(),
                                 reason="Debian's orthanc-dicomweb plugin is not installed")
@@ -25,16 +23,6 @@ def web_orthanc(tmp_path_factory):
     peer = Orthanc(tmp_path_factory.mktemp("orthanc-web"), dicomweb=True)
     yield peer
     peer.close()
-
-
-def dataset_digests(files) -> dict[str, str]:
-    """SOP Instance UID -> SHA-256 of the data set (after the file meta): what must arrive unchanged."""
-    digests = {}
-    for path in files:
-        data = Path(path).read_bytes()
-        info = probe(data)
-        digests[info.sop_instance] = hashlib.sha256(memoryview(data)[info.dataset_offset:]).hexdigest()
-    return digests
 
 
 def test_stow_qido_wado_round_trip(web_orthanc, dataset_dir, tmp_path):

@@ -35,9 +35,10 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from typing import Callable, Sequence
+from contextlib import closing
+from typing import Any, Callable, Generator, Sequence
 
-from dicomscu.errors import UsageError
+from dicomscu.errors import AssociationAborted, DicomscuError, UsageError
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.journal import Journal
 from dicomscu.operations.results import SKIPPED, FileResult, StoreReport, recorder
@@ -73,6 +74,10 @@ def _client(scheduler: str, peer: Peer):
         raise UsageError(f"{scheduler}: no Dask scheduler answers there ({exc})", option="cluster") from None
 
 
+def _workers(client) -> int:
+    return len(client.scheduler_info().get("workers", {}))
+
+
 def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, journal: str | None,
                 limit_name: str | None) -> list[FileResult]:
     """One share, on a worker: the ordinary store, results returned (runs again after a worker loss)."""
@@ -94,10 +99,41 @@ def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, jou
             for _ in range(jobs):
                 leases.release()
     if report.not_sent:  # the association failed: the task fails, and Dask runs it again (journal: no repeats)
-        from dicomscu.errors import AssociationAborted
-
         raise report.error or AssociationAborted(f"{peer}: {report.not_sent} file(s) not sent")
     return results
+
+
+def _share_size(count: int, workers: int, cap: int | None = None) -> int:
+    """Items per share: at least four shares per worker (work stays balanced, a lost share is a small loss),
+    at most `cap` items each."""
+    size = max(1, -(-count // (4 * max(workers, 1))))
+    return min(size, cap) if cap is not None else size
+
+
+def _each_share(client, function: Callable, shares: list,
+                arguments: Callable[[int, list], tuple]) -> Generator[tuple[Any, Exception | None], None, None]:
+    """(result, None) or (None, error) of ``function(*arguments(n, share))`` run as a Dask task per share, as
+    they finish.  On any exception, Ctrl-C included, the tasks not done are cancelled; the client is closed
+    at the end."""
+    from distributed import as_completed
+
+    futures: list = []
+    try:
+        run = time.time_ns()
+        futures = [client.submit(function, *arguments(n, share), pure=False, retries=RETRIES,
+                                 key=f"dicomscu-{function.__name__}-{run}-{n}") for n, share in enumerate(shares)]
+        for future in as_completed(futures):
+            outcome: tuple[Any, Exception | None]
+            try:
+                outcome = future.result(), None
+            except Exception as exc:  # the share failed on every try
+                outcome = None, exc
+            yield outcome
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        client.close()
 
 
 def _shares(paths: Sequence[str], recursive: bool, emit, workers: int) -> list[list[str]]:
@@ -112,7 +148,7 @@ def _shares(paths: Sequence[str], recursive: bool, emit, workers: int) -> list[l
             sized.append((entry, os.stat(entry).st_size))
         except OSError as exc:
             emit(FileResult(entry, SKIPPED, f"cannot read: {exc.strerror or exc}"))
-    most = max(1, min(SHARE_FILES, -(-len(sized) // (4 * max(workers, 1)))))
+    most = _share_size(len(sized), workers, SHARE_FILES)
     shares: list[list[str]] = [[]]
     size = 0
     for entry, length in sized:
@@ -132,36 +168,27 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
     report = StoreReport(peer)
     emit = recorder(report, None, on_result)  # the workers journal; merged below
     client = _client(scheduler, peer)
-    from distributed import Semaphore, as_completed
-    shares = _shares(paths, recursive, emit, len(client.scheduler_info().get("workers", {})))
+    shares = _shares(paths, recursive, emit, _workers(client))
     folder = f"{journal}.shares" if journal else tempfile.mkdtemp(prefix="dicomscu-shares-")
     os.makedirs(folder, exist_ok=True)
-    futures = []
-    try:
-        limit_name = None
-        if max_per_peer is not None:
-            limit_name = f"dicomscu:{peer.host}:{peer.port}"
-            Semaphore(max_leases=max_per_peer, name=limit_name)
-        run = time.time_ns()
-        futures = [client.submit(store_share, peer, share, jobs, os.path.join(folder, f"share-{n:06d}.sqlite"),
-                                 journal, limit_name, pure=False, retries=RETRIES, key=f"dicomscu-share-{run}-{n}")
-                   for n, share in enumerate(shares)]
-        for future in as_completed(futures):
-            try:
-                results = future.result()
-            except Exception as exc:  # a share that failed on every try
-                from dicomscu.errors import AssociationAborted, DicomscuError
+    limit_name = None
+    if max_per_peer is not None:
+        from distributed import Semaphore
 
-                report.error = report.error or (exc if isinstance(exc, DicomscuError) else
-                                                AssociationAborted(f"a share failed on the cluster: {exc}"))
+        limit_name = f"dicomscu:{peer.host}:{peer.port}"
+        Semaphore(max_leases=max_per_peer, name=limit_name)
+
+    def arguments(n: int, share: list) -> tuple:
+        return peer, share, jobs, os.path.join(folder, f"share-{n:06d}.sqlite"), journal, limit_name
+
+    with closing(_each_share(client, store_share, shares, arguments)) as outcomes:
+        for results, error in outcomes:
+            if error is not None:
+                report.error = report.error or (error if isinstance(error, DicomscuError) else
+                                                AssociationAborted(f"a share failed on the cluster: {error}"))
                 continue
             for result in results:
                 emit(result)
-    except BaseException:
-        client.cancel(futures)
-        raise
-    finally:
-        client.close()
     _merge(folder, journal, str(peer))
     if not journal:
         shutil.rmtree(folder, ignore_errors=True)
@@ -201,31 +228,19 @@ def get_on_cluster(peer: Peer, query, options, identifiers: list | None, *, sche
         identifiers = retrieve.identifiers_for(peer, query, options, report, "C-GET")
     series = [one for item in identifiers for one in retrieve.series_of(peer, query, item)]
     client = _client(scheduler, peer)
-    from distributed import as_completed
+    most = _share_size(len(series), _workers(client))
+    shares = [series[start:start + most] for start in range(0, len(series), most)]
     parts = []
-    futures = []
-    try:
-        workers = max(len(client.scheduler_info().get("workers", {})), 1)
-        most = max(1, -(-len(series) // (4 * workers)))
-        shares = [series[start:start + most] for start in range(0, len(series), most)]
-        run = time.time_ns()
-        futures = [client.submit(get_share, peer, query, options, share, jobs, pure=False, retries=RETRIES,
-                                 key=f"dicomscu-get-{run}-{n}") for n, share in enumerate(shares)]
-        for future in as_completed(futures):
-            try:
-                parts.append(future.result())
-            except Exception as exc:  # a share that failed on every try: counted, with what it did
-                done = getattr(exc, "report", None)
-                if done is not None:
-                    parts.append(done)
-                report.write_errors.append(f"a share failed on the cluster: {exc}")
+    with closing(_each_share(client, get_share, shares, lambda n, share: (peer, query, options, share, jobs))) \
+            as outcomes:
+        for part, error in outcomes:
+            if error is not None:  # counted, with what the share did
+                part = getattr(error, "report", None)
+                report.write_errors.append(f"a share failed on the cluster: {error}")
+            if part is not None:
+                parts.append(part)
             if on_progress is not None:
                 on_progress(retrieve.combine(peer, parts))
-    except BaseException:
-        client.cancel(futures)
-        raise
-    finally:
-        client.close()
     total = retrieve.combine(peer, parts)
     total.write_errors += report.write_errors
     total.already_present = report.already_present
