@@ -200,15 +200,15 @@ def version_text() -> str:
 
 
 def run_echo(request: Request, env: Environment) -> int:
-    from dicomscu.operations.echo import EchoResult, echo
     from dicomscu.output import text
 
     if request.web is not None:
-        from dicomscu.operations.status import Status
-        from dicomscu.web import qido
+        from dicomscu.web.echo import echo as web_echo
 
-        result = EchoResult(request.web, Status(0x0000, "success", ""), qido.echo(request.web))  # type: ignore
+        result = web_echo(request.web)
     else:
+        from dicomscu.operations.echo import echo
+
         result = echo(request.target)
     if request.format == "json":
         env.out(_json(text.echo_json(result)))

@@ -171,7 +171,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
 
 
 def _web_target(ns: argparse.Namespace) -> bool:
-    from dicomscu.web.service import is_url
+    from dicomscu.web import is_url
 
     first = ns.positionals[0] if ns.positionals else ns.hostname
     return bool(first) and is_url(first)
@@ -180,7 +180,8 @@ def _web_target(ns: argparse.Namespace) -> bool:
 def _web_request(request: Request, ns: argparse.Namespace, environ, url: str | None = None,
                  files: list[str] | None = None, setting=None) -> Request:
     """A peer given as a URL: DICOMweb, every other option keeping its meaning."""
-    from dicomscu.web.service import WebPeer, is_url
+    from dicomscu.web import is_url
+    from dicomscu.web.service import WebPeer
 
     if url is None and ns.hostname and is_url(ns.hostname):
         url, files = ns.hostname, list(ns.positionals)

@@ -22,7 +22,9 @@ def _echo_name(result: EchoResult) -> str:
 
 def _service(peer, dimse: str, web: str) -> str:
     """The operation's name as the peer speaks it: DIMSE, or DICOMweb for a URL."""
-    return web if str(peer).startswith(("http://", "https://")) else dimse
+    from dicomscu.web import is_url
+
+    return web if is_url(str(peer)) else dimse
 
 
 def file_line(result: FileResult) -> str:

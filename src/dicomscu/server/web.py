@@ -145,12 +145,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for uid, keyword in zip(segments[1::2], ("StudyInstanceUID", "SeriesInstanceUID")):
             _check_uid(uid)
             setattr(identifier, keyword, uid)
-        limit = offset = None
+        paging: dict[str, int] = {}
         for name, value in query:
             if name in ("limit", "offset"):
                 if not value.isdigit():
                     raise HttpError(400, f"{name}={value!r} is not a number")
-                limit, offset = (int(value), offset) if name == "limit" else (limit, int(value))
+                paging[name] = int(value)
                 continue
             if name in ("fuzzymatching", "includefield"):
                 for field in (value.split(",") if name == "includefield" else []):
@@ -165,7 +165,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         _, found = self.pacs.matches(identifier)
         if found is None:
             raise HttpError(503, "the query ran past its deadline")
-        answers = found[offset or 0:][:limit] if limit is not None else found[offset or 0:]
+        answers = found[paging.get("offset", 0):][:paging.get("limit")]
         document = []
         for match in answers:
             answer = match.identifier

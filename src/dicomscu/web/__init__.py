@@ -11,3 +11,8 @@ Why urllib3 rather than httpx or requests: it is the connection layer both of
 those build on, it streams request bodies (chunked) and responses without loading
 them, its retry policy honours Retry-After, and it has no other dependency.
 """
+
+
+def is_url(text: str) -> bool:
+    """Is this peer a DICOMweb service (an http or https URL) rather than a host name?"""
+    return text.lower().startswith(("http://", "https://"))

@@ -113,11 +113,3 @@ def find(peer: WebPeer, query: Query, *, on_answer: Callable | None = None, limi
     report.seconds = time.perf_counter() - started
     return report
 
-
-def echo(peer: WebPeer) -> float:
-    """Is the service there and answering QIDO-RS? The round trip in seconds (a one-study query)."""
-    started = time.perf_counter()
-    with WebService(peer) as service:
-        service.request("GET", "/studies", fields={"limit": "1"}, headers={"Accept": "application/dicom+json"},
-                        what="QIDO-RS echo")
-    return time.perf_counter() - started

@@ -24,10 +24,6 @@ MAX_RETRY_AFTER = 30.0
 MESSAGE_CHARS = 200
 
 
-def is_url(text: str) -> bool:
-    return text.lower().startswith(("http://", "https://"))
-
-
 @dataclass(frozen=True)
 class WebPeer:
     """A DICOMweb service: its base URL (no credentials in it), how to authenticate, TLS and timeouts."""

@@ -29,8 +29,9 @@ BATCH_BYTES = 64 << 20
 _REFERENCED, _FAILED, _INSTANCE, _REASON, _WARNING = "00081199", "00081198", "00081155", "00081197", "00081196"
 
 
-def _batches(paths: Sequence[str], recursive: bool, emit, journal) -> Iterator[list[tuple[str, int]]]:
-    """Lists of (path, size) to send together; unsendable inputs and journaled ones are reported here."""
+def _batches(paths: Sequence[str], recursive: bool, emit) -> Iterator[list[tuple[str, int]]]:
+    """Lists of (path, size) to send together; inputs that cannot be read are reported here (journaled
+    instances when their part would be written, see :func:`_body`)."""
     import os
 
     batch: list[tuple[str, int]] = []
@@ -137,10 +138,10 @@ def store(peer: WebPeer, paths: Sequence[str], *, recursive: bool = False,
                 emit(result)
 
         if jobs == 1:
-            for batch in _batches(paths, recursive, emit, journal):  # streamed: the file list is never held
+            for batch in _batches(paths, recursive, emit):  # streamed: the file list is never held
                 send(batch)
         else:
-            batches = list(_batches(paths, recursive, emit, journal))
+            batches = list(_batches(paths, recursive, emit))
 
             def send_all(share: list[list[tuple[str, int]]]) -> None:
                 for batch in share:

@@ -16,6 +16,8 @@ import tempfile
 import time
 from typing import Iterable, Iterator
 
+from urllib3.exceptions import HTTPError
+
 from dicomscu.errors import OperationFailed, UsageError
 from dicomscu.files.instances import (
     FILE_MODE,
@@ -122,7 +124,7 @@ def resources(identifiers: Iterable) -> Iterator[str]:
                              "(and SeriesInstanceUID, SOPInstanceUID below it)")
         series = _uids(identifier, "SeriesInstanceUID") if level in ("SERIES", "IMAGE") else []
         instances = _uids(identifier, "SOPInstanceUID") if level == "IMAGE" else []
-        if instances and len(series) != 1 or series and len(studies) != 1:
+        if (instances and len(series) != 1) or (series and len(studies) != 1):
             raise UsageError("WADO-RS needs one study UID above series, and one series UID above instances")
         for study in studies:
             if not series:
@@ -136,8 +138,7 @@ def resources(identifiers: Iterable) -> Iterator[str]:
 
 def _uids(identifier, keyword: str) -> list[str]:
     value = identifier.get(keyword, "") or ""
-    values = [str(v) for v in value] if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and \
-        not isinstance(value, str) else str(value).split("\\")
+    values = str(value).split("\\") if isinstance(value, str) else [str(v) for v in value]
     uids = [v.strip() for v in values if v.strip()]
     for uid in uids:
         if not valid_uid(uid):
@@ -236,23 +237,12 @@ def _fetch(service: WebService, path: str, accept: str, writer: InstanceWriter, 
     except MultipartError as exc:
         raise OperationFailed(f"{service.peer}: the WADO-RS response for {path} is not valid multipart: {exc}") \
             from None
-    except Exception as exc:
-        if current is not None:
+    except HTTPError as exc:
+        raise OperationFailed(f"{service.peer}: the WADO-RS response for {path} broke off: {exc}") from None
+    finally:
+        if current is not None:  # a part cut short: no file, one failure
             current.discard()
             report.failed += 1
-            current = None
-        from dicomscu.errors import DicomscuError
-
-        if isinstance(exc, DicomscuError):
-            raise
-        from urllib3.exceptions import HTTPError
-
-        if isinstance(exc, HTTPError):
-            raise OperationFailed(f"{service.peer}: the WADO-RS response for {path} broke off: {exc}") from None
-        raise
-    finally:
-        if current is not None:
-            current.discard()
         response.release_conn()
 
 
