@@ -560,7 +560,7 @@ def _request(channel: Channel, command, identifier: Dataset, report: RetrieveRep
 def _store_one(channel: Channel, message: Message, sink: InstanceSink) -> None:
     """Answer one incoming C-STORE-RQ (C-GET sub-operation) after writing the file."""
     request = message.command
-    syntax = channel.syntax_of(message.context_id)
+    syntax = channel.context_for_id(message.context_id).transfer_syntax
     sop_class = request.AffectedSOPClassUID or ""
     sop_instance = request.AffectedSOPInstanceUID or ""
     status = sink.store(sop_class, sop_instance, message.dataset or bytearray(), syntax)

@@ -280,7 +280,7 @@ class QueryRetrieve(Provider):
 
             failed = Dataset()
             failed.FailedSOPInstanceUIDList = list(failed_uids)
-            identifier = encode(failed, channel.syntax_of(message.context_id))
+            identifier = encode(failed, channel.context_for_id(message.context_id).transfer_syntax)
         command = dimse.retrieve_rsp(field, request.MessageID, request.AffectedSOPClassUID or "", status,
                                      counts or (None, 0, 0, 0), identifier is not None)
         channel.send_encoded(message.context_id, command, identifier, "response")

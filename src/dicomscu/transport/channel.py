@@ -90,17 +90,8 @@ class Channel:
         return self._by_id.get(context_id)
 
     def context_for_id(self, context_id: int) -> AcceptedContext:
-        """The accepted context `context_id` (received messages are checked to be on one)."""
+        """The accepted context of a received message (:meth:`_next` refuses one on any other, aborting)."""
         return self._by_id[context_id]
-
-    def syntax_of(self, context_id: int) -> str:
-        """Transfer syntax of the accepted presentation context `context_id`."""
-        cx = self._by_id.get(context_id)
-        if cx is None:
-            self.abort()
-            raise AssociationAborted(f"{self.name}: the peer used presentation context {context_id}, "
-                                     "which was never accepted (protocol error)")
-        return cx.transfer_syntax
 
     def next_message_id(self) -> int:
         self._message_id = self._message_id % 0xFFFF + 1
@@ -161,7 +152,7 @@ class Channel:
                 return None
             if isinstance(event, m.MessageReceived):
                 message = event.message
-                if message.context_id not in self._by_id:
+                if self.accepted_context(message.context_id) is None:
                     self.abort()
                     raise AssociationAborted(f"{self.name}: the peer sent a {message.command.name} on "
                                              f"presentation context {message.context_id}, which was never "
