@@ -231,10 +231,15 @@ class Pacs:
             return level, None
 
     def read_instance(self, path: str):
-        """(file info, its bytes) of a stored file, proven whole first (the client's probe); raises BadFile/OSError."""
-        with open(self.resolve(path), "rb") as handle:
-            data = handle.read()
-        return probe(data), data
+        """(file info, its bytes) of a stored file (an index path) proven whole first (the client's probe), or
+        None when it cannot be sent: gone, cut or corrupt, which is logged, naming the file."""
+        try:
+            with open(self.resolve(path), "rb") as handle:
+                data = handle.read()
+            return probe(data), data
+        except (OSError, BadFile) as exc:
+            LOGGER.error("not sent: %s: %s", self.resolve(path), getattr(exc, "strerror", None) or exc)
+            return None
 
 
 class Cancelled(Exception):
@@ -393,11 +398,10 @@ class QueryRetrieve(Provider):
         sub-operation shares the association of the request, whose C-CANCEL may arrive
         before the C-STORE-RSP: it takes effect after this sub-operation.
         """
-        try:
-            info, data = self.pacs.read_instance(path)
-        except (OSError, BadFile) as exc:
-            LOGGER.error("not sent: %s: %s", self.pacs.resolve(path), getattr(exc, "strerror", None) or exc)
+        stored = self.pacs.read_instance(path)
+        if stored is None:
             return 0xA702, os.path.splitext(os.path.basename(path))[0], False
+        info, data = stored
         context, payload = _payload_for(target, info, data, need_scp_role=over_request)
         if context is None:
             LOGGER.error("not sent: %s: the peer accepted no context for %s in %s", path, info.sop_class,

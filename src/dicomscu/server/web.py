@@ -194,7 +194,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         _, found = self.pacs.matches(identifier)
         if found is None:
             raise HttpError(503, "the query ran past its deadline")
-        paths = [self.pacs.resolve(row["path"]) for match in found for row in match.rows]
+        paths = [row["path"] for match in found for row in match.rows]
         if not paths:
             raise HttpError(404, f"no such {UNIQUE[level]} {uids[-1]}")
         boundary = os.urandom(12).hex()
@@ -203,13 +203,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         for path in paths:
-            try:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-                info = probe(data)
-            except (OSError, BadFile) as exc:
-                LOGGER.error("not sent: %s: %s", path, getattr(exc, "strerror", None) or exc)
+            stored = self.pacs.read_instance(path)
+            if stored is None:
                 continue
+            info, data = stored
             self._chunk(f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax="
                         f"{info.transfer_syntax}\r\n\r\n".encode())
             for start in range(0, len(data), CHUNK):
