@@ -23,10 +23,15 @@ from dicomscu.files.instances import FILE_MODE, PARTIAL_PREFIX, PARTIAL_SUFFIX, 
 
 
 class Spool:
-    """A temporary file in `folder` holding a file meta for the instance, then its data set as it comes."""
+    """A temporary file in `folder`: `header` (a file meta, when what comes is a bare data set), then the
+    bytes as they come.  WADO-RS parts, whole files each, take one without a header."""
 
-    def __init__(self, folder: str, sop_class: str, sop_instance: str, transfer_syntax: str) -> None:
-        header = file_header(sop_class, sop_instance, transfer_syntax)
+    @classmethod
+    def for_instance(cls, folder: str, sop_class: str, sop_instance: str, transfer_syntax: str) -> "Spool":
+        """A spool for a C-STORE data set: the file meta written first, from the request."""
+        return cls(folder, file_header(sop_class, sop_instance, transfer_syntax))
+
+    def __init__(self, folder: str, header: bytes = b"") -> None:
         handle, self.path = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
         self._file = os.fdopen(handle, "wb")
         self.header_length = len(header)
@@ -67,7 +72,7 @@ class Spool:
 
     @contextmanager
     def mapped(self) -> Iterator[memoryview]:
-        """The data set (after the file meta), read through a memory map for the duration of the block."""
+        """What was written after the header, read through a memory map for the duration of the block."""
         self.finish()
         with open(self.path, "rb") as handle:
             if os.fstat(handle.fileno()).st_size == 0:  # pragma: no cover - the file meta is always there

@@ -140,7 +140,7 @@ class Pacs:
         if not (valid_uid(sop_class) and valid_uid(sop_instance)):
             return None
         try:
-            return Spool(self.storage, sop_class, sop_instance, syntax)
+            return Spool.for_instance(self.storage, sop_class, sop_instance, syntax)
         except OSError as exc:
             LOGGER.error("cannot open a file for %s: %s", sop_instance, exc)
             return None

@@ -2,7 +2,7 @@
 
 The response, ``multipart/related; type="application/dicom"``, is parsed as a stream
 (:class:`MultipartReader`): each part goes to a temporary file in the output folder
-as its bytes arrive, so memory stays flat whatever the study's size.  A complete part
+(a :class:`~dicomscu.files.spool.Spool`) as its bytes arrive, so memory stays flat whatever the study's size.  A complete part
 is proven whole (the same probe as everywhere), named by its own UIDs with the same
 layouts as C-GET, and renamed into place; a part cut short by the end of the stream,
 or not DICOM, leaves no file and is counted failed.
@@ -10,26 +10,15 @@ or not DICOM, leaves no file and is counted failed.
 
 from __future__ import annotations
 
-import mmap
-import os
-import tempfile
 import time
 from typing import Iterable, Iterator
 
 from urllib3.exceptions import HTTPError
 
 from dicomscu.errors import OperationFailed, UsageError
-from dicomscu.files.instances import (
-    FILE_MODE,
-    PARTIAL_PREFIX,
-    PARTIAL_SUFFIX,
-    PATIENT_ID,
-    SERIES_UID,
-    STUDY_UID,
-    InstanceWriter,
-    discard,
-)
+from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
 from dicomscu.files.probe import BadFile, probe, top_level_values, valid_uid
+from dicomscu.files.spool import Spool
 from dicomscu.operations.retrieve import RetrieveOptions, RetrieveReport, Scope
 from dicomscu.operations.status import Status
 from dicomscu.web.service import WebPeer, WebService
@@ -146,46 +135,25 @@ def _uids(identifier, keyword: str) -> list[str]:
     return uids
 
 
-class _PartFile:
-    """One part being written to a temporary file in `folder`."""
-
-    def __init__(self, folder: str) -> None:
-        handle, self.path = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
-        os.fchmod(handle, FILE_MODE)
-        self.file = os.fdopen(handle, "wb")
-
-    def place(self, writer: InstanceWriter, report: RetrieveReport) -> None:
-        """Prove the part whole, name it by its own UIDs, rename it; count it."""
-        self.file.close()
-        try:
-            with open(self.path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if not size:
-                    raise BadFile("an empty part")
-                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                    view = memoryview(mapped)
-                    try:
-                        info = probe(view)
-                        values = top_level_values(view[info.dataset_offset:], info.transfer_syntax,
-                                                  [PATIENT_ID, STUDY_UID, SERIES_UID])
-                    finally:
-                        view.release()
-            path = writer.path_for(info.sop_instance, values[PATIENT_ID], values[STUDY_UID], values[SERIES_UID])
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.replace(self.path, path)
-        except (BadFile, OSError, BufferError) as exc:
-            discard(self.path)
-            report.failed += 1
-            report.write_errors.append(f"a WADO-RS part: {exc}")
-            return
-        report.completed += 1
-        report.written += 1
-        if report.scope and not report.scope.contains(values[STUDY_UID], values[SERIES_UID]):
-            report.outside += 1
-
-    def discard(self) -> None:
-        self.file.close()
-        discard(self.path)
+def _keep(part: Spool, writer: InstanceWriter, report: RetrieveReport) -> None:
+    """Prove a received part whole, name it by its own UIDs, rename it into place; count it."""
+    try:
+        if part.error is not None:
+            raise part.error
+        with part.mapped() as view:
+            info = probe(view)
+            values = top_level_values(view[info.dataset_offset:], info.transfer_syntax,
+                                      [PATIENT_ID, STUDY_UID, SERIES_UID])
+        part.place(writer.path_for(info.sop_instance, values[PATIENT_ID], values[STUDY_UID], values[SERIES_UID]))
+    except (BadFile, OSError, BufferError) as exc:
+        part.discard()
+        report.failed += 1
+        report.write_errors.append(f"a WADO-RS part: {exc}")
+        return
+    report.completed += 1
+    report.written += 1
+    if report.scope and not report.scope.contains(values[STUDY_UID], values[SERIES_UID]):
+        report.outside += 1
 
 
 def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=None) -> RetrieveReport:
@@ -211,7 +179,7 @@ def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=
 def _fetch(service: WebService, path: str, accept: str, writer: InstanceWriter, report: RetrieveReport,
            on_progress) -> None:
     response = service.request("GET", path, headers={"Accept": accept}, stream=True, what="WADO-RS retrieval")
-    current: _PartFile | None = None
+    current: Spool | None = None
     try:
         content_type = response.headers.get("Content-Type", "")
         if not content_type.lower().startswith("multipart/related"):
@@ -222,12 +190,12 @@ def _fetch(service: WebService, path: str, accept: str, writer: InstanceWriter, 
             for kind, value in reader.feed(chunk):
                 if kind == "part":
                     if current is not None:
-                        current.place(writer, report)
-                    current = _PartFile(writer.directory)
+                        _keep(current, writer, report)
+                    current = Spool(writer.directory)
                 elif kind == "data" and current is not None:
-                    current.file.write(value)  # type: ignore[arg-type]
+                    current.write(value)  # type: ignore[arg-type]
                 elif kind == "end" and current is not None:
-                    current.place(writer, report)
+                    _keep(current, writer, report)
                     current = None
                 if on_progress is not None and kind != "data":
                     on_progress(report)
