@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from typing import Callable
 
 import pytest
 
@@ -45,10 +46,14 @@ def slow_scp():
     from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
 
     received: Counter = Counter()
+    received.spans = {}  # type: ignore[attr-defined]  # association -> (first, last) store time
 
     def on_store(event):
         time.sleep(0.03)
         received[event.request.AffectedSOPInstanceUID] += 1
+        now = time.monotonic()
+        first, _ = received.spans.get(id(event.assoc), (now, now))  # type: ignore[attr-defined]
+        received.spans[id(event.assoc)] = (first, now)  # type: ignore[attr-defined]
         return 0x0000
 
     with storage_scp("SLOW", [SecondaryCaptureImageStorage, CTImageStorage], on_store) as port:
@@ -60,26 +65,34 @@ def test_store_on_the_cluster_every_instance_once(cluster, slow_scp, dataset_dir
     port, received = slow_scp
     journal = tmp_path / "journal.sqlite"
     result = run_dicomscu("--store", "-r", "127.0.0.1", str(port), str(dataset_dir), "--cluster", address,
-                          "--journal", str(journal), "--max-associations-per-peer", "2", timeout=180)
+                          "--journal", str(journal), "-j", "3", "--max-associations-per-peer", "2", timeout=180)
     files = list(dataset_dir.rglob("*.dcm"))
     assert result.returncode == 0, result.stderr
     assert f"{len(files)} of {len(files)} file(s) stored" in result.stdout
     assert len(received) == len(files) and set(received.values()) == {1}
+    # two workers with -j 3 each, but never more than 2 associations storing at once
+    spans = sorted(received.spans.values())  # type: ignore[attr-defined]
+    assert max(sum(1 for first, last in spans if first <= start <= last) for start, _ in spans) <= 2
     again = run_dicomscu("--store", "-r", "127.0.0.1", str(port), str(dataset_dir), "--cluster", address,
                          "--journal", str(journal), timeout=180)  # the merged journal: nothing sent again
     assert again.returncode == 0 and f"{len(files)} already stored (journal)" in again.stdout
     assert set(received.values()) == {1}
 
 
-def _store_under_way(address: str, port: int, received: Counter, dataset_dir, files: int) -> subprocess.Popen:
-    """A `--store --cluster` run in a process of its own, returned once the SCP has `files` instances."""
-    run = subprocess.Popen([sys.executable, "-m", "dicomscu", "--store", "-r", "127.0.0.1", str(port),
-                            str(dataset_dir), "--cluster", address], stdout=subprocess.PIPE,
+def _under_way(args: list[str], arrived: Callable[[], int], count: int) -> subprocess.Popen:
+    """dicomscu `args` in a process of its own, returned once `arrived()` (instances) reaches `count`."""
+    run = subprocess.Popen([sys.executable, "-m", "dicomscu", *args], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while sum(received.values()) < files and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    while arrived() < count and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.02)
     return run
+
+
+def _store_under_way(address: str, port: int, received: Counter, dataset_dir, files: int) -> subprocess.Popen:
+    """A `--store --cluster` run in a process of its own, returned once the SCP has `files` instances."""
+    return _under_way(["--store", "-r", "127.0.0.1", str(port), str(dataset_dir), "--cluster", address],
+                      lambda: sum(received.values()), files)
 
 
 def test_a_worker_killed_mid_run_loses_nothing(cluster, slow_scp, dataset_dir):
@@ -99,6 +112,9 @@ def test_cluster_usage_errors():
     assert run_dicomscu("--find", "h", "1", "--cluster", "tcp://127.0.0.1:1").returncode == 2
     result = run_dicomscu("--store", "127.0.0.1", "1", "f.dcm", "--max-associations-per-peer", "2")
     assert result.returncode == 2 and "with --cluster" in result.stderr
+    result = run_dicomscu("--move", "--study", "--studyroot", "127.0.0.1", "1", "-k", "20,d=1.2",
+                          "--cluster", "tcp://127.0.0.1:1")
+    assert result.returncode == 2 and "--move-dest" in result.stderr, result.stderr
 
 
 def test_get_on_the_cluster_series_by_series(cluster, dataset_dir, tmp_path):
@@ -138,3 +154,76 @@ def test_ctrl_c_cancels_the_run(cluster, slow_scp, dataset_dir):
     assert time.monotonic() - stopped < 15
     time.sleep(3)  # the shares that were running finish; the others were cancelled
     assert sum(received.values()) < len(files), "every share ran: nothing was cancelled"
+
+
+def _serve(tmp_path, **config):
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"), **config))
+    server.start()
+    return server
+
+
+def test_move_on_the_cluster_to_a_third_application_with_a_worker_killed(cluster, slow_scp, dataset_dir,
+                                                                          tmp_path):
+    """--find ... --then move --move-dest DEST --cluster: the series in shares, each C-MOVEd by a worker; a
+    worker killed mid-run: every instance reaches DEST, and only the series in flight goes twice."""
+    import pydicom
+
+    address, workers = cluster
+    port, received = slow_scp
+    server = _serve(tmp_path, destinations={"SLOW": ("127.0.0.1", port)})
+    host = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+    series: Counter = Counter()
+    for path in dataset_dir.rglob("*.dcm"):
+        series[pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID] += 1
+    try:
+        assert run_dicomscu("--store", "-r", *host, str(dataset_dir)).returncode == 0
+        received.clear()
+        run = _under_way(["--find", "--study", "--studyroot", *host, "-k", "PatientID", "--then", "move",
+                          "--move-dest", "SLOW", "--cluster", address], lambda: sum(received.values()), 5)
+        workers[0].kill()
+        stdout, stderr = run.communicate(timeout=180)
+    finally:
+        server.stop()
+    assert run.returncode == 0, stderr
+    summary = stderr.splitlines()[-1]  # after --find, the retrieval's summary goes to stderr
+    assert summary.startswith("C-MOVE") and " 0 failed" in summary, summary
+    assert len(received) == sum(series.values())
+    assert sum(received.values()) - len(received) <= max(series.values()), received.most_common(3)
+
+
+@pytest.fixture
+def big_set(tmp_path_factory):
+    """2,000 small files in 48 series (8 patients)."""
+    from dicomscu.sample import write_bench_set
+
+    return write_bench_set(tmp_path_factory.mktemp("big_set"), big=0, small=2000, patients=8)
+
+
+def test_2000_files_through_orthanc_with_a_worker_killed_each_way(cluster, clean_orthanc, big_set, tmp_path):
+    """--store --cluster of 2,000 files into Orthanc, then --find ... --then get --cluster of them all, a
+    worker killed mid-run each time: every instance arrives, once, whole."""
+    orthanc = clean_orthanc
+    address, workers = cluster
+    host = ("127.0.0.1", str(orthanc.dicom_port), "--call", orthanc.aetitle)
+    stored = lambda: orthanc.rest("/statistics")["CountInstances"]  # noqa: E731
+    run = _under_way(["--store", "-r", *host, str(big_set), "--cluster", address, "-j", "2"], stored, 300)
+    workers[0].kill()
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    assert "2000 of 2000 file(s) stored" in stdout and stored() == 2000
+
+    workers[0] = _start(["worker", address, "--nthreads", "1", "--no-dashboard", "--name", "w0-again"])
+    with distributed.Client(address, timeout="30s") as client:
+        client.wait_for_workers(2, timeout=60)
+    out = tmp_path / "out"
+    written = lambda: sum(1 for _ in out.rglob("*.dcm")) if out.exists() else 0  # noqa: E731
+    run = _under_way(["--find", "--study", "--studyroot", *host, "-k", "PatientID", "--then", "get", "-o",
+                      str(out), "--cluster", address, "-j", "2"], written, 300)
+    workers[1].kill()
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    files = list(out.rglob("*.dcm"))
+    assert len(files) == 2000 and dataset_digests(files) == dataset_digests(big_set.rglob("*.dcm"))
+    assert not list(out.rglob("*.part")) and not list(out.glob(".dicomscu-shares-*"))

@@ -323,11 +323,12 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         bar = RetrieveProgress(f"C-{request.operation.upper()}", env.stderr)
     progress = bar.update if bar else None
     with bar if bar is not None else nullcontext():
-        if request.cluster and request.operation == "get":
-            from dicomscu.operations.cluster import get_on_cluster
+        if request.cluster:
+            from dicomscu.operations.cluster import retrieve_on_cluster
 
-            report = get_on_cluster(request.target, query, options, identifiers, scheduler=request.cluster,
-                                    jobs=request.jobs, on_progress=progress)
+            report = retrieve_on_cluster(request.target, query, options, identifiers, scheduler=request.cluster,
+                                         operation=request.operation, jobs=request.jobs,
+                                         max_per_peer=request.max_per_peer, on_progress=progress)
         elif request.web is not None:
             from dicomscu.web import wado
 

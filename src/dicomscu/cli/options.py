@@ -158,10 +158,11 @@ SECTIONS: list[tuple[str, list[Option]]] = [
                    "use @NAME as HOSTNAME (files follow it directly)."),
         _switch("--list-servers", help="Print the server profiles and exit."),
         _flag("--cluster", metavar="ADDR", api="cluster",
-              help="--store or --get on a Dask cluster (tcp://SCHEDULER:8786): files (or series)\n"
-                   "in shares, each done by a worker with -j associations; a share lost with\n"
-                   "its worker runs again, its journal skipping what was stored (pip install\n"
-                   "'dicomscu[cluster]'; --journal and -o on storage the workers share)."),
+              help="--store, --get or --move --move-dest AE on a Dask cluster (tcp://HOST:8786):\n"
+                   "files (or series) in shares, each done by a worker with -j associations; a\n"
+                   "share lost with its worker runs again, its journal skipping what was done\n"
+                   "(pip install 'dicomscu[cluster]'; --journal and -o on storage the workers\n"
+                   "share)."),
         _flag("--max-associations-per-peer", metavar="N", api="max_per_peer",
               help="With --cluster: associations open to the peer at once, cluster-wide."),
         _flag("--progress", dest="progress", action="store_true", default=None,

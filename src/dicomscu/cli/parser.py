@@ -153,8 +153,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
         return _web_request(request, ns, environ, str(setting("url")), files, setting)
     if profile is not None:
         host = str(setting("host"))
-        if request.operation == "store":  # a profile's cluster serves its stores; other operations go direct
-            request.cluster = request.cluster or setting("cluster")
+        if _bulk(request) and (request.move_destination or "move" not in (request.operation, request.then)):
+            request.cluster = request.cluster or setting("cluster")  # a profile's cluster: what runs there
     request.files = list(ns.input) + files
     max_pdu = ns.max_pdu if ns.max_pdu is not None else setting("max_pdu")
     request.peer = Peer(
@@ -298,10 +298,17 @@ def _profile_tls(setting) -> TLS | None:
                verify=not setting("tls_no_verify", False))
 
 
+def _bulk(request: Request) -> bool:
+    """Store or retrieve: what --cluster runs."""
+    return request.operation in ("store", "get", "move") or request.then is not None
+
+
 def _check_combinations(request: Request) -> None:
-    if request.cluster and request.operation not in ("store", "get") and request.then != "get":
-        raise UsageError("--cluster runs --store and --get (also --find ... --then get) on a Dask cluster; "
-                         "C-MOVE on a cluster is not supported yet")
+    if request.cluster and not _bulk(request):
+        raise UsageError("--cluster runs --store, --get and --move (also --find ... --then) on a Dask cluster")
+    if request.cluster and "move" in (request.operation, request.then) and request.move_destination is None:
+        raise UsageError("--move --cluster needs --move-dest AE (a destination the server knows): the workers "
+                         "cannot all listen as one move destination; or use --get")
     if request.cluster and request.web is not None:
         raise UsageError("--cluster stores to a DIMSE peer (HOST PORT), not to a DICOMweb URL")
     if request.model == "studyroot" and request.level == "patient":

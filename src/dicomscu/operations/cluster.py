@@ -1,9 +1,12 @@
-"""``--cluster tcp://SCHEDULER:8786``: bulk store and C-GET run as tasks on a Dask cluster.
+"""``--cluster tcp://SCHEDULER:8786``: bulk store, C-GET and C-MOVE run as tasks on a Dask cluster.
 
-C-GET (``--get``, ``--find ... --then get``, ``--from-json``): the client finds the
-series the identifiers select, and each share of series is a task that runs the
-ordinary C-GET on a worker into the output folder (storage the workers share); a
-share run again after a worker loss rewrites the same files atomically, so each
+Retrieval (``--get``, ``--move --move-dest AE``, ``--find ... --then``, ``--from-json``):
+the client finds the series the identifiers select, and each share of series is a task
+that runs the ordinary C-GET (into the output folder, storage the workers share) or
+C-MOVE (to the third application named; the workers cannot all be one destination the
+PACS knows) series by series, journaling each series once its final response came.  A
+share run again after a worker loss skips the series its journal holds, so only the
+series in flight is retrieved twice, and C-GET rewrites the same files atomically: each
 instance is one file whatever happens.  The rest of this docstring is about store.
 
 Store: a bulk store run as tasks, the journal keeping count.
@@ -35,13 +38,13 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from contextlib import closing
-from typing import Any, Callable, Generator, Sequence
+from contextlib import closing, contextmanager
+from typing import Any, Callable, Generator, Iterator, NamedTuple, Sequence
 
 from dicomscu.errors import AssociationAborted, DicomscuError, UsageError
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.journal import Journal
-from dicomscu.operations.results import SKIPPED, FileResult, StoreReport, recorder
+from dicomscu.operations.results import ALREADY, OK, SKIPPED, FileResult, StoreReport, recorder
 from dicomscu.transport.peer import Peer
 
 SHARE_FILES = 200
@@ -78,29 +81,72 @@ def _workers(client) -> int:
     return len(client.scheduler_info().get("workers", {}))
 
 
+class PeerLimit(NamedTuple):
+    """A cluster-wide cap on the associations open to one peer: a Dask semaphore of `leases` leases,
+    registered by whichever task takes one first (with the same count, or Dask refuses it)."""
+
+    name: str
+    leases: int
+
+
+def _peer_limit(peer: Peer, max_per_peer: int | None) -> PeerLimit | None:
+    if max_per_peer is None:
+        return None
+    return PeerLimit(f"dicomscu:{peer.host}:{peer.port}:{max_per_peer}", max_per_peer)
+
+
+def _cap(jobs: int, max_per_peer: int | None) -> int:
+    """Associations per task: never more than the cluster-wide cap (a task could never get its leases)."""
+    return min(jobs, max_per_peer) if max_per_peer is not None else jobs
+
+
+@contextmanager
+def _leases(limit: PeerLimit | None, count: int) -> Iterator[None]:
+    """`count` leases of the peer's semaphore (one per association a task opens, at most the cap: see
+    :func:`_cap`) while the block runs."""
+    if limit is None:
+        yield
+        return
+    from distributed import Lock, Semaphore
+
+    semaphore = Semaphore(max_leases=limit.leases, name=limit.name)
+    taken = 0
+    try:
+        with Lock(f"{limit.name}:taking"):  # all of a task's leases at once: two tasks each holding some
+            for _ in range(count):          # and waiting for more would wait forever
+                semaphore.acquire()
+                taken += 1
+        yield
+    finally:
+        for _ in range(taken):
+            semaphore.release()
+
+
 def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, journal: str | None,
-                limit_name: str | None) -> list[FileResult]:
+                limit: PeerLimit | None) -> list[FileResult]:
     """One share, on a worker: the ordinary store, results returned (runs again after a worker loss)."""
     from dicomscu.operations.store import store
 
     results: list[FileResult] = []
     layered = _Layered(Journal(share_journal), Journal(journal) if journal and os.path.exists(journal) else None)
-    leases = None
-    if limit_name is not None:
-        from distributed import Semaphore
-
-        leases = Semaphore(name=limit_name)
-        for _ in range(jobs):
-            leases.acquire()
-    try:
+    with _leases(limit, jobs):
         report = store(peer, files, on_result=results.append, jobs=jobs, journal=layered)
-    finally:
-        if leases is not None:
-            for _ in range(jobs):
-                leases.release()
     if report.not_sent:  # the association failed: the task fails, and Dask runs it again (journal: no repeats)
         raise report.error or AssociationAborted(f"{peer}: {report.not_sent} file(s) not sent")
-    return results
+    return [_stored_by_an_earlier_try(result, layered) for result in results]
+
+
+def _stored_by_an_earlier_try(result: FileResult, layered: _Layered) -> FileResult:
+    """A file the share's own journal holds was stored in this run, by a try of the share that died with its
+    worker (its results never came back): stored, not "already stored" as the user's journal would say."""
+    if result.outcome != ALREADY or result.sop_instance not in layered.share or (
+            layered.earlier is not None and result.sop_instance in layered.earlier):
+        return result
+    try:
+        size = os.path.getsize(result.path)
+    except OSError:
+        size = 0
+    return FileResult(result.path, OK, "", sop_instance=result.sop_instance, size=size)
 
 
 def _share_size(count: int, workers: int, cap: int | None = None) -> int:
@@ -171,15 +217,11 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
     shares = _shares(paths, recursive, emit, _workers(client))
     folder = f"{journal}.shares" if journal else tempfile.mkdtemp(prefix="dicomscu-shares-")
     os.makedirs(folder, exist_ok=True)
-    limit_name = None
-    if max_per_peer is not None:
-        from distributed import Semaphore
-
-        limit_name = f"dicomscu:{peer.host}:{peer.port}"
-        Semaphore(max_leases=max_per_peer, name=limit_name)
+    limit = _peer_limit(peer, max_per_peer)
+    jobs = _cap(jobs, max_per_peer)
 
     def arguments(n: int, share: list) -> tuple:
-        return peer, share, jobs, os.path.join(folder, f"share-{n:06d}.sqlite"), journal, limit_name
+        return peer, share, jobs, os.path.join(folder, f"share-{n:06d}.sqlite"), journal, limit
 
     with closing(_each_share(client, store_share, shares, arguments)) as outcomes:
         for results, error in outcomes:
@@ -210,38 +252,77 @@ def _merge(folder: str, journal: str | None, peer: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def get_share(peer: Peer, query, options, identifiers: list, jobs: int):
-    """One share of series, on a worker: the ordinary C-GET; its report."""
-    from dicomscu.operations.retrieve import get
+def retrieve_share(peer: Peer, query, options, identifiers: list, jobs: int, operation: str, done_journal: str,
+                   limit: PeerLimit | None):
+    """One share of series, on a worker: the ordinary C-GET or C-MOVE, series by series over `jobs`
+    associations, each series recorded in the share's journal once its final response says it is done.
+    A share run again after a worker loss skips the series its journal holds: only the series in flight
+    when the worker died is retrieved twice (C-GET rewrites the same files, C-MOVE's destination gets the
+    same instances again)."""
+    from dicomscu.operations import retrieve
+    from dicomscu.operations.fanout import fan_out
 
-    return get(peer, query, options, None, identifiers, jobs=jobs)
+    run = retrieve.move if operation == "move" else retrieve.get
+    done = Journal(done_journal)
+    todo = [series for series in identifiers if series.SeriesInstanceUID not in done]
+    parts = [retrieve.RetrieveReport(peer, f"C-{operation.upper()}") for _ in range(min(jobs, len(todo)))]
+
+    def one_association(index: int) -> None:
+        for series in todo[index::len(parts)]:
+            part = run(peer, query, options, None, [series])
+            done.record(series.SeriesInstanceUID, "", str(peer))
+            parts[index] = retrieve.combine(peer, [parts[index], part])
+
+    with _leases(limit, len(parts)):
+        fan_out(one_association, range(len(parts)), operation)
+    done.close()
+    total = retrieve.combine(peer, parts)
+    total.operation = f"C-{operation.upper()}"
+    return total
 
 
-def get_on_cluster(peer: Peer, query, options, identifiers: list | None, *, scheduler: str, jobs: int = 1,
-                   on_progress=None):
-    """C-GET what `query` (or `identifiers`) selects, series by series, on the workers at `scheduler`."""
+def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *, scheduler: str,
+                        operation: str = "get", jobs: int = 1, max_per_peer: int | None = None, on_progress=None):
+    """C-GET or C-MOVE what `query` (or `identifiers`) selects, series by series, on the workers at
+    `scheduler`; C-GET into ``options.output`` (storage the workers share), C-MOVE to
+    ``options.move_destination`` (the workers cannot all be one move destination)."""
     from dicomscu.operations import retrieve
 
+    if operation == "move" and options.move_destination is None:
+        raise UsageError("on a cluster, C-MOVE needs a destination the server knows (--move-dest AE): the "
+                         "workers cannot all listen as one move destination; or use --get", option="cluster")
     started = time.perf_counter()
-    report = retrieve.RetrieveReport(peer, "C-GET")
+    name = f"C-{operation.upper()}"
+    report = retrieve.RetrieveReport(peer, name)
     if identifiers is None:
-        identifiers = retrieve.identifiers_for(peer, query, options, report, "C-GET")
+        identifiers = retrieve.identifiers_for(peer, query, options, report, name)
     series = [one for item in identifiers for one in retrieve.series_of(peer, query, item)]
     client = _client(scheduler, peer)
     most = _share_size(len(series), _workers(client))
     shares = [series[start:start + most] for start in range(0, len(series), most)]
+    folder = tempfile.mkdtemp(prefix=".dicomscu-shares-", dir=options.output if operation == "get" else None)
+    limit = _peer_limit(peer, max_per_peer)
+    jobs = _cap(jobs, max_per_peer)
+
+    def arguments(n: int, share: list) -> tuple:
+        return (peer, query, options, share, jobs, operation, os.path.join(folder, f"share-{n:06d}.sqlite"),
+                limit)
+
     parts = []
-    with closing(_each_share(client, get_share, shares, lambda n, share: (peer, query, options, share, jobs))) \
-            as outcomes:
-        for part, error in outcomes:
-            if error is not None:  # counted, with what the share did
-                part = getattr(error, "report", None)
-                report.write_errors.append(f"a share failed on the cluster: {error}")
-            if part is not None:
-                parts.append(part)
-            if on_progress is not None:
-                on_progress(retrieve.combine(peer, parts))
+    try:
+        with closing(_each_share(client, retrieve_share, shares, arguments)) as outcomes:
+            for part, error in outcomes:
+                if error is not None:  # counted, with what the share did
+                    part = getattr(error, "report", None)
+                    report.write_errors.append(f"a share failed on the cluster: {error}")
+                if part is not None:
+                    parts.append(part)
+                if on_progress is not None:
+                    on_progress(retrieve.combine(peer, parts))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     total = retrieve.combine(peer, parts)
+    total.operation = name
     total.write_errors += report.write_errors
     total.already_present = report.already_present
     total.seconds = time.perf_counter() - started
