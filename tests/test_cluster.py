@@ -227,3 +227,31 @@ def test_2000_files_through_orthanc_with_a_worker_killed_each_way(cluster, clean
     files = list(out.rglob("*.dcm"))
     assert len(files) == 2000 and dataset_digests(files) == dataset_digests(big_set.rglob("*.dcm"))
     assert not list(out.rglob("*.part")) and not list(out.glob(".dicomscu-shares-*"))
+
+
+def test_a_pacs_not_ready_yet_gets_the_shares_again_after_a_delay(cluster, dataset_dir, tmp_path):
+    """The port hangs up on every association until the PACS proper starts there: the shares that failed run
+    again after the back-off, and everything is stored."""
+    import socket
+
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    address, _ = cluster
+    port = free_port()
+    hang_up = socket.create_server(("127.0.0.1", port))
+    run = subprocess.Popen([sys.executable, "-m", "dicomscu", "--store", "-r", "127.0.0.1", str(port),
+                            str(dataset_dir), "--cluster", address, "--call", "DICOMSCU", "-W"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hang_up.settimeout(60)
+    hang_up.accept()[0].close()  # a share's association: refused
+    hang_up.close()
+    server = Pacs(ServerConfig(port=port, host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server.start()
+    try:
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        server.stop()
+    files = len(list(dataset_dir.rglob("*.dcm")))
+    assert run.returncode == 0, stderr
+    assert f"{files} of {files} file(s) stored" in stdout
+    assert "runs again in 2 s" in stderr and "Traceback" not in stderr, stderr

@@ -20,8 +20,8 @@ reports as they come.  Nothing lost, nothing twice:
   (SQLite: one writer each, so no locking across machines), beside the user's
   ``--journal`` (shared storage when the workers are on other machines) or in a
   temporary folder of the client's machine;
-* a task whose worker dies is run again by Dask on another worker (up to
-  :data:`RETRIES` times for failures), and skips what its journal, or the user's,
+* a task whose worker dies is run again by Dask on another worker (and one that
+  fails is submitted again, up to :data:`RETRIES` times after a growing delay), and skips what its journal, or the user's,
   already holds; only the file in flight when the worker died can be sent twice,
   and C-STORE of the same instance is idempotent;
 * at the end the share journals are merged into the user's journal.
@@ -33,6 +33,7 @@ Ctrl-C cancels every task.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
@@ -50,6 +51,9 @@ from dicomscu.transport.peer import Peer
 SHARE_FILES = 200
 SHARE_BYTES = 256 << 20
 RETRIES = 2
+#: Seconds before a failed share runs again; doubled for each further try.
+BACKOFF = 2.0
+LOGGER = logging.getLogger("dicomscu")
 
 
 class _Layered:
@@ -159,24 +163,58 @@ def _share_size(count: int, workers: int, cap: int | None = None) -> int:
 def _each_share(client, function: Callable, shares: list,
                 arguments: Callable[[int, list], tuple]) -> Generator[tuple[Any, Exception | None], None, None]:
     """(result, None) or (None, error) of ``function(*arguments(n, share))`` run as a Dask task per share, as
-    they finish.  On any exception, Ctrl-C included, the tasks not done are cancelled; the client is closed
-    at the end."""
-    from distributed import as_completed
+    they finish.  A share that fails is submitted again up to :data:`RETRIES` times, :data:`BACKOFF` seconds
+    later, then twice that (a busy or restarting PACS gets time; no worker waits meanwhile); one whose worker
+    died is run again by Dask itself.  On any exception, Ctrl-C included, the tasks not done are cancelled;
+    the client is closed at the end."""
+    import heapq
 
-    futures: list = []
+    from distributed import wait
+
+    run = time.time_ns()
+    every: list = []  # each future submitted (to cancel)
+    tries: dict[str, tuple[int, int]] = {}  # task key -> (share, try)
+    pending: set = set()
+    later: list[tuple[float, int, int]] = []  # (when, share, try) of the shares backing off
+
+    def submit(n: int, attempt: int) -> None:
+        key = f"dicomscu-{function.__name__}-{run}-{n}-{attempt}"
+        future = client.submit(function, *arguments(n, shares[n]), pure=False, key=key)
+        every.append(future)
+        pending.add(future)
+        tries[key] = (n, attempt)
+
     try:
-        run = time.time_ns()
-        futures = [client.submit(function, *arguments(n, share), pure=False, retries=RETRIES,
-                                 key=f"dicomscu-{function.__name__}-{run}-{n}") for n, share in enumerate(shares)]
-        for future in as_completed(futures):
-            outcome: tuple[Any, Exception | None]
+        for n in range(len(shares)):
+            submit(n, 0)
+        while pending or later:
+            while later and later[0][0] <= time.monotonic():
+                _, n, attempt = heapq.heappop(later)
+                submit(n, attempt)
+            if not pending:
+                time.sleep(max(0.0, later[0][0] - time.monotonic()))
+                continue
             try:
-                outcome = future.result(), None
-            except Exception as exc:  # the share failed on every try
-                outcome = None, exc
-            yield outcome
+                done, _ = wait(list(pending), return_when="FIRST_COMPLETED",
+                               timeout=max(0.01, later[0][0] - time.monotonic()) if later else None)
+            except TimeoutError:
+                continue  # a share's time to run again came first
+            for future in done:
+                pending.discard(future)
+                outcome: tuple[Any, Exception | None]
+                try:
+                    outcome = future.result(), None
+                except Exception as exc:
+                    n, attempt = tries[future.key]
+                    if attempt < RETRIES and not isinstance(exc, UsageError):
+                        delay = BACKOFF * 2 ** attempt
+                        LOGGER.warning("a share failed on the cluster (%s): it runs again in %g s", exc, delay)
+                        heapq.heappush(later, (time.monotonic() + delay, n, attempt + 1))
+                        continue
+                    outcome = None, exc  # the share failed on every try
+                yield outcome
     except BaseException:
-        client.cancel(futures)
+        client.cancel(every)
         raise
     finally:
         client.close()
