@@ -3,6 +3,7 @@ killed mid-run costs nothing but a re-run of its share (its journal skipping wha
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -47,13 +48,16 @@ def slow_scp():
 
     received: Counter = Counter()
     received.spans = {}  # type: ignore[attr-defined]  # association -> (first, last) store time
+    numbers = itertools.count()
 
     def on_store(event):
         time.sleep(0.03)
         received[event.request.AffectedSOPInstanceUID] += 1
         now = time.monotonic()
-        first, _ = received.spans.get(id(event.assoc), (now, now))  # type: ignore[attr-defined]
-        received.spans[id(event.assoc)] = (first, now)  # type: ignore[attr-defined]
+        if not hasattr(event.assoc, "number"):  # (id() of a finished association may be reused)
+            event.assoc.number = next(numbers)  # type: ignore[attr-defined]
+        first, _ = received.spans.get(event.assoc.number, (now, now))  # type: ignore[attr-defined]
+        received.spans[event.assoc.number] = (first, now)  # type: ignore[attr-defined]
         return 0x0000
 
     with storage_scp("SLOW", [SecondaryCaptureImageStorage, CTImageStorage], on_store) as port:
