@@ -85,7 +85,9 @@ class Misbehaving(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         kind = self.path.split("/")[1]
-        if kind == "html":
+        if kind == "ups" and self.path.startswith("/ups/workitems?"):
+            self._workitems()
+        elif kind == "html":
             self._answer(500, b"<html><head><style>p{}</style></head><body><h1>Internal Error</h1>"
                               b"<p>the database exploded</p></body></html>", "text/html")
         elif kind == "auth":
@@ -110,6 +112,33 @@ class Misbehaving(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self._answer(404, b"no such thing", "text/plain")
+
+    #: UPS-RS search (PS3.18 11.9): the Unified Procedure Steps this server holds, and the queries it got.
+    workitems = [
+        {"00080018": {"vr": "UI", "Value": [f"1.2.826.0.1.3680043.10.1137.99.{n}"]},
+         "00100010": {"vr": "PN", "Value": [{"Alphabetic": name}]},
+         "00100020": {"vr": "LO", "Value": [f"PID{n}"]},
+         "00741000": {"vr": "CS", "Value": ["SCHEDULED"]},
+         "00404005": {"vr": "DT", "Value": [f"2026112{n}093000"]},
+         "00741204": {"vr": "LO", "Value": [f"CT chest {n}"]},
+         "00404025": {"vr": "SQ", "Value": [{"00080100": {"vr": "SH", "Value": ["CT01"]}}]}}
+        for n, name in enumerate(["Doe^Jane", "Doe^John", "Roe^Ann"], start=1)]
+    queries: list = []
+
+    def _workitems(self) -> None:
+        from urllib.parse import parse_qsl, urlsplit
+
+        query = parse_qsl(urlsplit(self.path).query, keep_blank_values=True)
+        self.queries.append(query)
+        fields = dict(query)
+        start, size = int(fields.get("offset", 0)), int(fields.get("limit", 100))
+        wanted = [item for item in self.workitems if fields.get("PatientName", "*").rstrip("*") in
+                  item["00100010"]["Value"][0]["Alphabetic"]]
+        page = wanted[start:start + size]
+        if page:
+            self._answer(200, json.dumps(page).encode(), "application/dicom+json")
+        else:
+            self._answer(204, b"", "application/dicom+json")
 
     def _answer(self, status: int, body: bytes, kind: str, headers: dict | None = None) -> None:
         self.send_response(status)
@@ -239,3 +268,33 @@ def test_serve_stow_refuses_bad_parts_and_bad_requests(tmp_path, dataset_dir):
         assert not list(Path(server.storage).rglob("*.part"))
     finally:
         server.stop()
+
+
+def test_worklist_over_dicomweb_is_a_ups_rs_search(misbehaving, web_orthanc):
+    """--worklist with a URL searches /workitems with the QIDO syntax (sequence attributes by path), page by
+    page, and prints the Unified Procedure Steps as any find; a server without UPS-RS, or an MWL-only key,
+    gets one clear line."""
+    Misbehaving.queries.clear()
+    result = run_inprocess("--worklist", misbehaving + "/ups", "-k", "PatientName=Doe*", "-k", "ProcedureStepState",
+                           "-k", "ScheduledStationNameCodeSequence[0].CodeValue", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert [a["00100010"]["Value"][0]["Alphabetic"] for a in answers] == ["Doe^Jane", "Doe^John"]
+    assert answers[0]["00741000"]["Value"] == ["SCHEDULED"]
+    assert answers[0]["00404025"]["Value"][0]["00080100"]["Value"] == ["CT01"]
+    query = Misbehaving.queries[0]
+    assert ("PatientName", "Doe*") in query and ("includefield", "ProcedureStepState") in query
+    assert ("includefield", "ScheduledStationNameCodeSequence.CodeValue") in query
+
+    Misbehaving.queries.clear()  # no keys: the UPS's own; --limit pages with limit/offset
+    result = run_inprocess("--worklist", misbehaving + "/ups", "--limit", "2", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 3 and "CT chest 2" in result.stdout
+    assert "UPS-RS" in result.stderr and "(Unified Procedure Steps): 2 match(es)" in result.stderr
+    assert ("includefield", "ScheduledProcedureStepStartDateTime") in Misbehaving.queries[0]
+    assert ("limit", "2") in Misbehaving.queries[0]
+
+    result = run_inprocess("--worklist", web_orthanc.dicomweb_url)
+    assert result.returncode == 1 and "offers no UPS-RS" in result.stderr and "DIMSE" in result.stderr
+    result = run_inprocess("--worklist", misbehaving + "/ups", "-k", "AccessionNumber=A1")
+    assert result.returncode == 2 and "ReferencedRequestSequence[0].AccessionNumber" in result.stderr

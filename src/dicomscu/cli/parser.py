@@ -198,6 +198,10 @@ def _web_request(request: Request, ns: argparse.Namespace, environ, url: str | N
                          "(HOST PORT) for --move")
     if request.then == "move":
         raise UsageError("--then move needs a DIMSE peer: use --then get with a URL")
+    if request.model == "worklist" and not request.keys:  # a UPS-RS search: the UPS's own attributes
+        from dicomscu.query.model import UPS_DEFAULT_KEYS
+
+        request.keys = list(UPS_DEFAULT_KEYS)
     _check_combinations(request)
     return request
 

@@ -65,7 +65,12 @@ def store_summary(report: StoreReport) -> str:
 
 def find_summary(report: FindReport) -> str:
     level = f" {report.query.level}" if report.query.level else ""
-    line = (f"{_service(report.peer, 'C-FIND', 'QIDO-RS')} {report.peer} ({report.query.model.title}{level}): "
+    worklist = report.query.model.name == "worklist"
+    web, model = ("UPS-RS", "Unified Procedure Steps") if worklist else ("QIDO-RS", report.query.model.title)
+    service = _service(report.peer, "C-FIND", web)
+    if service == "C-FIND":
+        model = report.query.model.title
+    line = (f"{service} {report.peer} ({model}{level}): "
             f"{report.matches} match(es), "
             f"{report.status or 'no final status'} in {report.seconds:.2f} s")
     if report.cancel_ignored:

@@ -96,6 +96,15 @@ WORKLIST_DEFAULT_KEYS = (
     "ScheduledProcedureStepSequence[0].ScheduledProcedureStepID",
 )
 
+#: The same over DICOMweb, where a worklist query is a UPS-RS search (PS3.4 CC.2.5.1.2 return keys):
+#: the Unified Procedure Step's own attributes, the workitem's UID first.
+UPS_DEFAULT_KEYS = (
+    "SOPInstanceUID", "PatientName", "PatientID", "ProcedureStepState", "ScheduledProcedureStepPriority",
+    "ScheduledProcedureStepStartDateTime", "ExpectedCompletionDateTime", "ProcedureStepLabel", "WorklistLabel",
+    "InputReadinessState", "ScheduledWorkitemCodeSequence[0].CodeMeaning",
+    "ScheduledStationNameCodeSequence[0].CodeValue",
+)
+
 
 def help_text(model: Model) -> str:
     """``--queryhelp``: the keys each level of `model` supports."""
@@ -103,6 +112,8 @@ def help_text(model: Model) -> str:
     if not model.levels:
         lines.append("  no levels; common keys (sequence items with [0]):")
         lines += [f"    {key}" for key in WORKLIST_DEFAULT_KEYS]
+        lines.append("  with a DICOMweb URL, a UPS-RS search (/workitems); its common keys:")
+        lines += [f"    {key}" for key in UPS_DEFAULT_KEYS]
         return "\n".join(lines) + "\n"
     for level in model.levels:
         lines.append(f"  --{level.name.lower()}  (0008,0052) Query/Retrieve Level = {level.name}")

@@ -1,11 +1,15 @@
-"""Find over QIDO-RS (PS3.18 10.6): the same query, the same answers as a C-FIND gives.
+"""Find over QIDO-RS (PS3.18 10.6), and worklists over UPS-RS search (PS3.18 11.9): the same
+query, the same answers as a C-FIND gives.
 
 The identifier built for C-FIND becomes the query string: a key with a value is a
 matching parameter (wildcards and date ranges as in DIMSE), a key without one an
-``includefield``.  The level picks the resource (/studies, /series, /instances,
-below the study or series when its UID is given).  Answers arrive in pages
-(``limit``/``offset``), are decoded from DICOM JSON, and are handed over encoded as
-a C-FIND answer would be, so every output format works unchanged.
+``includefield``; an attribute in a sequence item is named by its path
+(``ScheduledStationNameCodeSequence.CodeValue``).  The level picks the resource
+(/studies, /series, /instances, below the study or series when its UID is given); a
+worklist query searches the Unified Procedure Steps (/workitems), which take the
+same query syntax.  Answers arrive in pages (``limit``/``offset``), are decoded from
+DICOM JSON, and are handed over encoded as a C-FIND answer would be, so every output
+format works unchanged.
 """
 
 from __future__ import annotations
@@ -24,29 +28,53 @@ from dicomscu.web.service import WebPeer, WebService
 PAGE = 1000
 _RESOURCES = {"STUDY": "studies", "SERIES": "series", "IMAGE": "instances"}
 _SUCCESS = Status(0x0000, "success", "")
+#: What a server without UPS-RS answers a search of /workitems with.
+_NO_SUCH_SERVICE = (404, 405, 501)
 
 
 def query_parameters(query: Query) -> list[tuple[str, str]]:
     """(name, value) pairs of the query string for `query`'s identifier."""
     fields: list[tuple[str, str]] = []
-    for element in query.dataset:
-        if element.tag in (QUERY_LEVEL, 0x00080005) or element.VR == "SQ":
-            continue
-        name = element.keyword or f"{element.tag:08X}"
-        value = "" if element.value is None else str(element.value)
-        if value in ("", "*"):
-            fields.append(("includefield", name))
-        else:
-            fields.append((name, value.replace("\\", ",") if element.VR == "UI" else value))
+
+    def add(dataset, prefix: str) -> None:
+        for element in dataset:
+            if element.tag in (QUERY_LEVEL, 0x00080005):
+                continue
+            name = prefix + (element.keyword or f"{element.tag:08X}")
+            if element.VR == "SQ" and element.value:
+                add(element.value[0], name + ".")  # PS3.18 8.3.4.1: {attributeID}.{attributeID}
+                continue
+            value = "" if element.VR == "SQ" or element.value is None else str(element.value)
+            if value in ("", "*"):
+                fields.append(("includefield", name))
+            else:
+                fields.append((name, value.replace("\\", ",") if element.VR == "UI" else value))
+
+    add(query.dataset, "")
     return fields
 
 
+#: Modality worklist (DIMSE) attributes a UPS has not, and what the Unified Procedure Step has instead.
+_NOT_IN_UPS = {
+    "ScheduledProcedureStepSequence": "ScheduledProcedureStepStartDateTime, ScheduledStationNameCodeSequence, "
+                                      "ScheduledWorkitemCodeSequence, ProcedureStepLabel",
+    "RequestedProcedureID": "ReferencedRequestSequence[0].RequestedProcedureID",
+    "AccessionNumber": "ReferencedRequestSequence[0].AccessionNumber",
+    "RequestedProcedureDescription": "ReferencedRequestSequence[0].RequestedProcedureDescription",
+}
+
+
 def resource_of(query: Query) -> str:
-    """The QIDO resource path for the query's level (below a study or series named by a single UID)."""
-    level = (query.level or "STUDY").upper()
+    """The QIDO resource path for the query's level (below a study or series named by a single UID); for a
+    worklist query, the UPS-RS workitems."""
     if query.model.name == "worklist":
-        raise UsageError("worklist queries need UPS-RS, which this DICOMweb client does not speak: use DIMSE "
-                         "(HOST PORT) for --worklist")
+        for element in query.dataset:
+            if element.keyword in _NOT_IN_UPS:
+                raise UsageError(f"{element.keyword} is a modality worklist (DIMSE) attribute; over DICOMweb "
+                                 f"--worklist searches Unified Procedure Steps (UPS-RS), which have "
+                                 f"{_NOT_IN_UPS[element.keyword]} (see --queryhelp --worklist)", option="keys")
+        return "/workitems"
+    level = (query.level or "STUDY").upper()
     if level not in _RESOURCES:
         raise UsageError(f"QIDO-RS has no {level.lower()} level: use --study, --series or --image")
     path = ""
@@ -62,20 +90,25 @@ def resource_of(query: Query) -> str:
 def answers(service: WebService, query: Query, limit: int | None = None) -> Iterator[dict]:
     """The DICOM JSON objects matching `query`, page after page."""
     path, fields = resource_of(query), query_parameters(query)
+    what = "UPS-RS search" if path == "/workitems" else "QIDO-RS query"
     offset = 0
     while True:
         size = PAGE if limit is None else min(PAGE, limit - offset)
         response = service.request("GET", path, fields=[*fields, ("limit", str(size)), ("offset", str(offset))],
-                                   headers={"Accept": "application/dicom+json"}, what="QIDO-RS query")
+                                   headers={"Accept": "application/dicom+json"}, what=what,
+                                   accept=_NO_SUCH_SERVICE if path == "/workitems" else ())
+        if response.status in _NO_SUCH_SERVICE:
+            raise OperationFailed(f"{service.peer} offers no UPS-RS: the search of /workitems was answered HTTP "
+                                  f"{response.status}; for a modality worklist use DIMSE (HOST PORT --worklist)")
         if response.status == 204 or not response.data:
             return
         try:
             page = json.loads(response.data)
         except ValueError as exc:
-            raise OperationFailed(f"{service.peer}: the QIDO-RS answer is not JSON ({exc}): "
+            raise OperationFailed(f"{service.peer}: the {what} answer is not JSON ({exc}): "
                                   f"{response.data[:100]!r}") from None
         if not isinstance(page, list):
-            raise OperationFailed(f"{service.peer}: the QIDO-RS answer is not a JSON array of results")
+            raise OperationFailed(f"{service.peer}: the {what} answer is not a JSON array of results")
         yield from page
         offset += len(page)
         if len(page) < size or (limit is not None and offset >= limit):
