@@ -131,3 +131,20 @@ def test_flat_answers_from_fixed_bytes():
     sequence = struct.pack("<HH2sHL", 0x0008, 0x1115, b"SQ", 0, 0)
     assert read_flat(sequence, implicit=False, little=True) is None  # left to pydicom
     assert read_flat(FIXED[:-3], implicit=False, little=True) is None  # cut: left to pydicom, which refuses it
+
+
+def test_wado_accept_header_and_the_syntax_each_instance_is_sent_in():
+    from dicomscu.server.web import accepted_syntaxes, syntax_to_send
+
+    explicit, implicit, jpeg = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.4.50"
+    assert accepted_syntaxes(None) == [explicit] == accepted_syntaxes('multipart/related; type="application/dicom"')
+    assert accepted_syntaxes('multipart/related; type="application/dicom"; transfer-syntax=*') is None
+    both = (f'multipart/related; type="application/dicom"; transfer-syntax={jpeg}, '
+            f'multipart/related; type="application/dicom"; transfer-syntax="{implicit}"')
+    assert accepted_syntaxes(both) == [jpeg, implicit]
+    assert syntax_to_send(implicit, None) == implicit and syntax_to_send(jpeg, None) == jpeg
+    assert syntax_to_send(implicit, [explicit]) == explicit  # re-encoded
+    assert syntax_to_send(jpeg, [jpeg, implicit]) == jpeg
+    assert syntax_to_send(explicit, [jpeg, implicit]) == implicit
+    assert syntax_to_send(jpeg, [explicit]) is None  # compressed: never converted
+    assert syntax_to_send(explicit, [jpeg]) is None

@@ -240,6 +240,57 @@ def test_serve_speaks_dicomweb_over_the_same_index(dataset_dir, tmp_path):
         server.stop()
 
 
+def test_serve_wado_sends_the_transfer_syntax_asked_for(dataset_dir, tmp_path):
+    """serve's WADO-RS: by default (no transfer-syntax) Explicit VR Little Endian, re-encoded from the
+    Implicit VR files stored, the same data set; a syntax asked for by name; a compressed instance only as
+    stored (transfer-syntax=*), else 406 and one clear line."""
+    import urllib.request
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               http_port=free_port()))
+    server.start()
+    url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
+    jpeg2000 = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"), stop_before_pixels=True)
+    try:
+        stored = run_dicomscu("--store", url, str(dataset_dir / "small"), get_testdata_file("JPEG2000.dcm"))
+        assert stored.returncode == 0, stored.stderr
+        every = [pydicom.dcmread(path) for path in sorted((dataset_dir / "small").iterdir())]
+        study = every[0].StudyInstanceUID
+        originals = {ds.SOPInstanceUID: ds for ds in every if ds.StudyInstanceUID == study}
+        out = tmp_path / "explicit"
+        got = run_dicomscu("--get", "--study", "--studyroot", url, "-k", f"StudyInstanceUID={study}", "-o", str(out))
+        assert got.returncode == 0, got.stderr
+        received = {ds.SOPInstanceUID: ds for ds in map(pydicom.dcmread, out.rglob("*.dcm"))}
+        assert {ds.file_meta.TransferSyntaxUID for ds in received.values()} == {"1.2.840.10008.1.2.1"}
+        assert set(received) == set(originals) and originals[every[0].SOPInstanceUID].file_meta.TransferSyntaxUID \
+            == "1.2.840.10008.1.2"  # stored as Implicit VR
+        for uid, original in originals.items():
+            assert received[uid] == original  # every element, every value
+
+        request = urllib.request.Request(f"{url}/studies/{study}", headers={
+            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2'})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+        assert response.status == 200 and b"transfer-syntax=1.2.840.10008.1.2\r\n" in body
+
+        refused = run_dicomscu("--get", "--study", "--studyroot", url, "-k",
+                               f"StudyInstanceUID={jpeg2000.StudyInstanceUID}", "-o", str(tmp_path / "no"))
+        assert refused.returncode == 1 and "HTTP 406" in refused.stderr and "transfer-syntax=*" in refused.stderr
+        kept = run_dicomscu("--get", "--study", "--studyroot", url, "-k",
+                            f"StudyInstanceUID={jpeg2000.StudyInstanceUID}", "-o", str(tmp_path / "as-stored"),
+                            "--accept-all-syntaxes")
+        assert kept.returncode == 0, kept.stderr
+        assert dataset_digests((tmp_path / "as-stored").rglob("*.dcm")) == \
+            dataset_digests([get_testdata_file("JPEG2000.dcm")])
+    finally:
+        server.stop()
+
+
 def test_serve_stow_refuses_bad_parts_and_bad_requests(tmp_path, dataset_dir):
     import urllib3
 

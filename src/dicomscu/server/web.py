@@ -7,8 +7,11 @@ Under ``/dicom-web``:
   matching is the C-FIND matching (the same index, the same rules);
 * WADO-RS: ``GET /studies/{study}[/series/{series}[/instances/{instance}]]``, a
   ``multipart/related; type="application/dicom"`` response of the stored files, each
-  proven whole before it is sent, streamed from disk (files are served as stored, each
-  part labelled with its transfer syntax);
+  proven whole before it is sent, streamed from disk, each part labelled with its
+  transfer syntax.  The Accept header's ``transfer-syntax`` says which: ``*`` as stored;
+  none, Explicit VR Little Endian (PS3.18's default); an uncompressed file is re-encoded
+  into an uncompressed syntax asked for, a compressed one is sent only in its own (206
+  when some instances cannot be sent as asked, 406 when none can);
 * STOW-RS: ``POST /studies``, a multipart request (with a Content-Length or chunked),
   each part stored exactly as a C-STORE's data set is (same checks, same index),
   answered with the Referenced and Failed SOP Sequences (200, 202 or 409).
@@ -27,6 +30,7 @@ import threading
 from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
+from dicomscu import uids
 from dicomscu.files.probe import BadFile, probe, valid_uid
 from dicomscu.server.index import LEVELS, UNIQUE
 from dicomscu.web.wado import MultipartError, MultipartReader, boundary_of
@@ -194,21 +198,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         _, found = self.pacs.matches(identifier)
         if found is None:
             raise HttpError(503, "the query ran past its deadline")
-        paths = [row["path"] for match in found for row in match.rows]
-        if not paths:
+        rows = [row for match in found for row in match.rows]
+        if not rows:
             raise HttpError(404, f"no such {UNIQUE[level]} {uids[-1]}")
+        accepted = accepted_syntaxes(self.headers.get("Accept"))
+        plan = [(row["path"], syntax_to_send(row["transfer_syntax"], accepted)) for row in rows]
+        sendable = [(path, syntax) for path, syntax in plan if syntax is not None]
+        if not sendable:
+            raise HttpError(406, f"the {len(rows)} instance(s) are stored compressed "
+                                 f"({', '.join(sorted({row['transfer_syntax'] for row in rows}))}) and are not "
+                                 f"converted: ask for transfer-syntax=* or one of those")
         boundary = os.urandom(12).hex()
-        self.send_response(200)
+        self.send_response(200 if len(sendable) == len(plan) else 206)
         self.send_header("Content-Type", f'multipart/related; type="application/dicom"; boundary={boundary}')
+        if len(sendable) < len(plan):
+            self.send_header("Warning", f"299 dicomscu \"{len(plan) - len(sendable)} instance(s) stored "
+                                        "compressed are left out: not in a transfer syntax asked for\"")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for path in paths:
+        for path, syntax in sendable:
             stored = self.pacs.read_instance(path)
             if stored is None:
                 continue
             info, data = stored
+            if syntax != info.transfer_syntax:
+                data = _reencoded(info, data, syntax)
             self._chunk(f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax="
-                        f"{info.transfer_syntax}\r\n\r\n".encode())
+                        f"{syntax}\r\n\r\n".encode())
             for start in range(0, len(data), CHUNK):
                 self._chunk(data[start:start + CHUNK])
             self._chunk(b"\r\n")
@@ -304,6 +320,41 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             referenced.append(item)
         else:
             failed.append({**item, _REASON: {"vr": "US", "Value": [status]}})
+
+
+def accepted_syntaxes(accept: str | None) -> list[str] | None:
+    """The transfer syntaxes a WADO-RS request's Accept header allows for application/dicom parts, in its
+    order; None for any (``transfer-syntax=*``).  No transfer-syntax parameter: Explicit VR Little Endian,
+    PS3.18's default."""
+    syntaxes: list[str] = []
+    for media_range in (accept or "").split(","):
+        parameters = dict((name.strip().lower(), value.strip().strip('"'))
+                          for name, _, value in (part.partition("=") for part in media_range.split(";")[1:]))
+        syntax = parameters.get("transfer-syntax")
+        if syntax == "*":
+            return None
+        if syntax:
+            syntaxes.append(syntax)
+    return syntaxes or [uids.EXPLICIT_VR_LE]
+
+
+def syntax_to_send(stored: str, accepted: list[str] | None) -> str | None:
+    """The syntax to send an instance stored in `stored` in: as stored when that is accepted, else the
+    first accepted uncompressed syntax when the file is uncompressed (re-encoded); None when neither."""
+    if accepted is None or stored in accepted:
+        return stored
+    if stored not in uids.NATIVE_SYNTAXES + (uids.DEFLATED_EXPLICIT_VR_LE,):
+        return None  # compressed: sent as it is or not at all
+    return next((syntax for syntax in accepted if syntax in uids.NATIVE_SYNTAXES), None)
+
+
+def _reencoded(info, data: bytes, syntax: str) -> bytes:
+    """A stored uncompressed file as a whole file in another uncompressed `syntax` (its file meta says so)."""
+    from dicomscu.files.codec import decode, encode
+    from dicomscu.files.instances import file_header
+
+    dataset = decode(memoryview(data)[info.dataset_offset:], info.transfer_syntax)
+    return file_header(info.sop_class, info.sop_instance, syntax) + encode(dataset, syntax)
 
 
 def _keyword(name: str, keyword_for_tag, tag_for_keyword) -> str | None:
