@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from setuptools import find_packages
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -45,13 +47,16 @@ def test_no_module_imports_pynetdicom():
     assert not offenders
 
 
-def test_an_echo_loads_neither_pydicom_nor_rich(storescp):
-    """Start-up dominates short commands: the C-ECHO path is the protocol core and the CLI only."""
+@pytest.mark.parametrize("arguments", [[], ["--store", "--no-progress", "{files}"]], ids=["echo", "store"])
+def test_echo_and_store_load_neither_pydicom_nor_rich(storescp, dataset_dir, arguments):
+    """Start-up dominates short commands: the C-ECHO path is the protocol core and the CLI only, and a
+    C-STORE of files the peer takes as they are probes them itself (pydicom only to convert one)."""
     import subprocess
     import sys
 
+    argv = ["127.0.0.1", str(storescp.port)] + [a.format(files=dataset_dir / "small") for a in arguments]
     script = ("import sys\nfrom dicomscu.app import main\n"
-              f"code = main(['127.0.0.1', '{storescp.port}'])\n"
+              f"code = main({argv!r})\n"
               "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydicom', 'rich', 'pynetdicom', 'numpy'))\n"
               "print(code, heavy)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

@@ -6,6 +6,9 @@ each against pydicom's registry.
 
 from __future__ import annotations
 
+#: Our Implementation Class UID (PS3.7 D.3.3.2; under the root 1.2.826.0.1.3680043.10.1137): in the
+#: associations we negotiate and the file meta of the files we write.
+IMPLEMENTATION_CLASS = "1.2.826.0.1.3680043.10.1137.0.1"
 VERIFICATION = "1.2.840.10008.1.1"
 
 PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"

@@ -22,7 +22,7 @@ import struct
 import tempfile
 from dataclasses import dataclass
 
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+from dicomscu.uids import IMPLEMENTATION_CLASS
 
 from dicomscu.errors import UsageError
 from dicomscu.files.probe import BadFile, top_level_values, valid_uid
@@ -132,7 +132,7 @@ def file_header(sop_class: str, sop_instance: str, transfer_syntax: str) -> byte
         _meta_element(0x0002, b"UI", _padded(sop_class, b"\0")),
         _meta_element(0x0003, b"UI", _padded(sop_instance, b"\0")),
         _meta_element(0x0010, b"UI", _padded(transfer_syntax, b"\0")),
-        _meta_element(0x0012, b"UI", _padded(PYDICOM_IMPLEMENTATION_UID, b"\0")),
+        _meta_element(0x0012, b"UI", _padded(IMPLEMENTATION_CLASS, b"\0")),
         _meta_element(0x0013, b"SH", _padded(IMPLEMENTATION_VERSION, b" ")),
     ])
     return b"\0" * 128 + b"DICM" + _meta_element(0x0000, b"UL", struct.pack("<L", len(body))) + body

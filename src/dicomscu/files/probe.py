@@ -21,11 +21,11 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
+from dicomscu.uids import (
+    DEFLATED_EXPLICIT_VR_LE as DeflatedExplicitVRLittleEndian,
+    EXPLICIT_VR_BE as ExplicitVRBigEndian,
+    EXPLICIT_VR_LE as ExplicitVRLittleEndian,
+    IMPLICIT_VR_LE as ImplicitVRLittleEndian,
 )
 
 #: VRs whose explicit encoding has 2 reserved bytes and a 32-bit length (PS3.5 7.1.2).

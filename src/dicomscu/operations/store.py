@@ -23,14 +23,9 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
-from io import BytesIO
 from typing import Callable, Sequence
 
-from pydicom import dcmread
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
 from dicomscu.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomscuError
-from dicomscu.files.codec import encode
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
 from dicomscu.operations.status import SUCCESS, WARNING, decode
@@ -41,6 +36,11 @@ from dicomscu.protocol.negotiation import AcceptedContext, Proposal
 from dicomscu.transport.association import associate
 from dicomscu.transport.channel import Channel
 from dicomscu.transport.peer import Peer
+from dicomscu.uids import (
+    DEFLATED_EXPLICIT_VR_LE as DeflatedExplicitVRLittleEndian,
+    EXPLICIT_VR_LE as ExplicitVRLittleEndian,
+    IMPLICIT_VR_LE as ImplicitVRLittleEndian,
+)
 
 #: PS3.8 9.3.2.2: at most 128 presentation contexts (odd IDs 1..255) per association.
 MAX_CONTEXTS = 128
@@ -337,9 +337,9 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
             return FileResult(path, FAILED, _refusal(channel, info), sop_instance=info.sop_instance,
                               size=len(data))
         try:
-            payload = _reencode(data, UID(context.transfer_syntax), compressed)
+            payload = _reencode(data, context.transfer_syntax, compressed)
         except Exception as exc:  # pydicom could not convert this file
-            return FileResult(path, FAILED, _conversion_failure(info, UID(context.transfer_syntax), compressed, exc),
+            return FileResult(path, FAILED, _conversion_failure(info, context.transfer_syntax, compressed, exc),
                               sop_instance=info.sop_instance, size=len(data))
     message_id = channel.next_message_id()
     command = dimse.c_store_rq(message_id, info.sop_class, info.sop_instance)
@@ -366,19 +366,26 @@ def _fallback_context(channel: Channel, info: DicomFile) -> AcceptedContext | No
     return None
 
 
+def _name(uid: str) -> str:
+    """The UID's name in the registry (pydicom's, loaded only for a message that needs it)."""
+    from pydicom.uid import UID
+
+    return UID(uid).name
+
+
 def _refusal(channel: Channel, info: DicomFile) -> str:
-    sop_name = UID(info.sop_class).name
-    syntax_name = UID(info.transfer_syntax).name
+    sop_name = _name(info.sop_class)
+    syntax_name = _name(info.transfer_syntax)
     if channel.context_for(info.sop_class) is None:
         return f"the peer does not accept {sop_name} ({info.sop_class}) in any transfer syntax we offered"
     return f"the peer does not accept {syntax_name} for {sop_name}, nor any uncompressed transfer syntax"
 
 
-def _conversion_failure(info: DicomFile, target: UID, compressed: bool, exc: Exception) -> str:
-    syntax_name = UID(info.transfer_syntax).name
+def _conversion_failure(info: DicomFile, target: str, compressed: bool, exc: Exception) -> str:
+    syntax_name = _name(info.transfer_syntax)
     if not compressed:
-        return f"cannot convert {syntax_name} to {target.name}: {exc}"
-    refused = f"the peer does not accept {syntax_name} for {UID(info.sop_class).name}"
+        return f"cannot convert {syntax_name} to {_name(target)}: {exc}"
+    refused = f"the peer does not accept {syntax_name} for {_name(info.sop_class)}"
     convert = "convert the file first (gdcmconv --raw, dcmdjpeg)"
     from pydicom.pixels import get_decoder
 
@@ -392,7 +399,14 @@ def _conversion_failure(info: DicomFile, target: UID, compressed: bool, exc: Exc
             f"or {convert}")
 
 
-def _reencode(data: bytes, syntax: UID, decompress: bool = False) -> bytes:
+def _reencode(data: bytes, syntax: str, decompress: bool = False) -> bytes:
+    """The file's data set in `syntax` (pydicom: loaded only when a file needs converting)."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    from dicomscu.files.codec import encode
+
     dataset = dcmread(BytesIO(data), force=True)
     if decompress:
         # pydicom's pixel data plugins (pylibjpeg, numpy for RLE); the same instance, so the same UID

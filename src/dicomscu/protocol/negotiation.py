@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
+from dicomscu import uids
 from dicomscu.protocol import pdu as pdus
 
 #: Our Implementation Class UID and Version Name (PS3.7 D.3.3.2), under the project's UID root.
-IMPLEMENTATION_CLASS = "1.2.826.0.1.3680043.10.1137.0.1"
+IMPLEMENTATION_CLASS = uids.IMPLEMENTATION_CLASS
 IMPLEMENTATION_VERSION = "DICOMSCU_1"
 #: PS3.8 9.3.2.2: presentation context IDs are odd numbers 1 to 255.
 MAX_CONTEXTS = 128
