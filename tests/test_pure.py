@@ -148,3 +148,12 @@ def test_wado_accept_header_and_the_syntax_each_instance_is_sent_in():
     assert syntax_to_send(explicit, [jpeg, implicit]) == implicit
     assert syntax_to_send(jpeg, [explicit]) is None  # compressed: never converted
     assert syntax_to_send(explicit, [jpeg]) is None
+
+
+def test_the_retrieval_keys_known_without_pydicom_agree_with_its_dictionary():
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    from dicomscu.query.keys import UNIQUE_KEYS
+
+    assert {keyword: (tag_for_keyword(keyword), dictionary_VR(tag_for_keyword(keyword))) for keyword in UNIQUE_KEYS} \
+        == UNIQUE_KEYS

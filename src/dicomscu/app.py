@@ -293,20 +293,31 @@ def run_store(request: Request, env: Environment) -> int:
 
 def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
     from dicomscu.files.instances import prepare_directory
-    from dicomscu.operations import retrieve
+    from dicomscu.operations.retrieval import RetrieveOptions
     from dicomscu.output import text
-    from dicomscu.query.build import build_query
 
-    query = build_query(request.model, request.level, request.keys, charset=request.charset, level_key=False,
-                        environ=env.environ)
-    if request.store_query and identifiers is None:  # gdcmscu writes it for --move (and --get) too
-        from dicomscu.query.files import write_query
+    query = None
+    if request.web is not None and identifiers is None and not (request.store_query or request.from_json):
+        from dicomscu.web.wado import identifier_from_keys
 
-        write_query(query, request.store_query, request.root_uid)
-    if request.from_json:
-        identifiers = retrieve.identifiers_from_answers(_read_json_answers(request.from_json, env), query,
-                                                        request.level)
-    options = retrieve.RetrieveOptions(
+        light = identifier_from_keys(request.model, request.level, request.keys)  # WADO-RS by UIDs: no pydicom
+        identifiers = [light] if light is not None else None
+        LOGGER.info("WADO-RS identifier: %s", light)
+    if request.web is None or identifiers is None or request.from_json:
+        from dicomscu.operations import retrieve
+        from dicomscu.query.build import build_query
+
+        query = build_query(request.model, request.level, request.keys, charset=request.charset,
+                            level_key=False, environ=env.environ)
+        if request.store_query and identifiers is None:  # gdcmscu writes it for --move (and --get) too
+            from dicomscu.query.files import write_query
+
+            write_query(query, request.store_query, request.root_uid)
+        if request.from_json:
+            identifiers = retrieve.identifiers_from_answers(_read_json_answers(request.from_json, env), query,
+                                                            request.level)
+        LOGGER.info("%s identifier:\n%s", request.operation.upper(), query.dataset)
+    options = RetrieveOptions(
         output=prepare_directory(request.output or "."),
         layout=request.layout,
         accept_all_syntaxes=request.accept_all_syntaxes,
@@ -314,7 +325,6 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         port_scp=request.port_scp,
         skip_existing=request.skip_existing,
     )
-    LOGGER.info("%s identifier:\n%s", request.operation.upper(), query.dataset)
     show_bar = request.progress if request.progress is not None else env.stderr_isatty
     bar = None
     if show_bar:
@@ -323,21 +333,13 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         bar = RetrieveProgress(f"C-{request.operation.upper()}", env.stderr)
     progress = bar.update if bar else None
     with bar if bar is not None else nullcontext():
-        if request.cluster:
-            from dicomscu.operations.cluster import retrieve_on_cluster
-
-            report = retrieve_on_cluster(request.target, query, options, identifiers, scheduler=request.cluster,
-                                         operation=request.operation, jobs=request.jobs,
-                                         max_per_peer=request.max_per_peer, on_progress=progress)
-        elif request.web is not None:
+        if request.web is not None and identifiers is not None:  # (no query built: none is needed)
             from dicomscu.web import wado
 
-            wanted = identifiers if identifiers is not None else [retrieve.retrieve_identifier(query, "WADO-RS")]
-            report = wado.get(request.web, wanted, options, progress)
-        elif request.operation == "move":
-            report = retrieve.move(request.target, query, options, progress, identifiers, jobs=request.jobs)
+            report = wado.get(request.web, identifiers, options, progress)
         else:
-            report = retrieve.get(request.target, query, options, progress, identifiers, jobs=request.jobs)
+            assert query is not None  # built above for every other retrieval
+            report = _retrieve_with_query(request, query, options, identifiers, progress)
     for problem in report.write_errors:
         _error(env, f"not written: {problem}")
     if request.format == "json":
@@ -345,6 +347,24 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
     else:
         env.out(text.retrieve_summary(report, options.output))
     return 0 if report.ok else 1
+
+
+def _retrieve_with_query(request: Request, query, options, identifiers, progress):
+    from dicomscu.operations import retrieve
+
+    if request.cluster:
+        from dicomscu.operations.cluster import retrieve_on_cluster
+
+        return retrieve_on_cluster(request.target, query, options, identifiers, scheduler=request.cluster,
+                                   operation=request.operation, jobs=request.jobs,
+                                   max_per_peer=request.max_per_peer, on_progress=progress)
+    if request.web is not None:
+        from dicomscu.web import wado
+
+        return wado.get(request.web, [retrieve.retrieve_identifier(query, "WADO-RS")], options, progress)
+    if request.operation == "move":
+        return retrieve.move(request.target, query, options, progress, identifiers, jobs=request.jobs)
+    return retrieve.get(request.target, query, options, progress, identifiers, jobs=request.jobs)
 
 
 def run_sample(argv: list[str], env: Environment) -> int:

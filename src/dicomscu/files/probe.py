@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 from dicomscu.uids import (
     DEFLATED_EXPLICIT_VR_LE as DeflatedExplicitVRLittleEndian,
@@ -69,6 +70,8 @@ class DicomFile:
     has_meta: bool
     #: Set when the file meta's SOP UIDs disagree with the data set's (which win).
     warning: str = ""
+    #: Text values of the top-level tags `probe` was asked to ``read`` ("" when absent).
+    values: Mapping[int, str] = field(default_factory=dict, compare=False)
 
 
 def _uid(raw: bytes | memoryview) -> str:
@@ -210,12 +213,14 @@ def _looks_like_raw_dataset(data: memoryview) -> bool:
     return 0x0002 < group <= 0x0010 and element <= 0x00FF
 
 
-def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> DicomFile:
+def probe(data: bytes | bytearray | memoryview, *, complete: bool = True, read: Sequence[int] = ()) -> DicomFile:
     """Parse `data` (a whole file, or its head when `complete` is False).
 
     With ``complete=True`` the whole data set is walked and a truncated or corrupt
     file raises :class:`BadFile`.  With ``complete=False`` parsing stops once the
-    SOP UIDs are known; a head cut anywhere is fine.
+    SOP UIDs are known; a head cut anywhere is fine.  The text values of the
+    top-level tags in `read` are collected in the same walk (``values``), for
+    naming a received file without walking it twice.
     """
     view = memoryview(data)
     if len(view) == 0:
@@ -235,7 +240,7 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
     if meta.get("sop_class") == DICOMDIR:  # DCMTK's storescu skips it too
         raise BadFile("a DICOMDIR (the index of a CD or DVD), not an instance to store")
 
-    wanted: dict[int, bytes | memoryview] = {_SOP_CLASS: b"", _SOP_INSTANCE: b""}
+    wanted: dict[int, bytes | memoryview] = {_SOP_CLASS: b"", _SOP_INSTANCE: b"", **{tag: b"" for tag in read}}
     dataset, start = view, offset
     if syntax == DeflatedExplicitVRLittleEndian:
         dataset, start = _inflate(view[offset:], complete), 0
@@ -272,7 +277,8 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True) -> Dic
                         ("Transfer Syntax UID", syntax)):
         if not valid_uid(value):
             raise BadFile(f"invalid {name} {value[:70]!r} (a UID is up to 64 digits and dots)")
-    return DicomFile(sop_class, sop_instance, syntax, offset, has_meta, warning)
+    return DicomFile(sop_class, sop_instance, syntax, offset, has_meta, warning,
+                     {tag: _uid(wanted[tag]) for tag in read})
 
 
 def _inflate(deflated: memoryview, complete: bool) -> memoryview:

@@ -20,26 +20,31 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import MutableSequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Callable
 
 from pydicom.dataset import Dataset
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomscu.errors import DicomscuError, OperationFailed, PeerTimeout, UsageError
 from dicomscu.files.instances import InstanceWriter
 from dicomscu.files.codec import encode
 from dicomscu.files.probe import valid_uid
 from dicomscu.operations.fanout import fan_out
+from dicomscu.operations.retrieval import (  # noqa: F401 - names of this module's API since the start
+    AS_THEY_COME,
+    COMPRESSED_SYNTAXES,
+    GUESSES,
+    Progress,
+    RetrieveOptions,
+    RetrieveReport,
+    Scope,
+    _key_value,
+    check_identifier,
+    combine,
+    refused_note,
+)
 from dicomscu.operations.sink import InstanceSink
-from dicomscu.operations.status import FAILURE, PENDING, SUCCESS, WARNING, Status, decode
+from dicomscu.operations.status import FAILURE, PENDING, decode
 from dicomscu.query.build import QUERY_LEVEL, Query, build_query
 from dicomscu.storage_classes import STORAGE_UIDS
 from dicomscu.protocol import commands as dimse
@@ -48,7 +53,6 @@ from dicomscu.protocol.negotiation import Proposal
 from dicomscu.protocol.pdu import RoleSelection
 from dicomscu.transport.association import associate
 from dicomscu.transport.channel import Channel
-from dicomscu.uids import COMPRESSED_SYNTAXES as _COMPRESSED
 from dicomscu.transport.peer import Peer
 
 LOGGER = logging.getLogger("dicomscu")
@@ -56,114 +60,25 @@ LOGGER = logging.getLogger("dicomscu")
 MAX_STORAGE_CONTEXTS = 127
 #: SOP Instance UIDs per image-level request when retrieving what is missing.
 UIDS_PER_REQUEST = 200
-#: --accept-all-syntaxes: instances kept in the syntax the server has them in.  Compressed syntaxes
-#: come first (the server offers a compressed one only for data it holds compressed), then the explicit
-#: ones before Implicit VR (an Explicit or big endian file is not re-encoded, private VRs survive).
-#: The compressed syntaxes, those archives hold most first (JPEG 2000, JPEG lossless and baseline, RLE,
-#: JPEG-LS), then the rest as pydicom lists them: a class's contexts are taken from the front.
-_COMMON = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.50",
-           "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.51",
-           "1.2.840.10008.1.2.4.57")
-COMPRESSED_SYNTAXES = tuple(sorted(_COMPRESSED,
-                                   key=lambda ts: _COMMON.index(ts) if ts in _COMMON else len(_COMMON)))
-#: C-GET contexts for a class whose syntaxes the server did not say, after the uncompressed pair, in
-#: this order while the 127 contexts last: the common compressed ones, the other two uncompressed
-#: (big endian, retired but held by old archives, and deflate), then the rarer compressed ones.
-GUESSES = (*COMPRESSED_SYNTAXES[:len(_COMMON)], ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian,
-           *COMPRESSED_SYNTAXES[len(_COMMON):])
-AS_THEY_COME = (*COMPRESSED_SYNTAXES, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
-                ExplicitVRBigEndian, ImplicitVRLittleEndian)
 #: A server that does not answer the survey within this long gets the full list (bounded by --timeout).
 SURVEY_SECONDS = 10.0
 #: Up to this many identifiers, C-GET first asks (C-FIND) which SOP classes they hold.
 MAX_IDENTIFIERS_TO_SURVEY = 16
 
 
-@dataclass
-class RetrieveOptions:
-    output: str = "."
-    layout: str = "flat"
-    #: Accept every transfer syntax for incoming instances (gdcmscu: Implicit VR LE only).
-    accept_all_syntaxes: bool = False
-    #: C-MOVE to this AE instead of our own SCP.
-    move_destination: str | None = None
-    #: Port of our storage SCP for C-MOVE.
-    port_scp: int | None = None
-    #: First find the instances, then retrieve only those not already in `output`.
-    skip_existing: bool = False
-
-    @property
-    def syntaxes(self) -> list[str]:
-        """What our C-MOVE SCP accepts, in order of preference (the acceptor picks the first offered)."""
-        return list(AS_THEY_COME) if self.accept_all_syntaxes else [ImplicitVRLittleEndian]
-
-
-@dataclass
-class RetrieveReport:
-    peer: Peer
-    operation: str  # "C-MOVE" or "C-GET"
-    status: Status | None = None
-    remaining: int = 0
-    completed: int = 0
-    failed: int = 0
-    warning: int = 0
-    #: Files written by us (C-GET, or C-MOVE to our own SCP), and write failures.
-    written: int = 0
-    write_errors: list[str] = field(default_factory=list)
-    already_present: int = 0
-    requests: int = 0
-    seconds: float = 0.0
-    #: SOP classes the instances have (learned by C-FIND) that the server would not send us.
-    refused_classes: list[str] = field(default_factory=list)
-    #: What to do about a failure, when we can tell (C-MOVE).
-    advice: str = ""
-    #: Instances whose data set named another SOP Instance UID than the request (written as the data set's),
-    #: different data sets refused under a UID already received, instances outside the studies/series asked.
-    renamed: int = 0
-    conflicting: int = 0
-    outside: int = 0
-    #: SHA-1 of each data set received, by SOP Instance UID (20 bytes an instance), and the scope asked for.
-    received: dict[str, bytes] = field(default_factory=dict, repr=False)
-    scope: Scope | None = None
-
-    @property
-    def total(self) -> int:
-        return self.remaining + self.completed + self.failed + self.warning
-
-    @property
-    def ok(self) -> bool:
-        return (self.status is None or self.status.category in (SUCCESS, WARNING)) and not (
-            self.failed or self.write_errors)
-
-
-Progress = Callable[[RetrieveReport], None]
-
-
 def retrieve_identifier(query: Query, operation: str) -> Dataset:
-    """The identifier of a C-MOVE/C-GET: the query's keys that have values, checked.
-
-    No wildcards (the manual: "no wildcards are allowed"), and the unique key of
-    the requested level must have a value.
-    """
-    if query.model.name == "worklist":
-        _service_class(query, operation[2:].lower())  # raises: the worklist model has no C-MOVE or C-GET
+    """The identifier of a C-MOVE/C-GET: the query's keys that have values, checked
+    (:func:`.retrieval.check_identifier`)."""
     dataset = Dataset()
+    values: dict[str, str] = {}
     for element in query.dataset:
         if element.tag == 0x00080005 or element.value in (None, "", []):
             continue
-        text = str(element.value)
-        if element.tag != QUERY_LEVEL and ("*" in text or "?" in text):
-            raise UsageError(f"{operation} allows no wildcards: {element.keyword}={text} "
-                             "(find the exact values with --find first)")
+        values[element.keyword or f"({element.tag >> 16:04X},{element.tag & 0xFFFF:04X})"] = str(element.value)
         dataset.add(element)
     if "SpecificCharacterSet" in query.dataset and len(dataset) > 1:
         dataset.SpecificCharacterSet = query.dataset.SpecificCharacterSet
-    level = query.model.level(query.level or "")
-    if level.unique not in dataset:
-        raise UsageError(
-            f"{operation} at the {level.name} level needs a value for {level.unique}: add "
-            f"-k {level.unique}=VALUE (find it with --find --{level.name.lower()})"
-        )
+    check_identifier(values, query.model, query.level or "", operation)
     return dataset
 
 
@@ -395,11 +310,6 @@ def _with_values(dataset: Dataset) -> Dataset:
     return kept
 
 
-def _key_value(value) -> str:
-    """A -k value from an identifier's element (a UID list in its backslash-separated form)."""
-    return "\\".join(map(str, value)) if isinstance(value, MutableSequence) else str(value)
-
-
 def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> RetrieveReport:
     """``--get -j N``: the work split by series over N associations, one combined report."""
     import threading
@@ -443,26 +353,6 @@ def series_of(peer: Peer, query: Query, identifier: Dataset) -> list[Dataset]:
     answers: list[Dataset] = []
     find(peer, series_query, on_answer=answers.append)
     return identifiers_from_answers(answers, series_query, "SERIES") or [identifier]
-
-
-def combine(peer: Peer, parts: list[RetrieveReport]) -> RetrieveReport:
-    total = RetrieveReport(peer, "C-GET")
-    for part in parts:
-        total.completed += part.completed
-        total.failed += part.failed
-        total.warning += part.warning
-        total.remaining += part.remaining
-        total.written += part.written
-        total.write_errors += part.write_errors
-        total.requests += part.requests
-        total.refused_classes += [uid for uid in part.refused_classes if uid not in total.refused_classes]
-        total.renamed += part.renamed
-        total.conflicting += part.conflicting
-        total.outside += part.outside
-        if part.status is not None and (total.status is None or part.status.category == FAILURE):
-            total.status = part.status
-        total.operation = part.operation
-    return total
 
 
 def _service_class(query: Query, operation: str) -> str:
@@ -568,40 +458,9 @@ def _store_one(channel: Channel, message: Message, sink: InstanceSink) -> None:
                          None, "C-STORE-RSP")
 
 
-@dataclass(frozen=True)
-class Scope:
-    """The studies and series a retrieval asked for (empty: not known at that level)."""
-
-    studies: frozenset[str]
-    series: frozenset[str]
-
-    @classmethod
-    def of(cls, identifiers: list[Dataset]) -> "Scope":
-        def every(keyword: str) -> frozenset[str]:
-            found = [_key_value(item.get(keyword, "") or "") for item in identifiers]
-            return frozenset(uid for text in found for uid in text.split("\\")) if all(found) else frozenset()
-
-        return cls(every("StudyInstanceUID"), every("SeriesInstanceUID"))
-
-    def __bool__(self) -> bool:
-        return bool(self.studies or self.series)
-
-    def contains(self, study: str, series: str) -> bool:
-        return (not self.studies or study in self.studies) and (not self.series or series in self.series)
-
-
 def _raise_on_failure(report: RetrieveReport) -> None:
     if report.status is not None and report.status.category == FAILURE:
         error = OperationFailed(f"{report.operation} on {report.peer} failed: {report.status}"
                                 + report.advice + refused_note(report))
         error.report = report  # what was done before the failure (for --format json)
         raise error
-
-
-def refused_note(report: RetrieveReport) -> str:
-    if not report.refused_classes:
-        return ""
-    from pydicom.uid import UID
-
-    names = ", ".join(f"{UID(uid).name} ({uid})" for uid in report.refused_classes)
-    return f" - the server would not send us these SOP classes (storage role refused): {names}"

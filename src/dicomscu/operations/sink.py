@@ -13,7 +13,7 @@ from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, Instance
 from dicomscu.files.probe import BadFile, top_level_values, valid_uid
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dicomscu.operations.retrieve import RetrieveReport
+    from dicomscu.operations.retrieval import RetrieveReport
 
 LOGGER = logging.getLogger("dicomscu")
 SOP_INSTANCE = 0x00080018

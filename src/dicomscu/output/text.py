@@ -9,7 +9,7 @@ from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, Fi
 if TYPE_CHECKING:  # pragma: no cover
     from dicomscu.operations.echo import EchoResult
     from dicomscu.operations.find import FindReport
-    from dicomscu.operations.retrieve import RetrieveReport
+    from dicomscu.operations.retrieval import RetrieveReport
 
 
 def echo_line(result: EchoResult) -> str:
@@ -90,7 +90,7 @@ def retrieve_summary(report: RetrieveReport, directory: str) -> str:
                         (report.outside, "outside the studies or series asked for")):
         if count:
             parts.append(f"{count} {what}")
-    from dicomscu.operations.retrieve import refused_note
+    from dicomscu.operations.retrieval import refused_note
 
     note = (report.advice + refused_note(report)) if report.failed else ""
     return ", ".join(parts) + f" in {report.seconds:.2f} s" + note

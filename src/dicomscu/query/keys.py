@@ -15,9 +15,43 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-
 from dicomscu.errors import UsageError
+
+#: The retrieval keys, known here so that a retrieval naming only them (WADO-RS by UIDs) needs no data
+#: dictionary: pydicom's is loaded for any other key.  A test checks them against it.
+UNIQUE_KEYS = {
+    "PatientID": (0x00100020, "LO"),
+    "StudyInstanceUID": (0x0020000D, "UI"),
+    "SeriesInstanceUID": (0x0020000E, "UI"),
+    "SOPInstanceUID": (0x00080018, "UI"),
+    "QueryRetrieveLevel": (0x00080052, "CS"),
+}
+_UNIQUE_BY_TAG = {tag: (keyword, vr) for keyword, (tag, vr) in UNIQUE_KEYS.items()}
+
+
+def tag_for_keyword(keyword: str) -> int | None:
+    if keyword in UNIQUE_KEYS:
+        return UNIQUE_KEYS[keyword][0]
+    from pydicom.datadict import tag_for_keyword as lookup
+
+    return lookup(keyword)
+
+
+def keyword_for_tag(tag: int) -> str:
+    if tag in _UNIQUE_BY_TAG:
+        return _UNIQUE_BY_TAG[tag][0]
+    from pydicom.datadict import keyword_for_tag as lookup
+
+    return lookup(tag)
+
+
+def dictionary_VR(tag: int) -> str:
+    """The tag's VR in the data dictionary; KeyError when it is not there."""
+    if tag in _UNIQUE_BY_TAG:
+        return _UNIQUE_BY_TAG[tag][1]
+    from pydicom.datadict import dictionary_VR as lookup
+
+    return lookup(tag)
 
 # gdcmscu reads tags with sscanf("%x,%x"), which takes an optional 0x before each number
 _GDCM_FORM = re.compile(r"^\s*(?:0[xX])?([0-9A-Fa-f]{1,4})\s*,\s*(?:0[xX])?([0-9A-Fa-f]{1,4})\s*,(.*)$", re.S)

@@ -17,9 +17,9 @@ from urllib3.exceptions import HTTPError
 
 from dicomscu.errors import OperationFailed, UsageError
 from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
-from dicomscu.files.probe import BadFile, probe, top_level_values, valid_uid
+from dicomscu.files.probe import BadFile, probe, valid_uid
 from dicomscu.files.spool import Spool
-from dicomscu.operations.retrieve import RetrieveOptions, RetrieveReport, Scope
+from dicomscu.operations.retrieval import RetrieveOptions, RetrieveReport, Scope
 from dicomscu.operations.status import Status
 from dicomscu.web.service import WebPeer, WebService
 
@@ -103,6 +103,33 @@ def boundary_of(content_type: str) -> str:
     raise MultipartError(f"no boundary in Content-Type {content_type!r}")
 
 
+def identifier_from_keys(model_name: str | None, level: str | None, key_texts: list[str]) -> dict | None:
+    """The WADO-RS identifier (keyword -> value) of keys that name only retrieval keys (the UIDs, Patient ID,
+    the level), checked as any retrieval identifier, without loading pydicom; None when the keys need the
+    whole query builder (another key, a sequence, a level to reconcile), which then gives the answer."""
+    from dicomscu.operations.retrieval import check_identifier
+    from dicomscu.query.keys import UNIQUE_KEYS, parse_key
+    from dicomscu.query.model import MODELS
+
+    known = {tag: keyword for keyword, (tag, _) in UNIQUE_KEYS.items()}
+    values: dict[str, str] = {}
+    for text in key_texts:
+        key = parse_key(text)
+        if len(key.path) != 1 or key.tag not in known:
+            return None
+        value = (key.value or "").strip()
+        values.setdefault(known[key.tag], "" if value == "*" and key.vr == "UI" else value)
+    model = MODELS[model_name or "patientroot"]
+    given, wanted = values.pop("QueryRetrieveLevel", "").upper(), (level or "").upper()
+    names = [item.name for item in model.levels]
+    name = wanted or given or ("STUDY" if "STUDY" in names else names[0] if names else "")
+    if (given and wanted and given != wanted) or name not in names:
+        return None
+    values = {keyword: value for keyword, value in values.items() if value}
+    check_identifier(values, model, name, "WADO-RS")
+    return {"QueryRetrieveLevel": name, **values}
+
+
 def resources(identifiers: Iterable) -> Iterator[str]:
     """WADO-RS paths for C-GET style identifiers (a study, series or instance UID each, lists expanded)."""
     for identifier in identifiers:
@@ -141,9 +168,8 @@ def _keep(part: Spool, writer: InstanceWriter, report: RetrieveReport) -> None:
         if part.error is not None:
             raise part.error
         with part.mapped() as view:
-            info = probe(view)
-            values = top_level_values(view[info.dataset_offset:], info.transfer_syntax,
-                                      [PATIENT_ID, STUDY_UID, SERIES_UID])
+            info = probe(view, read=(PATIENT_ID, STUDY_UID, SERIES_UID))  # proven whole, and its names
+        values = info.values
         part.place(writer.path_for(info.sop_instance, values[PATIENT_ID], values[STUDY_UID], values[SERIES_UID]))
     except (BadFile, OSError, BufferError) as exc:
         part.discard()
