@@ -25,8 +25,17 @@ def web_orthanc(tmp_path_factory):
     peer.close()
 
 
-def test_stow_qido_wado_round_trip(web_orthanc, dataset_dir, tmp_path):
-    """STOW every file, QIDO them as a DIMSE find on the same Orthanc sees them, WADO them back unchanged."""
+@pytest.fixture(scope="module")
+def files_200(tmp_path_factory) -> Path:
+    """200 files: 20 CT (Explicit VR) and 180 secondary captures (Implicit VR), 4 patients."""
+    from dicomscu.sample import write_bench_set
+
+    return write_bench_set(tmp_path_factory.mktemp("files200"), big=20, small=180, patients=4)
+
+
+def test_stow_qido_wado_round_trip(web_orthanc, files_200, tmp_path):
+    """STOW 200 files, QIDO them as a DIMSE find on the same Orthanc sees them, WADO them back unchanged."""
+    dataset_dir = files_200
     web_orthanc.clear()
     url = web_orthanc.dicomweb_url
     stored = run_dicomscu("--store", "-r", url, str(dataset_dir), "--format", "json", "-j", "2")
