@@ -9,7 +9,8 @@ whole process (start-up included), peak RSS from GNU time:
 * STOW-RS of the 2,000 small files of the benchmark set (dicomweb-client: 200 data
   sets per request, read with pydicom, as its ``store_instances`` takes them);
 * WADO-RS of one 200-image study (written by ``dicomscu.sample`` into
-  bench/data/web-study/), every instance written to a file.
+  bench/data/web-study/), every instance written to a file; then dicomscu alone on a
+  1,000-image study (bench/data/web-study-1000/), to show its peak RSS flat in study size.
 
 Reports the times, ``dicomweb-client / dicomscu`` ratios and peak RSS.  Asserts nothing.
 Needs ``pip install dicomweb-client``.
@@ -64,13 +65,25 @@ def main() -> int:
     import pydicom
 
     study_uid = pydicom.dcmread(study_files[0], stop_before_pixels=True).StudyInstanceUID
+    big_dir = args.data / "web-study-1000"
+    if not big_dir.exists():
+        from dicomscu.sample import SampleSpec, write_sample
+
+        write_sample(big_dir, SampleSpec(patients=1, studies=1, series=1, images=1000, modalities=("CT",),
+                                         matrix=256, first_patient=500))
+    big_uid = pydicom.dcmread(next(big_dir.rglob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
     with tempfile.TemporaryDirectory() as work:
         orthanc = Orthanc(Path(work) / "orthanc", dicomweb=True)
         url = orthanc.dicomweb_url
         try:
             tools = {
                 "dicomscu": [sys.executable, "-m", "dicomscu", "--store", "--no-progress", url, str(small)],
+                "dicomscu -j 2": [sys.executable, "-m", "dicomscu", "--store", "--no-progress", url, str(small),
+                                  "-j", "2"],
                 "dicomweb-client": [sys.executable, "-c", CLIENT_STOW, url, str(small)],
+                # the same files into the same Orthanc over DIMSE: how much of any run is Orthanc's ingestion
+                "C-STORE -j 2": [sys.executable, "-m", "dicomscu", "--store", "--no-progress", "127.0.0.1",
+                                    str(orthanc.dicom_port), str(small), "--call", orthanc.aetitle, "-j", "2"],
             }
             print(f"STOW-RS of {len(list(small.iterdir()))} small files to Orthanc (DICOMweb plugin):")
             stow = {}
@@ -81,8 +94,8 @@ def main() -> int:
                     runs.append(measure.run(command))
                 stow[name] = (min(r.seconds for r in runs), max(r.rss_mb for r in runs))
                 print(f"  {name:<16} {stow[name][0]:7.2f} s  {stow[name][1]:5d} MB peak RSS")
-            print(f"  dicomweb-client / dicomscu: {stow['dicomweb-client'][0] / stow['dicomscu'][0]:.1f}x "
-                  "(target >= 3)")
+            print(f"  dicomweb-client / dicomscu: {stow['dicomweb-client'][0] / stow['dicomscu'][0]:.1f}x, "
+                  f"with -j 2 {stow['dicomweb-client'][0] / stow['dicomscu -j 2'][0]:.1f}x (target >= 3)")
 
             orthanc.clear()
             measure.run([sys.executable, "-m", "dicomscu", "--store", "--no-progress", url, str(study_dir), "-r"])
@@ -105,6 +118,14 @@ def main() -> int:
                 print(f"  {name:<16} {wado[name][0]:7.2f} s  {wado[name][1]:5d} MB peak RSS  {got} files")
             print(f"  dicomweb-client / dicomscu: {wado['dicomweb-client'][0] / wado['dicomscu'][0]:.1f}x "
                   "(target >= 3)")
+
+            measure.run([sys.executable, "-m", "dicomscu", "--store", "--no-progress", url, str(big_dir), "-r"])
+            out = Path(work) / "out-1000"
+            out.mkdir()
+            run = measure.run([sys.executable, "-m", "dicomscu", "--get", "--study", "--studyroot", "--no-progress",
+                               url, "-k", f"StudyInstanceUID={big_uid}", "-o", str(out), "--accept-all-syntaxes"])
+            print(f"WADO-RS of a 1,000-image study: dicomscu {run.seconds:.2f} s, {run.rss_mb} MB peak RSS "
+                  f"({wado['dicomscu'][1]} MB for 200 images), {len(list(out.iterdir()))} files")
         finally:
             orthanc.close()
     return 0
