@@ -61,3 +61,37 @@ def test_echo_and_store_load_neither_pydicom_nor_rich(storescp, dataset_dir, arg
               "print(code, heavy)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("operation", ["--get", "--move"])
+def test_a_retrieval_by_uids_loads_no_pydicom(dataset_dir, tmp_path, operation):
+    """C-GET and C-MOVE (and the C-FIND survey before a C-GET) of a study named by its UID: the identifier
+    is built, encoded and checked without pydicom, and the instances written by our own probe."""
+    import subprocess
+    import sys
+
+    import pydicom
+
+    from dicomscu.server.pacs import Pacs, ServerConfig
+    from peers import free_port
+
+    port_scp = free_port()
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               destinations={"GDCMSCU": ("127.0.0.1", port_scp)}))
+    server.start()
+    try:
+        peer = ["127.0.0.1", str(server.config.port), "--call", "DICOMSCU"]
+        assert subprocess.run([sys.executable, "-m", "dicomscu", "--store", *peer, str(dataset_dir), "-r"],
+                              capture_output=True).returncode == 0
+        study = pydicom.dcmread(next((dataset_dir / "small").iterdir())).StudyInstanceUID
+        argv = [operation, "--study", "--studyroot", *peer, "-k", f"StudyInstanceUID={study}", "-o",
+                str(tmp_path / "out"), "--port-scp", str(port_scp)]
+        script = ("import sys\nfrom dicomscu.app import main\n"
+                  f"code = main({argv!r})\n"
+                  "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydicom', 'rich', 'numpy'))\n"
+                  "print(code, heavy)\n")
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout + result.stderr
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) > 1

@@ -157,3 +157,32 @@ def test_the_retrieval_keys_known_without_pydicom_agree_with_its_dictionary():
 
     assert {keyword: (tag_for_keyword(keyword), dictionary_VR(tag_for_keyword(keyword))) for keyword in UNIQUE_KEYS} \
         == UNIQUE_KEYS
+
+
+def test_a_flat_identifier_encodes_as_pydicom_does():
+    from pydicom.dataset import Dataset
+
+    from dicomscu.files.codec import encode
+    from dicomscu.query.identifier import Identifier, from_keys
+
+    flat = Identifier(QueryRetrieveLevel="IMAGE", PatientID="P1", StudyInstanceUID="1.2.3",
+                      SeriesInstanceUID="1.2.3.4", SOPInstanceUID="", SOPClassUID="",
+                      AvailableTransferSyntaxUID="")
+    dataset = Dataset()
+    for keyword, value in flat.items():
+        setattr(dataset, keyword, value)
+    for syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
+        assert flat.encode(syntax) == encode(dataset, syntax)
+    # the same identifier, and the same refusals, as the query builder's
+    assert from_keys("studyroot", "series", ["20,d=1.2.3", "SeriesInstanceUID=1.2.3.4"], "C-GET") == \
+        {"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4"}
+    assert from_keys("studyroot", "study", ["PatientName=A*"], "C-GET") is None  # not a retrieval key
+    assert from_keys("studyroot", "series", ["8,52=STUDY", "20,d=1"], "C-GET") is None  # levels to reconcile
+    import pytest
+
+    from dicomscu.errors import UsageError
+
+    with pytest.raises(UsageError, match="needs a value for SeriesInstanceUID"):
+        from_keys("studyroot", "series", ["20,d=1.2.3"], "C-GET")
+    with pytest.raises(UsageError, match="no wildcards"):
+        from_keys("patientroot", "patient", ["PatientID=P*"], "C-MOVE")

@@ -297,13 +297,16 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
     from dicomscu.output import text
 
     query = None
-    if request.web is not None and identifiers is None and not (request.store_query or request.from_json):
-        from dicomscu.web.wado import identifier_from_keys
+    if identifiers is None and request.charset is None and not (
+            request.store_query or request.from_json or request.skip_existing or request.cluster):
+        from dicomscu.query.identifier import from_keys, query_of
 
-        light = identifier_from_keys(request.model, request.level, request.keys)  # WADO-RS by UIDs: no pydicom
-        identifiers = [light] if light is not None else None
-        LOGGER.info("WADO-RS identifier: %s", light)
-    if request.web is None or identifiers is None or request.from_json:
+        operation = "WADO-RS" if request.web is not None else f"C-{request.operation.upper()}"
+        light = from_keys(request.model, request.level, request.keys, operation)  # UIDs only: no pydicom
+        if light is not None:
+            LOGGER.info("%s identifier: %s", operation, light)
+            identifiers, query = [light], query_of(request.model, light)
+    if query is None and (request.web is None or identifiers is None or request.from_json):
         from dicomscu.operations import retrieve
         from dicomscu.query.build import build_query
 

@@ -53,3 +53,20 @@ def name_of(uid: str) -> str:
 
     name = UID(uid).name
     return name if name != uid else uid
+
+
+class TransferSyntax(str):
+    """A transfer syntax UID that says how it encodes, as pydicom's UID does (same property names), for
+    code that must not load pydicom (a C-FIND answer's syntax, read by the output layer)."""
+
+    @property
+    def is_implicit_VR(self) -> bool:
+        return self == IMPLICIT_VR_LE
+
+    @property
+    def is_little_endian(self) -> bool:
+        return self != EXPLICIT_VR_BE
+
+    @property
+    def is_deflated(self) -> bool:
+        return self == DEFLATED_EXPLICIT_VR_LE

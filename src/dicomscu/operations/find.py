@@ -13,22 +13,22 @@ import logging
 import time
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Callable, Generator, Iterator
-
-from pydicom.dataset import Dataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from typing import TYPE_CHECKING, Callable, Generator, Iterator
 
 from dicomscu.errors import OperationFailed
-from dicomscu.files.codec import decode, encode
 from dicomscu.files.probe import top_level_bytes
 from dicomscu.operations.status import FAILURE, PENDING, Status, decode as decode_status
-from dicomscu.query.build import Query
+from dicomscu.query.identifier import Query
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.messages import Message
 from dicomscu.protocol.negotiation import Proposal
 from dicomscu.transport.association import associate
 from dicomscu.transport.channel import Channel
 from dicomscu.transport.peer import Peer
+from dicomscu.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, TransferSyntax
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: How long to wait for the peer to acknowledge a C-CANCEL before giving up on it.
 LOGGER = logging.getLogger("dicomscu")
@@ -41,13 +41,15 @@ class RawAnswer:
     """One match as received: the encoded identifier and its transfer syntax."""
 
     raw: bytes
-    syntax: UID
+    syntax: str
 
     def dataset(self) -> Dataset:
         """The identifier decoded by pydicom (values are decoded on access)."""
+        from dicomscu.files.codec import decode
+
         syntax = self.syntax
         try:
-            if not syntax.is_deflated:
+            if syntax != DEFLATED_EXPLICIT_VR_LE:
                 top_level_bytes(self.raw, syntax, [])  # pydicom silently accepts a cut data set
             dataset = decode(self.raw, syntax)
             for element in dataset:  # touch every element now: garbage fails here, not in the output
@@ -100,7 +102,7 @@ def find(
     return report
 
 
-def find_each(peer: Peer, queries: list[Query], *, on_answer: Callable[[Dataset], None] | None = None) -> int:
+def find_each(peer: Peer, queries: list[Query], *, on_answer: Callable | None = None, raw: bool = False) -> int:
     """Run several queries of one model, one after the other over one association; the matches in all.
 
     For surveys that ask the same question of many identifiers (C-GET learning the SOP
@@ -110,14 +112,14 @@ def find_each(peer: Peer, queries: list[Query], *, on_answer: Callable[[Dataset]
     with associate(peer, [_context(queries[0])]) as channel:
         for query in queries:
             report = FindReport(peer, query)
-            _ask(channel, query, report, on_answer, None, False)
+            _ask(channel, query, report, on_answer, None, raw)
             _raise_on_failure(report)
             matches += report.matches
     return matches
 
 
 def _context(query: Query):
-    return Proposal(query.model.find, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    return Proposal(query.model.find, [EXPLICIT_VR_LE, IMPLICIT_VR_LE])
 
 
 def _ask(channel: Channel, query: Query, report: FindReport, on_answer, limit, raw) -> None:
@@ -138,7 +140,7 @@ def answers(channel: Channel, query: Query, report: FindReport,
     context = channel.context_for(query.model.find)
     if context is None:
         raise OperationFailed(f"{channel}: the peer refused C-FIND in the {query.model.title} model")
-    syntax = UID(context.transfer_syntax)
+    syntax = TransferSyntax(context.transfer_syntax)
     identifier = _encode(query.dataset, syntax)
     message_id = channel.next_message_id()
     channel.send_encoded(context.context_id, dimse.c_find_rq(message_id, query.model.find), identifier, "C-FIND")
@@ -207,9 +209,11 @@ def _cancel(channel: Channel, context_id: int, message_id: int) -> None:
             return
 
 
-def _encode(dataset: Dataset, syntax) -> bytes:
+def _encode(dataset: Dataset, syntax: str) -> bytes:
+    from dicomscu.query.identifier import encode_identifier
+
     try:
-        return encode(dataset, syntax)
+        return encode_identifier(dataset, syntax)  # (a flat identifier, of retrieval keys, without pydicom)
     except Exception as exc:  # pydicom refuses a value it cannot write in this VR
         raise OperationFailed(f"the query identifier could not be encoded ({exc}; check the --key values)"
                               ) from None

@@ -21,13 +21,10 @@ import dataclasses
 import logging
 import time
 from contextlib import nullcontext
-
-from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from typing import TYPE_CHECKING
 
 from dicomscu.errors import DicomscuError, OperationFailed, PeerTimeout, UsageError
 from dicomscu.files.instances import InstanceWriter
-from dicomscu.files.codec import encode
 from dicomscu.files.probe import valid_uid
 from dicomscu.operations.fanout import fan_out
 from dicomscu.operations.retrieval import (  # noqa: F401 - names of this module's API since the start
@@ -45,7 +42,7 @@ from dicomscu.operations.retrieval import (  # noqa: F401 - names of this module
 )
 from dicomscu.operations.sink import InstanceSink
 from dicomscu.operations.status import FAILURE, PENDING, decode
-from dicomscu.query.build import QUERY_LEVEL, Query, build_query
+from dicomscu.query.identifier import ELEMENTS, QUERY_LEVEL, Identifier, Query, encode_identifier, query_of
 from dicomscu.storage_classes import STORAGE_UIDS
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.messages import Message
@@ -54,12 +51,17 @@ from dicomscu.protocol.pdu import RoleSelection
 from dicomscu.transport.association import associate
 from dicomscu.transport.channel import Channel
 from dicomscu.transport.peer import Peer
+from dicomscu.uids import EXPLICIT_VR_LE as ExplicitVRLittleEndian, IMPLICIT_VR_LE as ImplicitVRLittleEndian
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 LOGGER = logging.getLogger("dicomscu")
 #: PS3.8: at most 128 presentation contexts; one is the GET context itself.
 MAX_STORAGE_CONTEXTS = 127
 #: SOP Instance UIDs per image-level request when retrieving what is missing.
 UIDS_PER_REQUEST = 200
+_SOP_CLASS, _AVAILABLE_SYNTAX = 0x00080016, 0x00083002
 #: A server that does not answer the survey within this long gets the full list (bounded by --timeout).
 SURVEY_SECONDS = 10.0
 #: Up to this many identifiers, C-GET first asks (C-FIND) which SOP classes they hold.
@@ -69,6 +71,8 @@ MAX_IDENTIFIERS_TO_SURVEY = 16
 def retrieve_identifier(query: Query, operation: str) -> Dataset:
     """The identifier of a C-MOVE/C-GET: the query's keys that have values, checked
     (:func:`.retrieval.check_identifier`)."""
+    from pydicom.dataset import Dataset
+
     dataset = Dataset()
     values: dict[str, str] = {}
     for element in query.dataset:
@@ -88,6 +92,8 @@ def identifiers_from_answers(answers, query: Query, level: str | None = None) ->
     For ``--find ... --then get`` and ``--from-json``.  The level is `level`, else
     the answer's own Query/Retrieve Level, else the query's.
     """
+    from pydicom.dataset import Dataset
+
     identifiers = []
     for answer in answers:
         name = (level or str(answer.get("QueryRetrieveLevel", "") or "") or query.level or "").upper()
@@ -273,27 +279,27 @@ def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> dict
     about one by one (over one association), many through the query itself.  {} when the server refuses the
     query or leaves SOPClassUID empty: the caller then proposes the full list.
     """
+    from dicomscu.files.probe import BadFile, top_level_values
     from dicomscu.operations.find import find_each
 
     if len(identifiers) > MAX_IDENTIFIERS_TO_SURVEY:
         identifiers = [_with_values(query.dataset)]
     found: dict[str, set[str]] = {}
 
-    def on_answer(answer: Dataset) -> None:
-        sop_class = str(answer.get("SOPClassUID", "") or "")
-        syntax = str(answer.get("AvailableTransferSyntaxUID", "") or "")
-        found.setdefault(sop_class, set()).update([syntax] if valid_uid(syntax) else [])
+    def on_answer(answer) -> None:  # read from its bytes: no data set decoded
+        try:
+            values = top_level_values(answer.raw, answer.syntax, [_SOP_CLASS, _AVAILABLE_SYNTAX])
+        except BadFile as exc:
+            raise OperationFailed(f"a C-FIND answer is broken: {exc}") from None
+        syntax = values[_AVAILABLE_SYNTAX]
+        found.setdefault(values[_SOP_CLASS], set()).update([syntax] if valid_uid(syntax) else [])
 
-    wanted = ["SOPClassUID", "AvailableTransferSyntaxUID"]
-    surveys = []
-    for identifier in identifiers:
-        keys = [f"{e.keyword}={_key_value(e.value)}" for e in identifier
-                if e.tag not in (QUERY_LEVEL, 0x00080005) and e.keyword]
-        surveys.append(build_query(query.model.name, "image", [*keys, *wanted], charset=""))
+    surveys = [_image_query(query, identifier, ["SOPClassUID", "AvailableTransferSyntaxUID"])
+               for identifier in identifiers]
     quick = dataclasses.replace(peer, timeouts=dataclasses.replace(
         peer.timeouts, dimse=min(peer.timeouts.dimse, SURVEY_SECONDS)))
     try:
-        find_each(quick, surveys, on_answer=on_answer)
+        find_each(quick, surveys, on_answer=on_answer, raw=True)
     except DicomscuError as exc:  # the C-GET itself will say what is wrong with the peer, if anything
         LOGGER.info("no SOP class survey (%s): proposing the full list", exc)
         return {}
@@ -301,8 +307,32 @@ def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> dict
     return found if len(found) <= MAX_STORAGE_CONTEXTS else {}
 
 
+def _keys_of(identifier) -> list[str]:
+    """The ``-k`` strings of an identifier's keys that have values (a flat one, or a data set)."""
+    if isinstance(identifier, Identifier):
+        return identifier.keys_text()
+    return [f"{e.keyword}={_key_value(e.value)}" for e in identifier
+            if e.tag not in (QUERY_LEVEL, 0x00080005) and e.keyword and e.value not in (None, "", [])]
+
+
+def _image_query(query: Query, identifier, wanted: list[str]) -> Query:
+    """An IMAGE-level C-FIND for `wanted` below `identifier` (flat, without pydicom, when both are)."""
+    if isinstance(identifier, Identifier) and all(keyword in ELEMENTS for keyword in wanted):
+        flat = Identifier({**{k: v for k, v in identifier.items() if v}, "QueryRetrieveLevel": "IMAGE"})
+        for step in query.model.path_to("IMAGE"):
+            flat.setdefault(step.unique, "")
+        for keyword in wanted:
+            flat.setdefault(keyword, "")
+        return query_of(query.model.name, flat)
+    from dicomscu.query.build import build_query
+
+    return build_query(query.model.name, "image", [*_keys_of(identifier), *wanted], charset="")
+
+
 def _with_values(dataset: Dataset) -> Dataset:
     """The elements of a query that constrain it (a value other than empty or a lone '*')."""
+    from pydicom.dataset import Dataset
+
     kept = Dataset()
     for element in dataset:
         if element.value not in (None, "", "*", []):
@@ -342,14 +372,14 @@ def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> Re
     return total
 
 
-def series_of(peer: Peer, query: Query, identifier: Dataset) -> list[Dataset]:
+def series_of(peer: Peer, query: Query, identifier) -> list:
     """Series-level identifiers under a patient or study identifier (to spread over associations)."""
-    if identifier.QueryRetrieveLevel in ("SERIES", "IMAGE"):
+    if str(identifier.get("QueryRetrieveLevel", "")).upper() in ("SERIES", "IMAGE"):
         return [identifier]
     from dicomscu.operations.find import find
+    from dicomscu.query.build import build_query
 
-    keys = [f"{e.keyword}={e.value}" for e in identifier if e.tag not in (QUERY_LEVEL, 0x00080005)]
-    series_query = build_query(query.model.name, "series", keys, charset="")
+    series_query = build_query(query.model.name, "series", _keys_of(identifier), charset="")
     answers: list[Dataset] = []
     find(peer, series_query, on_answer=answers.append)
     return identifiers_from_answers(answers, series_query, "SERIES") or [identifier]
@@ -381,11 +411,13 @@ def identifiers_for(peer: Peer, query: Query, options: RetrieveOptions, report: 
     identifier = retrieve_identifier(query, operation)
     if not options.skip_existing:
         return [identifier]
+    from pydicom.dataset import Dataset
+
     from dicomscu.operations.find import find
+    from dicomscu.query.build import build_query
 
     writer = InstanceWriter(options.output, options.layout)
-    scope = [f"{e.keyword}={e.value}" for e in identifier if e.tag not in (QUERY_LEVEL, 0x00080005)]
-    keys = scope + ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"]
+    keys = _keys_of(identifier) + ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"]
     if query.model.name == "patientroot":
         keys.append("PatientID")
     image_query = build_query(query.model.name, "image", keys, charset="")
@@ -419,7 +451,7 @@ def _request(channel: Channel, command, identifier: Dataset, report: RetrieveRep
              on_progress: Progress | None, on_store) -> None:
     """Send one C-MOVE/C-GET request and follow it to its final response."""
     context = channel.accepted[0]
-    encoded = encode(identifier, context.transfer_syntax)
+    encoded = encode_identifier(identifier, context.transfer_syntax)
     message_id = channel.next_message_id()
     channel.send_encoded(context.context_id, command(message_id), encoded, report.operation)
     report.requests += 1

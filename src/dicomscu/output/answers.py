@@ -17,6 +17,7 @@ from typing import TextIO
 from pydicom.dataset import Dataset
 
 from dicomscu.output.flat import read_flat
+from dicomscu.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, IMPLICIT_VR_LE
 
 FORMATS = ("table", "json", "csv", "dump")
 Columns = list[tuple[str, int]]
@@ -39,9 +40,9 @@ def cell(dataset: Dataset, tag: int) -> str:
 
 def _flat(answer):
     syntax = answer.syntax
-    if syntax.is_deflated:
+    if syntax == DEFLATED_EXPLICIT_VR_LE:
         return None
-    return read_flat(answer.raw, syntax.is_implicit_VR, syntax.is_little_endian)
+    return read_flat(answer.raw, syntax == IMPLICIT_VR_LE, syntax != EXPLICIT_VR_BE)
 
 
 def row(answer, columns: Columns) -> list[str]:

@@ -12,45 +12,22 @@ import codecs
 import locale
 import os
 from typing import Iterator, Mapping
-from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.valuerep import PersonName
 
 from dicomscu.errors import UsageError
+from dicomscu.query.identifier import CHARSET, QUERY_LEVEL, Query  # noqa: F401 - also this module's names
 from dicomscu.query.keys import Key, parse_key
 from dicomscu.query.model import MODELS, WORKLIST_DEFAULT_KEYS, Model
 
-QUERY_LEVEL = 0x00080052
-CHARSET = 0x00080005
 _INT_VRS = {"US", "UL", "SS", "SL", "UV", "SV"}
 _FLOAT_VRS = {"FL", "FD"}
 #: Python codec name -> DICOM Specific Character Set defined term.
 _CHARSETS = {"utf-8": "ISO_IR 192", "iso8859-1": "ISO_IR 100", "latin-1": "ISO_IR 100",
              "iso8859-2": "ISO_IR 101", "iso8859-5": "ISO_IR 144", "iso8859-7": "ISO_IR 126",
              "iso8859-15": "ISO_IR 203", "ascii": "ISO_IR 100"}  # a C/POSIX locale: gdcmscu says Latin-1
-
-
-@dataclass
-class Query:
-    """A ready identifier and what it was built from."""
-
-    model: Model
-    level: str | None
-    dataset: Dataset
-    keys: list[Key] = field(default_factory=list)
-
-    @property
-    def columns(self) -> list[tuple[str, int]]:
-        """(keyword, tag) of the identifier's top-level keys (for tables and CSV): the user's -k keys in
-        the order given, then the keys added for them (the unique keys), in tag order."""
-        present = {int(elem.tag): elem.keyword or str(elem.tag) for elem in self.dataset
-                   if elem.tag not in (CHARSET, QUERY_LEVEL)}
-        given = [key.path[0].tag for key in self.keys]
-        order = list(dict.fromkeys(tag for tag in given if tag in present)) + \
-            [tag for tag in present if tag not in given]
-        return [(present[tag], tag) for tag in order]
 
 
 def locale_codeset(environ: Mapping[str, str] | None = None) -> str:

@@ -103,33 +103,6 @@ def boundary_of(content_type: str) -> str:
     raise MultipartError(f"no boundary in Content-Type {content_type!r}")
 
 
-def identifier_from_keys(model_name: str | None, level: str | None, key_texts: list[str]) -> dict | None:
-    """The WADO-RS identifier (keyword -> value) of keys that name only retrieval keys (the UIDs, Patient ID,
-    the level), checked as any retrieval identifier, without loading pydicom; None when the keys need the
-    whole query builder (another key, a sequence, a level to reconcile), which then gives the answer."""
-    from dicomscu.operations.retrieval import check_identifier
-    from dicomscu.query.keys import UNIQUE_KEYS, parse_key
-    from dicomscu.query.model import MODELS
-
-    known = {tag: keyword for keyword, (tag, _) in UNIQUE_KEYS.items()}
-    values: dict[str, str] = {}
-    for text in key_texts:
-        key = parse_key(text)
-        if len(key.path) != 1 or key.tag not in known:
-            return None
-        value = (key.value or "").strip()
-        values.setdefault(known[key.tag], "" if value == "*" and key.vr == "UI" else value)
-    model = MODELS[model_name or "patientroot"]
-    given, wanted = values.pop("QueryRetrieveLevel", "").upper(), (level or "").upper()
-    names = [item.name for item in model.levels]
-    name = wanted or given or ("STUDY" if "STUDY" in names else names[0] if names else "")
-    if (given and wanted and given != wanted) or name not in names:
-        return None
-    values = {keyword: value for keyword, value in values.items() if value}
-    check_identifier(values, model, name, "WADO-RS")
-    return {"QueryRetrieveLevel": name, **values}
-
-
 def resources(identifiers: Iterable) -> Iterator[str]:
     """WADO-RS paths for C-GET style identifiers (a study, series or instance UID each, lists expanded)."""
     for identifier in identifiers:
