@@ -186,3 +186,24 @@ def test_a_flat_identifier_encodes_as_pydicom_does():
         from_keys("studyroot", "series", ["20,d=1.2.3"], "C-GET")
     with pytest.raises(UsageError, match="no wildcards"):
         from_keys("patientroot", "patient", ["PatientID=P*"], "C-MOVE")
+
+
+def test_an_interrupt_waits_for_a_safe_point_inside_a_deferred_region():
+    import pytest
+
+    from dicomscu.transport import interrupts
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.deliver(KeyboardInterrupt())  # outside a region: at once
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            interrupts.deliver(KeyboardInterrupt())  # held...
+            reached.append("after delivery")
+            interrupts.check()  # ...until the safe point
+            reached.append("after the check")
+    assert reached == ["after delivery"]
+    with pytest.raises(KeyboardInterrupt):  # a region that ends without a check raises it at its end
+        with interrupts.deferred():
+            interrupts.deliver(KeyboardInterrupt())
+    interrupts.check()  # nothing left pending

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False, env: Envir
     _skip_unused_imports()
     request: Request | None = None
     if argv[:1] != ["serve"] and not embedded:  # serve drains its associations on SIGTERM itself
-        _stop_on_sigterm()
+        _stop_on_signals()
     try:
         if argv[:1] == ["serve"]:
             return run_serve(argv[1:], env)
@@ -86,16 +86,23 @@ def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False, env: Envir
         return 1
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM stops every operation the way Ctrl-C does (C-CANCEL, A-ABORT, JSON closed), exit 143."""
+def _stop_on_signals() -> None:
+    """Ctrl-C (exit 130) and SIGTERM (exit 143) stop every operation (C-CANCEL, A-ABORT, JSON closed),
+    raised where no received PDU is half-read (see transport/interrupts.py)."""
     import signal
 
     import threading
 
+    from dicomscu.transport import interrupts
+
+    def interrupt(_signum, _frame):
+        interrupts.deliver(KeyboardInterrupt())
+
     def terminate(_signum, _frame):
-        raise Terminated()
+        interrupts.deliver(Terminated())
 
     if threading.current_thread() is threading.main_thread():  # main() may be called from a test's thread
+        signal.signal(signal.SIGINT, interrupt)
         signal.signal(signal.SIGTERM, terminate)
 
 

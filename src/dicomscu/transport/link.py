@@ -23,6 +23,7 @@ import sys
 import time
 
 from dicomscu.protocol.machine import NEED_DATA, Association
+from dicomscu.transport import interrupts
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 #: Bytes asked of the kernel per recv() call.
@@ -88,6 +89,10 @@ class Link:
         whole within the network timeout, and ProtocolError when the peer breaks the
         protocol (then :meth:`abort`).
         """
+        with interrupts.deferred():  # a Ctrl-C waits for a safe point: never between a read and the core
+            return self._next_event(wait)
+
+    def _next_event(self, wait: float):
         core = self.core
         wait_until = time.monotonic() + max(wait, 0.0)
         pdu_deadline = None
@@ -95,6 +100,7 @@ class Link:
             event = core.next_event()
             if event is not NEED_DATA:
                 return event
+            interrupts.check()  # nothing half-read: the core holds every byte received so far
             now = time.monotonic()
             if core.mid_pdu:
                 pdu_deadline = pdu_deadline or now + self.network_timeout
@@ -108,6 +114,8 @@ class Link:
                                      f"{self.network_timeout:g} s)", timed_out=True)
                 if wait > 0 or not self._ready_now():
                     return None
+            if interrupts.deferring():
+                remaining = min(remaining, interrupts.SLICE)
             received = self._recv(max(remaining, 0.0), mid)
             if received is None:
                 continue

@@ -1,0 +1,62 @@
+"""Ctrl-C and SIGTERM that never land in the middle of a received PDU.
+
+Python raises KeyboardInterrupt between any two bytecodes.  Landing between the
+read of a PDU and its hand-over to the protocol core, or half-way through the
+core's bookkeeping, it loses bytes or a message fragment, and the C-CANCEL that
+follows a Ctrl-C then meets a stream it can no longer read (seen as "a data set
+fragment before its command set", once in a few runs).  So the command line's
+signal handlers call :func:`deliver`: outside a :func:`deferred` region the
+interrupt is raised at once, as before; inside one (a link reading and parsing,
+main thread only) it waits for the region's next :func:`check`, which the link
+makes before each wait for data, at most :data:`SLICE` seconds apart.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+#: Longest a deferred interrupt waits: the link waits for data in slices of this many seconds.
+SLICE = 0.2
+_depth = 0  # deferred regions entered by the main thread (the only one signal handlers run in)
+_pending: BaseException | None = None
+
+
+def deliver(interrupt: BaseException) -> None:
+    """From a signal handler: raise `interrupt` now, or at the deferred region's next safe point."""
+    global _pending
+    if _depth and threading.current_thread() is threading.main_thread():
+        _pending = _pending or interrupt
+        return
+    raise interrupt
+
+
+def deferring() -> bool:
+    """Whether this thread is in a deferred region (its waits must be sliced, see :data:`SLICE`)."""
+    return bool(_depth) and threading.current_thread() is threading.main_thread()
+
+
+def check() -> None:
+    """A safe point: raise the interrupt that arrived meanwhile, if any."""
+    global _pending
+    if _pending is not None and threading.current_thread() is threading.main_thread():
+        interrupt, _pending = _pending, None
+        raise interrupt
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Interrupts wait for :func:`check` (or the end of the region) while the block runs; other threads are
+    not concerned (no signal handler runs in them)."""
+    global _depth
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _depth += 1
+    try:
+        yield
+    finally:
+        if main:
+            _depth -= 1
+            if not _depth:
+                check()  # the user's interrupt wins over whatever ended the region
