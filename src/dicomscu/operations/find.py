@@ -10,12 +10,13 @@ responses still in flight, so the peer is left in a clean state.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Generator, Iterator
 
-from dicomscu.errors import OperationFailed
+from dicomscu.errors import DicomscuError, OperationFailed
 from dicomscu.files.probe import top_level_bytes
 from dicomscu.operations.status import FAILURE, PENDING, Status, decode as decode_status
 from dicomscu.query.identifier import Query
@@ -151,7 +152,12 @@ def answers(channel: Channel, query: Query, report: FindReport,
         finished = True
     finally:
         if not finished and channel.active:  # the consumer stopped early, or Ctrl-C
-            _cancel(channel, context.context_id, message_id)
+            try:
+                _cancel(channel, context.context_id, message_id)
+            except DicomscuError as exc:
+                if not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+                    raise
+                LOGGER.info("after the interrupt: %s", exc)  # the interrupt is what the user must see
 
 
 def _raise_on_failure(report: FindReport) -> None:
