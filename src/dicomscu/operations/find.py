@@ -152,10 +152,11 @@ def answers(channel: Channel, query: Query, report: FindReport,
         finished = True
     finally:
         if not finished and channel.active:  # the consumer stopped early, or Ctrl-C
+            in_flight = sys.exc_info()[1]
             try:
                 _cancel(channel, context.context_id, message_id)
             except DicomscuError as exc:
-                if not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+                if not isinstance(in_flight, KeyboardInterrupt):
                     raise
                 LOGGER.info("after the interrupt: %s", exc)  # the interrupt is what the user must see
 
