@@ -135,7 +135,7 @@ class Scope:
     def of(cls, identifiers: list[Any]) -> "Scope":
         """The scope of identifiers (data sets, or mappings of keyword to value)."""
         def every(keyword: str) -> frozenset[str]:
-            found = [_key_value(item.get(keyword, "") or "") for item in identifiers]
+            found = [key_value(item.get(keyword, "") or "") for item in identifiers]
             return frozenset(uid for text in found for uid in text.split("\\")) if all(found) else frozenset()
 
         return cls(every("StudyInstanceUID"), every("SeriesInstanceUID"))
@@ -163,7 +163,7 @@ def check_identifier(values: Mapping[str, str], model: "Model", level: str, oper
                          f"-k {unique}=VALUE (find it with --find --{level.lower()})")
 
 
-def _key_value(value) -> str:
+def key_value(value) -> str:
     """A -k value from an identifier's element (a UID list in its backslash-separated form)."""
     return "\\".join(map(str, value)) if isinstance(value, MutableSequence) else str(value)
 

@@ -12,7 +12,10 @@ status.  They differ in where the instances arrive:
 * C-GET: the server sends C-STORE requests back over the same association (SCP
   role negotiated for the storage SOP classes), answered here one by one.
 
-Instances are written by :class:`~dicomscu.files.instances.InstanceWriter`.
+Instances are written by :class:`~dicomscu.files.instances.InstanceWriter`.  What a
+retrieval is asked and what it reports live in :mod:`.retrieval`.  An identifier is a
+pydicom data set, or a flat :class:`~dicomscu.query.identifier.Identifier` when the
+keys are the retrieval keys only: then nothing here loads pydicom.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dicomscu.operations.retrieval import (  # noqa: F401 - names of this module
     RetrieveOptions,
     RetrieveReport,
     Scope,
-    _key_value,
+    key_value,
     check_identifier,
     combine,
     refused_note,
@@ -311,7 +314,7 @@ def _keys_of(identifier) -> list[str]:
     """The ``-k`` strings of an identifier's keys that have values (a flat one, or a data set)."""
     if isinstance(identifier, Identifier):
         return identifier.keys_text()
-    return [f"{e.keyword}={_key_value(e.value)}" for e in identifier
+    return [f"{e.keyword}={key_value(e.value)}" for e in identifier
             if e.tag not in (QUERY_LEVEL, 0x00080005) and e.keyword and e.value not in (None, "", [])]
 
 
