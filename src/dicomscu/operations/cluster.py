@@ -301,6 +301,7 @@ def retrieve_share(peer: Peer, query, options, identifiers: list, jobs: int, ope
     from dicomscu.operations.fanout import fan_out
 
     run = retrieve.move if operation == "move" else retrieve.get
+    os.makedirs(os.path.dirname(done_journal), exist_ok=True)  # (a worker that does not see the client's disk)
     done = Journal(done_journal)
     todo = [series for series in identifiers if series.SeriesInstanceUID not in done]
     parts = [retrieve.RetrieveReport(peer, f"C-{operation.upper()}") for _ in range(min(jobs, len(todo)))]
