@@ -63,10 +63,12 @@ def test_echo_and_store_load_neither_pydicom_nor_rich(storescp, dataset_dir, arg
     assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("operation", ["--get", "--move"])
+@pytest.mark.parametrize("operation", [["--get"], ["--move"], ["--get", "-j", "2"], ["--move", "-j", "2"]],
+                         ids=["get", "move", "get-j2", "move-j2"])
 def test_a_retrieval_by_uids_loads_no_pydicom(dataset_dir, tmp_path, operation):
-    """C-GET and C-MOVE (and the C-FIND survey before a C-GET) of a study named by its UID: the identifier
-    is built, encoded and checked without pydicom, and the instances written by our own probe."""
+    """C-GET and C-MOVE (and the C-FIND survey before a C-GET, the series query before -j) of a study named
+    by its UID: the identifiers are built, encoded and checked without pydicom, and the instances written by
+    our own probe."""
     import subprocess
     import sys
 
@@ -84,7 +86,7 @@ def test_a_retrieval_by_uids_loads_no_pydicom(dataset_dir, tmp_path, operation):
         assert subprocess.run([sys.executable, "-m", "dicomscu", "--store", *peer, str(dataset_dir), "-r"],
                               capture_output=True).returncode == 0
         study = pydicom.dcmread(next((dataset_dir / "small").iterdir())).StudyInstanceUID
-        argv = [operation, "--study", "--studyroot", *peer, "-k", f"StudyInstanceUID={study}", "-o",
+        argv = [*operation, "--study", "--studyroot", *peer, "-k", f"StudyInstanceUID={study}", "-o",
                 str(tmp_path / "out"), "--port-scp", str(port_scp)]
         script = ("import sys\nfrom dicomscu.app import main\n"
                   f"code = main({argv!r})\n"
@@ -94,4 +96,6 @@ def test_a_retrieval_by_uids_loads_no_pydicom(dataset_dir, tmp_path, operation):
     finally:
         server.stop()
     assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout + result.stderr
-    assert len(list((tmp_path / "out").rglob("*.dcm"))) > 1
+    written = list((tmp_path / "out").rglob("*.dcm"))
+    assert len(written) == sum(1 for path in (dataset_dir / "small").iterdir()
+                               if pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID == study)

@@ -297,7 +297,7 @@ def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> dict
         syntax = values[_AVAILABLE_SYNTAX]
         found.setdefault(values[_SOP_CLASS], set()).update([syntax] if valid_uid(syntax) else [])
 
-    surveys = [_image_query(query, identifier, ["SOPClassUID", "AvailableTransferSyntaxUID"])
+    surveys = [_query_below(query, identifier, "IMAGE", ["SOPClassUID", "AvailableTransferSyntaxUID"])
                for identifier in identifiers]
     quick = dataclasses.replace(peer, timeouts=dataclasses.replace(
         peer.timeouts, dimse=min(peer.timeouts.dimse, SURVEY_SECONDS)))
@@ -318,18 +318,17 @@ def _keys_of(identifier) -> list[str]:
             if e.tag not in (QUERY_LEVEL, 0x00080005) and e.keyword and e.value not in (None, "", [])]
 
 
-def _image_query(query: Query, identifier, wanted: list[str]) -> Query:
-    """An IMAGE-level C-FIND for `wanted` below `identifier` (flat, without pydicom, when both are)."""
+def _query_below(query: Query, identifier, level: str, wanted: list[str]) -> Query:
+    """A C-FIND at `level` for `wanted` (and the unique keys down to it) below `identifier`: flat, without
+    pydicom, when the identifier and the keys are."""
     if isinstance(identifier, Identifier) and all(keyword in ELEMENTS for keyword in wanted):
-        flat = Identifier({**{k: v for k, v in identifier.items() if v}, "QueryRetrieveLevel": "IMAGE"})
-        for step in query.model.path_to("IMAGE"):
-            flat.setdefault(step.unique, "")
-        for keyword in wanted:
+        flat = Identifier({**{k: v for k, v in identifier.items() if v}, "QueryRetrieveLevel": level})
+        for keyword in [step.unique for step in query.model.path_to(level)] + wanted:
             flat.setdefault(keyword, "")
         return query_of(query.model.name, flat)
     from dicomscu.query.build import build_query
 
-    return build_query(query.model.name, "image", [*_keys_of(identifier), *wanted], charset="")
+    return build_query(query.model.name, level.lower(), [*_keys_of(identifier), *wanted], charset="")
 
 
 def _with_values(dataset: Dataset) -> Dataset:
@@ -380,12 +379,31 @@ def series_of(peer: Peer, query: Query, identifier) -> list:
     if str(identifier.get("QueryRetrieveLevel", "")).upper() in ("SERIES", "IMAGE"):
         return [identifier]
     from dicomscu.operations.find import find
-    from dicomscu.query.build import build_query
 
-    series_query = build_query(query.model.name, "series", _keys_of(identifier), charset="")
+    series_query = _query_below(query, identifier, "SERIES", [])
+    if isinstance(series_query.dataset, Identifier):  # read from the answers' bytes: no pydicom
+        found: list = []
+        keywords = [step.unique for step in query.model.path_to("SERIES")]
+        find(peer, series_query, on_answer=lambda answer: found.append(_flat_answer(answer, keywords)), raw=True)
+        return found or [identifier]
     answers: list[Dataset] = []
     find(peer, series_query, on_answer=answers.append)
     return identifiers_from_answers(answers, series_query, "SERIES") or [identifier]
+
+
+def _flat_answer(answer, keywords: list[str]) -> Identifier:
+    """A C-FIND answer's unique keys down to its level as a flat identifier at that level (the last key's)."""
+    from dicomscu.files.probe import BadFile, top_level_values
+
+    tags = [ELEMENTS[keyword][0] for keyword in keywords]
+    try:
+        values = top_level_values(answer.raw, answer.syntax, tags)
+    except BadFile as exc:
+        raise OperationFailed(f"a C-FIND answer is broken: {exc}") from None
+    if not values[tags[-1]]:
+        raise UsageError(f"an answer has no {keywords[-1]}: cannot retrieve it below its level")
+    level = {"PatientID": "PATIENT", "StudyInstanceUID": "STUDY", "SeriesInstanceUID": "SERIES"}[keywords[-1]]
+    return Identifier({"QueryRetrieveLevel": level, **{k: values[t] for k, t in zip(keywords, tags) if values[t]}})
 
 
 def _service_class(query: Query, operation: str) -> str:
