@@ -296,6 +296,17 @@ def test_serve_wado_sends_the_transfer_syntax_asked_for(dataset_dir, tmp_path):
         assert kept.returncode == 0, kept.stderr
         assert dataset_digests((tmp_path / "as-stored").rglob("*.dcm")) == \
             dataset_digests([get_testdata_file("JPEG2000.dcm")])
+
+        mixed = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))  # a JPEG 2000 image in the Implicit VR study
+        mixed.StudyInstanceUID, mixed.SOPInstanceUID = study, "1.2.826.0.1.3680043.10.1137.99.99"
+        mixed.file_meta.MediaStorageSOPInstanceUID = mixed.SOPInstanceUID
+        mixed.save_as(tmp_path / "mixed.dcm")
+        assert run_dicomscu("--store", url, str(tmp_path / "mixed.dcm")).returncode == 0
+        partial = run_dicomscu("--get", "--study", "--studyroot", url, "-k", f"StudyInstanceUID={study}",
+                               "-o", str(tmp_path / "partial"))
+        assert partial.returncode == 1 and "HTTP 206 Partial Content" in partial.stderr, partial.stderr
+        assert "1 instance(s) stored compressed are left out" in partial.stderr
+        assert len(list((tmp_path / "partial").rglob("*.dcm"))) == len(originals)  # the others, re-encoded
     finally:
         server.stop()
 

@@ -184,6 +184,10 @@ def _fetch(service: WebService, path: str, accept: str, writer: InstanceWriter, 
         if not content_type.lower().startswith("multipart/related"):
             raise OperationFailed(f"{service.peer}: WADO-RS answered {content_type or 'no Content-Type'}, "
                                   "not multipart/related")
+        if response.status == 206:  # PS3.18: some instances could not be sent as asked (or at all)
+            why = response.headers.get("Warning", "")
+            report.write_errors.append(f"{path}: the server sent only part of it (HTTP 206 Partial Content"
+                                       + (f": {why})" if why else ")"))
         reader = MultipartReader(boundary_of(content_type))
         for chunk in response.stream(CHUNK):
             for kind, value in reader.feed(chunk):
