@@ -64,6 +64,14 @@ def slow_scp():
         yield port, received
 
 
+def _serve(tmp_path, **config):
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"), **config))
+    server.start()
+    return server
+
+
 def test_store_on_the_cluster_every_instance_once(cluster, slow_scp, dataset_dir, tmp_path):
     address, _ = cluster
     port, received = slow_scp
@@ -124,11 +132,8 @@ def test_cluster_usage_errors():
 def test_get_on_the_cluster_series_by_series(cluster, dataset_dir, tmp_path):
     """--find ... --then get --cluster: the studies' series in shares, each C-GET by a worker into the same
     folder; every instance arrives, as one whole file."""
-    from dicomscu.server.pacs import Pacs, ServerConfig
-
     address, _ = cluster
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
-    server.start()
+    server = _serve(tmp_path)
     host = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
     try:
         assert run_dicomscu("--store", "-r", *host, str(dataset_dir)).returncode == 0
@@ -158,14 +163,6 @@ def test_ctrl_c_cancels_the_run(cluster, slow_scp, dataset_dir):
     assert time.monotonic() - stopped < 15
     time.sleep(3)  # the shares that were running finish; the others were cancelled
     assert sum(received.values()) < len(files), "every share ran: nothing was cancelled"
-
-
-def _serve(tmp_path, **config):
-    from dicomscu.server.pacs import Pacs, ServerConfig
-
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"), **config))
-    server.start()
-    return server
 
 
 def test_move_on_the_cluster_to_a_third_application_with_a_worker_killed(cluster, slow_scp, dataset_dir,

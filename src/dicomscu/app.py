@@ -313,7 +313,7 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         if light is not None:
             LOGGER.info("%s identifier: %s", operation, light)
             identifiers, query = [light], query_of(request.model, light)
-    if query is None and (request.web is None or identifiers is None or request.from_json):
+    if query is None and (request.web is None or identifiers is None):  # WADO-RS of given ones needs none
         from dicomscu.operations import retrieve
         from dicomscu.query.build import build_query
 

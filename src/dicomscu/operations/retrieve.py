@@ -45,7 +45,7 @@ from dicomscu.operations.retrieval import (  # noqa: F401 - names of this module
 )
 from dicomscu.operations.sink import InstanceSink
 from dicomscu.operations.status import FAILURE, PENDING, decode
-from dicomscu.query.identifier import ELEMENTS, QUERY_LEVEL, Identifier, Query, encode_identifier, query_of
+from dicomscu.query.identifier import CHARSET, ELEMENTS, QUERY_LEVEL, Identifier, Query, encode_identifier, query_of
 from dicomscu.storage_classes import STORAGE_UIDS
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.messages import Message
@@ -64,7 +64,6 @@ LOGGER = logging.getLogger("dicomscu")
 MAX_STORAGE_CONTEXTS = 127
 #: SOP Instance UIDs per image-level request when retrieving what is missing.
 UIDS_PER_REQUEST = 200
-_SOP_CLASS, _AVAILABLE_SYNTAX = 0x00080016, 0x00083002
 #: A server that does not answer the survey within this long gets the full list (bounded by --timeout).
 SURVEY_SECONDS = 10.0
 #: Up to this many identifiers, C-GET first asks (C-FIND) which SOP classes they hold.
@@ -79,7 +78,7 @@ def retrieve_identifier(query: Query, operation: str) -> Dataset:
     dataset = Dataset()
     values: dict[str, str] = {}
     for element in query.dataset:
-        if element.tag == 0x00080005 or element.value in (None, "", []):
+        if element.tag == CHARSET or element.value in (None, "", []):
             continue
         values[element.keyword or f"({element.tag >> 16:04X},{element.tag & 0xFFFF:04X})"] = str(element.value)
         dataset.add(element)
@@ -282,23 +281,19 @@ def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> dict
     about one by one (over one association), many through the query itself.  {} when the server refuses the
     query or leaves SOPClassUID empty: the caller then proposes the full list.
     """
-    from dicomscu.files.probe import BadFile, top_level_values
     from dicomscu.operations.find import find_each
 
     if len(identifiers) > MAX_IDENTIFIERS_TO_SURVEY:
         identifiers = [_with_values(query.dataset)]
     found: dict[str, set[str]] = {}
+    wanted = ["SOPClassUID", "AvailableTransferSyntaxUID"]
 
     def on_answer(answer) -> None:  # read from its bytes: no data set decoded
-        try:
-            values = top_level_values(answer.raw, answer.syntax, [_SOP_CLASS, _AVAILABLE_SYNTAX])
-        except BadFile as exc:
-            raise OperationFailed(f"a C-FIND answer is broken: {exc}") from None
-        syntax = values[_AVAILABLE_SYNTAX]
-        found.setdefault(values[_SOP_CLASS], set()).update([syntax] if valid_uid(syntax) else [])
+        values = _answer_values(answer, wanted)
+        syntax = values["AvailableTransferSyntaxUID"]
+        found.setdefault(values["SOPClassUID"], set()).update([syntax] if valid_uid(syntax) else [])
 
-    surveys = [_query_below(query, identifier, "IMAGE", ["SOPClassUID", "AvailableTransferSyntaxUID"])
-               for identifier in identifiers]
+    surveys = [_query_below(query, identifier, "IMAGE", wanted) for identifier in identifiers]
     quick = dataclasses.replace(peer, timeouts=dataclasses.replace(
         peer.timeouts, dimse=min(peer.timeouts.dimse, SURVEY_SECONDS)))
     try:
@@ -315,7 +310,7 @@ def _keys_of(identifier) -> list[str]:
     if isinstance(identifier, Identifier):
         return identifier.keys_text()
     return [f"{e.keyword}={key_value(e.value)}" for e in identifier
-            if e.tag not in (QUERY_LEVEL, 0x00080005) and e.keyword and e.value not in (None, "", [])]
+            if e.tag not in (QUERY_LEVEL, CHARSET) and e.keyword and e.value not in (None, "", [])]
 
 
 def _query_below(query: Query, identifier, level: str, wanted: list[str]) -> Query:
@@ -383,16 +378,16 @@ def series_of(peer: Peer, query: Query, identifier) -> list:
     series_query = _query_below(query, identifier, "SERIES", [])
     if isinstance(series_query.dataset, Identifier):  # read from the answers' bytes: no pydicom
         found: list = []
-        keywords = [step.unique for step in query.model.path_to("SERIES")]
-        find(peer, series_query, on_answer=lambda answer: found.append(_flat_answer(answer, keywords)), raw=True)
+        find(peer, series_query, on_answer=lambda answer: found.append(_flat_answer(answer, query, "SERIES")),
+             raw=True)
         return found or [identifier]
     answers: list[Dataset] = []
     find(peer, series_query, on_answer=answers.append)
     return identifiers_from_answers(answers, series_query, "SERIES") or [identifier]
 
 
-def _flat_answer(answer, keywords: list[str]) -> Identifier:
-    """A C-FIND answer's unique keys down to its level as a flat identifier at that level (the last key's)."""
+def _answer_values(answer, keywords: list[str]) -> dict[str, str]:
+    """Text values of top-level keys of a raw C-FIND answer, read from its bytes ("" when absent)."""
     from dicomscu.files.probe import BadFile, top_level_values
 
     tags = [ELEMENTS[keyword][0] for keyword in keywords]
@@ -400,10 +395,16 @@ def _flat_answer(answer, keywords: list[str]) -> Identifier:
         values = top_level_values(answer.raw, answer.syntax, tags)
     except BadFile as exc:
         raise OperationFailed(f"a C-FIND answer is broken: {exc}") from None
-    if not values[tags[-1]]:
-        raise UsageError(f"an answer has no {keywords[-1]}: cannot retrieve it below its level")
-    level = {"PatientID": "PATIENT", "StudyInstanceUID": "STUDY", "SeriesInstanceUID": "SERIES"}[keywords[-1]]
-    return Identifier({"QueryRetrieveLevel": level, **{k: values[t] for k, t in zip(keywords, tags) if values[t]}})
+    return {keyword: values[tag] for keyword, tag in zip(keywords, tags)}
+
+
+def _flat_answer(answer, query: Query, level: str) -> Identifier:
+    """A C-FIND answer at `level` as a flat retrieve identifier: the level and its unique keys down to it."""
+    keywords = [step.unique for step in query.model.path_to(level)]
+    values = _answer_values(answer, keywords)
+    if not values[keywords[-1]]:
+        raise UsageError(f"an answer has no {keywords[-1]}: cannot retrieve it at the {level} level")
+    return Identifier({"QueryRetrieveLevel": level, **{k: v for k, v in values.items() if v}})
 
 
 def _service_class(query: Query, operation: str) -> str:

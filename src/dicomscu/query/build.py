@@ -101,9 +101,7 @@ def _resolve_level(model: Model, level: str | None, dataset: Dataset) -> str | N
     wanted = level.upper() if level else None
     if given and wanted and given != wanted:
         raise UsageError(f"8,52={given} contradicts the {level} level", option="keys")
-    # no level given: STUDY, as the gdcmscu binary does (its manual says the model's top level)
-    default = "STUDY" if any(item.name == "STUDY" for item in model.levels) else model.levels[0].name
-    name = wanted or given or default
+    name = wanted or given or model.default_level
     try:
         model.level(name)
     except KeyError as exc:

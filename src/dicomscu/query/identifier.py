@@ -94,22 +94,20 @@ def from_keys(model_name: str | None, level: str | None, key_texts: list[str], o
     check_identifier`), when they name only retrieval keys in ASCII; None when they need the query
     builder (which then answers for them)."""
     from dicomscu.operations.retrieval import check_identifier
-    from dicomscu.query.keys import parse_key
+    from dicomscu.query.keys import UNIQUE_BY_TAG, parse_key
     from dicomscu.query.model import MODELS
 
-    known = {tag: keyword for keyword, (tag, _) in UNIQUE_KEYS.items()}
     values: dict[str, str] = {}
     for text in key_texts:
         key = parse_key(text)
-        if len(key.path) != 1 or key.tag not in known or not (key.value or "").isascii():
+        if len(key.path) != 1 or key.tag not in UNIQUE_BY_TAG or not (key.value or "").isascii():
             return None
         value = (key.value or "").strip()
-        values.setdefault(known[key.tag], "" if value == "*" and key.vr == "UI" else value)
+        values.setdefault(UNIQUE_BY_TAG[key.tag][0], "" if value == "*" and key.vr == "UI" else value)
     model = MODELS[model_name or "patientroot"]
     given, wanted = values.pop("QueryRetrieveLevel", "").upper(), (level or "").upper()
-    names = [item.name for item in model.levels]
-    name = wanted or given or ("STUDY" if "STUDY" in names else names[0] if names else "")
-    if (given and wanted and given != wanted) or name not in names:
+    name = wanted or given or model.default_level
+    if (given and wanted and given != wanted) or name not in [item.name for item in model.levels]:
         return None
     kept = {keyword: value for keyword, value in values.items() if value}
     check_identifier(kept, model, name, operation)

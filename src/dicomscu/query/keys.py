@@ -26,7 +26,7 @@ UNIQUE_KEYS = {
     "SOPInstanceUID": (0x00080018, "UI"),
     "QueryRetrieveLevel": (0x00080052, "CS"),
 }
-_UNIQUE_BY_TAG = {tag: (keyword, vr) for keyword, (tag, vr) in UNIQUE_KEYS.items()}
+UNIQUE_BY_TAG = {tag: (keyword, vr) for keyword, (tag, vr) in UNIQUE_KEYS.items()}
 
 
 def tag_for_keyword(keyword: str) -> int | None:
@@ -38,8 +38,8 @@ def tag_for_keyword(keyword: str) -> int | None:
 
 
 def keyword_for_tag(tag: int) -> str:
-    if tag in _UNIQUE_BY_TAG:
-        return _UNIQUE_BY_TAG[tag][0]
+    if tag in UNIQUE_BY_TAG:
+        return UNIQUE_BY_TAG[tag][0]
     from pydicom.datadict import keyword_for_tag as lookup
 
     return lookup(tag)
@@ -47,8 +47,8 @@ def keyword_for_tag(tag: int) -> str:
 
 def dictionary_VR(tag: int) -> str:
     """The tag's VR in the data dictionary; KeyError when it is not there."""
-    if tag in _UNIQUE_BY_TAG:
-        return _UNIQUE_BY_TAG[tag][1]
+    if tag in UNIQUE_BY_TAG:
+        return UNIQUE_BY_TAG[tag][1]
     from pydicom.datadict import dictionary_VR as lookup
 
     return lookup(tag)

@@ -36,6 +36,13 @@ class Model:
         names = ", ".join(level.name for level in self.levels)
         raise KeyError(f"the {self.title} model has no {name} level (levels: {names})")
 
+    @property
+    def default_level(self) -> str:
+        """The level of a query that names none: STUDY, as the gdcmscu binary does (its manual says the
+        model's top level); "" for a model without levels."""
+        names = [level.name for level in self.levels]
+        return "STUDY" if "STUDY" in names else names[0] if names else ""
+
     def path_to(self, name: str) -> tuple[Level, ...]:
         """Levels from the top down to `name`, inclusive."""
         index = [level.name for level in self.levels].index(self.level(name).name)

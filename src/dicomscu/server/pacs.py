@@ -440,16 +440,35 @@ def _payload_for(target: Channel, info, data: bytes, need_scp_role: bool):
     else re-encoded into an accepted uncompressed syntax; (None, None) when neither is possible."""
     if need_scp_role and not target.roles.get(info.sop_class, (True, False))[1]:
         return None, None  # C-GET: the requestor did not take the storage SCP role for this class
-    context = target.context_for(info.sop_class, info.transfer_syntax)
-    if context is not None:
-        return context, memoryview(data)[info.dataset_offset:]
-    if info.transfer_syntax not in uids.NATIVE_SYNTAXES + (uids.DEFLATED_EXPLICIT_VR_LE,):
-        return None, None  # compressed: sent as it is or not at all
-    for syntax in (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE, uids.EXPLICIT_VR_BE):
-        context = target.context_for(info.sop_class, syntax)
-        if context is not None:
-            return context, encode(decode(memoryview(data)[info.dataset_offset:], info.transfer_syntax), syntax)
-    return None, None
+    accepted = [syntax for syntax in (info.transfer_syntax, *_REENCODE_INTO)
+                if target.context_for(info.sop_class, syntax) is not None]
+    syntax = syntax_to_send(info.transfer_syntax, accepted)
+    if syntax is None:
+        return None, None
+    context = target.context_for(info.sop_class, syntax)
+    dataset = memoryview(data)[info.dataset_offset:]
+    return context, dataset if syntax == info.transfer_syntax else reencoded(info, data, syntax)
+
+
+#: The uncompressed syntaxes a stored file may be re-encoded into, in order of preference (Explicit VR first:
+#: private VRs survive).
+_REENCODE_INTO = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE, uids.EXPLICIT_VR_BE)
+
+
+def syntax_to_send(stored: str, accepted: Sequence[str] | None) -> str | None:
+    """The syntax to send an instance stored in `stored` in, over C-GET, C-MOVE or WADO-RS: as stored when
+    that is accepted (None: anything is), else the first accepted uncompressed syntax when the file is
+    uncompressed (re-encoded); None when neither."""
+    if accepted is None or stored in accepted:
+        return stored
+    if stored not in uids.NATIVE_SYNTAXES + (uids.DEFLATED_EXPLICIT_VR_LE,):
+        return None  # compressed: sent as it is or not at all
+    return next((syntax for syntax in accepted if syntax in uids.NATIVE_SYNTAXES), None)
+
+
+def reencoded(info, data: bytes, syntax: str) -> bytes:
+    """A stored uncompressed file's data set in another uncompressed `syntax`."""
+    return encode(decode(memoryview(data)[info.dataset_offset:], info.transfer_syntax), syntax)
 
 
 def _open_storage(storage: str, given: str) -> Index:

@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlsplit
 from dicomscu import uids
 from dicomscu.files.probe import BadFile, probe, valid_uid
 from dicomscu.server.index import LEVELS, UNIQUE
+from dicomscu.server.pacs import reencoded, syntax_to_send
 from dicomscu.web.wado import MultipartError, MultipartReader, boundary_of
 
 LOGGER = logging.getLogger("dicomscu.server")
@@ -338,23 +339,11 @@ def accepted_syntaxes(accept: str | None) -> list[str] | None:
     return syntaxes or [uids.EXPLICIT_VR_LE]
 
 
-def syntax_to_send(stored: str, accepted: list[str] | None) -> str | None:
-    """The syntax to send an instance stored in `stored` in: as stored when that is accepted, else the
-    first accepted uncompressed syntax when the file is uncompressed (re-encoded); None when neither."""
-    if accepted is None or stored in accepted:
-        return stored
-    if stored not in uids.NATIVE_SYNTAXES + (uids.DEFLATED_EXPLICIT_VR_LE,):
-        return None  # compressed: sent as it is or not at all
-    return next((syntax for syntax in accepted if syntax in uids.NATIVE_SYNTAXES), None)
-
-
 def _reencoded(info, data: bytes, syntax: str) -> bytes:
     """A stored uncompressed file as a whole file in another uncompressed `syntax` (its file meta says so)."""
-    from dicomscu.files.codec import decode, encode
     from dicomscu.files.instances import file_header
 
-    dataset = decode(memoryview(data)[info.dataset_offset:], info.transfer_syntax)
-    return file_header(info.sop_class, info.sop_instance, syntax) + encode(dataset, syntax)
+    return file_header(info.sop_class, info.sop_instance, syntax) + reencoded(info, data, syntax)
 
 
 def _keyword(name: str, keyword_for_tag, tag_for_keyword) -> str | None:
