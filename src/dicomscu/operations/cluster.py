@@ -303,13 +303,13 @@ def retrieve_share(peer: Peer, query, options, identifiers: list, jobs: int, ope
     run = retrieve.move if operation == "move" else retrieve.get
     os.makedirs(os.path.dirname(done_journal), exist_ok=True)  # (a worker that does not see the client's disk)
     done = Journal(done_journal)
-    todo = [series for series in identifiers if series.SeriesInstanceUID not in done]
+    todo = [series for series in identifiers if _series_uid(series) not in done]
     parts = [retrieve.RetrieveReport(peer, f"C-{operation.upper()}") for _ in range(min(jobs, len(todo)))]
 
     def one_association(index: int) -> None:
         for series in todo[index::len(parts)]:
             part = run(peer, query, options, None, [series])
-            done.record(series.SeriesInstanceUID, "", str(peer))
+            done.record(_series_uid(series), "", str(peer))
             parts[index] = retrieve.combine(peer, [parts[index], part])
 
     with _leases(limit, len(parts)):
@@ -318,6 +318,11 @@ def retrieve_share(peer: Peer, query, options, identifiers: list, jobs: int, ope
     total = retrieve.combine(peer, parts)
     total.operation = f"C-{operation.upper()}"
     return total
+
+
+def _series_uid(series) -> str:
+    """A series identifier's UID, whether a pydicom data set or a flat identifier."""
+    return str(series.get("SeriesInstanceUID", ""))
 
 
 def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *, scheduler: str,
