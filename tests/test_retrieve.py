@@ -318,6 +318,31 @@ def test_safe_component_and_writer_containment(tmp_path):
     assert safe_component("a/b", "f") != safe_component("a_b", "f")
 
 
+def test_a_runs_leftover_temporary_files_are_told_from_anothers(tmp_path, monkeypatch):
+    """A cluster run marks its temporary names: its client removes what a killed worker of the run left, and
+    never a file another run (another dicomscu writing into the same folder) is writing now."""
+    killed = InstanceWriter(str(tmp_path), "hierarchical", tag="run1")
+
+    def killed_before_the_rename(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed_before_the_rename)
+    monkeypatch.setattr(os, "unlink", lambda _: None)  # as after a kill -9: nothing cleans up
+    with pytest.raises(KeyboardInterrupt):
+        killed.write(b"", "1.2.840.10008.5.1.4.1.1.7", "1.2.3", "1.2.840.10008.1.2",
+                     {0x00100020: "P", 0x0020000D: "1.2", 0x0020000E: "1.2.1"})
+    monkeypatch.undo()
+    left = list(tmp_path.rglob("*.part"))
+    assert len(left) == 1 and left[0].name.startswith(".dicomscu-run1-")
+    other = left[0].parent / ".dicomscu-run2-busy.part"
+    plain = tmp_path / ".dicomscu-x.part"
+    other.write_bytes(b"being written")
+    plain.write_bytes(b"being written")
+    from dicomscu.files.instances import remove_partial_files
+    assert remove_partial_files(str(tmp_path), "run1") == [str(left[0])]
+    assert sorted(tmp_path.rglob("*.part")) == sorted([other, plain])
+
+
 def test_progress_callback_counts(qr_orthanc, tmp_path, originals):
     ds = first(originals)
     host, port, aet = qr_orthanc

@@ -35,6 +35,12 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 PARTIAL_PREFIX, PARTIAL_SUFFIX = ".dicomscu-", ".part"
 
 
+def partial_prefix(tag: str = "") -> str:
+    """The start of a temporary file's name; `tag` marks one run's files, so that whoever coordinates the
+    run (a cluster's client) can remove those a killed worker left, and no one else's."""
+    return f"{PARTIAL_PREFIX}{tag}-" if tag else PARTIAL_PREFIX
+
+
 def _file_mode() -> int:
     """0666 less the umask, as open() would give (mkstemp's 0600 would hide retrieved files from others)."""
     mask = os.umask(0o022)
@@ -58,17 +64,18 @@ def safe_component(value: str, fallback: str) -> str:
     return cleaned
 
 
-def write_atomically(path: str | os.PathLike, chunks: list, create_folder: bool = True) -> None:
+def write_atomically(path: str | os.PathLike, chunks: list, create_folder: bool = True, tag: str = "") -> None:
     """Write `chunks` to a temporary name beside `path`, then rename: `path` only ever holds a whole file.
 
     Something at `path` that is not a regular file (a device, a FIFO, a directory) is never replaced.
+    `tag` marks the temporary name (:func:`partial_prefix`).
     """
     if os.path.lexists(path) and not os.path.isfile(path):
         raise OSError(errno.EEXIST, "exists and is not a regular file: not replaced", str(path))
     folder = os.path.dirname(path)
     if create_folder:
         os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
+    handle, temporary = tempfile.mkstemp(prefix=partial_prefix(tag), suffix=PARTIAL_SUFFIX, dir=folder)
     try:
         os.fchmod(handle, FILE_MODE)
         with os.fdopen(handle, "wb") as out:
@@ -90,12 +97,14 @@ def discard(path: str) -> None:
         logging.getLogger("dicomscu.files").error("cannot remove %s: %s", path, exc.strerror or exc)
 
 
-def remove_partial_files(directory: str) -> list[str]:
-    """Remove the temporary files a killed writer left under `directory` (at start, before any writer runs)."""
+def remove_partial_files(directory: str, tag: str = "") -> list[str]:
+    """Remove the temporary files a killed writer left under `directory`: all of them (serve, at start, before
+    any writer runs), or those marked with `tag` (a finished run's)."""
     removed = []
+    prefix = partial_prefix(tag)
     for folder, _, names in os.walk(directory):
         for name in names:
-            if name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX):
+            if name.startswith(prefix) and name.endswith(PARTIAL_SUFFIX):
                 discard(os.path.join(folder, name))
                 removed.append(os.path.join(folder, name))
     return removed
@@ -151,6 +160,8 @@ class InstanceWriter:
 
     directory: str
     layout: str = "flat"
+    #: Marks the temporary names of this writer's files (:func:`partial_prefix`).
+    tag: str = ""
 
     def __post_init__(self) -> None:
         # Absolute and resolved once: the outside-the-directory check compares real paths (and a relative
@@ -184,5 +195,5 @@ class InstanceWriter:
         if values is None:
             values = top_level_values(dataset, transfer_syntax, [PATIENT_ID, STUDY_UID, SERIES_UID])
         final = self.path_for(sop_instance, values[PATIENT_ID], values[STUDY_UID], values[SERIES_UID])
-        write_atomically(final, [file_header(sop_class, sop_instance, transfer_syntax), dataset])
+        write_atomically(final, [file_header(sop_class, sop_instance, transfer_syntax), dataset], tag=self.tag)
         return final

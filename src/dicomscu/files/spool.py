@@ -19,7 +19,7 @@ import tempfile
 from contextlib import contextmanager
 from typing import Iterator
 
-from dicomscu.files.instances import FILE_MODE, PARTIAL_PREFIX, PARTIAL_SUFFIX, discard, file_header
+from dicomscu.files.instances import FILE_MODE, PARTIAL_SUFFIX, discard, file_header, partial_prefix
 
 
 class Spool:
@@ -31,8 +31,8 @@ class Spool:
         """A spool for a C-STORE data set: the file meta written first, from the request."""
         return cls(folder, file_header(sop_class, sop_instance, transfer_syntax))
 
-    def __init__(self, folder: str, header: bytes = b"") -> None:
-        handle, self.path = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=folder)
+    def __init__(self, folder: str, header: bytes = b"", tag: str = "") -> None:
+        handle, self.path = tempfile.mkstemp(prefix=partial_prefix(tag), suffix=PARTIAL_SUFFIX, dir=folder)
         self._file = os.fdopen(handle, "wb")
         self.header_length = len(header)
         self.size = 0

@@ -33,8 +33,10 @@ Ctrl-C cancels every task.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import secrets
 import shutil
 import sqlite3
 import tempfile
@@ -44,6 +46,7 @@ from typing import Any, Callable, Generator, Iterator, NamedTuple, Sequence
 
 from dicomscu.errors import AssociationAborted, DicomscuError, UsageError
 from dicomscu.files.inputs import InputProblem, expand
+from dicomscu.files.instances import remove_partial_files
 from dicomscu.files.journal import Journal
 from dicomscu.operations.results import ALREADY, OK, SKIPPED, FileResult, StoreReport, recorder
 from dicomscu.transport.peer import Peer
@@ -345,6 +348,9 @@ def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *,
     most = _share_size(len(series), _workers(client))
     shares = [series[start:start + most] for start in range(0, len(series), most)]
     folder = tempfile.mkdtemp(prefix=".dicomscu-shares-", dir=options.output if operation == "get" else None)
+    # The run's mark on its temporary files: a worker killed mid-write leaves one, which only this client,
+    # once every share is over, knows to be nobody's.
+    options = dataclasses.replace(options, tag=secrets.token_hex(6))
     limit = _peer_limit(peer, max_per_peer)
     jobs = _cap(jobs, max_per_peer)
 
@@ -363,6 +369,8 @@ def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *,
                     parts.append(part)
                 if on_progress is not None:
                     on_progress(retrieve.combine(peer, parts))
+        if operation == "get":
+            remove_partial_files(options.output, options.tag)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     total = retrieve.combine(peer, parts)

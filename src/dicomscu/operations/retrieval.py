@@ -56,6 +56,9 @@ class RetrieveOptions:
     port_scp: int | None = None
     #: First find the instances, then retrieve only those not already in `output`.
     skip_existing: bool = False
+    #: Marks the temporary names of the files written (a cluster run's, removed by its client when a killed
+    #: worker leaves some).
+    tag: str = ""
 
     @property
     def syntaxes(self) -> list[str]:

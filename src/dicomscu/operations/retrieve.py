@@ -132,7 +132,7 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
     if identifiers is None:
         identifiers = identifiers_for(peer, query, options, report, "C-MOVE")
     report.scope = Scope.of(identifiers)
-    writer = InstanceWriter(options.output, options.layout)
+    writer = InstanceWriter(options.output, options.layout, options.tag)
     destination = options.move_destination or peer.calling_ae
     if options.move_destination is None and options.port_scp is None:
         raise UsageError("PORT is needed for a C-MOVE to ourselves: the port the server connects back to",
@@ -217,7 +217,7 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
         identifiers = identifiers_for(peer, query, options, report, "C-GET")
     report.scope = Scope.of(identifiers)
     learned = survey_classes(peer, query, identifiers) if identifiers else {}
-    writer = InstanceWriter(options.output, options.layout)
+    writer = InstanceWriter(options.output, options.layout, options.tag)
     sop_class = _service_class(query, "get")
     contexts = [Proposal(sop_class, _request_syntaxes(options))]
     storage = list(dict.fromkeys(learned or STORAGE_UIDS))[:MAX_STORAGE_CONTEXTS]
@@ -438,7 +438,7 @@ def identifiers_for(peer: Peer, query: Query, options: RetrieveOptions, report: 
     from dicomscu.operations.find import find
     from dicomscu.query.build import build_query
 
-    writer = InstanceWriter(options.output, options.layout)
+    writer = InstanceWriter(options.output, options.layout, options.tag)
     keys = _keys_of(identifier) + ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"]
     if query.model.name == "patientroot":
         keys.append("PatientID")

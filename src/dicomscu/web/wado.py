@@ -160,7 +160,7 @@ def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=
     started = time.perf_counter()
     report = RetrieveReport(peer, "WADO-RS")  # type: ignore[arg-type]
     report.scope = Scope.of(identifiers)
-    writer = InstanceWriter(options.output, options.layout)
+    writer = InstanceWriter(options.output, options.layout, options.tag)
     accept = 'multipart/related; type="application/dicom"' + ("; transfer-syntax=*" if options.accept_all_syntaxes
                                                               else "")
     with WebService(peer) as service:
@@ -194,7 +194,7 @@ def _fetch(service: WebService, path: str, accept: str, writer: InstanceWriter, 
                 if kind == "part":
                     if current is not None:
                         _keep(current, writer, report)
-                    current = Spool(writer.directory)
+                    current = Spool(writer.directory, tag=writer.tag)
                 elif kind == "data" and current is not None:
                     current.write(value)  # type: ignore[arg-type]
                 elif kind == "end" and current is not None:
