@@ -120,6 +120,74 @@ def test_a_worker_killed_mid_run_loses_nothing(cluster, slow_scp, dataset_dir):
     assert sum(received.values()) - len(received) <= 1, received.most_common(3)
 
 
+def test_store_results_stream_back_as_each_file_is_stored(cluster, dataset_dir):
+    """--format json on a cluster: a file's result is printed once the peer confirms it, while the rest of
+    its share is still being sent; each file is in the document once."""
+    import json
+    import os
+    import threading
+
+    from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
+
+    from dicomscu.operations.cluster import _shares
+
+    address, _ = cluster
+    first = _shares([str(dataset_dir)], True, print, 2)[0]  # what the run's first share will be
+    held, release = first[-1], threading.Event()
+    held_uid = __import__("pydicom").dcmread(held, stop_before_pixels=True).SOPInstanceUID
+
+    def on_store(event):
+        if event.request.AffectedSOPInstanceUID == held_uid:
+            release.wait(60)
+        return 0x0000
+
+    with storage_scp("HOLD", [SecondaryCaptureImageStorage, CTImageStorage], on_store) as port:
+        run = subprocess.Popen([sys.executable, "-m", "dicomscu", "--store", "-r", "127.0.0.1", str(port),
+                                str(dataset_dir), "--cluster", address, "--format", "json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        printed = bytearray()
+        reader = threading.Thread(target=lambda: [printed.extend(chunk) for chunk in iter(
+            lambda: os.read(run.stdout.fileno(), 65536), b"")], daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while json.dumps(first[0]).encode() not in printed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        streamed = json.dumps(first[0]).encode() in printed and json.dumps(held).encode() not in printed
+        release.set()
+        run.wait(timeout=180)
+        reader.join(10)
+    assert streamed, "the first file of a share was not reported while the share was still under way"
+    document = json.loads(bytes(printed))
+    paths = [entry["path"] for entry in document["files"]]
+    assert run.returncode == 0 and sorted(paths) == sorted(str(p) for p in dataset_dir.rglob("*.dcm"))
+
+
+def test_streamed_results_report_each_file_once_across_tries():
+    """A try that died streamed two files; the try that finished lists all three (one refused): each is
+    reported once, the refusal from the finished list; an event arriving after its share ended is dropped."""
+    import pickle
+
+    from dicomscu.operations.cluster import _Stream
+    from dicomscu.operations.results import FAILED, OK, FileResult
+
+    class Topics:  # what _Stream asks of a Dask client
+        def subscribe_topic(self, topic, handler):
+            self.handler = handler
+
+    topics, reported = Topics(), []
+    stream = _Stream(topics, "t", reported.append)
+    a, b, c = (FileResult(name, OK, sop_instance=name) for name in "abc")
+    for result in (a, b):  # streamed by the try that died
+        topics.handler((0.0, [7, pickle.dumps(result)]))
+    stream.drain()
+    assert [r.path for r in reported] == ["a", "b"]
+    topics.handler((0.0, [7, pickle.dumps(a)]))  # the second try's own event, late
+    stream.finish(7, [a, b, FileResult("c", FAILED, "refused")])
+    topics.handler((0.0, [7, pickle.dumps(c)]))
+    stream.drain()
+    assert [(r.path, r.outcome) for r in reported] == [("a", OK), ("b", OK), ("c", FAILED)]
+
+
 def test_cluster_usage_errors():
     assert run_dicomscu("--find", "h", "1", "--cluster", "tcp://127.0.0.1:1").returncode == 2
     result = run_dicomscu("--store", "127.0.0.1", "1", "f.dcm", "--max-associations-per-peer", "2")

@@ -13,8 +13,10 @@ Store: a bulk store run as tasks, the journal keeping count.
 
 The files are split into shares of about :data:`SHARE_FILES` files or
 :data:`SHARE_BYTES` bytes; each share is a Dask task that runs the ordinary store
-(``-j`` associations) on a worker and returns its per-file results, which the client
-reports as they come.  Nothing lost, nothing twice:
+(``-j`` associations) on a worker and returns its per-file results; each stored
+file's result also comes back as a Dask event as soon as the peer confirms it, so
+the client reports it then (:class:`_Stream`: each file once).  Nothing lost,
+nothing twice:
 
 * each share records every instance its peer confirmed in a journal of its own
   (SQLite: one writer each, so no locking across machines), beside the user's
@@ -36,6 +38,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pickle
+import queue
 import secrets
 import shutil
 import sqlite3
@@ -48,7 +52,7 @@ from dicomscu.errors import AssociationAborted, DicomscuError, UsageError
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.instances import remove_partial_files
 from dicomscu.files.journal import Journal
-from dicomscu.operations.results import ALREADY, OK, SKIPPED, FileResult, StoreReport, recorder
+from dicomscu.operations.results import ALREADY, OK, SKIPPED, WARNED, FileResult, StoreReport, recorder
 from dicomscu.transport.peer import Peer
 
 SHARE_FILES = 200
@@ -56,6 +60,10 @@ SHARE_BYTES = 256 << 20
 RETRIES = 2
 #: Seconds before a failed share runs again; doubled for each further try.
 BACKOFF = 2.0
+#: Seconds between two reports of the per-file results the workers stream back.
+TICK = 0.2
+#: Outcomes a worker streams back as they come: final, whatever happens to the rest of the share.
+STORED = (OK, WARNED, ALREADY)
 LOGGER = logging.getLogger("dicomscu")
 
 
@@ -130,17 +138,78 @@ def _leases(limit: PeerLimit | None, count: int) -> Iterator[None]:
 
 
 def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, journal: str | None,
-                limit: PeerLimit | None) -> list[FileResult]:
-    """One share, on a worker: the ordinary store, results returned (runs again after a worker loss)."""
+                limit: PeerLimit | None, topic: str | None = None, n: int = 0) -> list[FileResult]:
+    """One share, on a worker: the ordinary store, results returned (runs again after a worker loss), and
+    each stored file's result published under `topic` as it comes (see :class:`_Stream`)."""
     from dicomscu.operations.store import store
 
     results: list[FileResult] = []
     layered = _Layered(Journal(share_journal), Journal(journal) if journal and os.path.exists(journal) else None)
+    publish = _publisher(topic, n)
+
+    def on_result(result: FileResult) -> None:
+        result = _stored_by_an_earlier_try(result, layered)
+        results.append(result)
+        if result.outcome in STORED:
+            publish(result)
+
     with _leases(limit, jobs):
-        report = store(peer, files, on_result=results.append, jobs=jobs, journal=layered)
+        report = store(peer, files, on_result=on_result, jobs=jobs, journal=layered)
     if report.not_sent:  # the association failed: the task fails, and Dask runs it again (journal: no repeats)
         raise report.error or AssociationAborted(f"{peer}: {report.not_sent} file(s) not sent")
-    return [_stored_by_an_earlier_try(result, layered) for result in results]
+    return results
+
+
+def _publisher(topic: str | None, n: int) -> Callable[[FileResult], None]:
+    """Sends share `n`'s results to the client as Dask events (pickled: a result holds a Status), on a worker."""
+    if topic is None:
+        return lambda result: None
+    from distributed import get_worker
+
+    worker = get_worker()
+    return lambda result: worker.log_event(topic, [n, pickle.dumps(result)])
+
+
+class _Stream:
+    """Per-file results as the workers publish them, each file reported once.
+
+    A stored file's result is final (the peer confirmed it) and is reported as it arrives; the rest (a refusal,
+    an unreadable file) only with the result list of the share's try that finished, since a try that dies
+    with its worker is run again and the outcome may change.  Files a share's earlier tries reported are not
+    reported again; events that come after their share finished are dropped (its list covered them).  Memory:
+    the paths of the shares under way.
+    """
+
+    def __init__(self, client, topic: str, emit: Callable[[FileResult], None]) -> None:
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.emit = emit
+        self.reported: dict[int, set[str]] = {}
+        self.over: set[int] = set()
+        client.subscribe_topic(topic, lambda event: self.events.put(event[1]))
+
+    def _report(self, n: int, result: FileResult) -> None:
+        paths = self.reported.setdefault(n, set())
+        if result.path not in paths:
+            paths.add(result.path)
+            self.emit(result)
+
+    def drain(self) -> None:
+        """Report what has arrived."""
+        while True:
+            try:
+                n, blob = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if n not in self.over:
+                self._report(n, pickle.loads(blob))
+
+    def finish(self, n: int, results: list[FileResult]) -> None:
+        """Share `n` is over: its last try's `results` (none if every try failed) complete what was streamed."""
+        self.drain()
+        for result in results:
+            self._report(n, result)
+        self.reported.pop(n, None)
+        self.over.add(n)
 
 
 def _stored_by_an_earlier_try(result: FileResult, layered: _Layered) -> FileResult:
@@ -163,10 +232,10 @@ def _share_size(count: int, workers: int, cap: int | None = None) -> int:
     return min(size, cap) if cap is not None else size
 
 
-def _each_share(client, function: Callable, shares: list,
-                arguments: Callable[[int, list], tuple]) -> Generator[tuple[Any, Exception | None], None, None]:
-    """(result, None) or (None, error) of ``function(*arguments(n, share))`` run as a Dask task per share, as
-    they finish.  A share that fails is submitted again up to :data:`RETRIES` times, :data:`BACKOFF` seconds
+def _each_share(client, function: Callable, shares: list, arguments: Callable[[int, list], tuple],
+                tick: Callable[[], None] | None = None) -> Generator[tuple[int, Any, Exception | None], None, None]:
+    """(n, result, None) or (n, None, error) of ``function(*arguments(n, share))`` run as a Dask task per share
+    `n`, as they finish; `tick` is called at least every :data:`TICK` seconds meanwhile.  A share that fails is submitted again up to :data:`RETRIES` times, :data:`BACKOFF` seconds
     later, then twice that (a busy or restarting PACS gets time; no worker waits meanwhile); one whose worker
     died is run again by Dask itself.  On any exception, Ctrl-C included, the tasks not done are cancelled;
     the client is closed at the end."""
@@ -194,27 +263,32 @@ def _each_share(client, function: Callable, shares: list,
             while later and later[0][0] <= time.monotonic():
                 _, n, attempt = heapq.heappop(later)
                 submit(n, attempt)
+            if tick is not None:
+                tick()
+            wake = later[0][0] - time.monotonic() if later else None  # (never None with nothing pending)
+            if tick is not None:
+                wake = TICK if wake is None else min(wake, TICK)
             if not pending:
-                time.sleep(max(0.0, later[0][0] - time.monotonic()))
+                time.sleep(max(0.0, wake or 0.0))
                 continue
             try:
                 done, _ = wait(list(pending), return_when="FIRST_COMPLETED",
-                               timeout=max(0.01, later[0][0] - time.monotonic()) if later else None)
+                               timeout=None if wake is None else max(0.01, wake))
             except TimeoutError:
-                continue  # a share's time to run again came first
+                continue  # a share's time to run again, or to report, came first
             for future in done:
                 pending.discard(future)
-                outcome: tuple[Any, Exception | None]
+                n, attempt = tries[future.key]
+                outcome: tuple[int, Any, Exception | None]
                 try:
-                    outcome = future.result(), None
+                    outcome = n, future.result(), None
                 except Exception as exc:
-                    n, attempt = tries[future.key]
                     if attempt < RETRIES and not isinstance(exc, UsageError):
                         delay = BACKOFF * 2 ** attempt
                         LOGGER.warning("a share failed on the cluster (%s): it runs again in %g s", exc, delay)
                         heapq.heappush(later, (time.monotonic() + delay, n, attempt + 1))
                         continue
-                    outcome = None, exc  # the share failed on every try
+                    outcome = n, None, exc  # the share failed on every try
                 yield outcome
     except BaseException:
         client.cancel(every)
@@ -261,17 +335,18 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
     limit = _peer_limit(peer, max_per_peer)
     jobs = _cap(jobs, max_per_peer)
 
-    def arguments(n: int, share: list) -> tuple:
-        return peer, share, jobs, os.path.join(folder, f"share-{n:06d}.sqlite"), journal, limit
+    topic = f"dicomscu-results-{secrets.token_hex(6)}"
+    stream = _Stream(client, topic, emit)
 
-    with closing(_each_share(client, store_share, shares, arguments)) as outcomes:
-        for results, error in outcomes:
+    def arguments(n: int, share: list) -> tuple:
+        return peer, share, jobs, os.path.join(folder, f"share-{n:06d}.sqlite"), journal, limit, topic, n
+
+    with closing(_each_share(client, store_share, shares, arguments, stream.drain)) as outcomes:
+        for n, results, error in outcomes:
             if error is not None:
                 report.error = report.error or (error if isinstance(error, DicomscuError) else
                                                 AssociationAborted(f"a share failed on the cluster: {error}"))
-                continue
-            for result in results:
-                emit(result)
+            stream.finish(n, results or [])
     _merge(folder, journal, str(peer))
     if not journal:
         shutil.rmtree(folder, ignore_errors=True)
@@ -361,7 +436,7 @@ def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *,
     parts = []
     try:
         with closing(_each_share(client, retrieve_share, shares, arguments)) as outcomes:
-            for part, error in outcomes:
+            for _, part, error in outcomes:
                 if error is not None:  # counted, with what the share did
                     part = getattr(error, "report", None)
                     report.write_errors.append(f"a share failed on the cluster: {error}")

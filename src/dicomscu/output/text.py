@@ -169,6 +169,7 @@ class StoreJsonStream:
         separator = "," if self._count else ""
         self._stream.write(f"{separator}\n  {self._json.dumps(file_json(result))}")
         self._count += 1
+        self._stream.flush()  # a reader of a pipe sees each result as it comes (a write each: microseconds)
 
     def end(self, report: StoreReport) -> None:
         self._close(store_json_summary(report), error_json(report.error), store_exit_code(report))
