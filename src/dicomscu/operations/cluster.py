@@ -41,6 +41,7 @@ import os
 import pickle
 import queue
 import secrets
+import threading
 import shutil
 import sqlite3
 import tempfile
@@ -145,7 +146,7 @@ def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, jou
 
     results: list[FileResult] = []
     layered = _Layered(Journal(share_journal), Journal(journal) if journal and os.path.exists(journal) else None)
-    publish = _publisher(topic, n)
+    publish = _Publisher(topic, n)
 
     def on_result(result: FileResult) -> None:
         result = _stored_by_an_earlier_try(result, layered)
@@ -160,14 +161,35 @@ def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, jou
     return results
 
 
-def _publisher(topic: str | None, n: int) -> Callable[[FileResult], None]:
-    """Sends share `n`'s results to the client as Dask events (pickled: a result holds a Status), on a worker."""
-    if topic is None:
-        return lambda result: None
-    from distributed import get_worker
+class _Publisher:
+    """On a worker: share `n`'s stored results, sent to the client as Dask events under `topic`, a batch at
+    most every :data:`TICK` seconds (an event per file would cost the scheduler more than the store)."""
 
-    worker = get_worker()
-    return lambda result: worker.log_event(topic, [n, pickle.dumps(result)])
+    def __init__(self, topic: str | None, n: int) -> None:
+        self.topic, self.n = topic, n
+        self.batch: list[FileResult] = []
+        self.lock = threading.Lock()
+        if topic is not None:
+            from distributed import get_worker
+
+            self.worker = get_worker()
+
+    def __call__(self, result: FileResult) -> None:
+        if self.topic is None:
+            return
+        with self.lock:
+            self.batch.append(result)
+            if len(self.batch) > 1:  # a send is due already
+                return
+        timer = threading.Timer(TICK, self.send)
+        timer.daemon = True
+        timer.start()
+
+    def send(self) -> None:
+        with self.lock:
+            batch, self.batch = self.batch, []
+        assert self.topic is not None  # (sends are only timed with a topic)
+        self.worker.log_event(self.topic, [self.n, pickle.dumps(batch)])  # (pickled: a result holds a Status)
 
 
 class _Stream:
@@ -201,7 +223,8 @@ class _Stream:
             except queue.Empty:
                 return
             if n not in self.over:
-                self._report(n, pickle.loads(blob))
+                for result in pickle.loads(blob):
+                    self._report(n, result)
 
     def finish(self, n: int, results: list[FileResult]) -> None:
         """Share `n` is over: its last try's `results` (none if every try failed) complete what was streamed."""
