@@ -167,15 +167,15 @@ def test_streamed_results_report_each_file_once_across_tries():
     reported once, the refusal from the finished list; an event arriving after its share ended is dropped."""
     import pickle
 
-    from dicomscu.operations.cluster import _Stream
+    from dicomscu.operations.share_events import FileStream
     from dicomscu.operations.results import FAILED, OK, FileResult
 
-    class Topics:  # what _Stream asks of a Dask client
+    class Topics:  # what FileStream asks of a Dask client
         def subscribe_topic(self, topic, handler):
             self.handler = handler
 
     topics, reported = Topics(), []
-    stream = _Stream(topics, "t", reported.append)
+    stream = FileStream(topics, "t", reported.append)
     a, b, c = (FileResult(name, OK, sop_instance=name) for name in "abc")
     topics.handler((0.0, [7, pickle.dumps([a, b])]))  # streamed by the try that died
     stream.drain()
@@ -258,7 +258,55 @@ def test_move_on_the_cluster_to_a_third_application_with_a_worker_killed(cluster
     summary = stderr.splitlines()[-1]  # after --find, the retrieval's summary goes to stderr
     assert summary.startswith("C-MOVE") and " 0 failed" in summary, summary
     assert len(received) == sum(series.values())
+    assert f" {len(received)} completed" in summary, summary  # the series a dead try moved counted, once
     assert sum(received.values()) - len(received) <= max(series.values()), received.most_common(3)
+
+
+def test_retrieval_progress_comes_back_while_the_shares_run(cluster, big_set, tmp_path):
+    """A C-MOVE on the cluster held by its destination after 40 instances: the progress the client reports
+    already counts them, though no share (about 250 instances each) is over; then every instance is counted
+    once in the summary."""
+    import threading
+
+    import dicomscu
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage
+
+    address, _ = cluster
+    held, release, lock = [], threading.Event(), threading.Lock()
+
+    def on_store(event):
+        with lock:
+            held.append(event.request.AffectedSOPInstanceUID)
+            hold = len(held) > 40
+        if hold:
+            release.wait(60)
+        return 0x0000
+
+    progress: list[int] = []
+    with storage_scp("HOLD", [SecondaryCaptureImageStorage], on_store) as port:
+        server = _serve(tmp_path, destinations={"HOLD": ("127.0.0.1", port)})
+        peer = dicomscu.Peer("127.0.0.1", server.config.port, called_ae="DICOMSCU")
+        try:
+            assert dicomscu.store(peer, [str(big_set)], recursive=True).stored == 2000
+            query = dicomscu.build_query("studyroot", "study", ["StudyInstanceUID"])
+            studies: list = []
+            dicomscu.find(peer, query, on_answer=studies.append)
+            outcome: list = []
+            run = threading.Thread(target=lambda: outcome.append(dicomscu.retrieve_on_cluster(
+                peer, query, dicomscu.RetrieveOptions(move_destination="HOLD"), studies, scheduler=address,
+                operation="move", on_progress=lambda total: progress.append(total.completed))))
+            run.start()
+            deadline = time.monotonic() + 60
+            while not (progress and progress[-1] >= 20) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            counted_while_held = progress[-1] if progress else 0
+            release.set()
+            run.join(180)
+        finally:
+            release.set()
+            server.stop()
+    assert counted_while_held >= 20, progress
+    assert outcome and outcome[0].completed == 2000 and outcome[0].failed == 0, outcome
 
 
 @pytest.fixture
@@ -295,6 +343,8 @@ def test_2000_files_through_orthanc_with_a_worker_killed_each_way(cluster, clean
     files = list(out.rglob("*.dcm"))
     assert len(files) == 2000 and dataset_digests(files) == dataset_digests(big_set.rglob("*.dcm"))
     assert not list(out.rglob("*.part")) and not list(out.glob(".dicomscu-shares-*"))
+    summary = stderr.splitlines()[-1]  # after --find, the retrieval's summary goes to stderr
+    assert " 2000 completed" in summary and "2000 file(s) written" in summary, summary
 
 
 def test_a_pacs_not_ready_yet_gets_the_shares_again_after_a_delay(cluster, dataset_dir, tmp_path):

@@ -35,6 +35,8 @@ _EXPORTS = {
     "find": "dicomscu.operations.find",
     "get": "dicomscu.operations.retrieve",
     "move": "dicomscu.operations.retrieve",
+    "store_on_cluster": "dicomscu.operations.cluster",
+    "retrieve_on_cluster": "dicomscu.operations.cluster",
     "RetrieveOptions": "dicomscu.operations.retrieval",
     "RetrieveReport": "dicomscu.operations.retrieval",
     "Association": "dicomscu.operations.session",

@@ -15,7 +15,7 @@ The files are split into shares of about :data:`SHARE_FILES` files or
 :data:`SHARE_BYTES` bytes; each share is a Dask task that runs the ordinary store
 (``-j`` associations) on a worker and returns its per-file results; each stored
 file's result also comes back as a Dask event as soon as the peer confirms it, so
-the client reports it then (:class:`_Stream`: each file once).  Nothing lost,
+the client reports it then (:mod:`~dicomscu.operations.share_events`: each file once).  Nothing lost,
 nothing twice:
 
 * each share records every instance its peer confirmed in a journal of its own
@@ -36,15 +36,14 @@ Ctrl-C cancels every task.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
-import pickle
-import queue
 import secrets
-import threading
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 from contextlib import closing, contextmanager
 from typing import Any, Callable, Generator, Iterator, NamedTuple, Sequence
@@ -54,6 +53,8 @@ from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.instances import remove_partial_files
 from dicomscu.files.journal import Journal
 from dicomscu.operations.results import ALREADY, OK, SKIPPED, WARNED, FileResult, StoreReport, recorder
+from dicomscu.operations.share_events import TICK, FileStream, Publisher, RetrievalProgress
+from dicomscu.operations.status import Status
 from dicomscu.transport.peer import Peer
 
 SHARE_FILES = 200
@@ -61,8 +62,6 @@ SHARE_BYTES = 256 << 20
 RETRIES = 2
 #: Seconds before a failed share runs again; doubled for each further try.
 BACKOFF = 2.0
-#: Seconds between two reports of the per-file results the workers stream back.
-TICK = 0.2
 #: Outcomes a worker streams back as they come: final, whatever happens to the rest of the share.
 STORED = (OK, WARNED, ALREADY)
 LOGGER = logging.getLogger("dicomscu")
@@ -141,12 +140,12 @@ def _leases(limit: PeerLimit | None, count: int) -> Iterator[None]:
 def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, journal: str | None,
                 limit: PeerLimit | None, topic: str | None = None, n: int = 0) -> list[FileResult]:
     """One share, on a worker: the ordinary store, results returned (runs again after a worker loss), and
-    each stored file's result published under `topic` as it comes (see :class:`_Stream`)."""
+    each stored file's result published under `topic` as it comes (see :class:`~dicomscu.operations.share_events.FileStream`)."""
     from dicomscu.operations.store import store
 
     results: list[FileResult] = []
     layered = _Layered(Journal(share_journal), Journal(journal) if journal and os.path.exists(journal) else None)
-    publish = _Publisher(topic, n)
+    publish = Publisher(topic, n, key=lambda result: result.path)
 
     def on_result(result: FileResult) -> None:
         result = _stored_by_an_earlier_try(result, layered)
@@ -159,80 +158,6 @@ def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, jou
     if report.not_sent:  # the association failed: the task fails, and Dask runs it again (journal: no repeats)
         raise report.error or AssociationAborted(f"{peer}: {report.not_sent} file(s) not sent")
     return results
-
-
-class _Publisher:
-    """On a worker: share `n`'s stored results, sent to the client as Dask events under `topic`, a batch at
-    most every :data:`TICK` seconds (an event per file would cost the scheduler more than the store)."""
-
-    def __init__(self, topic: str | None, n: int) -> None:
-        self.topic, self.n = topic, n
-        self.batch: list[FileResult] = []
-        self.lock = threading.Lock()
-        if topic is not None:
-            from distributed import get_worker
-
-            self.worker = get_worker()
-
-    def __call__(self, result: FileResult) -> None:
-        if self.topic is None:
-            return
-        with self.lock:
-            self.batch.append(result)
-            if len(self.batch) > 1:  # a send is due already
-                return
-        timer = threading.Timer(TICK, self.send)
-        timer.daemon = True
-        timer.start()
-
-    def send(self) -> None:
-        with self.lock:
-            batch, self.batch = self.batch, []
-        assert self.topic is not None  # (sends are only timed with a topic)
-        self.worker.log_event(self.topic, [self.n, pickle.dumps(batch)])  # (pickled: a result holds a Status)
-
-
-class _Stream:
-    """Per-file results as the workers publish them, each file reported once.
-
-    A stored file's result is final (the peer confirmed it) and is reported as it arrives; the rest (a refusal,
-    an unreadable file) only with the result list of the share's try that finished, since a try that dies
-    with its worker is run again and the outcome may change.  Files a share's earlier tries reported are not
-    reported again; events that come after their share finished are dropped (its list covered them).  Memory:
-    the paths of the shares under way.
-    """
-
-    def __init__(self, client, topic: str, emit: Callable[[FileResult], None]) -> None:
-        self.events: queue.SimpleQueue = queue.SimpleQueue()
-        self.emit = emit
-        self.reported: dict[int, set[str]] = {}
-        self.over: set[int] = set()
-        client.subscribe_topic(topic, lambda event: self.events.put(event[1]))
-
-    def _report(self, n: int, result: FileResult) -> None:
-        paths = self.reported.setdefault(n, set())
-        if result.path not in paths:
-            paths.add(result.path)
-            self.emit(result)
-
-    def drain(self) -> None:
-        """Report what has arrived."""
-        while True:
-            try:
-                n, blob = self.events.get_nowait()
-            except queue.Empty:
-                return
-            if n not in self.over:
-                for result in pickle.loads(blob):
-                    self._report(n, result)
-
-    def finish(self, n: int, results: list[FileResult]) -> None:
-        """Share `n` is over: its last try's `results` (none if every try failed) complete what was streamed."""
-        self.drain()
-        for result in results:
-            self._report(n, result)
-        self.reported.pop(n, None)
-        self.over.add(n)
 
 
 def _stored_by_an_earlier_try(result: FileResult, layered: _Layered) -> FileResult:
@@ -256,9 +181,10 @@ def _share_size(count: int, workers: int, cap: int | None = None) -> int:
 
 
 def _each_share(client, function: Callable, shares: list, arguments: Callable[[int, list], tuple],
-                tick: Callable[[], None] | None = None) -> Generator[tuple[int, Any, Exception | None], None, None]:
+                tick: Callable[[], object] | None = None) -> Generator[tuple[int, Any, Exception | None], None, None]:
     """(n, result, None) or (n, None, error) of ``function(*arguments(n, share))`` run as a Dask task per share
-    `n`, as they finish; `tick` is called at least every :data:`TICK` seconds meanwhile.  A share that fails is submitted again up to :data:`RETRIES` times, :data:`BACKOFF` seconds
+    `n`, as they finish; `tick` is called at least every :data:`TICK` seconds meanwhile.  A share that
+    fails is submitted again up to :data:`RETRIES` times, :data:`BACKOFF` seconds
     later, then twice that (a busy or restarting PACS gets time; no worker waits meanwhile); one whose worker
     died is run again by Dask itself.  On any exception, Ctrl-C included, the tasks not done are cancelled;
     the client is closed at the end."""
@@ -359,7 +285,7 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
     jobs = _cap(jobs, max_per_peer)
 
     topic = f"dicomscu-results-{secrets.token_hex(6)}"
-    stream = _Stream(client, topic, emit)
+    stream = FileStream(client, topic, emit)
 
     def arguments(n: int, share: list) -> tuple:
         return peer, share, jobs, os.path.join(folder, f"share-{n:06d}.sqlite"), journal, limit, topic, n
@@ -391,33 +317,81 @@ def _merge(folder: str, journal: str | None, peer: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+class SeriesJournal:
+    """A retrieval share's series whose final response came, each with the counts of its retrieval (SQLite,
+    one writer: the share's task): a try run again after a worker loss skips those series, and counts them."""
+
+    COUNTS = ("completed", "failed", "warning", "remaining", "written", "requests", "renamed", "conflicting",
+              "outside")
+    LISTS = ("write_errors", "refused_classes")
+
+    def __init__(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)  # (a worker that does not see the client's disk)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS series (uid TEXT PRIMARY KEY, report TEXT)")
+        self._lock = threading.Lock()
+
+    def done(self, blank: Callable[[], Any]) -> dict[str, Any]:
+        """Each series journaled, with its counts in a report from `blank()`."""
+        found = {}
+        for uid, text in self._db.execute("SELECT uid, report FROM series"):
+            counts, report = json.loads(text), blank()
+            for name in (*self.COUNTS, *self.LISTS):
+                setattr(report, name, counts[name])
+            if counts["status"] is not None:
+                report.status = Status(*counts["status"])
+            found[uid] = report
+        return found
+
+    def record(self, uid: str, report) -> None:
+        counts = {name: getattr(report, name) for name in (*self.COUNTS, *self.LISTS)}
+        status = report.status
+        counts["status"] = None if status is None else [status.code, status.category, status.meaning]
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO series VALUES (?, ?)", (uid, json.dumps(counts)))
+
+    def close(self) -> None:
+        self._db.close()
+
+
 def retrieve_share(peer: Peer, query, options, identifiers: list, jobs: int, operation: str, done_journal: str,
-                   limit: PeerLimit | None):
+                   limit: PeerLimit | None, topic: str | None = None, n: int = 0):
     """One share of series, on a worker: the ordinary C-GET or C-MOVE, series by series over `jobs`
-    associations, each series recorded in the share's journal once its final response says it is done.
-    A share run again after a worker loss skips the series its journal holds: only the series in flight
-    when the worker died is retrieved twice (C-GET rewrites the same files, C-MOVE's destination gets the
-    same instances again)."""
+    associations, each series recorded in the share's journal once its final response says it is done, and
+    its counts published under `topic` as it goes (see
+    :class:`~dicomscu.operations.share_events.RetrievalProgress`).  A share run again after a worker loss
+    skips the series its journal holds, counting what they did: only the series in flight when the worker
+    died is retrieved twice (C-GET rewrites the same files, C-MOVE's destination gets the same instances
+    again)."""
     from dicomscu.operations import retrieve
     from dicomscu.operations.fanout import fan_out
 
+    name = f"C-{operation.upper()}"
     run = retrieve.move if operation == "move" else retrieve.get
-    os.makedirs(os.path.dirname(done_journal), exist_ok=True)  # (a worker that does not see the client's disk)
-    done = Journal(done_journal)
-    todo = [series for series in identifiers if _series_uid(series) not in done]
-    parts = [retrieve.RetrieveReport(peer, f"C-{operation.upper()}") for _ in range(min(jobs, len(todo)))]
+    journal = SeriesJournal(done_journal)
+    earlier = journal.done(lambda: retrieve.RetrieveReport(peer, name))
+    todo = [series for series in identifiers if _series_uid(series) not in earlier]
+    parts = [retrieve.RetrieveReport(peer, name) for _ in range(min(jobs, len(todo)))]
+    publish = Publisher(topic, n, key=lambda item: item[0])
+    for uid, report in earlier.items():  # the client may have missed them when the earlier try died
+        publish((uid, report))
 
     def one_association(index: int) -> None:
         for series in todo[index::len(parts)]:
-            part = run(peer, query, options, None, [series])
-            done.record(_series_uid(series), "", str(peer))
+            uid = _series_uid(series)
+            part = run(peer, query, options, lambda report: publish((uid, dataclasses.replace(
+                report, write_errors=list(report.write_errors), refused_classes=list(report.refused_classes)))),
+                [series])
+            journal.record(uid, part)
+            publish((uid, part))
             parts[index] = retrieve.combine(peer, [parts[index], part])
 
     with _leases(limit, len(parts)):
         fan_out(one_association, range(len(parts)), operation)
-    done.close()
-    total = retrieve.combine(peer, parts)
-    total.operation = f"C-{operation.upper()}"
+    journal.close()
+    total = retrieve.combine(peer, [*earlier.values(), *parts])
+    total.operation = name
     return total
 
 
@@ -451,27 +425,31 @@ def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *,
     options = dataclasses.replace(options, tag=secrets.token_hex(6))
     limit = _peer_limit(peer, max_per_peer)
     jobs = _cap(jobs, max_per_peer)
+    topic = f"dicomscu-progress-{options.tag}"
+    progress = RetrievalProgress(client, topic, lambda parts: retrieve.combine(peer, parts))
 
     def arguments(n: int, share: list) -> tuple:
         return (peer, query, options, share, jobs, operation, os.path.join(folder, f"share-{n:06d}.sqlite"),
-                limit)
+                limit, topic, n)
 
-    parts = []
+    def tick() -> None:
+        if progress.drain() and on_progress is not None:
+            on_progress(progress.total())
+
     try:
-        with closing(_each_share(client, retrieve_share, shares, arguments)) as outcomes:
-            for _, part, error in outcomes:
+        with closing(_each_share(client, retrieve_share, shares, arguments, tick)) as outcomes:
+            for n, part, error in outcomes:
                 if error is not None:  # counted, with what the share did
                     part = getattr(error, "report", None)
                     report.write_errors.append(f"a share failed on the cluster: {error}")
-                if part is not None:
-                    parts.append(part)
+                progress.finish(n, part)
                 if on_progress is not None:
-                    on_progress(retrieve.combine(peer, parts))
+                    on_progress(progress.total())
         if operation == "get":
             remove_partial_files(options.output, options.tag)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    total = retrieve.combine(peer, parts)
+    total = progress.total()
     total.operation = name
     total.write_errors += report.write_errors
     total.already_present = report.already_present
