@@ -78,36 +78,39 @@ def _uid(raw: bytes | memoryview) -> str:
     return bytes(raw).rstrip(b"\0 ").decode("ascii", "replace")
 
 
-#: Precompiled headers per byte order: (group, element), (group, element, 32-bit length), 32-bit, 16-bit.
-_STRUCTS = {little: (struct.Struct(order + "HH"), struct.Struct(order + "HHL"), struct.Struct(order + "L"),
-                     struct.Struct(order + "H"))
+#: Precompiled headers per byte order: explicit (group, element, VR, 16-bit length), implicit or item
+#: (group, element, 32-bit length), and a 32-bit length.  One unpack per element in the common case.
+_STRUCTS = {little: (struct.Struct(order + "HH2sH"), struct.Struct(order + "HHL"), struct.Struct(order + "L"))
             for little, order in ((True, "<"), (False, ">"))}
 
 
 def element_header(
     data: memoryview, pos: int, end: int, implicit: bool, little: bool
-) -> tuple[int, int, int, bool, str | None]:
-    """(tag, value length, header size, holds Implicit VR (UN), VR or None) of the element at `pos`.
+) -> tuple[int, int, int, bool]:
+    """(tag, value length, header size, holds Implicit VR (UN)) of the element at `pos`.
 
-    The VR is None in Implicit VR and for item and delimiter tags.  Raises
+    Raises
     :class:`BadFile` when the header itself is cut or its VR is not a VR.  (Hot: a
-    store proves every file whole with it, so the structs are compiled once.)
+    store proves every file whole with it, so the structs are compiled once and
+    an explicit header is read in one unpack.)
     """
     if end - pos < 8:
         raise BadFile(f"truncated: the file ends inside an element header at offset {pos}")
-    pair, implicit_header, long_length, short_length = _STRUCTS[little]
-    group, element = pair.unpack_from(data, pos)
-    if group == 0xFFFE or implicit:
+    explicit, implicit_header, long_length = _STRUCTS[little]
+    if implicit:
         group, element, length = implicit_header.unpack_from(data, pos)
-        return group << 16 | element, length, 8, False, None
-    vr = bytes(data[pos + 4 : pos + 6])
+        return group << 16 | element, length, 8, False
+    group, element, vr, length = explicit.unpack_from(data, pos)
+    if group == 0xFFFE:  # items and delimiters have no VR
+        group, element, length = implicit_header.unpack_from(data, pos)
+        return group << 16 | element, length, 8, False
     if vr in _LONG_VRS:
         if end - pos < 12:
             raise BadFile(f"truncated: the file ends inside the header of ({group:04X},{element:04X})")
-        return group << 16 | element, long_length.unpack_from(data, pos + 8)[0], 12, vr == b"UN", vr.decode()
+        return group << 16 | element, long_length.unpack_from(data, pos + 8)[0], 12, vr == b"UN"
     if vr not in _ALL_VRS:
         raise BadFile(f"corrupt: invalid VR {vr!r} in element ({group:04X},{element:04X}) at offset {pos}")
-    return group << 16 | element, short_length.unpack_from(data, pos + 6)[0], 8, False, vr.decode()
+    return group << 16 | element, length, 8, False
 
 
 @dataclass
@@ -122,15 +125,15 @@ class _Walk:
 
     def header(self, pos: int, end: int) -> tuple[int, int, int, bool]:
         """(tag, value length, header size, holds Implicit VR) of the element at `pos`."""
-        tag, length, size, as_implicit, _ = element_header(self.data, pos, end, self.implicit, self.little)
-        return tag, length, size, as_implicit
+        return element_header(self.data, pos, end, self.implicit, self.little)
 
     def elements(self, pos: int, end: int, depth: int, in_item: bool) -> int:
         """Walk elements from `pos`; return the offset after them (or after an item delimiter)."""
         if depth > _MAX_DEPTH:
             raise BadFile(f"corrupt: sequences nested deeper than {_MAX_DEPTH} levels")
+        data, wanted = self.data, self.wanted
         while pos < end:
-            tag, length, size, as_implicit = self.header(pos, end)
+            tag, length, size, as_implicit = element_header(data, pos, end, self.implicit, self.little)
             if tag == _ITEM_END and in_item:
                 return pos + size
             if depth == 0 and self.stop_after is not None and tag > self.stop_after:
@@ -148,8 +151,8 @@ class _Walk:
                     f"truncated: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs {length} bytes "
                     f"at offset {value} but the file ends at {end}"
                 )
-            if depth == 0 and tag in self.wanted:
-                self.wanted[tag] = self.data[value : value + length]
+            if depth == 0 and tag in wanted:
+                wanted[tag] = data[value : value + length]
             pos = value + length
         if in_item:
             raise BadFile("truncated: the file ends inside a sequence item")

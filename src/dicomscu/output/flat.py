@@ -3,8 +3,8 @@
 Decoding each answer into a pydicom Dataset, then asking it for each value, costs
 more than the whole network round trip (about 0.4 ms per answer: 4 s for 10,000
 matches).  Most answers are flat lists of short text elements, so this module
-reads their elements with :func:`dicomscu.files.probe.element_header` and turns
-them into CSV cells and DICOM JSON (PS3.18 F.2) directly.  Anything it does not
+reads their element headers itself (:func:`read_flat`: one unpack each, no nesting
+to follow) and turns them into CSV cells and DICOM JSON (PS3.18 F.2) directly.  Anything it does not
 handle exactly as pydicom would — sequences, binary VRs, a character set other
 than the default, Latin-1 or UTF-8 — returns None, and the caller uses pydicom.
 """
