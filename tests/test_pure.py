@@ -146,7 +146,10 @@ def test_wado_accept_header_and_the_syntax_each_instance_is_sent_in():
     assert syntax_to_send(implicit, [explicit]) == explicit  # re-encoded
     assert syntax_to_send(jpeg, [jpeg, implicit]) == jpeg
     assert syntax_to_send(explicit, [jpeg, implicit]) == implicit
-    assert syntax_to_send(jpeg, [explicit]) is None  # compressed: never converted
+    assert syntax_to_send(jpeg, [explicit]) == explicit  # decompressed: pylibjpeg's decoder is installed
+    assert syntax_to_send(jpeg, ["1.2.840.10008.1.2.2", implicit]) == implicit  # never into big endian
+    mpeg2 = "1.2.840.10008.1.2.4.100"
+    assert syntax_to_send(mpeg2, [explicit, implicit]) is None  # no decoder exists: as stored or not at all
     assert syntax_to_send(explicit, [jpeg]) is None
 
 

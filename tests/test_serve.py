@@ -253,3 +253,60 @@ def test_demo_runs_end_to_end():
     for command in ("$ dicomscu 127.0.0.1", "$ dicomscu --store", "$ dicomscu --find", "$ dicomscu --get",
                     "$ dicomscu --move"):
         assert command in result.stdout
+
+
+def test_compressed_instances_go_decompressed_to_a_requestor_that_takes_only_uncompressed(tmp_path):
+    """A C-GET (our default: Implicit VR Little Endian only) or a C-MOVE to such a destination of JPEG
+    instances: serve decompresses them (the same instances, the decoder's pixels).  One whose pixel data no
+    decoder reads is one failed sub-operation, the others go; over WADO-RS it cuts the answer short."""
+    import numpy
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import encapsulate
+
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    names = ("SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm", "MR_small_jp2klossless.dcm")
+    originals = [pydicom.dcmread(get_testdata_file(name)) for name in names]
+    study = "1.2.826.0.1.3680043.10.1137.97"
+    for n, ds in enumerate(originals):  # one study, one series each
+        ds.StudyInstanceUID = study
+        ds.save_as(tmp_path / f"{n}.dcm")
+    broken = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
+    broken.StudyInstanceUID, broken.SOPInstanceUID = study + ".1", study + ".1.1"
+    broken.file_meta.MediaStorageSOPInstanceUID = broken.SOPInstanceUID
+    broken.PixelData = encapsulate([bytes(1000)])  # a frame of zeros: no JPEG 2000 codestream
+    broken.save_as(tmp_path / "broken.dcm")
+
+    move_port = free_port()
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               http_port=free_port(), destinations={"MOVER": ("127.0.0.1", move_port)}))
+    server.start()
+    host = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+    url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
+    try:
+        stored = run_dicomscu("--store", *host, *(str(tmp_path / f"{n}.dcm") for n in range(3)),
+                              str(tmp_path / "broken.dcm"))
+        assert stored.returncode == 0, stored.stderr
+        got = run_dicomscu("--get", "--study", "--studyroot", *host, "-k", f"StudyInstanceUID={study}",
+                           "-o", str(tmp_path / "got"))
+        moved = run_dicomscu("--move", "--study", "--studyroot", *host, "-k", f"StudyInstanceUID={study}",
+                             "-o", str(tmp_path / "moved"), "--aetitle", "MOVER", "--port-scp", str(move_port))
+        cut = run_dicomscu("--get", "--study", "--studyroot", *host, "-k", f"StudyInstanceUID={study}.1",
+                           "-o", str(tmp_path / "cut"))
+        web = run_dicomscu("--get", "--study", "--studyroot", url, "-k", f"StudyInstanceUID={study}.1",
+                           "-o", str(tmp_path / "web"))
+    finally:
+        server.stop()
+    for run, folder in ((got, "got"), (moved, "moved")):
+        assert run.returncode == 0, run.stderr
+        received = {ds.SOPInstanceUID: ds for ds in map(pydicom.dcmread, (tmp_path / folder).rglob("*.dcm"))}
+        assert set(received) == {ds.SOPInstanceUID for ds in originals}
+        for original in originals:
+            copy = received[original.SOPInstanceUID]
+            assert copy.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
+            assert numpy.array_equal(copy.pixel_array, original.pixel_array)
+            assert copy.PatientID == original.PatientID and copy.SOPClassUID == original.SOPClassUID
+    assert cut.returncode == 1 and "1 failed" in cut.stdout + cut.stderr, cut.stdout + cut.stderr
+    assert not list((tmp_path / "cut").rglob("*.dcm"))
+    assert web.returncode != 0 and not list((tmp_path / "web").rglob("*.dcm")), web.stderr
+    assert "Traceback" not in web.stderr + cut.stderr and "broke off" in web.stderr, web.stderr

@@ -251,10 +251,12 @@ def test_serve_speaks_dicomweb_over_the_same_index(dataset_dir, tmp_path):
 
 def test_serve_wado_sends_the_transfer_syntax_asked_for(dataset_dir, tmp_path):
     """serve's WADO-RS: by default (no transfer-syntax) Explicit VR Little Endian, re-encoded from the
-    Implicit VR files stored, the same data set; a syntax asked for by name; a compressed instance only as
-    stored (transfer-syntax=*), else 406 and one clear line."""
+    Implicit VR files stored, the same data set; a syntax asked for by name; a compressed instance
+    decompressed (the same instance, the decoder's pixels) or as stored (transfer-syntax=*); one that no
+    decoder reads only as stored, else 406 and one clear line, or 206 when others could go."""
     import urllib.request
 
+    import numpy
     import pydicom
     from pydicom.data import get_testdata_file
 
@@ -264,9 +266,15 @@ def test_serve_wado_sends_the_transfer_syntax_asked_for(dataset_dir, tmp_path):
                                http_port=free_port()))
     server.start()
     url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
-    jpeg2000 = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"), stop_before_pixels=True)
+    jpeg2000 = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))
+    mpeg2 = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))  # no decoder exists for MPEG2: as if one
+    mpeg2.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"
+    mpeg2.StudyInstanceUID, mpeg2.SOPInstanceUID = "1.2.826.0.1.3680043.10.1137.98", "1.2.826.0.1.3680043.10.1137.98.1"
+    mpeg2.file_meta.MediaStorageSOPInstanceUID = mpeg2.SOPInstanceUID
+    mpeg2.save_as(tmp_path / "mpeg2.dcm")
     try:
-        stored = run_dicomscu("--store", url, str(dataset_dir / "small"), get_testdata_file("JPEG2000.dcm"))
+        stored = run_dicomscu("--store", url, str(dataset_dir / "small"), get_testdata_file("JPEG2000.dcm"),
+                              str(tmp_path / "mpeg2.dcm"))
         assert stored.returncode == 0, stored.stderr
         every = [pydicom.dcmread(path) for path in sorted((dataset_dir / "small").iterdir())]
         study = every[0].StudyInstanceUID
@@ -287,9 +295,13 @@ def test_serve_wado_sends_the_transfer_syntax_asked_for(dataset_dir, tmp_path):
             body = response.read()
         assert response.status == 200 and b"transfer-syntax=1.2.840.10008.1.2\r\n" in body
 
-        refused = run_dicomscu("--get", "--study", "--studyroot", url, "-k",
-                               f"StudyInstanceUID={jpeg2000.StudyInstanceUID}", "-o", str(tmp_path / "no"))
-        assert refused.returncode == 1 and "HTTP 406" in refused.stderr and "transfer-syntax=*" in refused.stderr
+        plain = run_dicomscu("--get", "--study", "--studyroot", url, "-k",
+                             f"StudyInstanceUID={jpeg2000.StudyInstanceUID}", "-o", str(tmp_path / "plain"))
+        assert plain.returncode == 0, plain.stderr
+        (decompressed,) = map(pydicom.dcmread, (tmp_path / "plain").rglob("*.dcm"))
+        assert decompressed.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert decompressed.SOPInstanceUID == jpeg2000.SOPInstanceUID  # the same instance
+        assert numpy.array_equal(decompressed.pixel_array, jpeg2000.pixel_array)
         kept = run_dicomscu("--get", "--study", "--studyroot", url, "-k",
                             f"StudyInstanceUID={jpeg2000.StudyInstanceUID}", "-o", str(tmp_path / "as-stored"),
                             "--accept-all-syntaxes")
@@ -297,10 +309,12 @@ def test_serve_wado_sends_the_transfer_syntax_asked_for(dataset_dir, tmp_path):
         assert dataset_digests((tmp_path / "as-stored").rglob("*.dcm")) == \
             dataset_digests([get_testdata_file("JPEG2000.dcm")])
 
-        mixed = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))  # a JPEG 2000 image in the Implicit VR study
-        mixed.StudyInstanceUID, mixed.SOPInstanceUID = study, "1.2.826.0.1.3680043.10.1137.99.99"
-        mixed.file_meta.MediaStorageSOPInstanceUID = mixed.SOPInstanceUID
-        mixed.save_as(tmp_path / "mixed.dcm")
+        refused = run_dicomscu("--get", "--study", "--studyroot", url, "-k",
+                               f"StudyInstanceUID={mpeg2.StudyInstanceUID}", "-o", str(tmp_path / "no"))
+        assert refused.returncode == 1 and "HTTP 406" in refused.stderr and "transfer-syntax=*" in refused.stderr
+        mpeg2.StudyInstanceUID, mpeg2.SOPInstanceUID = study, "1.2.826.0.1.3680043.10.1137.99.99"
+        mpeg2.file_meta.MediaStorageSOPInstanceUID = mpeg2.SOPInstanceUID  # now in the Implicit VR study
+        mpeg2.save_as(tmp_path / "mixed.dcm")
         assert run_dicomscu("--store", url, str(tmp_path / "mixed.dcm")).returncode == 0
         partial = run_dicomscu("--get", "--study", "--studyroot", url, "-k", f"StudyInstanceUID={study}",
                                "-o", str(tmp_path / "partial"))

@@ -1,10 +1,13 @@
 """A data set (identifier) to bytes in a transfer syntax and back, with pydicom; deflate included.
 
-What goes in and out of P-DATA is a bare data set: no preamble, no file meta.
+What goes in and out of P-DATA is a bare data set: no preamble, no file meta.  A
+compressed data set can be decompressed into an uncompressed syntax when one of
+pydicom's pixel data decoders for its syntax is installed (``dicomscu[compressed]``).
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
 from io import BytesIO
 
@@ -37,3 +40,27 @@ def decode(raw: bytes | bytearray | memoryview, transfer_syntax: str) -> Dataset
     if syntax.is_deflated:
         data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data)
     return read_dataset(BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian)
+
+
+@functools.lru_cache(maxsize=64)
+def decodable(transfer_syntax: str) -> bool:
+    """Whether pixel data compressed in `transfer_syntax` can be decoded here (a decoder plugin is installed)."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return bool(get_decoder(UID(transfer_syntax)).is_available)
+    except (NotImplementedError, ValueError):  # no decoder exists for that syntax
+        return False
+
+
+def decompressed(raw: bytes | bytearray | memoryview, transfer_syntax: str, into: str) -> bytes:
+    """The compressed data set `raw` with its pixel data decoded, encoded in the uncompressed `into`: the same
+    instance (same UIDs), its Photometric Interpretation updated as decoding changes it (YBR to RGB).
+    Raises when the pixel data cannot be decoded."""
+    from pydicom.dataset import FileMetaDataset
+
+    dataset = decode(raw, transfer_syntax)
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = UID(transfer_syntax)
+    dataset.decompress(generate_instance_uid=False)
+    return encode(dataset, into)

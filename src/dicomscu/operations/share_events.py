@@ -123,7 +123,7 @@ class RetrievalProgress(ShareEvents):
     def __init__(self, client, topic: str, combine: Callable[[list], Any]) -> None:
         super().__init__(client, topic)
         self.combine = combine
-        self.parts: list = []
+        self.finished = combine([])  # the finished shares' reports, summed as they come (a run may have many)
         self.series: dict[int, dict[str, Any]] = {}
 
     def take(self, n: int, item: tuple[str, Any]) -> None:
@@ -134,9 +134,10 @@ class RetrievalProgress(ShareEvents):
         """Share `n` is over with `part` (None if every try failed: what it streamed stays counted)."""
         self.drain()
         if part is not None:
-            self.parts.append(part)
+            self.finished = self.combine([self.finished, part])
             self.series.pop(n, None)
         self.over(n)
 
     def total(self):
-        return self.combine(self.parts + [report for series in self.series.values() for report in series.values()])
+        under_way = (report for series in self.series.values() for report in series.values())
+        return self.combine([self.finished, *under_way])

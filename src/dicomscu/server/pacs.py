@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from dicomscu import uids
 from dicomscu.errors import DicomscuError, UsageError
-from dicomscu.files.codec import decode, encode
+from dicomscu.files.codec import decodable, decode, decompressed, encode
 from dicomscu.files.instances import (InstanceWriter, discard, file_header, remove_partial_files,
                                       write_atomically)
 from dicomscu.files.probe import BadFile, probe, valid_uid
@@ -402,7 +402,12 @@ class QueryRetrieve(Provider):
         if stored is None:
             return 0xA702, os.path.splitext(os.path.basename(path))[0], False
         info, data = stored
-        context, payload = _payload_for(target, info, data, need_scp_role=over_request)
+        try:
+            context, payload = _payload_for(target, info, data, need_scp_role=over_request)
+        except Exception as exc:  # pixel data a decoder refuses: this sub-operation fails, the others go on
+            LOGGER.error("not sent: %s: cannot convert it from %s: %s: %s", path, info.transfer_syntax,
+                         type(exc).__name__, exc)
+            return 0xA702, info.sop_instance, False
         if context is None:
             LOGGER.error("not sent: %s: the peer accepted no context for %s in %s", path, info.sop_class,
                          info.transfer_syntax)
@@ -457,18 +462,29 @@ _REENCODE_INTO = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE, uids.EXPLICIT_VR_BE)
 
 def syntax_to_send(stored: str, accepted: Sequence[str] | None) -> str | None:
     """The syntax to send an instance stored in `stored` in, over C-GET, C-MOVE or WADO-RS: as stored when
-    that is accepted (None: anything is), else the first accepted uncompressed syntax when the file is
-    uncompressed (re-encoded); None when neither."""
+    that is accepted (None: anything is); else the first accepted uncompressed syntax, into which an
+    uncompressed file is re-encoded and a compressed one decompressed (little endian only, when a decoder for
+    its syntax is installed); None when none of that is possible."""
     if accepted is None or stored in accepted:
         return stored
-    if stored not in uids.NATIVE_SYNTAXES + (uids.DEFLATED_EXPLICIT_VR_LE,):
-        return None  # compressed: sent as it is or not at all
-    return next((syntax for syntax in accepted if syntax in uids.NATIVE_SYNTAXES), None)
+    if stored in uids.NATIVE_SYNTAXES + (uids.DEFLATED_EXPLICIT_VR_LE,):
+        return next((syntax for syntax in accepted if syntax in uids.NATIVE_SYNTAXES), None)
+    if not decodable(stored):
+        return None  # compressed, and no decoder here: sent as it is or not at all
+    return next((syntax for syntax in accepted if syntax in _DECOMPRESS_INTO), None)
+
+
+#: What a compressed file may be decompressed into (pixel data in big endian is a byte-swapping trap).
+_DECOMPRESS_INTO = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE)
 
 
 def reencoded(info, data: bytes, syntax: str) -> bytes:
-    """A stored uncompressed file's data set in another uncompressed `syntax`."""
-    return encode(decode(memoryview(data)[info.dataset_offset:], info.transfer_syntax), syntax)
+    """A stored file's data set in another, uncompressed `syntax`: re-encoded, or decompressed (see
+    :func:`syntax_to_send`; raises when its pixel data cannot be decoded)."""
+    dataset = memoryview(data)[info.dataset_offset:]
+    if info.transfer_syntax in uids.NATIVE_SYNTAXES + (uids.DEFLATED_EXPLICIT_VR_LE,):
+        return encode(decode(dataset, info.transfer_syntax), syntax)
+    return decompressed(dataset, info.transfer_syntax, syntax)
 
 
 def _open_storage(storage: str, given: str) -> Index:

@@ -10,8 +10,11 @@ Under ``/dicom-web``:
   proven whole before it is sent, streamed from disk, each part labelled with its
   transfer syntax.  The Accept header's ``transfer-syntax`` says which: ``*`` as stored;
   none, Explicit VR Little Endian (PS3.18's default); an uncompressed file is re-encoded
-  into an uncompressed syntax asked for, a compressed one is sent only in its own (206
-  when some instances cannot be sent as asked, 406 when none can);
+  into an uncompressed syntax asked for, a compressed one decompressed into Explicit or
+  Implicit VR Little Endian when a decoder for its syntax is installed
+  (``dicomscu[compressed]``), else sent only in its own (206 when some instances cannot
+  be sent as asked, 406 when none can); a file that cannot be read or decoded cuts the
+  answer short (logged), so that no client takes it for the whole resource;
 * STOW-RS: ``POST /studies``, a multipart request (with a Content-Length or chunked),
   each part stored exactly as a C-STORE's data set is (same checks, same index),
   answered with the Referenced and Failed SOP Sequences (200, 202 or 409).
@@ -207,23 +210,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         sendable = [(path, syntax) for path, syntax in plan if syntax is not None]
         if not sendable:
             raise HttpError(406, f"the {len(rows)} instance(s) are stored compressed "
-                                 f"({', '.join(sorted({row['transfer_syntax'] for row in rows}))}) and are not "
-                                 f"converted: ask for transfer-syntax=* or one of those")
+                                 f"({', '.join(sorted({row['transfer_syntax'] for row in rows}))}) and no "
+                                 f"decoder for that is installed here: ask for transfer-syntax=* or one of those")
         boundary = os.urandom(12).hex()
         self.send_response(200 if len(sendable) == len(plan) else 206)
         self.send_header("Content-Type", f'multipart/related; type="application/dicom"; boundary={boundary}')
         if len(sendable) < len(plan):
             self.send_header("Warning", f"299 dicomscu \"{len(plan) - len(sendable)} instance(s) stored "
-                                        "compressed are left out: not in a transfer syntax asked for\"")
+                                        "compressed are left out: not in a transfer syntax asked for, and no "
+                                        "decoder for theirs is installed here\"")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         for path, syntax in sendable:
-            stored = self.pacs.read_instance(path)
-            if stored is None:
-                continue
-            info, data = stored
-            if syntax != info.transfer_syntax:
-                data = _reencoded(info, data, syntax)
+            data = self._instance(path, syntax)
+            if data is None:  # (logged) the answer is cut short: no client takes it for the whole resource
+                self.close_connection = True
+                return
             self._chunk(f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax="
                         f"{syntax}\r\n\r\n".encode())
             for start in range(0, len(data), CHUNK):
@@ -231,6 +233,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._chunk(b"\r\n")
         self._chunk(f"--{boundary}--\r\n".encode())
         self.wfile.write(b"0\r\n\r\n")
+
+    def _instance(self, path: str, syntax: str) -> bytes | None:
+        """A stored file as a whole file in `syntax`; None (logged, naming the file) when it cannot be read
+        or converted."""
+        stored = self.pacs.read_instance(path)
+        if stored is None:
+            return None
+        info, data = stored
+        if syntax == info.transfer_syntax:
+            return data
+        try:
+            return _reencoded(info, data, syntax)
+        except Exception as exc:  # pixel data its decoder refuses
+            LOGGER.error("not sent: %s: cannot convert it from %s to %s: %s: %s", self.pacs.resolve(path),
+                         info.transfer_syntax, syntax, type(exc).__name__, exc)
+            return None
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
@@ -340,7 +358,7 @@ def accepted_syntaxes(accept: str | None) -> list[str] | None:
 
 
 def _reencoded(info, data: bytes, syntax: str) -> bytes:
-    """A stored uncompressed file as a whole file in another uncompressed `syntax` (its file meta says so)."""
+    """A stored file as a whole file in another, uncompressed `syntax` (its file meta says so)."""
     from dicomscu.files.instances import file_header
 
     return file_header(info.sop_class, info.sop_instance, syntax) + reencoded(info, data, syntax)
