@@ -15,17 +15,18 @@ The files are split into shares of about :data:`SHARE_FILES` files or
 :data:`SHARE_BYTES` bytes; each share is a Dask task that runs the ordinary store
 (``-j`` associations) on a worker and returns its per-file results; each stored
 file's result also comes back as a Dask event as soon as the peer confirms it, so
-the client reports it then (:mod:`~dicomscu.operations.share_events`: each file once).  Nothing lost,
-nothing twice:
+the client reports it then (:mod:`~dicomscu.operations.share_events`: each file
+once).  Nothing lost, nothing twice:
 
 * each share records every instance its peer confirmed in a journal of its own
   (SQLite: one writer each, so no locking across machines), beside the user's
   ``--journal`` (shared storage when the workers are on other machines) or in a
   temporary folder of the client's machine;
 * a task whose worker dies is run again by Dask on another worker (and one that
-  fails is submitted again, up to :data:`RETRIES` times after a growing delay), and skips what its journal, or the user's,
-  already holds; only the file in flight when the worker died can be sent twice,
-  and C-STORE of the same instance is idempotent;
+  fails is submitted again, up to :data:`RETRIES` times after a growing delay),
+  and skips what its journal, or the user's, already holds; only the file in
+  flight when the worker died can be sent twice, and C-STORE of the same instance
+  is idempotent;
 * at the end the share journals are merged into the user's journal.
 
 ``max_per_peer`` caps the associations open to the peer across the whole cluster
@@ -140,7 +141,8 @@ def _leases(limit: PeerLimit | None, count: int) -> Iterator[None]:
 def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, journal: str | None,
                 limit: PeerLimit | None, topic: str | None = None, n: int = 0) -> list[FileResult]:
     """One share, on a worker: the ordinary store, results returned (runs again after a worker loss), and
-    each stored file's result published under `topic` as it comes (see :class:`~dicomscu.operations.share_events.FileStream`)."""
+    each stored file's result published under `topic` as it comes (see
+    :class:`~dicomscu.operations.share_events.FileStream`)."""
     from dicomscu.operations.store import store
 
     results: list[FileResult] = []
