@@ -187,6 +187,21 @@ def test_streamed_results_report_each_file_once_across_tries():
     assert [(r.path, r.outcome) for r in reported] == [("a", OK), ("b", OK), ("c", FAILED)]
 
 
+def test_a_share_runs_on_a_machine_without_the_clients_folders(slow_scp, dataset_dir, tmp_path):
+    """A worker on another machine does not have the client's temporary folder for the share journals: the
+    share makes it there, and stores (a worker is only a Python process: the share runs here, outside Dask)."""
+    from dicomscu import Peer
+    from dicomscu.operations.cluster import store_share
+
+    port, received = slow_scp
+    files = sorted(str(path) for path in (dataset_dir / "small").iterdir())[:3]
+    elsewhere = tmp_path / "not-here" / "dicomscu-shares-x" / "share-000000.sqlite"
+    results = store_share(Peer("127.0.0.1", port), files, 1, str(elsewhere), None, None)
+    assert [result.outcome for result in results] == ["ok"] * 3 and len(received) == 3
+    again = store_share(Peer("127.0.0.1", port), files, 1, str(elsewhere), None, None)  # a second try of it
+    assert [result.outcome for result in again] == ["ok"] * 3 and sum(received.values()) == 3
+
+
 def test_cluster_usage_errors():
     assert run_dicomscu("--find", "h", "1", "--cluster", "tcp://127.0.0.1:1").returncode == 2
     result = run_dicomscu("--store", "127.0.0.1", "1", "f.dcm", "--max-associations-per-peer", "2")

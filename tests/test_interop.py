@@ -273,11 +273,29 @@ def test_accept_all_syntaxes_keeps_compressed_instances_as_they_are(serve_with_c
 
 
 def test_move_without_accept_all_explains_the_refused_syntax(serve_with_compressed, tmp_path):
+    """Without --accept-all-syntaxes we take Implicit VR Little Endian only: serve decompresses what a decoder
+    reads, so that study comes whole; an instance in a syntax no decoder here reads cannot come, and the
+    failure names the option that takes it as stored."""
     port, move_port, files = serve_with_compressed
     study = pydicom.dcmread(files[0]).StudyInstanceUID
-    result = run_dicomscu("--move", "--study", "--studyroot", "127.0.0.1", str(port), "--call", "DICOMSCU",
-                          "-k", f"StudyInstanceUID={study}", "--aetitle", "MOVESCU", "--port-scp", str(move_port),
-                          "-o", str(tmp_path / "out"))
+
+    def move(uid: str, out: str):
+        return run_dicomscu("--move", "--study", "--studyroot", "127.0.0.1", str(port), "--call", "DICOMSCU",
+                            "-k", f"StudyInstanceUID={uid}", "--aetitle", "MOVESCU", "--port-scp", str(move_port),
+                            "-o", str(tmp_path / out))
+
+    result = move(study, "decompressed")
+    assert result.returncode == 0, result.stdout + result.stderr
+    arrived = [pydicom.dcmread(path) for path in (tmp_path / "decompressed").rglob("*.dcm")]
+    assert {ds.file_meta.TransferSyntaxUID for ds in arrived} == {"1.2.840.10008.1.2"} and len(arrived) == 3
+
+    mpeg2 = pydicom.dcmread(files[0])  # no decoder exists for MPEG2: as if one
+    mpeg2.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"
+    mpeg2.StudyInstanceUID, mpeg2.SOPInstanceUID = "1.2.826.0.1.3680043.10.1137.96", "1.2.826.0.1.3680043.10.1137.96.1"
+    mpeg2.file_meta.MediaStorageSOPInstanceUID = mpeg2.SOPInstanceUID
+    mpeg2.save_as(tmp_path / "mpeg2.dcm")
+    assert dicomscu.store(Peer("127.0.0.1", port, called_ae="DICOMSCU"), [str(tmp_path / "mpeg2.dcm")]).ok
+    result = move(mpeg2.StudyInstanceUID, "refused")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "--accept-all-syntaxes" in result.stdout + result.stderr
 

@@ -146,6 +146,7 @@ def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, jou
     from dicomscu.operations.store import store
 
     results: list[FileResult] = []
+    os.makedirs(os.path.dirname(share_journal), exist_ok=True)  # (a worker that does not see the client's disk)
     layered = _Layered(Journal(share_journal), Journal(journal) if journal and os.path.exists(journal) else None)
     publish = Publisher(topic, n, key=lambda result: result.path)
 
