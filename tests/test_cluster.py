@@ -202,6 +202,30 @@ def test_a_share_runs_on_a_machine_without_the_clients_folders(slow_scp, dataset
     assert [result.outcome for result in again] == ["ok"] * 3 and sum(received.values()) == 3
 
 
+def test_a_scheduler_lost_mid_run_is_one_clear_line(slow_scp, dataset_dir):
+    """The Dask scheduler killed mid-store: no hang and no traceback, but the summary of what was stored
+    (and what was not sent) and one line saying what happened, exit 3 (a connection failed)."""
+    port, received = slow_scp
+    scheduler_port = free_port()
+    address = f"tcp://127.0.0.1:{scheduler_port}"
+    scheduler = _start(["scheduler", "--host", "127.0.0.1", "--port", str(scheduler_port), "--no-dashboard"])
+    worker = _start(["worker", address, "--nthreads", "1", "--no-dashboard"])
+    try:
+        with distributed.Client(address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+        run = _store_under_way(address, port, received, dataset_dir, 5)
+        scheduler.kill()
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait()
+    files = len(list(dataset_dir.rglob("*.dcm")))
+    assert run.returncode == 3, stdout + stderr
+    assert "the connection to the Dask scheduler was lost mid-run" in stderr and "Traceback" not in stderr, stderr
+    assert f"of {files} file(s) stored" in stdout and " not sent" in stdout, stdout
+
+
 def test_cluster_usage_errors():
     assert run_dicomscu("--find", "h", "1", "--cluster", "tcp://127.0.0.1:1").returncode == 2
     result = run_dicomscu("--store", "127.0.0.1", "1", "f.dcm", "--max-associations-per-peer", "2")

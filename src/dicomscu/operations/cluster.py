@@ -46,10 +46,11 @@ import sqlite3
 import tempfile
 import threading
 import time
+from concurrent.futures import CancelledError
 from contextlib import closing, contextmanager
 from typing import Any, Callable, Generator, Iterator, NamedTuple, Sequence
 
-from dicomscu.errors import AssociationAborted, DicomscuError, UsageError
+from dicomscu.errors import AssociationAborted, ConnectionFailed, DicomscuError, UsageError
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.instances import remove_partial_files
 from dicomscu.files.journal import Journal
@@ -87,10 +88,21 @@ def _client(scheduler: str, peer: Peer):
         from distributed import Client
     except ImportError:
         raise UsageError("needs Dask: pip install 'dicomscu[cluster]'", option="cluster") from None
+    if not LOGGER.isEnabledFor(logging.DEBUG):  # Dask logs a lost scheduler with tracebacks: we say it in a line
+        for name in list(logging.root.manager.loggerDict):  # (its loggers have levels and handlers of their own)
+            if name == "distributed" or name.startswith("distributed."):
+                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     try:
         return Client(scheduler, timeout=f"{peer.timeouts.connect:g}s")
     except OSError as exc:
         raise UsageError(f"{scheduler}: no Dask scheduler answers there ({exc})", option="cluster") from None
+
+
+def _lost(address: str, finished: int, total: int) -> ConnectionFailed:
+    return ConnectionFailed(f"{address}: the connection to the Dask scheduler was lost mid-run ({finished} of "
+                            f"{total} share(s) done): start the scheduler and its workers again and run the command "
+                            f"again (with --journal a store skips what was stored, with --skip-existing a C-GET "
+                            f"what was written)")
 
 
 def _workers(client) -> int:
@@ -196,6 +208,8 @@ def _each_share(client, function: Callable, shares: list, arguments: Callable[[i
     from distributed import wait
 
     run = time.time_ns()
+    address = str(getattr(client.scheduler, "address", None) or "the Dask scheduler")
+    finished = 0
     every: list = []  # each future submitted (to cancel)
     tries: dict[str, tuple[int, int]] = {}  # task key -> (share, try)
     pending: set = set()
@@ -228,12 +242,16 @@ def _each_share(client, function: Callable, shares: list, arguments: Callable[[i
                                timeout=None if wake is None else max(0.01, wake))
             except TimeoutError:
                 continue  # a share's time to run again, or to report, came first
+            except CancelledError:  # (Dask cancels every future when the scheduler goes away)
+                raise _lost(address, finished, len(shares)) from None
             for future in done:
                 pending.discard(future)
                 n, attempt = tries[future.key]
                 outcome: tuple[int, Any, Exception | None]
                 try:
                     outcome = n, future.result(), None
+                except CancelledError:
+                    raise _lost(address, finished, len(shares)) from None
                 except Exception as exc:
                     if attempt < RETRIES and not isinstance(exc, UsageError):
                         delay = BACKOFF * 2 ** attempt
@@ -241,6 +259,7 @@ def _each_share(client, function: Callable, shares: list, arguments: Callable[[i
                         heapq.heappush(later, (time.monotonic() + delay, n, attempt + 1))
                         continue
                     outcome = n, None, exc  # the share failed on every try
+                finished += 1
                 yield outcome
     except BaseException:
         client.cancel(every)
@@ -282,6 +301,7 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
     emit = recorder(report, None, on_result)  # the workers journal; merged below
     client = _client(scheduler, peer)
     shares = _shares(paths, recursive, emit, _workers(client))
+    unshared = sum(report.counts.values())  # inputs reported before sharing (unreadable ones)
     folder = f"{journal}.shares" if journal else tempfile.mkdtemp(prefix="dicomscu-shares-")
     os.makedirs(folder, exist_ok=True)
     limit = _peer_limit(peer, max_per_peer)
@@ -293,12 +313,17 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
     def arguments(n: int, share: list) -> tuple:
         return peer, share, jobs, os.path.join(folder, f"share-{n:06d}.sqlite"), journal, limit, topic, n
 
-    with closing(_each_share(client, store_share, shares, arguments, stream.drain)) as outcomes:
-        for n, results, error in outcomes:
-            if error is not None:
-                report.error = report.error or (error if isinstance(error, DicomscuError) else
-                                                AssociationAborted(f"a share failed on the cluster: {error}"))
-            stream.finish(n, results or [])
+    try:
+        with closing(_each_share(client, store_share, shares, arguments, stream.drain)) as outcomes:
+            for n, results, error in outcomes:
+                if error is not None:
+                    report.error = report.error or (error if isinstance(error, DicomscuError) else
+                                                    AssociationAborted(f"a share failed on the cluster: {error}"))
+                stream.finish(n, results or [])
+    except ConnectionFailed as exc:  # the scheduler went away: what was stored is reported, and journaled
+        report.error = exc
+    # files of a share that failed on every try, or that never ran, and that no result covers: not sent
+    report.not_sent = sum(map(len, shares)) - (sum(report.counts.values()) - unshared)
     _merge(folder, journal, str(peer))
     if not journal:
         shutil.rmtree(folder, ignore_errors=True)
