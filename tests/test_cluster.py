@@ -226,6 +226,31 @@ def test_a_scheduler_lost_mid_run_is_one_clear_line(slow_scp, dataset_dir):
     assert f"of {files} file(s) stored" in stdout and " not sent" in stdout, stdout
 
 
+def test_a_cluster_without_workers_ends_the_run_instead_of_waiting(dataset_dir, monkeypatch):
+    """No worker connected (none started, or all gone): the tasks would wait forever; the run ends after
+    NO_WORKERS seconds with one line saying why, every file counted as not sent."""
+    import dicomscu
+    from dicomscu.errors import ConnectionFailed
+    from dicomscu.operations import cluster as module
+
+    monkeypatch.setattr(module, "NO_WORKERS", 1.0)
+    monkeypatch.setattr(module, "WORKER_CHECK", 0.2)
+    scheduler_port = free_port()
+    address = f"tcp://127.0.0.1:{scheduler_port}"
+    scheduler = _start(["scheduler", "--host", "127.0.0.1", "--port", str(scheduler_port), "--no-dashboard"])
+    try:
+        with distributed.Client(address, timeout="30s"):
+            pass  # (up)
+        started = time.monotonic()
+        report = dicomscu.store_on_cluster(dicomscu.Peer("127.0.0.1", free_port()), [str(dataset_dir)],
+                                           scheduler=address, recursive=True)
+    finally:
+        scheduler.kill()
+        scheduler.wait()
+    assert isinstance(report.error, ConnectionFailed) and "no Dask worker" in str(report.error), report.error
+    assert report.not_sent == len(list(dataset_dir.rglob("*.dcm"))) and time.monotonic() - started < 30
+
+
 def test_cluster_usage_errors():
     assert run_dicomscu("--find", "h", "1", "--cluster", "tcp://127.0.0.1:1").returncode == 2
     result = run_dicomscu("--store", "127.0.0.1", "1", "f.dcm", "--max-associations-per-peer", "2")

@@ -64,6 +64,10 @@ SHARE_BYTES = 256 << 20
 RETRIES = 2
 #: Seconds before a failed share runs again; doubled for each further try.
 BACKOFF = 2.0
+#: Seconds with no worker connected before a run gives up (its tasks would wait for one forever), and
+#: seconds between two looks at the workers.
+NO_WORKERS = 60.0
+WORKER_CHECK = 5.0
 #: Outcomes a worker streams back as they come: final, whatever happens to the rest of the share.
 STORED = (OK, WARNED, ALREADY)
 LOGGER = logging.getLogger("dicomscu")
@@ -210,6 +214,28 @@ def _each_share(client, function: Callable, shares: list, arguments: Callable[[i
     run = time.time_ns()
     address = str(getattr(client.scheduler, "address", None) or "the Dask scheduler")
     finished = 0
+    looked, workerless_since = time.monotonic(), None
+
+    def look_for_workers() -> None:
+        """Every WORKER_CHECK seconds; after NO_WORKERS seconds without any, the run ends (else it would wait)."""
+        nonlocal looked, workerless_since
+        now = time.monotonic()
+        if now - looked < WORKER_CHECK:
+            return
+        looked = now
+        try:
+            workers = client.nthreads()
+        except Exception:  # (a lost scheduler is told by the futures' cancellation)
+            return
+        if workers:
+            workerless_since = None
+        elif workerless_since is None:
+            workerless_since = now
+        elif now - workerless_since >= NO_WORKERS:
+            raise ConnectionFailed(f"{address}: no Dask worker has been connected for {NO_WORKERS:g} s "
+                                   f"({finished} of {len(shares)} share(s) done): start workers (dask worker "
+                                   f"{address}) and run the command again")
+
     every: list = []  # each future submitted (to cancel)
     tries: dict[str, tuple[int, int]] = {}  # task key -> (share, try)
     pending: set = set()
@@ -231,15 +257,14 @@ def _each_share(client, function: Callable, shares: list, arguments: Callable[[i
                 submit(n, attempt)
             if tick is not None:
                 tick()
-            wake = later[0][0] - time.monotonic() if later else None  # (never None with nothing pending)
-            if tick is not None:
-                wake = TICK if wake is None else min(wake, TICK)
+            look_for_workers()
+            wake = min([WORKER_CHECK, *([TICK] if tick is not None else []),
+                        *([later[0][0] - time.monotonic()] if later else [])])
             if not pending:
-                time.sleep(max(0.0, wake or 0.0))
+                time.sleep(max(0.0, wake))
                 continue
             try:
-                done, _ = wait(list(pending), return_when="FIRST_COMPLETED",
-                               timeout=None if wake is None else max(0.01, wake))
+                done, _ = wait(list(pending), return_when="FIRST_COMPLETED", timeout=max(0.01, wake))
             except TimeoutError:
                 continue  # a share's time to run again, or to report, came first
             except CancelledError:  # (Dask cancels every future when the scheduler goes away)
