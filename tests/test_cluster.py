@@ -177,12 +177,13 @@ def test_streamed_results_report_each_file_once_across_tries():
     topics, reported = Topics(), []
     stream = FileStream(topics, "t", reported.append)
     a, b, c = (FileResult(name, OK, sop_instance=name) for name in "abc")
-    topics.handler((0.0, [7, pickle.dumps([a, b])]))  # streamed by the try that died
+    topics.handler((0.0, ["dicomscu", 7, pickle.dumps([a, b])]))  # streamed by the try that died
+    topics.handler((0.0, {"action": "add-client"}))  # one of Dask's own events on the client's topic
     stream.drain()
     assert [r.path for r in reported] == ["a", "b"]
-    topics.handler((0.0, [7, pickle.dumps([a])]))  # the second try's own event, late
+    topics.handler((0.0, ["dicomscu", 7, pickle.dumps([a])]))  # the second try's own event, late
     stream.finish(7, [a, b, FileResult("c", FAILED, "refused")])
-    topics.handler((0.0, [7, pickle.dumps([c])]))
+    topics.handler((0.0, ["dicomscu", 7, pickle.dumps([c])]))
     stream.drain()
     assert [(r.path, r.outcome) for r in reported] == [("a", OK), ("b", OK), ("c", FAILED)]
 

@@ -55,7 +55,7 @@ from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.instances import remove_partial_files
 from dicomscu.files.journal import Journal
 from dicomscu.operations.results import ALREADY, OK, SKIPPED, WARNED, FileResult, StoreReport, recorder
-from dicomscu.operations.share_events import TICK, FileStream, Publisher, RetrievalProgress
+from dicomscu.operations.share_events import TICK, FileStream, Publisher, RetrievalProgress, topic_of
 from dicomscu.operations.status import Status
 from dicomscu.transport.peer import Peer
 
@@ -332,7 +332,7 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
     limit = _peer_limit(peer, max_per_peer)
     jobs = _cap(jobs, max_per_peer)
 
-    topic = f"dicomscu-results-{secrets.token_hex(6)}"
+    topic = topic_of(client)
     stream = FileStream(client, topic, emit)
 
     def arguments(n: int, share: list) -> tuple:
@@ -478,7 +478,7 @@ def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *,
     options = dataclasses.replace(options, tag=secrets.token_hex(6))
     limit = _peer_limit(peer, max_per_peer)
     jobs = _cap(jobs, max_per_peer)
-    topic = f"dicomscu-progress-{options.tag}"
+    topic = topic_of(client)
     progress = RetrievalProgress(client, topic, lambda parts: retrieve.combine(peer, parts))
 
     def arguments(n: int, share: list) -> tuple:

@@ -10,6 +10,11 @@ retrieval's counts per series for the progress bar (:class:`RetrievalProgress`).
 share may run more than once (a try dies with its worker), and events may arrive after
 the share's result: a share's events are taken until its result is in, then dropped,
 and what a try reports is merged with what earlier tries did, never counted twice.
+
+The topic is the client's id (:func:`topic_of`): the scheduler keeps the last events of
+each topic (1,000 by default) and forgets those of a client's own topic once the client
+has gone, so a long-lived scheduler does not keep every run's results.  Dask logs a few
+events of its own there; ours are tagged (:data:`TAG`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ from dicomscu.operations.results import FileResult
 
 #: Seconds between two batches of a share's events, and between two looks at them on the client.
 TICK = 0.2
+#: The first item of our events (the client's topic carries some of Dask's too).
+TAG = "dicomscu"
+
+
+def topic_of(client) -> str:
+    """The topic a run's events go under: its client's id (see the module doc)."""
+    return str(client.id)
 
 
 class Publisher:
@@ -54,7 +66,7 @@ class Publisher:
             batch, self.batch = list(self.batch.values()), {}
             blob = pickle.dumps(batch)  # (pickled: a result holds a Status; under the lock: items stay still)
         assert self.topic is not None  # (sends are only timed with a topic)
-        self.worker.log_event(self.topic, [self.n, blob])
+        self.worker.log_event(self.topic, [TAG, self.n, blob])
 
 
 class ShareEvents:
@@ -74,9 +86,12 @@ class ShareEvents:
         taken = False
         while True:
             try:
-                n, blob = self.events.get_nowait()
+                event = self.events.get_nowait()
             except queue.Empty:
                 return taken
+            if not (isinstance(event, (list, tuple)) and len(event) == 3 and event[0] == TAG):
+                continue  # one of Dask's own
+            _, n, blob = event
             if n not in self.ended:
                 for item in pickle.loads(blob):
                     self.take(n, item)
