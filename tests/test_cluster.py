@@ -267,17 +267,26 @@ def test_get_on_the_cluster_series_by_series(cluster, dataset_dir, tmp_path):
     address, _ = cluster
     server = _serve(tmp_path)
     host = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+    find_then_get = ("--find", "--study", "--studyroot", *host, "-k", "PatientID", "--then", "get")
     try:
         assert run_dicomscu("--store", "-r", *host, str(dataset_dir)).returncode == 0
         out = tmp_path / "out"
-        result = run_dicomscu("--find", "--study", "--studyroot", *host, "-k", "PatientID", "--then", "get",
-                              "--cluster", address, "-o", str(out), "--accept-all-syntaxes", timeout=180)
+        result = run_dicomscu(*find_then_get, "--cluster", address, "-o", str(out), "--accept-all-syntaxes",
+                              timeout=180)
+        one = next(out.rglob("*.dcm"))
+        one.unlink()  # then --skip-existing fetches that one alone, on the cluster or not
+        again = [run_dicomscu(*find_then_get, *cluster, "-o", str(out), "--accept-all-syntaxes", "--skip-existing",
+                              timeout=180) for cluster in (("--cluster", address), ())]
     finally:
         server.stop()
     assert result.returncode == 0, result.stderr
 
     assert dataset_digests(out.rglob("*.dcm")) == dataset_digests(dataset_dir.rglob("*.dcm"))
     assert not list(out.rglob("*.part"))
+    files = len(list(dataset_dir.rglob("*.dcm")))
+    summaries = [run.stderr.splitlines()[-1] for run in again]  # (after --find, on stderr)
+    assert " 1 completed" in summaries[0] and f"{files - 1} already present (skipped)" in summaries[0], summaries
+    assert "nothing to retrieve" in summaries[1] and f"{files} already present (skipped)" in summaries[1], summaries
 
 
 def test_ctrl_c_cancels_the_run(cluster, slow_scp, dataset_dir):

@@ -375,7 +375,7 @@ class SeriesJournal:
     one writer: the share's task): a try run again after a worker loss skips those series, and counts them."""
 
     COUNTS = ("completed", "failed", "warning", "remaining", "written", "requests", "renamed", "conflicting",
-              "outside")
+              "outside", "already_present")
     LISTS = ("write_errors", "refused_classes")
 
     def __init__(self, path: str) -> None:
@@ -467,7 +467,9 @@ def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *,
     name = f"C-{operation.upper()}"
     report = retrieve.RetrieveReport(peer, name)
     if identifiers is None:
-        identifiers = retrieve.identifiers_for(peer, query, options, report, name)
+        # (--skip-existing is each share's: a worker looks for its series' instances in the shared -o)
+        identifiers = retrieve.identifiers_for(peer, query, dataclasses.replace(options, skip_existing=False),
+                                               report, name)
     series = [one for item in identifiers for one in retrieve.series_of(peer, query, item)]
     client = _client(scheduler, peer)
     most = _share_size(len(series), _workers(client))
@@ -505,6 +507,6 @@ def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *,
     total = progress.total()
     total.operation = name
     total.write_errors += report.write_errors
-    total.already_present = report.already_present
+    total.already_present += report.already_present
     total.seconds = time.perf_counter() - started
     return total

@@ -121,6 +121,7 @@ def combine(peer: Peer, parts: list[RetrieveReport]) -> RetrieveReport:
         total.renamed += part.renamed
         total.conflicting += part.conflicting
         total.outside += part.outside
+        total.already_present += part.already_present
         if part.status is not None and (total.status is None or part.status.category == FAILURE):
             total.status = part.status
         total.operation = part.operation

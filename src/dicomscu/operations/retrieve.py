@@ -129,8 +129,7 @@ def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progre
 
     report = RetrieveReport(peer, "C-MOVE")
     started = time.perf_counter()
-    if identifiers is None:
-        identifiers = identifiers_for(peer, query, options, report, "C-MOVE")
+    identifiers = identifiers_for(peer, query, options, report, "C-MOVE", identifiers)
     report.scope = Scope.of(identifiers)
     writer = InstanceWriter(options.output, options.layout, options.tag)
     destination = options.move_destination or peer.calling_ae
@@ -213,8 +212,7 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
         return _get_in_parallel(peer, query, options, on_progress, identifiers, jobs)
     report = RetrieveReport(peer, "C-GET")
     started = time.perf_counter()
-    if identifiers is None:
-        identifiers = identifiers_for(peer, query, options, report, "C-GET")
+    identifiers = identifiers_for(peer, query, options, report, "C-GET", identifiers)
     report.scope = Scope.of(identifiers)
     learned = survey_classes(peer, query, identifiers) if identifiers else {}
     writer = InstanceWriter(options.output, options.layout, options.tag)
@@ -343,8 +341,7 @@ def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> Re
 
     started = time.perf_counter()
     report = RetrieveReport(peer, "C-GET")
-    if identifiers is None:
-        identifiers = identifiers_for(peer, query, options, report, "C-GET")
+    identifiers = identifiers_for(peer, query, options, report, "C-GET", identifiers)
     if len(identifiers) < jobs:
         identifiers = [series for item in identifiers for series in series_of(peer, query, item)]
     shares = [share for share in (identifiers[index::jobs] for index in range(jobs)) if share]
@@ -357,14 +354,16 @@ def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> Re
                 total = combine(peer, parts)
             on_progress(total)
 
+    once = dataclasses.replace(options, skip_existing=False)  # (the identifiers name what is missing already)
+
     def run(share: list[Dataset], part: RetrieveReport) -> None:
-        result = get(peer, query, options, combined_progress, share)
+        result = get(peer, query, once, combined_progress, share)
         with lock:
             part.__dict__.update(result.__dict__)  # the placeholder becomes the share's report
 
     fan_out(lambda pair: run(*pair), list(zip(shares, parts)), "get")
     total = combine(peer, parts)
-    total.already_present = report.already_present
+    total.already_present += report.already_present
     total.seconds = time.perf_counter() - started
     return total
 
@@ -428,11 +427,18 @@ def _scp_role(sop_class: str) -> RoleSelection:
 
 
 def identifiers_for(peer: Peer, query: Query, options: RetrieveOptions, report: RetrieveReport,
-                 operation: str) -> list[Dataset]:
-    """The identifiers to send: the query's, or with skip_existing one per series still missing."""
-    identifier = retrieve_identifier(query, operation)
+                    operation: str, given: list | None = None) -> list:
+    """The identifiers to send: `given` ones (``--find ... --then``, ``--from-json``, a share of series)
+    or the query's; with skip_existing, for each of them, those of its series' instances still missing
+    from the output (a C-FIND of its instances, each looked for on disk)."""
+    identifiers = given if given is not None else [retrieve_identifier(query, operation)]
     if not options.skip_existing:
-        return [identifier]
+        return identifiers
+    return [missing for identifier in identifiers for missing in _missing(peer, query, options, report, identifier)]
+
+
+def _missing(peer: Peer, query: Query, options: RetrieveOptions, report: RetrieveReport, identifier) -> list:
+    """IMAGE-level identifiers of the instances `identifier` selects that are not in the output yet."""
     from pydicom.dataset import Dataset
 
     from dicomscu.operations.find import find

@@ -79,7 +79,8 @@ def find_summary(report: FindReport) -> str:
 
 
 def retrieve_summary(report: RetrieveReport, directory: str) -> str:
-    parts = [f"{report.operation} {report.peer}: {report.status or 'no final status'}",
+    status = report.status or ("nothing to retrieve" if not report.requests else "no final status")
+    parts = [f"{report.operation} {report.peer}: {status}",
              f"{report.completed} completed", f"{report.failed} failed", f"{report.warning} warning(s)"]
     if report.operation == "C-GET" or report.written:
         parts.append(f"{report.written} file(s) written to {directory}")
