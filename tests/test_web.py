@@ -249,6 +249,36 @@ def test_serve_speaks_dicomweb_over_the_same_index(dataset_dir, tmp_path):
         server.stop()
 
 
+def test_wado_skip_existing_fetches_only_what_is_missing(dataset_dir, tmp_path):
+    """--skip-existing over WADO-RS: a QIDO-RS search of the study's instances, each looked for on disk;
+    only the missing one is fetched, then nothing."""
+    import pydicom
+
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               http_port=free_port()))
+    server.start()
+    url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
+    study = pydicom.dcmread(next((dataset_dir / "small").iterdir()), stop_before_pixels=True).StudyInstanceUID
+    get = ("--get", "--study", "--studyroot", url, "-k", f"StudyInstanceUID={study}", "-o", str(tmp_path / "out"),
+           "--layout", "hierarchical")
+    try:
+        assert run_dicomscu("--store", url, str(dataset_dir / "small")).returncode == 0
+        first = run_dicomscu(*get, "--skip-existing")  # nothing there yet: the study in one request
+        files = sorted((tmp_path / "out").rglob("*.dcm"))
+        files[0].unlink()
+        again = run_dicomscu(*get, "--skip-existing")
+        last = run_dicomscu(*get, "--skip-existing")
+    finally:
+        server.stop()
+    assert first.returncode == 0 and f"{len(files)} completed" in first.stdout, first.stdout + first.stderr
+    assert again.returncode == 0 and " 1 completed" in again.stdout, again.stdout + again.stderr
+    assert f"{len(files) - 1} already present (skipped)" in again.stdout, again.stdout
+    assert last.returncode == 0 and f"{len(files)} already present (skipped)" in last.stdout, last.stdout
+    assert " 0 completed" in last.stdout and sorted((tmp_path / "out").rglob("*.dcm")) == files
+
+
 def test_serve_wado_sends_the_transfer_syntax_asked_for(dataset_dir, tmp_path):
     """serve's WADO-RS: by default (no transfer-syntax) Explicit VR Little Endian, re-encoded from the
     Implicit VR files stored, the same data set; a syntax asked for by name; a compressed instance

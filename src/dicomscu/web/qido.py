@@ -89,7 +89,12 @@ def resource_of(query: Query) -> str:
 
 def answers(service: WebService, query: Query, limit: int | None = None) -> Iterator[dict]:
     """The DICOM JSON objects matching `query`, page after page."""
-    path, fields = resource_of(query), query_parameters(query)
+    path = resource_of(query)
+    yield from pages(service, path, query_parameters(query), limit)
+
+
+def pages(service: WebService, path: str, fields: list[tuple[str, str]], limit: int | None = None) -> Iterator[dict]:
+    """The DICOM JSON objects a search of `path` with `fields` finds, page after page."""
     what = "UPS-RS search" if path == "/workitems" else "QIDO-RS query"
     offset = 0
     while True:

@@ -125,6 +125,45 @@ def resources(identifiers: Iterable) -> Iterator[str]:
                     yield f"/studies/{study}/series/{one}/instances/{instance}"
 
 
+def _missing(service: WebService, identifiers: list, writer: InstanceWriter, report: RetrieveReport) -> Iterator[dict]:
+    """``--skip-existing``: identifiers of what `identifiers` name that is not in the output yet, from a
+    QIDO-RS search of their instances (each looked for on disk, counted as already present when there):
+    a whole series when none of it is there, else its missing instances."""
+    from dicomscu.web.qido import pages
+
+    fields = [("includefield", "00100020"), ("includefield", "0020000E")]
+    for path in resources(identifiers):
+        study, _, rest = path[len("/studies/"):].partition("/")
+        series_path, _, instance = rest[len("series/"):].partition("/instances/") if rest else ("", "", "")
+        search = f"/studies/{study}" + (f"/series/{series_path}" if series_path else "") + "/instances"
+        found: dict[str, list[str]] = {}  # series -> its instances not on disk
+        sizes: dict[str, int] = {}
+        present = report.already_present
+        for item in pages(service, search, [*fields, *([("00080018", instance)] if instance else [])]):
+            uid, series, patient = (_json_text(item, tag) for tag in ("00080018", "0020000E", "00100020"))
+            sizes[series] = sizes.get(series, 0) + 1
+            if writer.exists(uid, patient, study, series):
+                report.already_present += 1
+            else:
+                found.setdefault(series, []).append(uid)
+        if report.already_present == present:  # none of it there (or none found): the resource as asked
+            yield {"QueryRetrieveLevel": "IMAGE" if instance else "SERIES" if series_path else "STUDY",
+                   "StudyInstanceUID": study, "SeriesInstanceUID": series_path, "SOPInstanceUID": instance}
+            continue
+        for series, uids in found.items():
+            if len(uids) == sizes[series] and not instance:
+                yield {"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": study, "SeriesInstanceUID": series}
+            else:
+                yield {"QueryRetrieveLevel": "IMAGE", "StudyInstanceUID": study, "SeriesInstanceUID": series,
+                       "SOPInstanceUID": "\\".join(uids)}
+
+
+def _json_text(item: dict, tag: str) -> str:
+    """The first value of `tag` in a DICOM JSON object, as text ("" when absent)."""
+    values = (item.get(tag) or {}).get("Value") or [""]
+    return str(values[0])
+
+
 def _uids(identifier, keyword: str) -> list[str]:
     value = identifier.get(keyword, "") or ""
     values = str(value).split("\\") if isinstance(value, str) else [str(v) for v in value]
@@ -164,6 +203,8 @@ def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=
     accept = 'multipart/related; type="application/dicom"' + ("; transfer-syntax=*" if options.accept_all_syntaxes
                                                               else "")
     with WebService(peer) as service:
+        if options.skip_existing:
+            identifiers = list(_missing(service, identifiers, writer, report))
         for path in resources(identifiers):
             report.requests += 1
             _fetch(service, path, accept, writer, report, on_progress)
