@@ -279,6 +279,38 @@ def test_wado_skip_existing_fetches_only_what_is_missing(dataset_dir, tmp_path):
     assert " 0 completed" in last.stdout and sorted((tmp_path / "out").rglob("*.dcm")) == files
 
 
+def test_wado_with_jobs_spreads_a_study_over_connections_by_series(tmp_path):
+    """-j 2 over WADO-RS: one study becomes its three series (a QIDO-RS search), fetched two at a time;
+    every instance is written once, as the one-connection run writes it."""
+    import pydicom
+
+    from dicomscu.sample import SampleSpec, write_sample
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    sample = tmp_path / "sample"
+    write_sample(sample, SampleSpec(patients=1, studies=1, series=3, images=4, modalities=("CT",), matrix=32))
+    files = sorted(sample.rglob("*.dcm"))
+    study = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               http_port=free_port()))
+    server.start()
+    url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
+    try:
+        assert run_dicomscu("--store", url, *map(str, files)).returncode == 0
+        runs = {jobs: run_dicomscu("--get", "--study", "--studyroot", url, "-k", f"StudyInstanceUID={study}",
+                                   "-o", str(tmp_path / f"j{jobs}"), "-j", str(jobs), "--format", "json")
+                for jobs in (1, 2)}
+    finally:
+        server.stop()
+    for jobs, run in runs.items():
+        assert run.returncode == 0, run.stderr
+        summary = json.loads(run.stdout)
+        assert summary["completed"] == 12 and summary["written"] == 12, summary
+        assert summary["requests"] == (1 if jobs == 1 else 3), summary
+    assert dataset_digests((tmp_path / "j2").rglob("*.dcm")) == dataset_digests((tmp_path / "j1").rglob("*.dcm")) \
+        == dataset_digests(files)
+
+
 def test_serve_wado_sends_the_transfer_syntax_asked_for(dataset_dir, tmp_path):
     """serve's WADO-RS: by default (no transfer-syntax) Explicit VR Little Endian, re-encoded from the
     Implicit VR files stored, the same data set; a syntax asked for by name; a compressed instance

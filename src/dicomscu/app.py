@@ -346,7 +346,7 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         if request.web is not None and identifiers is not None:  # (no query built: none is needed)
             from dicomscu.web import wado
 
-            report = wado.get(request.web, identifiers, options, progress)
+            report = wado.get(request.web, identifiers, options, progress, jobs=request.jobs)
         else:
             assert query is not None  # built above for every other retrieval
             report = _retrieve_with_query(request, query, options, identifiers, progress)
@@ -371,7 +371,8 @@ def _retrieve_with_query(request: Request, query, options, identifiers, progress
     if request.web is not None:
         from dicomscu.web import wado
 
-        return wado.get(request.web, [retrieve.retrieve_identifier(query, "WADO-RS")], options, progress)
+        return wado.get(request.web, [retrieve.retrieve_identifier(query, "WADO-RS")], options, progress,
+                        jobs=request.jobs)
     if request.operation == "move":
         return retrieve.move(request.target, query, options, progress, identifiers, jobs=request.jobs)
     return retrieve.get(request.target, query, options, progress, identifiers, jobs=request.jobs)

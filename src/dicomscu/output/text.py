@@ -148,7 +148,7 @@ def retrieve_json(report: RetrieveReport, directory: str, error=None) -> dict:
     return {"operation": report.operation, "peer": str(report.peer), "status": status_json(report.status),
             "completed": report.completed, "failed": report.failed, "warning": report.warning,
             "written": report.written, "write_errors": report.write_errors,
-            "already_present": report.already_present, "directory": directory,
+            "already_present": report.already_present, "requests": report.requests, "directory": directory,
             "refused_classes": report.refused_classes, "renamed": report.renamed,
             "conflicting": report.conflicting, "outside": report.outside,
             "seconds": round(report.seconds, 4), "error": error_json(error), "exit_code": exit_code}

@@ -10,6 +10,7 @@ or not DICOM, leaves no file and is counted failed.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Iterable, Iterator
 
@@ -19,7 +20,8 @@ from dicomscu.errors import OperationFailed, UsageError
 from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
 from dicomscu.files.probe import BadFile, probe, valid_uid
 from dicomscu.files.spool import Spool
-from dicomscu.operations.retrieval import RetrieveOptions, RetrieveReport, Scope
+from dicomscu.operations.fanout import fan_out
+from dicomscu.operations.retrieval import RetrieveOptions, RetrieveReport, Scope, combine
 from dicomscu.operations.status import Status
 from dicomscu.web.service import WebPeer, WebService
 
@@ -158,6 +160,17 @@ def _missing(service: WebService, identifiers: list, writer: InstanceWriter, rep
                        "SOPInstanceUID": "\\".join(uids)}
 
 
+def _series_paths(service: WebService, path: str) -> list[str]:
+    """A study's path as the paths of its series (a QIDO-RS search), to spread over connections; any other
+    path as it is."""
+    from dicomscu.web.qido import pages
+
+    if "/series/" in path:
+        return [path]
+    series = [_json_text(item, "0020000E") for item in pages(service, f"{path}/series", [])]
+    return [f"{path}/series/{uid}" for uid in series if uid] or [path]
+
+
 def _json_text(item: dict, tag: str) -> str:
     """The first value of `tag` in a DICOM JSON object, as text ("" when absent)."""
     values = (item.get(tag) or {}).get("Value") or [""]
@@ -194,20 +207,42 @@ def _keep(part: Spool, writer: InstanceWriter, report: RetrieveReport) -> None:
         report.outside += 1
 
 
-def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=None) -> RetrieveReport:
-    """WADO-RS each study, series or instance named by `identifiers` into ``options.output``."""
+def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=None, jobs: int = 1) -> RetrieveReport:
+    """WADO-RS each study, series or instance named by `identifiers` into ``options.output``; with `jobs` > 1
+    that many at once (over as many connections), a study split into its series when there are fewer
+    resources than that."""
     started = time.perf_counter()
     report = RetrieveReport(peer, "WADO-RS")  # type: ignore[arg-type]
     report.scope = Scope.of(identifiers)
     writer = InstanceWriter(options.output, options.layout, options.tag)
     accept = 'multipart/related; type="application/dicom"' + ("; transfer-syntax=*" if options.accept_all_syntaxes
                                                               else "")
-    with WebService(peer) as service:
+    with WebService(peer, connections=max(jobs, 4)) as service:
         if options.skip_existing:
             identifiers = list(_missing(service, identifiers, writer, report))
-        for path in resources(identifiers):
-            report.requests += 1
-            _fetch(service, path, accept, writer, report, on_progress)
+        paths = list(resources(identifiers))
+        if jobs > 1 and len(paths) < jobs:
+            paths = [one for path in paths for one in _series_paths(service, path)]
+        parts = [RetrieveReport(peer, "WADO-RS") for _ in range(max(1, min(jobs, len(paths))))]  # type: ignore
+        for part in parts:
+            part.scope = report.scope
+        lock = threading.Lock()
+
+        def progress(_part) -> None:
+            if on_progress is not None:
+                with lock:
+                    total = combine(peer, parts)  # type: ignore[arg-type]
+                on_progress(total)
+
+        def one_connection(index: int) -> None:
+            for path in paths[index::len(parts)]:
+                parts[index].requests += 1
+                _fetch(service, path, accept, writer, parts[index], progress)
+
+        fan_out(one_connection, range(len(parts)), "wado")
+    total = combine(peer, parts)  # type: ignore[arg-type]
+    total.operation, total.scope, total.already_present = "WADO-RS", report.scope, report.already_present
+    report = total
     report.status = Status(0x0000 if not report.failed else 0xB000,
                            "success" if not report.failed else "warning", "")
     report.seconds = time.perf_counter() - started
