@@ -311,6 +311,38 @@ def test_wado_with_jobs_spreads_a_study_over_connections_by_series(tmp_path):
         == dataset_digests(files)
 
 
+def test_serve_survives_a_client_that_goes_away_mid_answer_quietly(dataset_dir, tmp_path, capfd):
+    """A WADO-RS client that resets the connection mid-answer: serve logs one line, prints no traceback,
+    and answers the next client."""
+    import socket
+    import struct
+
+    import pydicom
+
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               http_port=free_port()))
+    server.start()
+    url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
+    study = pydicom.dcmread(next((dataset_dir / "big").iterdir()), stop_before_pixels=True).StudyInstanceUID
+    try:
+        assert run_dicomscu("--store", url, str(dataset_dir / "big")).returncode == 0
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.config.http_port)) as client:
+                client.sendall(f"GET /dicom-web/studies/{study} HTTP/1.1\r\nHost: x\r\n"
+                               "Accept: multipart/related; type=\"application/dicom\"\r\n\r\n".encode())
+                client.recv(1000)
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+        time.sleep(1)
+        after = run_dicomscu("--get", "--study", "--studyroot", url, "-k", f"StudyInstanceUID={study}",
+                             "-o", str(tmp_path / "out"))
+    finally:
+        server.stop()
+    assert after.returncode == 0, after.stderr
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_serve_wado_sends_the_transfer_syntax_asked_for(dataset_dir, tmp_path):
     """serve's WADO-RS: by default (no transfer-syntax) Explicit VR Little Endian, re-encoded from the
     Implicit VR files stored, the same data set; a syntax asked for by name; a compressed instance

@@ -29,6 +29,7 @@ import http.server
 import json
 import logging
 import os
+import sys
 import threading
 from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
@@ -67,7 +68,7 @@ class DicomWebServer:
     def __init__(self, pacs, address: tuple[str, int]) -> None:
         self.pacs = pacs
         handler = type("Handler", (_Handler,), {"pacs": pacs})
-        self._server = http.server.ThreadingHTTPServer(address, handler)
+        self._server = _Server(address, handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -84,6 +85,19 @@ class DicomWebServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """The standard library's server, with a failed request logged in one line instead of a traceback on
+    stderr: a client that goes away mid-answer is its business, not an error of ours."""
+
+    def handle_error(self, request, client_address) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            LOGGER.info("DICOMweb %s: the connection ended: %s", client_address[0], exc.strerror or exc)
+        else:
+            LOGGER.error("DICOMweb %s: the request failed: %s: %s", client_address[0], type(exc).__name__, exc,
+                         exc_info=LOGGER.isEnabledFor(logging.DEBUG))
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

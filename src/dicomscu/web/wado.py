@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 from urllib3.exceptions import HTTPError
 
 from dicomscu.errors import OperationFailed, UsageError
-from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter
+from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, InstanceWriter, prepare_directory
 from dicomscu.files.probe import BadFile, probe, valid_uid
 from dicomscu.files.spool import Spool
 from dicomscu.operations.fanout import fan_out
@@ -214,7 +214,7 @@ def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=
     started = time.perf_counter()
     report = RetrieveReport(peer, "WADO-RS")  # type: ignore[arg-type]
     report.scope = Scope.of(identifiers)
-    writer = InstanceWriter(options.output, options.layout, options.tag)
+    writer = InstanceWriter(prepare_directory(options.output), options.layout, options.tag)
     accept = 'multipart/related; type="application/dicom"' + ("; transfer-syntax=*" if options.accept_all_syntaxes
                                                               else "")
     with WebService(peer, connections=max(jobs, 4)) as service:
