@@ -125,10 +125,12 @@ SECTIONS: list[tuple[str, list[Option]]] = [
         _switch("--accept-all-syntaxes",
                 help="Accept every transfer syntax for retrieved instances (default,\n"
                      "as gdcmscu: Implicit VR Little Endian only)."),
-        _switch("--skip-existing", help="Find first, then retrieve only instances not already in -o DIR."),
+        _switch("--skip-existing", help="Find first (QIDO-RS for a URL), then retrieve only instances not\n"
+                                        "already in -o DIR."),
         _flag("-j", "--jobs", metavar="N", default="1", api="jobs",
               help="C-STORE (files split by size), C-GET or C-MOVE (work split by\n"
-                   "series) over N associations in parallel (default 1, as gdcmscu)."),
+                   "series) over N associations in parallel (default 1, as gdcmscu);\n"
+                   "STOW-RS and WADO-RS over N connections."),
         _flag("--journal", metavar="FILE", api="journal",
               help="C-STORE: record each instance the peer confirmed in FILE\n"
                    "(SQLite); a re-run skips them (resume after Ctrl-C or a crash)."),
