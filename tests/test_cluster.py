@@ -252,6 +252,16 @@ def test_a_cluster_without_workers_ends_the_run_instead_of_waiting(dataset_dir, 
     assert report.not_sent == len(list(dataset_dir.rglob("*.dcm"))) and time.monotonic() - started < 30
 
 
+def test_shares_are_balanced_and_bounded():
+    """At least four shares per worker, and never more than the cap per share (a lost share is a small loss,
+    the end of a long run stays balanced)."""
+    from dicomscu.operations.cluster import SHARE_SERIES, _share_size
+
+    assert _share_size(48, 2) == 6 and _share_size(3, 2) == 1 and _share_size(0, 0) == 1
+    assert _share_size(1_000_000, 2, SHARE_SERIES) == SHARE_SERIES
+    assert _share_size(1_000, 10, SHARE_SERIES) == 25
+
+
 def test_cluster_usage_errors():
     assert run_dicomscu("--find", "h", "1", "--cluster", "tcp://127.0.0.1:1").returncode == 2
     result = run_dicomscu("--store", "127.0.0.1", "1", "f.dcm", "--max-associations-per-peer", "2")

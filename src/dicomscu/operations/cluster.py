@@ -61,6 +61,8 @@ from dicomscu.transport.peer import Peer
 
 SHARE_FILES = 200
 SHARE_BYTES = 256 << 20
+#: Series per retrieval share at most: the end of a long run stays balanced however few the workers.
+SHARE_SERIES = 100
 RETRIES = 2
 #: Seconds before a failed share runs again; doubled for each further try.
 BACKOFF = 2.0
@@ -472,7 +474,7 @@ def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *,
                                                report, name)
     series = [one for item in identifiers for one in retrieve.series_of(peer, query, item)]
     client = _client(scheduler, peer)
-    most = _share_size(len(series), _workers(client))
+    most = _share_size(len(series), _workers(client), SHARE_SERIES)
     shares = [series[start:start + most] for start in range(0, len(series), most)]
     folder = tempfile.mkdtemp(prefix=".dicomscu-shares-", dir=options.output if operation == "get" else None)
     # The run's mark on its temporary files: a worker killed mid-write leaves one, which only this client,
