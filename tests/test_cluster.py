@@ -269,6 +269,9 @@ def test_cluster_usage_errors():
     result = run_dicomscu("--move", "--study", "--studyroot", "127.0.0.1", "1", "-k", "20,d=1.2",
                           "--cluster", "tcp://127.0.0.1:1")
     assert result.returncode == 2 and "--move-dest" in result.stderr, result.stderr
+    result = run_dicomscu("--get", "--study", "--studyroot", "http://127.0.0.1:1/dicom-web", "-k", "20,d=1.2",
+                          "--cluster", "tcp://127.0.0.1:1")
+    assert result.returncode == 2 and "not a DICOMweb URL" in result.stderr and "-j N" in result.stderr
 
 
 def test_get_on_the_cluster_series_by_series(cluster, dataset_dir, tmp_path):

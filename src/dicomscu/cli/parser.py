@@ -314,7 +314,8 @@ def _check_combinations(request: Request) -> None:
         raise UsageError("--move --cluster needs --move-dest AE (a destination the server knows): the workers "
                          "cannot all listen as one move destination; or use --get")
     if request.cluster and request.web is not None:
-        raise UsageError("--cluster stores to a DIMSE peer (HOST PORT), not to a DICOMweb URL")
+        raise UsageError("--cluster works with a DIMSE peer (HOST PORT), not a DICOMweb URL: for DICOMweb, "
+                         "-j N sends N requests at once")
     if request.model == "studyroot" and request.level == "patient":
         raise UsageError("--patient cannot be used with --studyroot (the study root model has no patient level)")
     if request.then and request.operation != "find":
