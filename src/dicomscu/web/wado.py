@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from urllib3.exceptions import HTTPError
 
@@ -105,8 +105,22 @@ def boundary_of(content_type: str) -> str:
     raise MultipartError(f"no boundary in Content-Type {content_type!r}")
 
 
-def resources(identifiers: Iterable) -> Iterator[str]:
-    """WADO-RS paths for C-GET style identifiers (a study, series or instance UID each, lists expanded)."""
+class Resource(NamedTuple):
+    """A WADO-RS resource: a study, a series of it, or an instance of that ("" below the level named)."""
+
+    study: str
+    series: str = ""
+    instance: str = ""
+
+    @property
+    def path(self) -> str:
+        return (f"/studies/{self.study}" + (f"/series/{self.series}" if self.series else "")
+                + (f"/instances/{self.instance}" if self.instance else ""))
+
+
+def resources(identifiers: Iterable) -> Iterator[Resource]:
+    """The WADO-RS resources of C-GET style identifiers (a study, series or instance UID each, lists
+    expanded)."""
     for identifier in identifiers:
         level = str(identifier.get("QueryRetrieveLevel", "") or "").upper()
         studies = _uids(identifier, "StudyInstanceUID")
@@ -119,56 +133,52 @@ def resources(identifiers: Iterable) -> Iterator[str]:
             raise UsageError("WADO-RS needs one study UID above series, and one series UID above instances")
         for study in studies:
             if not series:
-                yield f"/studies/{study}"
+                yield Resource(study)
             for one in series:
                 if not instances:
-                    yield f"/studies/{study}/series/{one}"
+                    yield Resource(study, one)
                 for instance in instances:
-                    yield f"/studies/{study}/series/{one}/instances/{instance}"
+                    yield Resource(study, one, instance)
 
 
-def _missing(service: WebService, identifiers: list, writer: InstanceWriter, report: RetrieveReport) -> Iterator[dict]:
-    """``--skip-existing``: identifiers of what `identifiers` name that is not in the output yet, from a
-    QIDO-RS search of their instances (each looked for on disk, counted as already present when there):
-    a whole series when none of it is there, else its missing instances."""
+def _missing(service: WebService, targets: list[Resource], writer: InstanceWriter,
+             report: RetrieveReport) -> Iterator[Resource]:
+    """``--skip-existing``: what `targets` hold that is not in the output yet, from a QIDO-RS search of
+    their instances (each looked for on disk, counted as already present when there): a target none of
+    which is there as it is, a series none of which is there whole, else each missing instance."""
     from dicomscu.web.qido import pages
 
     fields = [("includefield", "00100020"), ("includefield", "0020000E")]
-    for path in resources(identifiers):
-        study, _, rest = path[len("/studies/"):].partition("/")
-        series_path, _, instance = rest[len("series/"):].partition("/instances/") if rest else ("", "", "")
-        search = f"/studies/{study}" + (f"/series/{series_path}" if series_path else "") + "/instances"
+    for target in targets:
         found: dict[str, list[str]] = {}  # series -> its instances not on disk
         sizes: dict[str, int] = {}
         present = report.already_present
-        for item in pages(service, search, [*fields, *([("00080018", instance)] if instance else [])]):
+        search = Resource(target.study, target.series).path + "/instances"
+        for item in pages(service, search, [*fields, *([("00080018", target.instance)] if target.instance else [])]):
             uid, series, patient = (_json_text(item, tag) for tag in ("00080018", "0020000E", "00100020"))
             sizes[series] = sizes.get(series, 0) + 1
-            if writer.exists(uid, patient, study, series):
+            if writer.exists(uid, patient, target.study, series):
                 report.already_present += 1
             else:
                 found.setdefault(series, []).append(uid)
         if report.already_present == present:  # none of it there (or none found): the resource as asked
-            yield {"QueryRetrieveLevel": "IMAGE" if instance else "SERIES" if series_path else "STUDY",
-                   "StudyInstanceUID": study, "SeriesInstanceUID": series_path, "SOPInstanceUID": instance}
+            yield target
             continue
         for series, uids in found.items():
-            if len(uids) == sizes[series] and not instance:
-                yield {"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": study, "SeriesInstanceUID": series}
+            if len(uids) == sizes[series] and not target.instance:
+                yield Resource(target.study, series)
             else:
-                yield {"QueryRetrieveLevel": "IMAGE", "StudyInstanceUID": study, "SeriesInstanceUID": series,
-                       "SOPInstanceUID": "\\".join(uids)}
+                yield from (Resource(target.study, series, uid) for uid in uids)
 
 
-def _series_paths(service: WebService, path: str) -> list[str]:
-    """A study's path as the paths of its series (a QIDO-RS search), to spread over connections; any other
-    path as it is."""
+def _by_series(service: WebService, target: Resource) -> list[Resource]:
+    """A study as its series (a QIDO-RS search), to spread over connections; any other resource as it is."""
     from dicomscu.web.qido import pages
 
-    if "/series/" in path:
-        return [path]
-    series = [_json_text(item, "0020000E") for item in pages(service, f"{path}/series", [])]
-    return [f"{path}/series/{uid}" for uid in series if uid] or [path]
+    if target.series:
+        return [target]
+    series = [_json_text(item, "0020000E") for item in pages(service, target.path + "/series", [])]
+    return [Resource(target.study, uid) for uid in series if uid] or [target]
 
 
 def _json_text(item: dict, tag: str) -> str:
@@ -218,12 +228,12 @@ def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=
     accept = 'multipart/related; type="application/dicom"' + ("; transfer-syntax=*" if options.accept_all_syntaxes
                                                               else "")
     with WebService(peer, connections=max(jobs, 4)) as service:
+        targets = list(resources(identifiers))
         if options.skip_existing:
-            identifiers = list(_missing(service, identifiers, writer, report))
-        paths = list(resources(identifiers))
-        if jobs > 1 and len(paths) < jobs:
-            paths = [one for path in paths for one in _series_paths(service, path)]
-        parts = [RetrieveReport(peer, "WADO-RS") for _ in range(max(1, min(jobs, len(paths))))]  # type: ignore
+            targets = list(_missing(service, targets, writer, report))
+        if jobs > 1 and len(targets) < jobs:
+            targets = [one for target in targets for one in _by_series(service, target)]
+        parts = [RetrieveReport(peer, "WADO-RS") for _ in range(max(1, min(jobs, len(targets))))]  # type: ignore
         for part in parts:
             part.scope = report.scope
         lock = threading.Lock()
@@ -235,9 +245,9 @@ def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=
                 on_progress(total)
 
         def one_connection(index: int) -> None:
-            for path in paths[index::len(parts)]:
+            for target in targets[index::len(parts)]:
                 parts[index].requests += 1
-                _fetch(service, path, accept, writer, parts[index], progress)
+                _fetch(service, target.path, accept, writer, parts[index], progress)
 
         fan_out(one_connection, range(len(parts)), "wado")
     total = combine(peer, parts)  # type: ignore[arg-type]
