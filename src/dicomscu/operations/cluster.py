@@ -54,6 +54,7 @@ from dicomscu.errors import AssociationAborted, ConnectionFailed, DicomscuError,
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.instances import remove_partial_files
 from dicomscu.files.journal import Journal
+from dicomscu.operations.retrieval import COUNTS, LISTS
 from dicomscu.operations.results import ALREADY, OK, SKIPPED, WARNED, FileResult, StoreReport, recorder
 from dicomscu.operations.share_events import TICK, FileStream, Publisher, RetrievalProgress, topic_of
 from dicomscu.operations.status import Status
@@ -376,10 +377,6 @@ class SeriesJournal:
     """A retrieval share's series whose final response came, each with the counts of its retrieval (SQLite,
     one writer: the share's task): a try run again after a worker loss skips those series, and counts them."""
 
-    COUNTS = ("completed", "failed", "warning", "remaining", "written", "requests", "renamed", "conflicting",
-              "outside", "already_present")
-    LISTS = ("write_errors", "refused_classes")
-
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)  # (a worker that does not see the client's disk)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -392,7 +389,7 @@ class SeriesJournal:
         found = {}
         for uid, text in self._db.execute("SELECT uid, report FROM series"):
             counts, report = json.loads(text), blank()
-            for name in (*self.COUNTS, *self.LISTS):
+            for name in (*COUNTS, *LISTS):
                 setattr(report, name, counts[name])
             if counts["status"] is not None:
                 report.status = Status(*counts["status"])
@@ -400,7 +397,7 @@ class SeriesJournal:
         return found
 
     def record(self, uid: str, report) -> None:
-        counts = {name: getattr(report, name) for name in (*self.COUNTS, *self.LISTS)}
+        counts = {name: getattr(report, name) for name in (*COUNTS, *LISTS)}
         status = report.status
         counts["status"] = None if status is None else [status.code, status.category, status.meaning]
         with self._lock:
@@ -509,6 +506,5 @@ def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *,
     total = progress.total()
     total.operation = name
     total.write_errors += report.write_errors
-    total.already_present += report.already_present
     total.seconds = time.perf_counter() - started
     return total

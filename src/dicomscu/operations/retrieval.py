@@ -107,21 +107,19 @@ class RetrieveReport:
 Progress = Callable[[RetrieveReport], None]
 
 
+#: A report's counts, which reports of parts of one retrieval add up to (:func:`combine`), and its lists.
+COUNTS = ("completed", "failed", "warning", "remaining", "written", "requests", "renamed", "conflicting", "outside",
+          "already_present")
+LISTS = ("write_errors", "refused_classes")
+
+
 def combine(peer: Peer, parts: list[RetrieveReport]) -> RetrieveReport:
     total = RetrieveReport(peer, "C-GET")
     for part in parts:
-        total.completed += part.completed
-        total.failed += part.failed
-        total.warning += part.warning
-        total.remaining += part.remaining
-        total.written += part.written
+        for name in COUNTS:
+            setattr(total, name, getattr(total, name) + getattr(part, name))
         total.write_errors += part.write_errors
-        total.requests += part.requests
         total.refused_classes += [uid for uid in part.refused_classes if uid not in total.refused_classes]
-        total.renamed += part.renamed
-        total.conflicting += part.conflicting
-        total.outside += part.outside
-        total.already_present += part.already_present
         if part.status is not None and (total.status is None or part.status.category == FAILURE):
             total.status = part.status
         total.operation = part.operation
