@@ -26,6 +26,8 @@ DEFLATED_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1.99"
 EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
 #: Transfer syntaxes not compressed and not deflated: a data set can be re-encoded between them.
 NATIVE_SYNTAXES = (EXPLICIT_VR_LE, IMPLICIT_VR_LE, EXPLICIT_VR_BE)
+#: Those and deflate: a data set in them is re-encoded without decoding pixel data.
+CONVERTIBLE_SYNTAXES = (*NATIVE_SYNTAXES, DEFLATED_EXPLICIT_VR_LE)
 
 #: Every transfer syntax a storage SCP accepts as it comes (data sets are kept as received).
 TRANSFER_SYNTAXES = (

@@ -37,6 +37,7 @@ from dicomscu.transport.association import associate
 from dicomscu.transport.channel import Channel
 from dicomscu.transport.peer import Peer
 from dicomscu.uids import (
+    CONVERTIBLE_SYNTAXES,
     DEFLATED_EXPLICIT_VR_LE as DeflatedExplicitVRLittleEndian,
     EXPLICIT_VR_LE as ExplicitVRLittleEndian,
     IMPLICIT_VR_LE as ImplicitVRLittleEndian,
@@ -46,7 +47,7 @@ from dicomscu.uids import (
 MAX_CONTEXTS = 128
 #: Bytes read per file while planning: enough for the file meta and group 0008.
 HEAD_SIZE = 64 * 1024
-CONVERTIBLE = frozenset(UNCOMPRESSED) | {DeflatedExplicitVRLittleEndian}
+CONVERTIBLE = frozenset(CONVERTIBLE_SYNTAXES)
 #: After the peer aborts or drops the association: reopen it (up to 3 tries, 0.5 s then 1 s backoff),
 #: but stop after 3 files in a row lost that way (a peer that aborts on everything).
 MAX_REOPEN_TRIES = 3

@@ -467,7 +467,7 @@ def syntax_to_send(stored: str, accepted: Sequence[str] | None) -> str | None:
     its syntax is installed); None when none of that is possible."""
     if accepted is None or stored in accepted:
         return stored
-    if stored in uids.NATIVE_SYNTAXES + (uids.DEFLATED_EXPLICIT_VR_LE,):
+    if stored in uids.CONVERTIBLE_SYNTAXES:
         return next((syntax for syntax in accepted if syntax in uids.NATIVE_SYNTAXES), None)
     if not decodable(stored):
         return None  # compressed, and no decoder here: sent as it is or not at all
@@ -482,7 +482,7 @@ def reencoded(info, data: bytes, syntax: str) -> bytes:
     """A stored file's data set in another, uncompressed `syntax`: re-encoded, or decompressed (see
     :func:`syntax_to_send`; raises when its pixel data cannot be decoded)."""
     dataset = memoryview(data)[info.dataset_offset:]
-    if info.transfer_syntax in uids.NATIVE_SYNTAXES + (uids.DEFLATED_EXPLICIT_VR_LE,):
+    if info.transfer_syntax in uids.CONVERTIBLE_SYNTAXES:
         return encode(decode(dataset, info.transfer_syntax), syntax)
     return decompressed(dataset, info.transfer_syntax, syntax)
 
