@@ -4,9 +4,10 @@ Decoding each answer into a pydicom Dataset, then asking it for each value, cost
 more than the whole network round trip (about 0.4 ms per answer: 4 s for 10,000
 matches).  Most answers are flat lists of short text elements, so this module
 reads their element headers itself (:func:`read_flat`: one unpack each, no nesting
-to follow) and turns them into CSV cells and DICOM JSON (PS3.18 F.2) directly.  Anything it does not
-handle exactly as pydicom would — sequences, binary VRs, a character set other
-than the default, Latin-1 or UTF-8 — returns None, and the caller uses pydicom.
+to follow) and turns them into CSV cells and DICOM JSON (PS3.18 F.2) directly.
+Anything it does not handle exactly as pydicom would — sequences, binary VRs, a
+character set other than the default, Latin-1 or UTF-8 — returns None, and the
+caller uses pydicom.
 """
 
 from __future__ import annotations
