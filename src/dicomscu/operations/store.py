@@ -338,7 +338,7 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
             return FileResult(path, FAILED, _refusal(channel, info), sop_instance=info.sop_instance,
                               size=len(data))
         try:
-            payload = _reencode(data, context.transfer_syntax, compressed)
+            payload = _reencode(data, info, context.transfer_syntax)
         except Exception as exc:  # pydicom could not convert this file
             return FileResult(path, FAILED, _conversion_failure(info, context.transfer_syntax, compressed, exc),
                               sop_instance=info.sop_instance, size=len(data))
@@ -400,16 +400,9 @@ def _conversion_failure(info: DicomFile, target: str, compressed: bool, exc: Exc
             f"or {convert}")
 
 
-def _reencode(data: bytes, syntax: str, decompress: bool = False) -> bytes:
-    """The file's data set in `syntax` (pydicom: loaded only when a file needs converting)."""
-    from io import BytesIO
+def _reencode(data: bytes, info: DicomFile, syntax: str) -> bytes:
+    """The file's data set in `syntax` (pydicom: loaded only when a file needs converting), by the one rule
+    serve's retrievals use too (:func:`~dicomscu.files.codec.converted`)."""
+    from dicomscu.files.codec import converted
 
-    from pydicom import dcmread
-
-    from dicomscu.files.codec import encode
-
-    dataset = dcmread(BytesIO(data), force=True)
-    if decompress:
-        # pydicom's pixel data plugins (pylibjpeg, numpy for RLE); the same instance, so the same UID
-        dataset.decompress(generate_instance_uid=False)
-    return encode(dataset, syntax)
+    return converted(memoryview(data)[info.dataset_offset:], info.transfer_syntax, syntax)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from dicomscu import uids
 from dicomscu.errors import DicomscuError, UsageError
-from dicomscu.files.codec import decodable, decode, decompressed, encode
+from dicomscu.files.codec import converted, decodable, decode, encode
 from dicomscu.files.instances import (InstanceWriter, discard, file_header, remove_partial_files,
                                       write_atomically)
 from dicomscu.files.probe import BadFile, probe, valid_uid
@@ -479,12 +479,9 @@ _DECOMPRESS_INTO = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE)
 
 
 def reencoded(info, data: bytes, syntax: str) -> bytes:
-    """A stored file's data set in another, uncompressed `syntax`: re-encoded, or decompressed (see
-    :func:`syntax_to_send`; raises when its pixel data cannot be decoded)."""
-    dataset = memoryview(data)[info.dataset_offset:]
-    if info.transfer_syntax in uids.CONVERTIBLE_SYNTAXES:
-        return encode(decode(dataset, info.transfer_syntax), syntax)
-    return decompressed(dataset, info.transfer_syntax, syntax)
+    """A stored file's data set in another, uncompressed `syntax` (:func:`~dicomscu.files.codec.converted`:
+    byte order made right, or decompressed; raises when its pixel data cannot be decoded)."""
+    return converted(memoryview(data)[info.dataset_offset:], info.transfer_syntax, syntax)
 
 
 def _open_storage(storage: str, given: str) -> Index:
