@@ -64,7 +64,7 @@ def _build() -> argparse.ArgumentParser:
 
 #: Library setting -> flag, for error messages: the option table's, gdcmscu's short forms where its users
 #: know them, and those of the serve and sample commands.
-_SPELLING = {**spelling(OPTIONS), "log_file": "-L", "output": "-o", "storage": "--storage", "http_port": "--http",
+_SPELLING = {**spelling(OPTIONS), "log_file": "-L", "output": "-o", "storage": "--storage", "http_port": "--http", "http_token_file": "--http-token-file",
              "max_associations": "--max-associations", "max_size": "--max-size", "outdir": "OUTDIR", "modalities": "--modality", "root": "--root-uid",
              **{name: f"--{name}" for name in ("patients", "studies", "series", "images", "count", "matrix",
                                                "compress")}}

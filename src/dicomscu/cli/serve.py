@@ -10,6 +10,7 @@ from typing import Sequence
 from dicomscu.cli.parser import _Parser, _int
 from dicomscu.cli.request import DEBUG, VERBOSE, WARNING
 from dicomscu.errors import UsageError
+from dicomscu.server.access import Credentials
 from dicomscu.server.pacs import ServerConfig
 from dicomscu.transport.peer import TLS, check_ae_title, check_port
 
@@ -34,12 +35,25 @@ a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
                          that sends no A-ASSOCIATE-RQ within 10 s, or takes more than 30 s
                          over the rest of a PDU, is dropped; a TLS handshake has 10 s.
   --http PORT            Also serve DICOMweb on this port: QIDO-RS, WADO-RS and STOW-RS under
-                         http://HOST:PORT/dicom-web, over the same index and storage.
+                         http://HOST:PORT/dicom-web, over the same index and storage, under the
+                         same access rules as the DIMSE port (see below).
+  --http-bind ADDR       Address the DICOMweb side listens on (default 127.0.0.1: this machine
+                         only; 0.0.0.0 or an interface's address to open it).
+  --http-token-file FILE Credentials DICOMweb requests must carry, one a line: a bearer token, or
+                         user:password (HTTP Basic). Without it: no authentication (401 otherwise).
+  --read-only            Store nothing: C-STORE is answered 0x0124 (not authorized), STOW-RS 403.
   --reindex              Rebuild the index from the files in DIR, then serve.
   --tls-cert FILE, --tls-key FILE
                          Serve over TLS (PS3.15) with this certificate and key (PEM).
   --tls-ca FILE          Require client certificates signed by this CA.
   -V, -D, -L FILE        Verbose, debug, log file (as for the client).
+
+Access: both protocols apply the same rules. With --tls-cert the DICOMweb side is HTTPS on the
+same certificate (never plain HTTP beside a TLS DIMSE port), and with --tls-ca it demands client
+certificates too. --read-only and --no-overwrite hold for C-STORE and STOW-RS alike. The calling
+AE check (--require-calling) has no HTTP counterpart: with it, --http needs --http-token-file (or
+--tls-ca), and serve refuses to start otherwise. DICOMweb on an address other than loopback
+without credentials is logged as open to anyone.
 """
 
 
@@ -66,6 +80,9 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
     p.add_argument("--max-size", default="4G")
     p.add_argument("--reindex", action="store_true")
     p.add_argument("--http")
+    p.add_argument("--http-bind", default="127.0.0.1")
+    p.add_argument("--http-token-file")
+    p.add_argument("--read-only", action="store_true")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--tls-ca")
@@ -92,6 +109,9 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
         max_associations=_positive(_int(ns.max_associations, "--max-associations"), "--max-associations"),
         http_port=check_port(_int(ns.http, "--http"), "--http") if ns.http is not None else None,
         tls=TLS(cert=ns.tls_cert, key=ns.tls_key, ca=ns.tls_ca) if ns.tls_cert or ns.tls_key or ns.tls_ca else None,
+        http_bind=ns.http_bind.strip(),
+        http_credentials=Credentials.from_file(ns.http_token_file) if ns.http_token_file else Credentials(),
+        read_only=ns.read_only,
     )
     return ServeRequest(config, reindex=ns.reindex, log_level=level, log_file=ns.log_file)
 

@@ -31,6 +31,7 @@ from dicomscu.operations.provider import Provider
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.messages import Message
 from dicomscu.protocol.negotiation import Proposal
+from dicomscu.server.access import AccessPolicy, Credentials
 from dicomscu.server.index import Index, QueryTooLong, index_row
 from dicomscu.storage_classes import STORAGE_UIDS
 from dicomscu.transport.association import associate
@@ -72,6 +73,19 @@ class ServerConfig:
     tls: TLS | None = None
     #: Also serve DICOMweb (QIDO-RS, WADO-RS, STOW-RS under /dicom-web) on this HTTP port.
     http_port: int | None = None
+    #: The address the HTTP side listens on: loopback unless opened on purpose (``--http-bind``).
+    http_bind: str = "127.0.0.1"
+    #: What an HTTP request must authenticate with (none: no authentication).
+    http_credentials: Credentials = field(default_factory=Credentials)
+    #: Nothing is stored, over either protocol (C-STORE 0x0124, STOW-RS 403).
+    read_only: bool = False
+
+    @property
+    def access(self) -> AccessPolicy:
+        """The rules both protocols apply (:mod:`dicomscu.server.access`)."""
+        return AccessPolicy(read_only=self.read_only, require_calling=tuple(self.require_calling),
+                            client_certificates=bool(self.tls and self.tls.ca and self.tls.verify),
+                            credentials=self.http_credentials)
 
 
 def accept_policy(config: ServerConfig) -> AcceptPolicy:
@@ -107,19 +121,36 @@ class Pacs:
             raise UsageError(f"{self.config.port}: cannot listen: {exc.strerror or exc}", option="port") from None
         self._listener = listener
         if self.config.http_port is not None:
-            from dicomscu.server.web import DicomWebServer
-
             try:
-                self._web = DicomWebServer(self, (self.config.host, self.config.http_port)).start()
-            except OSError as exc:
+                self._start_web()
+            except BaseException:
                 listener.stop()
-                raise UsageError(f"{self.config.http_port}: cannot listen: {exc.strerror or exc}",
-                                 option="http_port") from None
-            LOGGER.info("serving DICOMweb on http://%s:%d/dicom-web", self.config.host or "0.0.0.0",
-                        self.config.http_port)
+                raise
         LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed, at most %d associations at once",
                     self.config.aetitle, self.config.port, self.storage, self.index.count(),
                     self.config.max_associations)
+
+    def _start_web(self) -> None:
+        """The DICOMweb side, under the same access policy as the DIMSE side (refused when it would be weaker)."""
+        from dicomscu.server.web import DicomWebServer
+
+        config = self.config
+        warning = config.access.check_http_side(config.http_bind)
+        context = config.tls.server_context() if config.tls else None  # HTTPS beside a TLS DIMSE port
+        try:
+            self._web = DicomWebServer(self, (config.http_bind, config.http_port or 0), context).start()
+        except OSError as exc:
+            raise UsageError(f"{config.http_port}: cannot listen: {exc.strerror or exc}", option="http_port") from None
+        if warning:
+            LOGGER.warning("%s", warning)
+        LOGGER.info("serving DICOMweb on %s://%s:%d/dicom-web%s", "https" if context else "http",
+                    config.http_bind or "0.0.0.0", self._web.port,
+                    " (credentials required)" if config.http_credentials else "")
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the DICOMweb side listens on (the one the OS chose for ``http_port=0``), or None."""
+        return self._web.port if self._web is not None else None
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop accepting, let the associations under way finish (aborting them after `grace` s), then
@@ -136,7 +167,10 @@ class Pacs:
 
     def spool(self, sop_class: str, sop_instance: str, syntax: str) -> Spool | None:
         """A file in the storage for a C-STORE data set about to arrive (its fragments go straight
-        there), or None to receive it in memory (UIDs a file meta cannot hold: it will be refused)."""
+        there), or None to receive it in memory (UIDs a file meta cannot hold: it will be refused).  A read-only
+        server writes nothing: the data set is dropped as it arrives."""
+        if self.config.read_only:
+            return _Dropped()  # type: ignore[return-value]
         if not (valid_uid(sop_class) and valid_uid(sop_instance)):
             return None
         try:
@@ -154,6 +188,11 @@ class Pacs:
         its old file.  So the index and the files always agree.  A spooled data set
         (already in its temporary file) is checked through a memory map and renamed.
         """
+        if self.config.read_only:
+            if isinstance(data, Spool):
+                data.discard()
+            LOGGER.warning("refused %s: this server is read-only", sop_instance)
+            return 0x0124  # Refused: not authorized
         if not isinstance(data, Spool):
             row, status = self._checked_row(data, sop_class, sop_instance, syntax)
             if row is None:
@@ -191,14 +230,20 @@ class Pacs:
         if not all(valid_uid(uid) for uid in uids):
             LOGGER.warning("refused %s: invalid UID among %r", sop_instance, uids)
             return None, 0xA900  # its identifying UIDs are not UIDs
-        if not self.config.overwrite and self.index.contains(sop_instance):
-            return None, 0x0111  # Duplicate SOP Instance
         return row, 0x0000
 
     def _keep(self, row: dict, sop_instance: str, put: Callable[[str], None]) -> int:
-        """Put the instance's file in place (`put(path)`) and index it, as one unit; the status."""
+        """Put the instance's file in place (`put(path)`) and index it, as one unit; the status.
+
+        Under `--no-overwrite` the check for an instance already kept is made under the same lock as the
+        write: of several associations sending one new SOP Instance UID at once, exactly one is told
+        "stored" (and that content is what is kept); the others get 0x0111.
+        """
         with self._write_lock:
             earlier = self.index.path_of(sop_instance)
+            if earlier is not None and not self.config.overwrite:
+                LOGGER.warning("refused %s: already stored (--no-overwrite)", sop_instance)
+                return 0x0111  # Duplicate SOP Instance
             try:
                 path = self._writer.path_for(sop_instance, row["patient_id"], row["study_uid"], row["series_uid"])
                 put(path)
@@ -221,6 +266,12 @@ class Pacs:
         """An index path (relative to the storage, or absolute from older indexes) as a file path."""
         return os.path.join(self.storage, path)
 
+    def query(self, identifier):
+        """The matches of `identifier` at its level, each built only when taken (a page of answers costs its
+        page); raises :class:`~dicomscu.server.index.QueryTooLong` past the deadline."""
+        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        return self.index.query(identifier, level)
+
     def matches(self, identifier):
         """(level, matches); matches is None when the query ran past its deadline."""
         level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
@@ -240,6 +291,16 @@ class Pacs:
         except (OSError, BadFile) as exc:
             LOGGER.error("not sent: %s: %s", self.resolve(path), getattr(exc, "strerror", None) or exc)
             return None
+
+
+class _Dropped:
+    """Where a data set a read-only server will refuse goes as it arrives: nowhere (memory stays flat)."""
+
+    def write(self, fragment: memoryview) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
 
 
 class Cancelled(Exception):

@@ -19,16 +19,25 @@ Under ``/dicom-web``:
   each part stored exactly as a C-STORE's data set is (same checks, same index),
   answered with the Referenced and Failed SOP Sequences (200, 202 or 409).
 
-The HTTP server is the standard library's, one thread per connection.  Parts larger
-than ``--max-size`` are refused without being held whole.
+Every request passes serve's access policy first (:mod:`dicomscu.server.access`): HTTPS with the DIMSE
+side's certificate (and its client-certificate check) when serve has TLS, the credentials of
+``--http-token-file`` (401 with a ``WWW-Authenticate`` challenge otherwise), ``--read-only`` (STOW-RS 403).
+
+The HTTP server is the standard library's, one thread per connection.  A client has
+:data:`HEADER_SECONDS` to send its request line and headers (a TLS handshake
+:data:`HANDSHAKE_SECONDS`), then :attr:`_Handler.timeout` per read of its body; a malformed
+request is answered 400 with a one-line reason.  Parts larger than ``--max-size`` are
+refused without being held whole.
 """
 
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 from typing import Any, Iterator
@@ -36,7 +45,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from dicomscu import uids
 from dicomscu.files.probe import BadFile, probe, valid_uid
-from dicomscu.server.index import LEVELS, UNIQUE
+from dicomscu.printable import printable
+from dicomscu.server.access import REALM
+from dicomscu.server.index import LEVELS, UNIQUE, QueryTooLong
 from dicomscu.server.pacs import reencoded, syntax_to_send
 from dicomscu.web.wado import MultipartError, MultipartReader, boundary_of
 
@@ -44,6 +55,10 @@ LOGGER = logging.getLogger("dicomscu.server")
 ROOT = "/dicom-web"
 CHUNK = 256 * 1024
 _RESOURCE_LEVELS = {"studies": "STUDY", "series": "SERIES", "instances": "IMAGE"}
+#: A client has this long to send its request line and headers (a slow one holds no thread for longer).
+HEADER_SECONDS = 10.0
+#: ... and this long for a TLS handshake.
+HANDSHAKE_SECONDS = 10.0
 #: Attributes every QIDO-RS answer carries, by level (PS3.18 Table 10.6.3-3 to -5, the ones the index keeps).
 DEFAULT_FIELDS = {
     "STUDY": ("StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
@@ -57,19 +72,24 @@ _REFERENCED, _FAILED, _CLASS, _INSTANCE, _REASON = "00081199", "00081198", "0008
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
 
 
 class DicomWebServer:
-    """DICOMweb for `pacs` on `address`: ``start()`` serves in background threads, ``stop()`` ends it."""
+    """DICOMweb for `pacs` on `address` (HTTPS with `ssl_context`): ``start()`` serves in background threads,
+    ``stop()`` ends it."""
 
-    def __init__(self, pacs, address: tuple[str, int]) -> None:
+    def __init__(self, pacs, address: tuple[str, int], ssl_context=None) -> None:
         self.pacs = pacs
         handler = type("Handler", (_Handler,), {"pacs": pacs})
-        self._server = _Server(address, handler)
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        server_class = type("Server", (_Server,), {"address_family": family})
+        self._server = server_class(address, handler)
         self._server.daemon_threads = True
+        self._server.ssl_context = ssl_context
         self._thread: threading.Thread | None = None
 
     @property
@@ -89,7 +109,30 @@ class DicomWebServer:
 
 class _Server(http.server.ThreadingHTTPServer):
     """The standard library's server, with a failed request logged in one line instead of a traceback on
-    stderr: a client that goes away mid-answer is its business, not an error of ours."""
+    stderr: a client that goes away mid-answer is its business, not an error of ours.  With an SSL context
+    each connection's handshake is made in its own thread, under a deadline, so that a client that never
+    finishes one holds up nobody."""
+
+    ssl_context: Any = None
+
+    def get_request(self):
+        connection, address = super().get_request()
+        if self.ssl_context is not None:
+            connection = self.ssl_context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
+
+    def finish_request(self, request, client_address) -> None:
+        if self.ssl_context is not None:
+            import ssl
+
+            request.settimeout(HANDSHAKE_SECONDS)
+            try:
+                request.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                LOGGER.warning("DICOMweb %s: TLS handshake failed: %s", client_address[0],
+                               getattr(exc, "reason", None) or exc)
+                return
+        super().finish_request(request, client_address)
 
     def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]
@@ -106,7 +149,43 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     timeout = 30  # a client that stalls mid-request is dropped
 
     def log_message(self, format: str, *args) -> None:
-        LOGGER.info("DICOMweb %s: %s", self.client_address[0], format % args)
+        # the request line and status only: an Authorization header never reaches a log
+        LOGGER.info("DICOMweb %s: %s", self.client_address[0], _printable(format % args))
+
+    # -- deadlines and access --------------------------------------------------------------------------
+    def handle_one_request(self) -> None:
+        """One request, its line and headers under a deadline (:data:`HEADER_SECONDS`): past it the
+        connection is shut, whatever trickle the client keeps up."""
+        self._header_timer = threading.Timer(HEADER_SECONDS, self._too_slow)
+        self._header_timer.daemon = True
+        self._header_timer.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._header_timer.cancel()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        self._header_timer.cancel()
+        return parsed
+
+    def _too_slow(self) -> None:
+        LOGGER.warning("DICOMweb %s: no complete request headers within %g s: connection closed",
+                       self.client_address[0], HEADER_SECONDS)
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _authorize(self, writes: bool = False) -> None:
+        """Apply serve's access policy to this request (a 401 or 403 HttpError when it is refused)."""
+        policy = self.pacs.config.access
+        if policy.credentials and not policy.credentials.allows(self.headers.get("Authorization")):
+            raise HttpError(401, "authentication required: a bearer token or user:password this server knows",
+                            {"WWW-Authenticate": f'Bearer realm="{REALM}", Basic realm="{REALM}"'})
+        if writes and policy.read_only:
+            raise HttpError(403, "this server is read-only (--read-only): nothing is stored")
 
     # -- routing ---------------------------------------------------------------------------------------
     def _route(self) -> tuple[list[str], list[tuple[str, str]]]:
@@ -118,6 +197,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         try:
+            self._authorize()
             segments, query = self._route()
             if segments and segments[-1] in _RESOURCE_LEVELS and len(segments) % 2 == 1:
                 self._qido(segments, query)
@@ -127,20 +207,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             else:
                 raise HttpError(404, "no such DICOMweb resource")
         except HttpError as exc:
-            self._error(exc.status, str(exc))
+            self._error(exc.status, str(exc), exc.headers)
 
     def do_POST(self) -> None:
         try:
+            self._authorize(writes=True)
             segments, _ = self._route()
             if segments[:1] != ["studies"] or len(segments) > 2:
                 raise HttpError(404, "STOW-RS takes POST /studies")
             self._stow(segments[1] if len(segments) == 2 else None)
         except HttpError as exc:
-            self._error(exc.status, str(exc))
+            self._error(exc.status, str(exc), exc.headers)
 
-    def _error(self, status: int, message: str) -> None:
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         body = json.dumps({"error": message}).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if status >= 400 and self.command == "POST":
+            self.close_connection = True  # the body may not have been read: the connection cannot go on
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -156,7 +241,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     # -- QIDO-RS ---------------------------------------------------------------------------------------
     def _qido(self, segments: list[str], query: list[tuple[str, str]]) -> None:
-        from pydicom.datadict import keyword_for_tag, tag_for_keyword
+        from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
         from pydicom.dataset import Dataset
 
         level = _RESOURCE_LEVELS[segments[-1]]
@@ -170,7 +255,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         paging: dict[str, int] = {}
         for name, value in query:
             if name in ("limit", "offset"):
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):
                     raise HttpError(400, f"{name}={value!r} is not a number")
                 paging[name] = int(value)
                 continue
@@ -182,12 +267,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 continue
             attribute = _keyword(name, keyword_for_tag, tag_for_keyword)
             if attribute is None:
-                raise HttpError(400, f"unknown attribute {name!r}")
-            setattr(identifier, attribute, value.replace(",", "\\") if attribute.endswith("UID") else value)
-        _, found = self.pacs.matches(identifier)
-        if found is None:
-            raise HttpError(503, "the query ran past its deadline")
-        answers = found[paging.get("offset", 0):][:paging.get("limit")]
+                raise HttpError(400, f"unknown attribute {_printable(name)!r}")
+            if dictionary_VR(attribute) == "SQ":
+                raise HttpError(400, f"{attribute} is a sequence: give its attributes (as Sequence.Attribute), "
+                                     "not the sequence itself")
+            try:
+                setattr(identifier, attribute, value.replace(",", "\\") if attribute.endswith("UID") else value)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise HttpError(400, f"{attribute}={_printable(value)!r}: {exc}") from None
+        start = paging.get("offset", 0)
+        stop = start + paging["limit"] if "limit" in paging else None
+        try:  # the answers past the page are never built
+            answers = list(itertools.islice(self.pacs.query(identifier), start, stop))
+        except QueryTooLong:
+            raise HttpError(503, "the query ran past its deadline") from None
         document = []
         for match in answers:
             answer = match.identifier
@@ -324,8 +417,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 yield from self._read(size, "the body ended inside a chunk")
                 self.rfile.readline(8)
         else:
-            yield from self._read(int(self.headers.get("Content-Length", "0") or 0),
-                                  "the body ended before its Content-Length")
+            length = (self.headers.get("Content-Length") or "0").strip()
+            if not (length.isascii() and length.isdigit()):
+                raise HttpError(400, f"Content-Length {_printable(length)!r} is not a number of bytes")
+            yield from self._read(int(length), "the body ended before its Content-Length")
 
     def _read(self, count: int, short: str) -> Iterator[bytes]:
         """`count` bytes of the request, in chunks; a 400 saying `short` if the client stops sending."""
@@ -387,4 +482,9 @@ def _keyword(name: str, keyword_for_tag, tag_for_keyword) -> str | None:
 
 def _check_uid(uid: str) -> None:
     if not valid_uid(uid):
-        raise HttpError(400, f"{uid[:70]!r} is not a UID")
+        raise HttpError(400, f"{_printable(uid[:70])!r} is not a UID")
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped, so that a request cannot forge a log line."""
+    return printable(text)
