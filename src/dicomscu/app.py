@@ -421,7 +421,9 @@ def run_serve(argv: list[str], env: Environment) -> int:
                 + (f", {len(result.unreadable)} unreadable" if result.unreadable else ""))
     pacs.start()
     config = request.config
-    web = f", DICOMweb on http port {config.http_port} (/dicom-web)" if config.http_port else ""
+    scheme = "https" if config.tls else "http"
+    web = (f", DICOMweb on {scheme}://{config.http_bind or '0.0.0.0'}:{pacs.http_port}/dicom-web"
+           + (" (credentials required)" if config.http_credentials else "")) if config.http_port else ""
     env.out(f"dicomscu serve: {config.aetitle} listening on port {config.port}{web}, storage {pacs.storage} "
             f"({pacs.index.count()} instance(s)); Ctrl-C to stop")
     stopping = threading.Event()

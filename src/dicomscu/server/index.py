@@ -59,6 +59,8 @@ STORED_AS = {"AvailableTransferSyntaxUID"}
 AGGREGATED = {"ModalitiesInStudy": ("modality", "CS"), "SOPClassesInStudy": ("sop_class", "UI")}
 #: A query that runs longer than this is stopped (its C-FIND answered "out of resources").
 QUERY_SECONDS = 30.0
+#: The name (after the index's own) under which ``--reindex`` builds the new index before swapping it in.
+REBUILD_SUFFIX = ".rebuild"
 _CHARSET = 0x00080005
 _TEXT = {"PN", "LO", "SH"}  # VRs whose text may use the Specific Character Set
 COLUMNS = list(dict.fromkeys([column for column, _, _ in ATTRIBUTES.values()] + ["transfer_syntax", "path"]))
@@ -135,7 +137,8 @@ def _tag(keyword: str) -> int:
 
 @dataclass
 class Reindexed:
-    """What ``--reindex`` did: instances indexed, duplicate files removed, files it could not read."""
+    """What ``--reindex`` (or the adoption at start) did: instances indexed, duplicate files removed, files it
+    could not read."""
 
     indexed: int = 0
     dropped: list[str] = field(default_factory=list)
@@ -157,6 +160,15 @@ def _row_of_file(path: str) -> dict[str, str]:
     return index_row(memoryview(data)[info.dataset_offset:], info.transfer_syntax)
 
 
+def _fsync(path: str) -> None:
+    """Make `path` (a file or a folder: a rename in it) durable."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class QueryTooLong(Exception):
     """A query ran past its deadline (:data:`QUERY_SECONDS`)."""
 
@@ -167,10 +179,15 @@ class Index:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        discard(path + REBUILD_SUFFIX)  # a --reindex killed before its swap: the index in place is whole
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        return db
 
     def close(self) -> None:
         with self._lock:
@@ -205,35 +222,99 @@ class Index:
             return [dict(zip(COLUMNS, values)) for values in cursor.fetchall()]
 
     def reindex(self, storage: str) -> Reindexed:
-        """Rebuild from the files under `storage`, reconciling what disagrees.
+        """Rebuild from the files under `storage`, reconciling what disagrees, crash-safe.
 
-        Unreadable files are left in place and counted; of several files holding
-        the same SOP Instance (an instance re-sent under another study before this
-        index kept them in step), the newest is indexed and the others are removed
-        and named in the result.
+        The new index is built aside (``index.sqlite.rebuild``) and swapped in by one rename once it is
+        complete and on disk: a kill at any moment leaves the old index or the new one, never half of one.
+        Unreadable files are left in place and counted; of several files holding the same SOP Instance (an
+        instance re-sent under another study before this index kept them in step), the newest is indexed and
+        the others are removed, after the swap (the old index may still point at them until then), and
+        named in the result.
         """
         result = Reindexed()
         newest: dict[str, tuple[float, str]] = {}
+        rebuilt = self.path + REBUILD_SUFFIX
+        discard(rebuilt)
+        fresh = sqlite3.connect(rebuilt, isolation_level=None)
+        try:
+            fresh.execute("PRAGMA journal_mode=DELETE")
+            fresh.execute("PRAGMA synchronous=OFF")  # durability comes from the fsync before the swap
+            fresh.executescript(_SCHEMA)
+            fresh.execute("BEGIN")
+            names, marks = ", ".join(COLUMNS), ", ".join("?" for _ in COLUMNS)
+            for path in _instance_files(storage):
+                try:
+                    row = _row_of_file(path)
+                    modified = os.stat(path).st_mtime
+                except (OSError, BadFile) as exc:
+                    result.unreadable.append(f"{path}: {exc}")
+                    continue
+                row["path"] = os.path.relpath(path, storage)
+                uid = row["sop_uid"]
+                if uid in newest:
+                    older = min(newest[uid], (modified, path))
+                    result.dropped.append(older[1])
+                    if older[1] == path:
+                        continue
+                newest[uid] = (modified, path)
+                fresh.execute(f"INSERT OR REPLACE INTO instances ({names}) VALUES ({marks})",
+                              [row.get(c, "") for c in COLUMNS])
+            fresh.execute("COMMIT")
+        finally:
+            fresh.close()
+        _fsync(rebuilt)
+        self._swap_in(rebuilt)
+        for path in result.dropped:
+            discard(path)
+        result.indexed = len(newest)
+        return result
+
+    def _swap_in(self, rebuilt: str) -> None:
+        """Replace the index by the complete file `rebuilt` in one rename.  The old index's write-ahead log is
+        folded into it and removed first: a log left beside the new file would be replayed into it."""
         with self._lock:
-            self._db.execute("DELETE FROM instances")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("PRAGMA journal_mode=DELETE")
+            self._db.close()
+            os.replace(rebuilt, self.path)
+            _fsync(os.path.dirname(os.path.abspath(self.path)))
+            self._db = self._connect()
+
+    def adopt(self, storage: str) -> Reindexed:
+        """Index the complete, valid ``.dcm`` files under `storage` that have no row (a kill between a file's
+        rename and its row), so that the index and the files agree again; of two files of one instance the
+        newer is kept, as :meth:`reindex` does.  Unreadable files are left in place and counted."""
+        result = Reindexed()
+        with self._lock:
+            known = {path for (path,) in self._db.execute("SELECT path FROM instances")}
         for path in _instance_files(storage):
+            relative = os.path.relpath(path, storage)
+            if relative in known:
+                continue
             try:
                 row = _row_of_file(path)
                 modified = os.stat(path).st_mtime
             except (OSError, BadFile) as exc:
                 result.unreadable.append(f"{path}: {exc}")
                 continue
-            row["path"] = os.path.relpath(path, storage)
-            uid = row["sop_uid"]
-            if uid in newest:
-                older = min(newest[uid], (modified, path))
-                discard(older[1])
-                result.dropped.append(older[1])
-                if older[1] == path:
+            row["path"] = relative
+            earlier = self.path_of(row["sop_uid"])
+            if earlier is not None:
+                earlier_path = os.path.join(storage, earlier)
+                try:
+                    earlier_time = os.stat(earlier_path).st_mtime
+                except OSError:
+                    earlier_time = float("-inf")  # its row points at nothing: the file found replaces it
+                if earlier_time > modified:
+                    discard(path)
+                    result.dropped.append(path)
                     continue
-            newest[uid] = (modified, path)
-            self.add(row)
-        result.indexed = len(newest)
+                self.add(row)
+                discard(earlier_path)
+                result.dropped.append(earlier_path)
+            else:
+                self.add(row)
+            result.indexed += 1
         return result
 
     # -- queries ---------------------------------------------------------------

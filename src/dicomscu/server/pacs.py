@@ -105,7 +105,7 @@ class Pacs:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.storage = os.path.realpath(config.storage)
-        self.index = _open_storage(self.storage, config.storage)
+        self._storage_lock, self.index = _open_storage(self.storage, config.storage)
         self._writer = InstanceWriter(self.storage, "study")
         self._write_lock = threading.Lock()
         self._listener: Listener | None = None
@@ -116,16 +116,21 @@ class Pacs:
                             QueryRetrieve(self).serve,
                             ssl_context=self.config.tls.server_context() if self.config.tls else None)
         try:
-            listener.start()
-        except OSError as exc:
-            raise UsageError(f"{self.config.port}: cannot listen: {exc.strerror or exc}", option="port") from None
-        self._listener = listener
-        if self.config.http_port is not None:
             try:
-                self._start_web()
-            except BaseException:
-                listener.stop()
-                raise
+                listener.start()
+            except OSError as exc:
+                raise UsageError(f"{self.config.port}: cannot listen: {exc.strerror or exc}", option="port") from None
+            if self.config.http_port is not None:
+                try:
+                    self._start_web()
+                except BaseException:
+                    listener.stop()
+                    raise
+        except BaseException:  # never started: the storage is free for another serve
+            self.index.close()
+            self.release_storage()
+            raise
+        self._listener = listener
         LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed, at most %d associations at once",
                     self.config.aetitle, self.config.port, self.storage, self.index.count(),
                     self.config.max_associations)
@@ -164,6 +169,13 @@ class Pacs:
             listener.wait(grace)
         with self._write_lock:  # a store still finishing its file and row completes first
             self.index.close()
+        self.release_storage()
+
+    def release_storage(self) -> None:
+        """Let another serve use the storage (after :meth:`stop`, or when this one never started)."""
+        lock, self._storage_lock = self._storage_lock, None
+        if lock is not None:
+            lock.close()
 
     def spool(self, sop_class: str, sop_instance: str, syntax: str) -> Spool | None:
         """A file in the storage for a C-STORE data set about to arrive (its fragments go straight
@@ -545,25 +557,69 @@ def reencoded(info, data: bytes, syntax: str) -> bytes:
     return converted(memoryview(data)[info.dataset_offset:], info.transfer_syntax, syntax)
 
 
-def _open_storage(storage: str, given: str) -> Index:
-    """The storage directory, checked usable (writable, with its index), or a usage error naming it."""
+#: The file in the storage a running serve holds locked (and writes its process ID in).
+LOCK_NAME = ".dicomscu-serve.lock"
+
+
+def _open_storage(storage: str, given: str):
+    """(the storage's lock, its index): the directory checked usable (writable, not in use by another serve),
+    the temporary files a kill left removed, the complete files a kill left without a row adopted; or a usage
+    error naming it."""
     if os.path.exists(storage) and not os.path.isdir(storage):
         raise UsageError(f"{given}: not a directory", option="storage")
     problem = None
+    lock = None
     try:
         os.makedirs(storage, exist_ok=True)
+        lock = _lock_storage(storage, given)
         for path in remove_partial_files(storage):  # left by a kill -9: never a whole instance
             LOGGER.warning("removed the partial file %s", path)
         probe = os.path.join(storage, ".dicomscu-write-check")
         with open(probe, "wb"):
             pass
         os.unlink(probe)
-        return Index(os.path.join(storage, "index.sqlite"))
+        index = Index(os.path.join(storage, "index.sqlite"))
+        adopted = index.adopt(storage)
+        if adopted.indexed or adopted.dropped:
+            LOGGER.warning("indexed %d complete file(s) that had no index row (left by a stop during a store)%s",
+                           adopted.indexed, f"; removed {len(adopted.dropped)} older duplicate(s)"
+                           if adopted.dropped else "")
+        for unreadable in adopted.unreadable:
+            LOGGER.warning("not indexed (left in place): %s", unreadable)
+        return lock, index
     except OSError as exc:
         problem = exc.strerror or str(exc)
     except sqlite3.Error as exc:
         problem = f"cannot open its index {os.path.join(storage, 'index.sqlite')}: {exc}"
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
+    if lock is not None:
+        lock.close()
     raise UsageError(f"{given}: {problem}", option="storage")
+
+
+def _lock_storage(storage: str, given: str):
+    """An open file holding the storage's exclusive lock (released when closed, or when the process ends, however
+    it ends), or a usage error naming the process that holds it: two serves on one storage would each remove
+    the other's files in progress and overwrite each other's index rows."""
+    import fcntl
+
+    handle = open(os.path.join(storage, LOCK_NAME), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UsageError(f"{given}: in use by another dicomscu serve ({holder}); stop it, or give another "
+                         "--storage", option="storage") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {os.uname().nodename}\n")
+    handle.flush()
+    return handle
 
 
 def _contexts_for(rows) -> list[Proposal]:

@@ -1,0 +1,136 @@
+"""The index and the files agree after any crash: a kill during --reindex leaves the old index or the new one,
+a complete file that a kill left without its row is adopted at start, and one storage has one serve."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from conftest import run_dicomscu
+from peers import free_port, wait_for_port
+
+from dicomscu.errors import UsageError
+from dicomscu.server.pacs import Pacs, ServerConfig
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """A storage of 1,500 instances with its index, as serve keeps it (built once, copied by each test)."""
+    from dicomscu.sample import write_bench_set
+
+    data = write_bench_set(tmp_path_factory.mktemp("crash-data"), big=0, small=1500, patients=15)
+    storage = tmp_path_factory.mktemp("crash") / "storage"
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(storage)))
+    server.start()
+    try:
+        stored = run_dicomscu("--store", "127.0.0.1", str(server.config.port), "--call", "DICOMSCU", "-r",
+                              str(data / "small"), "-j", "2")
+        assert stored.returncode == 0, stored.stderr
+    finally:
+        server.stop()
+    return storage
+
+
+def _files(storage: Path) -> set[str]:
+    return {str(path.relative_to(storage)) for path in storage.rglob("*.dcm")}
+
+
+def _rows(storage: Path) -> set[str]:
+    server = Pacs(ServerConfig(port=free_port(), storage=str(storage)))
+    try:
+        return {row["path"] for row in server.index.rows()}
+    finally:
+        server.index.close()
+        server.release_storage()
+
+
+def _serve(storage: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "dicomscu", "serve", "--port", str(port), "--bind",
+                                "127.0.0.1", "--storage", str(storage), *extra],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return process, port
+
+
+def test_a_kill_at_any_moment_of_reindex_leaves_a_whole_index(archive, tmp_path):
+    storage = tmp_path / "storage"
+    shutil.copytree(archive, storage)
+    files = _files(storage)
+    assert len(files) == 1500 and _rows(storage) == files
+    started = time.monotonic()
+    process, port = _serve(storage, "--reindex")
+    wait_for_port(port, process, timeout=60)
+    whole = time.monotonic() - started  # start-up, reindex and listening
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+    seen_rebuilding = 0
+    for step in range(12):
+        process, _ = _serve(storage, "--reindex")
+        delay = whole * (0.15 + 0.85 * step / 12)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            seen_rebuilding += any(storage.glob("index.sqlite.rebuild"))
+            time.sleep(0.01)
+        process.kill()
+        process.wait(30)
+        assert _rows(storage) == files, f"after a kill at {delay:.2f} s"  # a plain restart sees every file
+        assert not any(storage.glob("index.sqlite.rebuild"))  # the half-built one is gone at start
+    assert seen_rebuilding, "no kill landed while the new index was being built"
+
+
+def test_a_complete_file_without_its_row_is_adopted_at_start(archive, tmp_path, caplog):
+    storage = tmp_path / "storage"
+    shutil.copytree(archive, storage)
+    orphan = next(storage.rglob("*.dcm"))
+    uid = pydicom.dcmread(orphan).SOPInstanceUID
+    server = Pacs(ServerConfig(port=free_port(), storage=str(storage)))  # the row goes, as if the kill came first
+    server.index._db.execute("DELETE FROM instances WHERE sop_uid = ?", (uid,))
+    server.index.close()
+    server.release_storage()
+    # ... and an instance stored again under another study: the new file placed, the kill before its row
+    moved_from = sorted(storage.rglob("*.dcm"))[-1]
+    moved_to = storage / "1.2.826.0.1.3680043.10.1137.999" / "1.2.826.0.1.3680043.10.1137.999.1" / moved_from.name
+    moved_to.parent.mkdir(parents=True)
+    shutil.copy2(moved_from, moved_to)
+    os.utime(moved_to, (time.time() + 5, time.time() + 5))
+    cut = storage / "1.2.826.0.1.3680043.10.1137.998" / "cut.dcm"
+    cut.parent.mkdir()
+    cut.write_bytes(orphan.read_bytes()[:-100])
+    with caplog.at_level("WARNING", logger="dicomscu.server"):
+        server = Pacs(ServerConfig(port=free_port(), storage=str(storage)))
+    try:
+        assert server.index.path_of(uid) == str(orphan.relative_to(storage))
+        moved_uid = pydicom.dcmread(moved_to).SOPInstanceUID
+        assert server.index.path_of(moved_uid) == str(moved_to.relative_to(storage))
+        assert not moved_from.exists()  # the older copy of the instance went
+        assert server.index.count() == 1500
+    finally:
+        server.index.close()
+        server.release_storage()
+    text = caplog.text
+    assert "indexed 2 complete file(s) that had no index row" in text and "cut.dcm" in text
+    assert cut.exists()  # an unreadable file is left in place and named, never deleted
+
+
+def test_one_storage_has_one_serve(tmp_path):
+    storage = tmp_path / "storage"
+    first = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(storage)))
+    first.start()
+    try:
+        with pytest.raises(UsageError, match="in use by another dicomscu serve"):
+            Pacs(ServerConfig(port=free_port(), storage=str(storage)))
+        second = run_dicomscu("serve", "--port", str(free_port()), "--storage", str(storage), timeout=60)
+        assert second.returncode == 2 and f"process {os.getpid()}" in second.stderr, second.stderr
+    finally:
+        first.stop()
+    again = Pacs(ServerConfig(port=free_port(), storage=str(storage)))  # free once the first has stopped
+    again.index.close()
+    again.release_storage()
