@@ -267,7 +267,7 @@ def run_store(request: Request, env: Environment) -> int:
     if request.journal and not request.cluster:  # on a cluster the workers journal (see operations/cluster.py)
         from dicomscu.files.journal import Journal
 
-        journal = Journal(request.journal)
+        journal = Journal(request.journal, peer=str(request.web if request.web is not None else request.target))
     try:
         with bar if bar is not None else nullcontext():
             if request.cluster:

@@ -14,6 +14,8 @@ import stat
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Union
 
+from dicomscu.errors import UsageError
+
 
 @dataclass(frozen=True)
 class InputProblem:
@@ -27,14 +29,37 @@ Entry = Union[str, InputProblem]
 NOT_REGULAR = "not a regular file (device, socket or pipe): skipped"
 
 
-def expand(paths: Iterable[str], recursive: bool = False) -> Iterator[Entry]:
+#: What the API takes for files: one path, or a sequence of them (a string is one path, never its characters).
+Paths = Union[str, "os.PathLike[str]", Iterable[Union[str, "os.PathLike[str]"]]]
+
+
+def as_paths(paths: Paths) -> list[str]:
+    """`paths` as a list of path strings: a single path is one path (``store(peer, "study/")`` sends the
+    folder, not the characters of its name); anything else than paths is a usage error."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    if isinstance(paths, (bytes, bytearray)):
+        raise UsageError("paths: give text paths (str or os.PathLike), not bytes")
+    try:
+        items = list(paths)
+    except TypeError:
+        raise UsageError(f"paths: expected a path or a sequence of paths, not {type(paths).__name__}") from None
+    result = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise UsageError(f"paths: expected a path or a sequence of paths, found a {type(item).__name__}")
+        result.append(os.fspath(item))
+    return result
+
+
+def expand(paths: Paths, recursive: bool = False) -> Iterator[Entry]:
     """Yield file paths (str) and :class:`InputProblem` for `paths`.
 
     A directory contributes its regular files; with `recursive` also those of its
     subdirectories, at any depth, each directory visited once.
     """
     seen_dirs: set[tuple[int, int]] = set()
-    for path in paths:
+    for path in as_paths(paths):
         try:
             info = os.stat(path)
         except OSError as exc:

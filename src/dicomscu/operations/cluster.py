@@ -166,7 +166,7 @@ def store_share(peer: Peer, files: list[str], jobs: int, share_journal: str, jou
 
     results: list[FileResult] = []
     os.makedirs(os.path.dirname(share_journal), exist_ok=True)  # (a worker that does not see the client's disk)
-    layered = _Layered(Journal(share_journal), Journal(journal) if journal and os.path.exists(journal) else None)
+    layered = _Layered(Journal(share_journal), Journal(journal, peer=str(peer)) if journal and os.path.exists(journal) else None)
     publish = Publisher(topic, n, key=lambda result: result.path)
 
     def on_result(result: FileResult) -> None:
@@ -325,6 +325,8 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
                      journal: str | None = None, max_per_peer: int | None = None) -> StoreReport:
     """Store `paths` to `peer` from the workers of the Dask cluster at `scheduler`."""
     started = time.perf_counter()
+    if journal:
+        Journal(journal, peer=str(peer)).close()  # another peer's journal is refused before anything runs
     report = StoreReport(peer)
     emit = recorder(report, None, on_result)  # the workers journal; merged below
     client = _client(scheduler, peer)
@@ -363,7 +365,7 @@ def _merge(folder: str, journal: str | None, peer: str) -> None:
     """The share journals into the user's (once every share is done)."""
     if not journal:
         return
-    target = Journal(journal)
+    target = Journal(journal, peer=peer)
     for name in sorted(os.listdir(folder)):
         if name.endswith(".sqlite"):
             with sqlite3.connect(os.path.join(folder, name)) as share:

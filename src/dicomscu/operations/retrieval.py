@@ -155,10 +155,24 @@ def check_identifier(values: Mapping[str, str], model: "Model", level: str, oper
     keys that have a value."""
     if not model.levels:
         raise UsageError(f"the {model.title} model has no {operation}: use the patient root or study root model")
+    from dicomscu.files.probe import valid_uid
+    from dicomscu.printable import printable
+
     for keyword, text in values.items():
-        if keyword != "QueryRetrieveLevel" and ("*" in text or "?" in text):
-            raise UsageError(f"{operation} allows no wildcards: {keyword}={text} "
+        if keyword == "QueryRetrieveLevel":
+            continue
+        shown = printable(text if len(text) <= 80 else text[:80] + "...")
+        if "*" in text or "?" in text:
+            raise UsageError(f"{operation} allows no wildcards: {keyword}={shown} "
                              "(find the exact values with --find first)")
+        if keyword.endswith("UID"):
+            bad = next((uid for uid in text.split("\\") if not valid_uid(uid)), None)
+            if bad is not None:
+                raise UsageError(f"{operation}: {keyword}={shown} is not a UID ({printable(bad[:80])!r}: a UID is "
+                                 "up to 64 digits and dots)")
+        elif len(text) > 64 or any(ord(c) < 0x20 or c == "\x7f" for c in text):
+            raise UsageError(f"{operation}: {keyword}={shown} is not a key value (at most 64 characters, no "
+                             "control characters)")
     unique = model.level(level).unique
     if not values.get(unique):
         raise UsageError(f"{operation} at the {level} level needs a value for {unique}: add "

@@ -88,7 +88,8 @@ def retrieve_identifier(query: Query, operation: str) -> Dataset:
     return dataset
 
 
-def identifiers_from_answers(answers, query: Query, level: str | None = None) -> list[Dataset]:
+def identifiers_from_answers(answers, query: Query, level: str | None = None,
+                             operation: str = "a retrieval") -> list[Dataset]:
     """One retrieve identifier per find answer: its level and the unique keys down to it.
 
     For ``--find ... --then get`` and ``--from-json``.  The level is `level`, else
@@ -112,6 +113,9 @@ def identifiers_from_answers(answers, query: Query, level: str | None = None) ->
                 setattr(item, step.unique, str(value))
         if path[-1].unique not in item:
             raise UsageError(f"an answer has no {path[-1].unique}: cannot retrieve it at the {name} level")
+        # the same rules as -k, before anything is sent: a '*' here would retrieve the whole archive
+        check_identifier({step.unique: str(item.get(step.unique, "")) for step in path if step.unique in item},
+                         query.model, name, operation)
         identifiers.append(item)
     return identifiers
 

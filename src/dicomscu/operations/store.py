@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from dicomscu.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomscuError
-from dicomscu.files.inputs import InputProblem, expand
+from dicomscu.files.inputs import InputProblem, Paths, as_paths, expand
 from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
 from dicomscu.operations.status import SUCCESS, WARNING, decode
 from dicomscu.operations.fanout import fan_out
@@ -115,7 +115,7 @@ def _group_contexts(pairs: Counter) -> list[_Group]:
 
 def store(
     peer: Peer,
-    paths: Sequence[str],
+    paths: Paths,
     *,
     recursive: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
@@ -130,8 +130,20 @@ def store(
     `on_result` and counted.  A compressed file whose transfer syntax the peer
     refuses is decompressed (when pydicom has a decoder for it); `decompress`
     sends every compressed file uncompressed.  An association that cannot be opened or is lost is
-    recorded in ``report.error``; files it could not carry count as ``not_sent``.
+    recorded in ``report.error``; files it could not carry count as ``not_sent``.  `journal` is a
+    :class:`~dicomscu.files.journal.Journal` or the path of one (opened for this peer: another peer's is
+    refused).
     """
+    paths = as_paths(paths)
+    if isinstance(journal, (str, os.PathLike)):
+        from dicomscu.files.journal import Journal
+
+        opened = Journal(os.fspath(journal), peer=str(peer))
+        try:
+            return store(peer, paths, recursive=recursive, on_plan=on_plan, on_result=on_result,
+                         decompress=decompress, jobs=jobs, journal=opened)
+        finally:
+            opened.close()
     if jobs > 1:
         return _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, jobs, journal)
     started = time.perf_counter()
