@@ -184,3 +184,35 @@ def test_under_gdcmscus_name_it_behaves_as_gdcmscu(tmp_path):
     assert "Find Response: 1" in found.stderr and "[A^B ]" in found.stderr
     assert "unrecognized option '--bogus'" in found.stderr
     assert refused.returncode == 1  # dicomscu's own name would say 3 (connection refused)
+
+
+#: Locale variable mixes as cron, containers and shells leave them; Python coerces the C ones to C.UTF-8
+#: (PEP 538) before our code runs, so what gdcmscu sees must be read from the process's initial environment.
+LOCALE_MIXES = [{"LC_ALL": "C"}, {"LANG": "C"}, {}, {"LC_CTYPE": "POSIX"},
+                {"LANG": "en_US.UTF-8", "LC_CTYPE": "C"}, {"LC_ALL": "C.UTF-8"}]
+
+
+@pytest.mark.parametrize("mix", LOCALE_MIXES, ids=lambda mix: " ".join(f"{k}={v}" for k, v in mix.items()) or "none")
+@pytest.mark.parametrize("value", [b"M\xfcller", b"Doe*"], ids=["latin-1-bytes", "ascii"])
+def test_bytes_typed_in_a_locale_go_out_as_gdcmscu_sends_them(tmp_path, mix, value):
+    """The bytes of a value are sent as given, never a '?' (a wildcard) in place of one the locale cannot
+    decode, and the character set declared is gdcmscu's for that locale; bytes that are not valid in the
+    locale's character set (Latin-1 bytes in a UTF-8 locale) are a usage error naming the byte, where
+    gdcmscu sends them under a character set they are not in (a documented difference)."""
+    import sys
+
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), **mix}
+    theirs, ours = tmp_path / "gdcmscu.dcm", tmp_path / "dicomscu.dcm"
+    args = [b"--find", b"--patientroot", b"--patient", b"-k", b"10,10=" + value]
+    subprocess.run([gdcmscu(), *args, b"--store-query", bytes(theirs), b"127.0.0.1", b"1"], env=env,
+                   capture_output=True, timeout=30)
+    result = subprocess.run([sys.executable.encode(), b"-m", b"dicomscu", *args, b"--store-query", bytes(ours),
+                             b"127.0.0.1", b"1", b"--timeout", b"2"], env=env, capture_output=True, timeout=60)
+    utf8 = "UTF-8" in (mix.get("LC_ALL") or mix.get("LC_CTYPE") or mix.get("LANG") or "")
+    if utf8 and not value.isascii():
+        assert result.returncode == 2 and b"0xFC" in result.stderr and b"--charset" in result.stderr
+        assert not ours.exists()
+        return
+    assert theirs.exists() and ours.exists(), result.stderr
+    assert elements(ours) == elements(theirs)
+    assert value in ours.read_bytes()

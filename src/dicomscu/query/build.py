@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import locale
 import os
+import re
 from typing import Iterator, Mapping
 
 from pydicom.dataset import Dataset
@@ -27,7 +28,10 @@ _FLOAT_VRS = {"FL", "FD"}
 #: Python codec name -> DICOM Specific Character Set defined term.
 _CHARSETS = {"utf-8": "ISO_IR 192", "iso8859-1": "ISO_IR 100", "latin-1": "ISO_IR 100",
              "iso8859-2": "ISO_IR 101", "iso8859-5": "ISO_IR 144", "iso8859-7": "ISO_IR 126",
-             "iso8859-15": "ISO_IR 203", "ascii": "ISO_IR 100"}  # a C/POSIX locale: gdcmscu says Latin-1
+             "iso8859-9": "ISO_IR 148", "ascii": "ISO_IR 100",  # a C/POSIX locale: gdcmscu says Latin-1
+             # Latin-9 (ISO_IR 203) has no codec in pydicom: declared as Latin-1, which becomes ISO_IR 192
+             # when a value is not Latin-1 (the euro sign), as for a Latin-1 locale
+             "iso8859-15": "ISO_IR 100"}
 
 
 def locale_codeset(environ: Mapping[str, str] | None = None) -> str:
@@ -88,7 +92,9 @@ def build_query(
         for step in path if level_key else path[:-1]:
             if step.unique not in dataset:
                 setattr(dataset, step.unique, "")
+    _restore_typed_bytes(dataset, charset, environ)
     _set_charset(dataset, charset, environ)
+    _check_encodable(dataset)
     return Query(model, level_name, dataset, keys)
 
 
@@ -159,6 +165,80 @@ def _set_charset(dataset: Dataset, charset: str | None, environ: Mapping[str, st
             charset = "ISO_IR 192"  # a value Latin-1 cannot hold (typed in a UTF-8 terminal, say)
     if charset:
         dataset.SpecificCharacterSet = charset
+
+
+def _restore_typed_bytes(dataset: Dataset, charset: str | None, environ: Mapping[str, str] | None) -> None:
+    """Read the bytes of values the locale could not decode in the character set they are in.
+
+    Python decodes the command line as UTF-8 (or the locale's encoding) and keeps each byte it cannot
+    decode as an escape (PEP 383): sent as such, pydicom would write ``?``, a wildcard that matches any
+    character.  Those bytes are read instead in the character set declared for them (``--charset``, else the
+    locale's; a C/POSIX locale's is Latin-1, as gdcmscu declares it), so they go out as given; bytes that are
+    not valid there are a usage error naming the key and the byte.
+    """
+    if charset:
+        term, codec = charset, _codec(charset)
+    else:  # as the terminal wrote them: in the locale's encoding (C/POSIX: Latin-1, as gdcmscu declares it)
+        term = charset_from_locale(environ) or "ISO_IR 100"
+        try:
+            codec = codecs.lookup(locale_codeset(environ)).name
+        except LookupError:
+            codec = None
+        codec = "latin-1" if codec in (None, "ascii") else codec
+    for element in dataset.iterall():
+        value = element.value
+        if not isinstance(value, (str, PersonName)) or not _ESCAPED.search(str(value)):
+            continue
+        raw = str(value).encode("utf-8", "surrogateescape")
+        try:
+            element.value = raw.decode(codec or "ascii")
+        except UnicodeDecodeError as exc:
+            byte = raw[exc.start]
+            raise UsageError(f"{_name(element)}: the byte 0x{byte:02X} is not valid in {term}"
+                             f"{' (the locale' + chr(39) + 's character set)' if not charset else ''}",
+                             option="keys", hint="give --charset with the character set the value is written "
+                                                 "in (e.g. --charset 'ISO_IR 100' for Latin-1)") from None
+
+
+def _check_encodable(dataset: Dataset) -> None:
+    """Every text value can be written in the declared character set: never a silent ``?`` on the wire."""
+    terms = dataset.get("SpecificCharacterSet") or "ISO_IR 6"
+    if not isinstance(terms, str):
+        if len(terms) > 1:
+            return  # ISO 2022 code extensions: pydicom switches between them as each value needs
+        terms = terms[0] if terms else "ISO_IR 6"
+    term = terms.strip() or "ISO_IR 6"
+    codec = _codec(term)
+    if codec is None:
+        raise UsageError(f"the character set {term!r} cannot be encoded here (pydicom has no codec for it)",
+                         option="keys", hint="give --charset 'ISO_IR 192' (UTF-8) or 'ISO_IR 100' (Latin-1)")
+    for element in dataset.iterall():
+        value = element.value
+        if element.tag == 0x00080005 or not isinstance(value, (str, PersonName)):
+            continue
+        text = str(value)
+        try:
+            text.encode(codec)
+        except UnicodeEncodeError as exc:
+            raise UsageError(f"{_name(element)}: {text[exc.start]!r} cannot be written in {term}", option="keys",
+                             hint="give --charset 'ISO_IR 192' (UTF-8)") from None
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def _codec(term: str) -> str | None:
+    """Python's codec for a Specific Character Set term (ISO_IR 6, the default repertoire: ASCII), or None."""
+    from pydicom.charset import python_encoding
+
+    if term in ("", "ISO_IR 6"):
+        return "ascii"
+    return python_encoding.get(term)
+
+
+def _name(element) -> str:
+    tag = element.tag
+    return f"({tag.group:04X},{tag.element:04X}) {element.keyword or ''}".rstrip()
 
 
 def _texts(dataset: Dataset) -> Iterator[str]:
