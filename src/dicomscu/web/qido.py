@@ -94,9 +94,11 @@ def answers(service: WebService, query: Query, limit: int | None = None) -> Iter
 
 
 def pages(service: WebService, path: str, fields: list[tuple[str, str]], limit: int | None = None) -> Iterator[dict]:
-    """The DICOM JSON objects a search of `path` with `fields` finds, page after page."""
+    """The DICOM JSON objects a search of `path` with `fields` finds, page after page, until an empty page (a
+    short page is no end: a server may cap its pages below the limit asked)."""
     what = "UPS-RS search" if path == "/workitems" else "QIDO-RS query"
     offset = 0
+    previous_first = None
     while True:
         size = PAGE if limit is None else min(PAGE, limit - offset)
         response = service.request("GET", path, fields=[*fields, ("limit", str(size)), ("offset", str(offset))],
@@ -114,9 +116,19 @@ def pages(service: WebService, path: str, fields: list[tuple[str, str]], limit: 
                                   f"{response.data[:100]!r}") from None
         if not isinstance(page, list):
             raise OperationFailed(f"{service.peer}: the {what} answer is not a JSON array of results")
+        if not page:
+            return
+        first = json.dumps(page[0], sort_keys=True)
+        if first == previous_first:  # the same page again: the server ignores offset, we would loop forever
+            raise OperationFailed(f"{service.peer}: the {what} answered offset={offset} with the page it gave "
+                                  "before (the server ignores offset): the answers past the first page cannot "
+                                  "be had, so the search is incomplete")
+        previous_first = first
         yield from page
         offset += len(page)
-        if len(page) < size or (limit is not None and offset >= limit):
+        # a page shorter than asked is not the end: many servers cap pages below the limit asked (and say so
+        # in a Warning header, or not); only an empty answer is
+        if limit is not None and offset >= limit:
             return
 
 

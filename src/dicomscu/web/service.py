@@ -55,6 +55,19 @@ class WebPeer:
         return self.url
 
 
+def _capped_retry(cap: float):
+    """urllib3's Retry with the server's Retry-After capped at `cap` seconds (urllib3 honours it whole: a
+    ``Retry-After: 3600`` would wait an hour whatever --timeout says)."""
+    import urllib3
+
+    class CappedRetry(urllib3.Retry):
+        def get_retry_after(self, response):
+            wanted = super().get_retry_after(response)
+            return None if wanted is None else min(wanted, cap)
+
+    return CappedRetry
+
+
 class WebService:
     """Requests to one :class:`WebPeer` over pooled keep-alive connections."""
 
@@ -68,7 +81,7 @@ class WebService:
         self._pool = urllib3.PoolManager(
             num_pools=2, maxsize=connections, block=True, ssl_context=context,
             timeout=urllib3.Timeout(connect=peer.timeouts.connect, read=peer.timeouts.network),
-            retries=urllib3.Retry(total=RETRIES, connect=0, read=0, redirect=5, status=RETRIES,
+            retries=_capped_retry(min(MAX_RETRY_AFTER, peer.timeouts.network))(total=RETRIES, connect=0, read=0, redirect=5, status=RETRIES,
                                   status_forcelist=(429, 503), allowed_methods=None, backoff_factor=0.5,
                                   respect_retry_after_header=True, raise_on_status=False,
                                   backoff_max=MAX_RETRY_AFTER))

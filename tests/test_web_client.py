@@ -1,0 +1,88 @@
+"""The DICOMweb client against scripted servers that page short, ignore offset or ask to wait an hour: no
+search is ever taken for complete when it is not, and no wait outlives --timeout."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from conftest import run_dicomscu
+from peers import free_port
+
+STUDIES = [{"0020000D": {"vr": "UI", "Value": [f"1.2.826.0.1.3680043.10.1137.77.{n}"]},
+            "00100020": {"vr": "LO", "Value": [f"PID{n:04d}"]}} for n in range(1100)]
+
+
+class Scripted(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    waited: set = set()
+
+    def log_message(self, format, *args) -> None:
+        return
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        kind = parts.path.strip("/").split("/")[0]
+        fields = dict(parse_qsl(parts.query))
+        start, size = int(fields.get("offset", 0)), int(fields.get("limit", 1000))
+        headers = {}
+        if kind == "capped":  # at most 100 a page, whatever the limit asked, and it says so
+            if size > 100:
+                headers["Warning"] = '299 scripted "the limit was capped at 100"'
+            size = min(size, 100)
+        elif kind == "nooffset":  # offset ignored: the first page again and again
+            start = 0
+        elif kind == "wait" and kind not in self.waited:
+            self.waited.add(kind)
+            return self._answer(503, b"busy", {"Retry-After": "3600"})
+        page = STUDIES[start:start + size]
+        if not page:
+            return self._answer(204, b"", headers)
+        self._answer(200, json.dumps(page).encode(), headers)
+
+    def _answer(self, status: int, body: bytes, headers: dict) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def scripted():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Scripted)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_server_that_pages_short_gives_every_answer(scripted):
+    result = run_dicomscu("--find", "--study", scripted + "/capped", "-k", "PatientID", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert len(answers) == 1100  # not the first 100
+    assert len({a["0020000D"]["Value"][0] for a in answers}) == 1100  # each once
+
+
+def test_a_server_that_ignores_offset_is_an_error_not_a_short_answer(scripted):
+    result = run_dicomscu("--find", "--study", scripted + "/nooffset", "-k", "PatientID", "--format", "json",
+                          timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "ignores offset" in result.stderr and "incomplete" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_retry_after_never_outlives_the_timeout(scripted):
+    started = time.monotonic()
+    result = run_dicomscu("--find", "--study", scripted + "/wait", "-k", "PatientID", "--timeout", "2",
+                          "--format", "json", timeout=120)
+    assert time.monotonic() - started < 20, "Retry-After: 3600 was honoured whole"
+    assert result.returncode == 0 and len(json.loads(result.stdout)) == 1100, result.stderr
