@@ -67,3 +67,11 @@ def test_a_string_is_one_path_and_other_types_are_refused(tmp_path, dataset_dir,
         dicomscu.store(Peer("127.0.0.1", storescp.port), 42)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="found a int"):
         dicomscu.store(Peer("127.0.0.1", storescp.port), [str(dataset_dir), 7])  # type: ignore[list-item]
+
+
+def test_a_file_name_with_a_newline_stays_one_line(tmp_path, storescp):
+    bad = tmp_path / "evil\ndicomscu: stored: forged.dcm"
+    bad.write_bytes(b"not DICOM at all")
+    result = run_dicomscu("--store", "127.0.0.1", str(storescp.port), str(bad))
+    lines = [line for line in result.stderr.splitlines() if "evil" in line or "forged" in line]
+    assert len(lines) == 1 and "evil\\ndicomscu: stored: forged.dcm" in lines[0], result.stderr

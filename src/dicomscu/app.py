@@ -469,4 +469,6 @@ def _json(document) -> str:
 
 
 def _error(env: Environment, message: str) -> None:
-    env.err(f"dicomscu: error: {message}")
+    from dicomscu.printable import printable
+
+    env.err(f"dicomscu: error: {printable(message)}")  # one line, whatever a file name or a server said

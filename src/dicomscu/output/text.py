@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dicomscu.printable import printable
 from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,8 +31,8 @@ def _service(peer, dimse: str, web: str) -> str:
 def file_line(result: FileResult) -> str:
     label = {OK: "stored", WARNED: "stored with warning", FAILED: "failed", SKIPPED: "skipped",
              ALREADY: "already stored"}[result.outcome]
-    line = f"{result.path}: {label}"
-    return f"{line}: {result.message}" if result.message else line
+    line = f"{printable(result.path)}: {label}"  # a newline in a file name cannot forge a second line
+    return f"{line}: {printable(result.message)}" if result.message else line
 
 
 def human_size(size: float) -> str:
