@@ -39,6 +39,7 @@ _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQUENCE_END = 0xFFFEE0DD
 _SOP_CLASS = 0x00080016
+_PIXEL_DATA = 0x7FE00010
 _SOP_INSTANCE = 0x00080018
 _MAX_DEPTH = 64
 #: A deflated data set that inflates past this is refused (a "zip bomb" would exhaust memory).
@@ -72,6 +73,9 @@ class DicomFile:
     warning: str = ""
     #: Text values of the top-level tags `probe` was asked to ``read`` ("" when absent).
     values: Mapping[int, str] = field(default_factory=dict, compare=False)
+    #: Offsets (in the file) of encapsulated pixel data fragments of odd length, which PS3.5 A.4 forbids and
+    #: DCMTK-based peers abort on: :func:`even_fragments` pads them.
+    odd_fragments: tuple[int, ...] = field(default=(), compare=False)
 
 
 def _uid(raw: bytes | memoryview) -> str:
@@ -122,6 +126,8 @@ class _Walk:
     little: bool
     wanted: dict[int, bytes | memoryview]  # tag -> its value (bytes or memoryview), filled at top level
     stop_after: int | None = None  # a top-level tag past which walking may stop (heads only)
+    #: Offsets of the items of top-level encapsulated Pixel Data whose length is odd (PS3.5 A.4 wants even)
+    odd_fragments: list[int] = field(default_factory=list)
 
     def header(self, pos: int, end: int) -> tuple[int, int, int, bool]:
         """(tag, value length, header size, holds Implicit VR) of the element at `pos`."""
@@ -180,6 +186,8 @@ class _Walk:
                     f"bytes at offset {pos + size} but the file ends at {end}"
                 )
             else:
+                if length % 2 and owner == _PIXEL_DATA and depth == 1:
+                    self.odd_fragments.append(pos)
                 pos += size + length
 
 
@@ -280,8 +288,52 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True, read: 
                         ("Transfer Syntax UID", syntax)):
         if not valid_uid(value):
             raise BadFile(f"invalid {name} {value[:70]!r} (a UID is up to 64 digits and dots)")
+    odd = tuple(walker.odd_fragments) if dataset is view else ()  # (deflate encapsulates nothing)
     return DicomFile(sop_class, sop_instance, syntax, offset, has_meta, warning,
-                     {tag: _uid(wanted[tag]) for tag in read})
+                     {tag: _uid(wanted[tag]) for tag in read}, odd)
+
+
+def odd_fragments(dataset: bytes | bytearray | memoryview, transfer_syntax: str) -> list[int]:
+    """Offsets (in `dataset`) of the odd-length fragments of its top-level encapsulated pixel data (walks the
+    whole data set: it must be whole)."""
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        return []
+    walker = _Walk(memoryview(dataset), implicit=transfer_syntax == ImplicitVRLittleEndian,
+                   little=transfer_syntax != ExplicitVRBigEndian, wanted={})
+    walker.elements(0, len(walker.data), 0, in_item=False)
+    return walker.odd_fragments
+
+
+def dataset_to_send(data: bytes | bytearray | memoryview, info: DicomFile) -> bytes | memoryview:
+    """The data set of a probed file as it goes to a peer in its own transfer syntax: its bytes as they are,
+    or, when its pixel data has odd-length fragments, with those padded (:func:`even_fragments`)."""
+    if not info.odd_fragments:
+        return memoryview(data)[info.dataset_offset:]
+    return memoryview(file_to_send(data, info))[info.dataset_offset:]
+
+
+def file_to_send(data: bytes | bytearray | memoryview, info: DicomFile) -> bytes | bytearray | memoryview:
+    """The whole probed file, its odd-length pixel data fragments padded (WADO-RS sends whole files)."""
+    if not info.odd_fragments:
+        return data
+    return even_fragments(data, info.odd_fragments, info.transfer_syntax != ExplicitVRBigEndian)
+
+
+def even_fragments(data: bytes | bytearray | memoryview, offsets: Sequence[int], little: bool = True) -> bytes:
+    """`data` with each fragment whose item header is at one of `offsets` padded to an even length with one
+    trailing NUL (PS3.5 A.4; a JPEG decoder stops at its end-of-image marker, so the image is unchanged).  The
+    pixel data element itself has an undefined length: nothing else changes."""
+    view = memoryview(data)
+    order = "<" if little else ">"
+    pieces: list[bytes | memoryview] = []
+    start = 0
+    for offset in sorted(offsets):
+        (length,) = struct.unpack_from(order + "L", view, offset + 4)
+        pieces += [view[start:offset + 4], struct.pack(order + "L", length + 1), view[offset + 8:offset + 8 + length],
+                   b"\0"]
+        start = offset + 8 + length
+    pieces.append(view[start:])
+    return b"".join(pieces)
 
 
 def _inflate(deflated: memoryview, complete: bool) -> memoryview:

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 from dicomscu.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomscuError
 from dicomscu.files.inputs import InputProblem, Paths, as_paths, expand
-from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, probe
+from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, dataset_to_send, probe
 from dicomscu.operations.status import SUCCESS, WARNING, decode
 from dicomscu.operations.fanout import fan_out
 from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport, recorder
@@ -341,7 +341,7 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
     context = None if decompress and compressed else channel.context_for(info.sop_class, info.transfer_syntax)
     payload: bytes | memoryview
     if context is not None:
-        payload = memoryview(data)[info.dataset_offset :]
+        payload = dataset_to_send(data, info)  # odd-length pixel data fragments padded (PS3.5 A.4)
         if info.transfer_syntax == DeflatedExplicitVRLittleEndian and len(payload) % 2:
             payload = bytes(payload) + b"\0"  # PS3.5 A.5: an odd deflate stream gets one trailing NUL
     else:
@@ -365,8 +365,12 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
         detail = response.ErrorComment
         message = f"C-STORE {'warning' if outcome == WARNED else 'failed'}: {status}"
         message += f" ({detail})" if detail else ""
-    if info.warning:
-        message = f"{message}; {info.warning}" if message else info.warning
+    notes = [info.warning] if info.warning else []
+    if info.odd_fragments and context.transfer_syntax == info.transfer_syntax:
+        notes.append(f"{len(info.odd_fragments)} odd-length pixel data fragment(s) padded to an even length "
+                     "(PS3.5 A.4), as peers require")
+    for note in notes:
+        message = f"{message}; {note}" if message else note
     return FileResult(path, outcome, message, status, info.sop_instance, len(data))
 
 

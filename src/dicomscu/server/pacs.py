@@ -25,7 +25,7 @@ from dicomscu.errors import DicomscuError, UsageError
 from dicomscu.files.codec import converted, decodable, decode, encode
 from dicomscu.files.instances import (InstanceWriter, discard, file_header, remove_partial_files,
                                       write_atomically)
-from dicomscu.files.probe import BadFile, probe, valid_uid
+from dicomscu.files.probe import BadFile, dataset_to_send, even_fragments, odd_fragments, probe, valid_uid
 from dicomscu.files.spool import Spool
 from dicomscu.operations.provider import Provider
 from dicomscu.protocol import commands as dimse
@@ -209,6 +209,7 @@ class Pacs:
             row, status = self._checked_row(data, sop_class, sop_instance, syntax)
             if row is None:
                 return status
+            data = _with_even_fragments(data, syntax, sop_instance)
             header = file_header(sop_class, sop_instance, syntax)
             return self._keep(row, sop_instance, lambda path: write_atomically(path, [header, data]))
         spool = data
@@ -303,6 +304,20 @@ class Pacs:
         except (OSError, BadFile) as exc:
             LOGGER.error("not sent: %s: %s", self.resolve(path), getattr(exc, "strerror", None) or exc)
             return None
+
+
+def _with_even_fragments(data, syntax: str, sop_instance: str):
+    """A received (whole, checked) data set with odd-length pixel data fragments padded before it is kept
+    (PS3.5 A.4), so that it goes on as peers require; logged.  (A data set spooled to its file as it arrived,
+    past 8 MiB, is kept as received and padded when it is sent.)"""
+    if syntax in uids.CONVERTIBLE_SYNTAXES:
+        return data  # native pixel data: no fragments
+    odd = odd_fragments(data, syntax)
+    if not odd:
+        return data
+    LOGGER.warning("%s: %d odd-length pixel data fragment(s) padded to an even length (PS3.5 A.4)", sop_instance,
+                   len(odd))
+    return even_fragments(data, odd, syntax != uids.EXPLICIT_VR_BE)
 
 
 class _Dropped:
@@ -524,8 +539,12 @@ def _payload_for(target: Channel, info, data: bytes, need_scp_role: bool):
     if syntax is None:
         return None, None
     context = target.context_for(info.sop_class, syntax)
-    dataset = memoryview(data)[info.dataset_offset:]
-    return context, dataset if syntax == info.transfer_syntax else reencoded(info, data, syntax)
+    if syntax != info.transfer_syntax:
+        return context, reencoded(info, data, syntax)
+    if info.odd_fragments:
+        LOGGER.warning("%s: %d odd-length pixel data fragment(s) padded to an even length (PS3.5 A.4)",
+                       info.sop_instance, len(info.odd_fragments))
+    return context, dataset_to_send(data, info)
 
 
 #: The uncompressed syntaxes a stored file may be re-encoded into, in order of preference (Explicit VR first:

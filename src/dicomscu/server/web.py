@@ -44,7 +44,7 @@ from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 from dicomscu import uids
-from dicomscu.files.probe import BadFile, probe, valid_uid
+from dicomscu.files.probe import BadFile, file_to_send, probe, valid_uid
 from dicomscu.printable import printable
 from dicomscu.server.access import REALM
 from dicomscu.server.index import LEVELS, UNIQUE, QueryTooLong
@@ -349,7 +349,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return None
         info, data = stored
         if syntax == info.transfer_syntax:
-            return data
+            return bytes(file_to_send(data, info))  # odd-length pixel data fragments padded (PS3.5 A.4)
         try:
             return _reencoded(info, data, syntax)
         except Exception as exc:  # pixel data its decoder refuses
