@@ -118,7 +118,7 @@ def same_data_set(original: Path, received: Path) -> bool:
 
 def by_uid(folder: Path) -> dict[str, Path]:
     return {probe(p.read_bytes()).sop_instance: p for p in folder.rglob("*") if p.is_file()
-            and not p.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm", ".log"))}
+            and not p.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm", ".log", ".lock"))}
 
 
 def test_files_that_are_not_instances_are_refused_for_their_reason(corpus):
