@@ -86,7 +86,7 @@ def test_a_kill_at_any_moment_of_reindex_leaves_a_whole_index(archive, tmp_path)
     assert seen_rebuilding, "no kill landed while the new index was being built"
 
 
-def test_a_complete_file_without_its_row_is_adopted_at_start(archive, tmp_path, caplog):
+def test_a_complete_file_without_its_row_is_adopted_at_start(archive, tmp_path):
     storage = tmp_path / "storage"
     shutil.copytree(archive, storage)
     orphan = next(storage.rglob("*.dcm"))
@@ -104,8 +104,19 @@ def test_a_complete_file_without_its_row_is_adopted_at_start(archive, tmp_path, 
     cut = storage / "1.2.826.0.1.3680043.10.1137.998" / "cut.dcm"
     cut.parent.mkdir()
     cut.write_bytes(orphan.read_bytes()[:-100])
-    with caplog.at_level("WARNING", logger="dicomscu.server"):
+    import io
+    import logging
+
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    logger = logging.getLogger("dicomscu.server")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.WARNING
+    try:
         server = Pacs(ServerConfig(port=free_port(), storage=str(storage)))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     try:
         assert server.index.path_of(uid) == str(orphan.relative_to(storage))
         moved_uid = pydicom.dcmread(moved_to).SOPInstanceUID
@@ -115,7 +126,7 @@ def test_a_complete_file_without_its_row_is_adopted_at_start(archive, tmp_path, 
     finally:
         server.index.close()
         server.release_storage()
-    text = caplog.text
+    text = captured.getvalue()
     assert "indexed 2 complete file(s) that had no index row" in text and "cut.dcm" in text
     assert cut.exists()  # an unreadable file is left in place and named, never deleted
 

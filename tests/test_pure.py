@@ -64,7 +64,10 @@ def test_build_query_adds_the_upper_unique_keys_and_the_level():
 def test_build_query_character_set_from_the_given_environment():
     assert charset_from_locale({"LC_ALL": "C"}) == "ISO_IR 100"
     assert charset_from_locale({"LANG": "en_US.UTF-8"}) == "ISO_IR 192"
-    assert charset_from_locale({"LC_ALL": "de_DE.ISO-8859-15"}) == "ISO_IR 203"
+    # Latin-9: pydicom has no ISO_IR 203 codec, so Latin-1 (ISO_IR 192 when a value, the euro sign, needs it)
+    assert charset_from_locale({"LC_ALL": "de_DE.ISO-8859-15"}) == "ISO_IR 100"
+    euro = build_query("patientroot", "patient", ["PatientName=€uro"], environ={"LC_ALL": "de_DE.ISO-8859-15"})
+    assert euro.dataset.SpecificCharacterSet == "ISO_IR 192"
     latin = build_query("patientroot", "patient", ["PatientName=Müller"], environ={"LC_ALL": "C"})
     assert latin.dataset.SpecificCharacterSet == "ISO_IR 100"
     utf8 = build_query("patientroot", "patient", ["PatientName=Μüller"], environ={"LC_ALL": "C"})
