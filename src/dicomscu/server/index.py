@@ -74,6 +74,8 @@ CREATE INDEX IF NOT EXISTS by_study ON instances (study_uid);
 CREATE INDEX IF NOT EXISTS by_series ON instances (series_uid);
 """
 
+_INSERT = f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+
 
 @dataclass(frozen=True)
 class Match:
@@ -160,6 +162,27 @@ def _row_of_file(path: str) -> dict[str, str]:
     return index_row(memoryview(data)[info.dataset_offset:], info.transfer_syntax)
 
 
+def _read_stored(path: str, storage: str, result: Reindexed) -> tuple[dict[str, str], float] | None:
+    """(index row with its path relative to `storage`, modification time) of a stored file; None when it cannot
+    be read, which is counted in `result` (the file is left in place)."""
+    try:
+        row = _row_of_file(path)
+        modified = os.stat(path).st_mtime
+    except (OSError, BadFile) as exc:
+        result.unreadable.append(f"{path}: {exc}")
+        return None
+    row["path"] = os.path.relpath(path, storage)
+    return row, modified
+
+
+def _modified(path: str) -> float:
+    """A file's modification time; -inf when it is gone (an index row pointing at nothing loses to any file)."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return float("-inf")
+
+
 def _fsync(path: str) -> None:
     """Make `path` (a file or a folder: a rename in it) durable."""
     descriptor = os.open(path, os.O_RDONLY)
@@ -194,11 +217,8 @@ class Index:
             self._db.close()
 
     def add(self, row: dict[str, str]) -> None:
-        names = ", ".join(COLUMNS)
-        marks = ", ".join("?" for _ in COLUMNS)
         with self._lock:
-            self._db.execute(f"INSERT OR REPLACE INTO instances ({names}) VALUES ({marks})",
-                             [row.get(c, "") for c in COLUMNS])
+            self._db.execute(_INSERT, [row.get(c, "") for c in COLUMNS])
 
     def path_of(self, sop_uid: str) -> str | None:
         with self._lock:
@@ -241,15 +261,11 @@ class Index:
             fresh.execute("PRAGMA synchronous=OFF")  # durability comes from the fsync before the swap
             fresh.executescript(_SCHEMA)
             fresh.execute("BEGIN")
-            names, marks = ", ".join(COLUMNS), ", ".join("?" for _ in COLUMNS)
             for path in _instance_files(storage):
-                try:
-                    row = _row_of_file(path)
-                    modified = os.stat(path).st_mtime
-                except (OSError, BadFile) as exc:
-                    result.unreadable.append(f"{path}: {exc}")
+                found = _read_stored(path, storage, result)
+                if found is None:
                     continue
-                row["path"] = os.path.relpath(path, storage)
+                row, modified = found
                 uid = row["sop_uid"]
                 if uid in newest:
                     older = min(newest[uid], (modified, path))
@@ -257,8 +273,7 @@ class Index:
                     if older[1] == path:
                         continue
                 newest[uid] = (modified, path)
-                fresh.execute(f"INSERT OR REPLACE INTO instances ({names}) VALUES ({marks})",
-                              [row.get(c, "") for c in COLUMNS])
+                fresh.execute(_INSERT, [row.get(c, "") for c in COLUMNS])
             fresh.execute("COMMIT")
         finally:
             fresh.close()
@@ -288,32 +303,22 @@ class Index:
         with self._lock:
             known = {path for (path,) in self._db.execute("SELECT path FROM instances")}
         for path in _instance_files(storage):
-            relative = os.path.relpath(path, storage)
-            if relative in known:
+            if os.path.relpath(path, storage) in known:
                 continue
-            try:
-                row = _row_of_file(path)
-                modified = os.stat(path).st_mtime
-            except (OSError, BadFile) as exc:
-                result.unreadable.append(f"{path}: {exc}")
+            found = _read_stored(path, storage, result)
+            if found is None:
                 continue
-            row["path"] = relative
+            row, modified = found
             earlier = self.path_of(row["sop_uid"])
-            if earlier is not None:
-                earlier_path = os.path.join(storage, earlier)
-                try:
-                    earlier_time = os.stat(earlier_path).st_mtime
-                except OSError:
-                    earlier_time = float("-inf")  # its row points at nothing: the file found replaces it
-                if earlier_time > modified:
-                    discard(path)
-                    result.dropped.append(path)
-                    continue
-                self.add(row)
+            earlier_path = os.path.join(storage, earlier) if earlier is not None else None
+            if earlier_path is not None and _modified(earlier_path) > modified:
+                discard(path)  # an older copy of an instance indexed elsewhere
+                result.dropped.append(path)
+                continue
+            self.add(row)
+            if earlier_path is not None:
                 discard(earlier_path)
                 result.dropped.append(earlier_path)
-            else:
-                self.add(row)
             result.indexed += 1
         return result
 
