@@ -65,20 +65,18 @@ def converted(raw: bytes | bytearray | memoryview, stored: str, into: str) -> by
     pydicom swaps the values it decodes (US, SS, UL, SL, FL, FD, AT) but not those, so without this a 16-bit
     image would reach the peer with every pixel's bytes reversed, and the transfer would look like a success.
     """
-    source = UID(stored)
+    source, target = UID(stored), UID(into)
+    dataset = decode(raw, stored)
+    little = source.is_little_endian
     if source.is_compressed and not source.is_deflated:
         from pydicom.dataset import FileMetaDataset
 
-        dataset = decode(raw, stored)
         dataset.file_meta = FileMetaDataset()
         dataset.file_meta.TransferSyntaxUID = source
         dataset.decompress(generate_instance_uid=False)
         little = True  # pydicom's decoders give native little-endian pixels
-    else:
-        dataset = decode(raw, stored)
-        little = source.is_little_endian
-    if little != UID(into).is_little_endian:
-        swap_binary_values(dataset, UID(into).is_little_endian)
+    if little != target.is_little_endian:
+        swap_binary_values(dataset, target.is_little_endian)
     return encode(dataset, into)
 
 

@@ -189,7 +189,7 @@ def _restore_typed_bytes(dataset: Dataset, charset: str | None, environ: Mapping
         value = element.value
         if not isinstance(value, (str, PersonName)) or not _ESCAPED.search(str(value)):
             continue
-        raw = str(value).encode("utf-8", "surrogateescape")
+        raw = os.fsencode(str(value))  # the bytes as typed: undone the way Python decoded the command line
         try:
             element.value = raw.decode(codec or "ascii")
         except UnicodeDecodeError as exc:

@@ -289,7 +289,7 @@ class Pacs:
         """(level, matches); matches is None when the query ran past its deadline."""
         level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
         try:
-            return level, list(self.index.query(identifier, level))
+            return level, list(self.query(identifier))
         except QueryTooLong as exc:
             LOGGER.warning("query stopped: %s", exc)
             return level, None
@@ -315,9 +315,13 @@ def _with_even_fragments(data, syntax: str, sop_instance: str):
     odd = odd_fragments(data, syntax)
     if not odd:
         return data
-    LOGGER.warning("%s: %d odd-length pixel data fragment(s) padded to an even length (PS3.5 A.4)", sop_instance,
-                   len(odd))
+    _padded(sop_instance, len(odd))
     return even_fragments(data, odd, syntax != uids.EXPLICIT_VR_BE)
+
+
+def _padded(sop_instance: str, count: int) -> None:
+    LOGGER.warning("%s: %d odd-length pixel data fragment(s) padded to an even length (PS3.5 A.4)", sop_instance,
+                   count)
 
 
 class _Dropped:
@@ -542,8 +546,7 @@ def _payload_for(target: Channel, info, data: bytes, need_scp_role: bool):
     if syntax != info.transfer_syntax:
         return context, reencoded(info, data, syntax)
     if info.odd_fragments:
-        LOGGER.warning("%s: %d odd-length pixel data fragment(s) padded to an even length (PS3.5 A.4)",
-                       info.sop_instance, len(info.odd_fragments))
+        _padded(info.sop_instance, len(info.odd_fragments))
     return context, dataset_to_send(data, info)
 
 
