@@ -169,3 +169,11 @@ def test_client_fallback_and_serve_retrievals_keep_big_endian_pixels(tmp_path):
     for uid, original in originals.items():
         assert copies[uid].file_meta.TransferSyntaxUID == IMPLICIT  # re-encoded, not sent as stored
         assert numpy.array_equal(_pixels(copies[uid]), _pixels(original)), uid
+        # every other public element keeps its value (Implicit VR: compared by value, private ones aside)
+        assert _public_values(copies[uid]) == _public_values(original), uid
+
+
+def _public_values(dataset: Dataset) -> dict:
+    return {element.tag: element.value for element in dataset
+            if not element.tag.is_private and element.tag != 0x7FE00010 and element.VR not in RAW_DTYPES
+            and element.VR != "SQ"}

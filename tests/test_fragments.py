@@ -50,6 +50,7 @@ def test_an_odd_fragment_is_padded_on_send_and_store(tmp_path):
     (received,) = storescp.received()
     copy = pydicom.dcmread(received)
     assert numpy.array_equal(copy.pixel_array, original.pixel_array)
+    assert _elements(copy) == _elements(pydicom.dcmread(path))  # every other element as sent
 
     server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
     server.start()
@@ -70,3 +71,9 @@ def test_an_odd_fragment_is_padded_on_send_and_store(tmp_path):
     assert got.returncode == 0, got.stderr
     (fetched,) = (tmp_path / "got").rglob("*.dcm")
     assert numpy.array_equal(pydicom.dcmread(fetched).pixel_array, original.pixel_array)
+    assert _elements(pydicom.dcmread(fetched)) == _elements(pydicom.dcmread(path))
+
+
+def _elements(dataset) -> list:
+    """(tag, VR, value) of every element but the pixel data (whose fragment was padded on purpose)."""
+    return [(element.tag, element.VR, element.value) for element in dataset if element.tag != 0x7FE00010]
