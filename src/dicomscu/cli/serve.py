@@ -41,6 +41,10 @@ a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
                          only; 0.0.0.0 or an interface's address to open it).
   --http-token-file FILE Credentials DICOMweb requests must carry, one a line: a bearer token, or
                          user:password (HTTP Basic). Without it: no authentication (401 otherwise).
+  --http-connections-per-client N
+                         HTTP connections one client address may hold at once (default 32);
+                         one more is answered 503 and closed. Request headers must arrive
+                         within 10 s, a body at 8 KiB/s or faster after its first 30 s.
   --read-only            Store nothing: C-STORE is answered 0x0124 (not authorized), STOW-RS 403.
   --reindex              Rebuild the index from the files in DIR, then serve.
   --tls-cert FILE, --tls-key FILE
@@ -82,6 +86,7 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
     p.add_argument("--http")
     p.add_argument("--http-bind", default="127.0.0.1")
     p.add_argument("--http-token-file")
+    p.add_argument("--http-connections-per-client", default="32")
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
@@ -112,6 +117,8 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
         http_bind=ns.http_bind.strip(),
         http_credentials=Credentials.from_file(ns.http_token_file) if ns.http_token_file else Credentials(),
         read_only=ns.read_only,
+        http_per_client=_positive(_int(ns.http_connections_per_client, "--http-connections-per-client"),
+                                  "--http-connections-per-client"),
     )
     return ServeRequest(config, reindex=ns.reindex, log_level=level, log_file=ns.log_file)
 

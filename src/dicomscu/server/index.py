@@ -1,15 +1,20 @@
 """The embedded PACS's index: one SQLite table of instances (WAL mode), queried per level.
 
 Each row holds an instance's patient, study, series and instance attributes (as
-decoded text) and its file path.  A query selects candidate rows with SQL on the
-unique keys, then matches every key in Python (:mod:`.matching`) and groups the
-rows by the unique key of the requested level.  Writes are serialized by a lock;
-the index survives restarts and can be rebuilt from the files (``reindex``).
+decoded text) and its file path.  A query reads candidate rows with SQL (exact UID
+and value keys pushed into the WHERE clause, rows in the order of the level's unique
+key on an index), matches every key in Python (:mod:`.matching`, whose verdict
+decides) and yields one answer per unique key as soon as its rows are read: taking
+ten answers reads about ten answers' rows, whatever the archive's size.  Writes are
+serialized by a lock; queries read on connections of their own (WAL snapshots).  The
+index survives restarts and can be rebuilt from the files (``reindex``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import os
 import sqlite3
 import threading
@@ -22,7 +27,7 @@ from pydicom.dataset import Dataset
 
 from dicomscu.files.instances import discard
 from dicomscu.files.probe import BadFile, probe
-from dicomscu.server.matching import matches
+from dicomscu.server.matching import RANGE_VRS, WILDCARD_VRS, matches
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
@@ -61,6 +66,8 @@ AGGREGATED = {"ModalitiesInStudy": ("modality", "CS"), "SOPClassesInStudy": ("so
 QUERY_SECONDS = 30.0
 #: The name (after the index's own) under which ``--reindex`` builds the new index before swapping it in.
 REBUILD_SUFFIX = ".rebuild"
+#: A key with more values than this is matched in Python only (SQLite bounds the parameters of a statement).
+_MOST_SQL_VALUES = 500
 _CHARSET = 0x00080005
 _TEXT = {"PN", "LO", "SH"}  # VRs whose text may use the Specific Character Set
 COLUMNS = list(dict.fromkeys([column for column, _, _ in ATTRIBUTES.values()] + ["transfer_syntax", "path"]))
@@ -77,12 +84,18 @@ CREATE INDEX IF NOT EXISTS by_series ON instances (series_uid);
 _INSERT = f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 
 
-@dataclass(frozen=True)
 class Match:
-    """One answer of a query: the identifier to return and the index rows of the instances under it."""
+    """One answer of a query: the index rows of the instances under it, and the identifier to return,
+    built from them only when asked for (a page of answers costs its page, an offset skips for free)."""
 
-    identifier: Dataset
-    rows: list[dict[str, str]]
+    def __init__(self, request: Dataset, level: str, rows: list[dict[str, str]]) -> None:
+        self._request = request
+        self.level = level
+        self.rows = rows
+
+    @functools.cached_property
+    def identifier(self) -> Dataset:
+        return _answer(self._request, self.level, self.rows)
 
     @property
     def paths(self) -> list[str]:
@@ -111,7 +124,7 @@ def index_row(raw: bytes | bytearray | memoryview, transfer_syntax: str) -> dict
         else:
             delimiters = {0x5E, 0x3D} if vr == "PN" else set()  # "^" and "=" reset the encoding in a PN
             text = decode_bytes(value, encodings, delimiters)
-        row[column] = text.strip("\0 ")
+        row[column] = text.strip("\0").strip()  # as matching strips a value
     return row
 
 
@@ -324,43 +337,102 @@ class Index:
 
     # -- queries ---------------------------------------------------------------
     def query(self, identifier: Dataset, level: str, seconds: float = QUERY_SECONDS) -> Iterator[Match]:
-        """Answers to `identifier` at `level`: one per distinct unique key of that level.
+        """Answers to `identifier` at `level`: one per distinct unique key of that level, in the order of
+        that key, each yielded as soon as its rows are read.
 
-        Raises :class:`QueryTooLong` after `seconds` (checked as rows are matched).
+        The rows come from SQL in unique-key order on an index, prefiltered on exact UID and value keys,
+        on a connection of the query's own: a consumer that takes one page of answers reads one page of
+        rows (QIDO-RS ``limit``), and a slow consumer holds no lock a store needs.  Raises
+        :class:`QueryTooLong` once the query's own work (not the consumer's) passes `seconds`.
         """
         if level not in LEVELS:
             return
-        deadline = time.monotonic() + seconds
         depth = LEVELS.index(level)
-        keys = []
-        aggregated = []
-        prefilter = {}
-        for element in identifier:
-            keyword = element.keyword
-            if keyword in AGGREGATED and depth <= LEVELS.index("STUDY"):
-                column, vr = AGGREGATED[keyword]
-                aggregated.append((column, vr, _text(element.value)))
-                continue
-            if keyword not in ATTRIBUTES:
-                continue
-            column, where, vr = ATTRIBUTES[keyword]
-            if LEVELS.index(where) > depth:
-                continue  # keys below the query level are not matched (hierarchical model)
-            text = _text(element.value)
-            keys.append((column, vr, text))
-            if vr == "UI" and text and "\\" not in text and "*" not in text:
-                prefilter[column] = text
+        keys, aggregated, prefilter = _plan(identifier, depth)
         unique_column = ATTRIBUTES[UNIQUE[level]][0]
-        groups: dict[str, list[dict[str, str]]] = {}
-        for number, row in enumerate(self.rows(prefilter)):
-            if number % 1024 == 0 and time.monotonic() > deadline:
-                raise QueryTooLong(f"the query ran past {seconds:g} s")
-            if all(matches(vr, text, row[column]) for column, vr, text in keys):
-                groups.setdefault(row[unique_column], []).append(row)
-        for rows in groups.values():
-            # a study matches an aggregated key when any of its instances does (multi-valued attribute)
-            if all(any(matches(vr, text, row[column]) for row in rows) for column, vr, text in aggregated):
-                yield Match(_answer(identifier, level, rows), rows)
+        clauses = " AND ".join(f"{column} IN ({', '.join('?' for _ in values)})"
+                               for column, values in prefilter.items())
+        sql = (f"SELECT {', '.join(COLUMNS)} FROM instances" + (f" WHERE {clauses}" if clauses else "")
+               + f" ORDER BY {unique_column}")
+        budget = _Budget(seconds)
+        reader = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            reader.execute("PRAGMA query_only=1")
+            cursor = reader.execute(sql, [value for values in prefilter.values() for value in values])
+            group: list[dict[str, str]] = []
+            for number, values in enumerate(itertools.chain(cursor, [None])):
+                if number % 1024 == 0:
+                    budget.check()
+                row = dict(zip(COLUMNS, values)) if values is not None else None
+                if group and (row is None or row[unique_column] != group[0][unique_column]):
+                    # a study matches an aggregated key when any of its instances does (multi-valued attribute)
+                    if all(any(matches(vr, text, r[column]) for r in group) for column, vr, text in aggregated):
+                        with budget.paused():
+                            yield Match(identifier, level, group)
+                    group = []
+                if row is not None and all(matches(vr, text, row[column]) for column, vr, text in keys):
+                    group.append(row)
+        finally:
+            reader.close()
+
+
+def _plan(identifier: Dataset, depth: int):
+    """(keys matched on each row, study-level keys matched over a study's rows, SQL prefilter: column ->
+    the values one of which it must equal) of a query at level ``LEVELS[depth]``."""
+    keys = []
+    aggregated = []
+    prefilter: dict[str, list[str]] = {}
+    for element in identifier:
+        keyword = element.keyword
+        if keyword in AGGREGATED and depth <= LEVELS.index("STUDY"):
+            column, vr = AGGREGATED[keyword]
+            aggregated.append((column, vr, _text(element.value)))
+            continue
+        if keyword not in ATTRIBUTES:
+            continue
+        column, where, vr = ATTRIBUTES[keyword]
+        if LEVELS.index(where) > depth:
+            continue  # keys below the query level are not matched (hierarchical model)
+        text = _text(element.value)
+        keys.append((column, vr, text))
+        exact = _exact_values(vr, text)
+        if exact:
+            prefilter[column] = exact
+    return keys, aggregated, prefilter
+
+
+def _exact_values(vr: str, key: str) -> list[str] | None:
+    """The values a stored one must equal to match `key` (what SQL can select on an index), or None when
+    the key matches otherwise (universally, by wildcard, range or ignoring case): the rule of
+    :func:`~dicomscu.server.matching.matches`, whose verdict on every row still decides."""
+    key = key.strip()
+    if key in ("", "*") or vr == "PN" or (vr in RANGE_VRS and "-" in key):
+        return None
+    if vr in WILDCARD_VRS and ("*" in key or "?" in key):
+        return None
+    values = sorted({part.strip() for part in key.split("\\")}) if vr == "UI" else key.split("\\")
+    return values if len(values) <= _MOST_SQL_VALUES else None
+
+
+class _Budget:
+    """A query's deadline, counting only its own time: not the time its consumer holds an answer."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._left = seconds
+        self._since = time.monotonic()
+
+    def check(self) -> None:
+        if self._left - (time.monotonic() - self._since) < 0:
+            raise QueryTooLong(f"the query ran past {self.seconds:g} s")
+
+    @contextlib.contextmanager
+    def paused(self):
+        self._left -= time.monotonic() - self._since
+        try:
+            yield
+        finally:
+            self._since = time.monotonic()
 
 
 def _text(value) -> str:

@@ -79,6 +79,8 @@ class ServerConfig:
     http_credentials: Credentials = field(default_factory=Credentials)
     #: Nothing is stored, over either protocol (C-STORE 0x0124, STOW-RS 403).
     read_only: bool = False
+    #: HTTP connections one client address may hold at once; one more is answered 503 and closed.
+    http_per_client: int = 32
 
     @property
     def access(self) -> AccessPolicy:
@@ -143,7 +145,8 @@ class Pacs:
         warning = config.access.check_http_side(config.http_bind)
         context = config.tls.server_context() if config.tls else None  # HTTPS beside a TLS DIMSE port
         try:
-            self._web = DicomWebServer(self, (config.http_bind, config.http_port or 0), context).start()
+            self._web = DicomWebServer(self, (config.http_bind, config.http_port or 0), context,
+                                       config.http_per_client).start()
         except OSError as exc:
             raise UsageError(f"{config.http_port}: cannot listen: {exc.strerror or exc}", option="http_port") from None
         if warning:

@@ -26,8 +26,9 @@ side's certificate (and its client-certificate check) when serve has TLS, the cr
 The HTTP server is the standard library's, one thread per connection.  A client has
 :data:`HEADER_SECONDS` to send its request line and headers (a TLS handshake
 :data:`HANDSHAKE_SECONDS`), then :attr:`_Handler.timeout` per read of its body; a malformed
-request is answered 400 with a one-line reason.  Parts larger than ``--max-size`` are
-refused without being held whole.
+request is answered 400 with a one-line reason.  A STOW-RS part goes to a temporary file in the
+storage past 8 MiB, as a C-STORE data set does; parts larger than ``--max-size`` are refused
+without being held whole.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ import os
 import socket
 import sys
 import threading
+import time
 from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 from dicomscu import uids
-from dicomscu.files.probe import BadFile, file_to_send, probe, valid_uid
+from dicomscu.files.probe import BadFile, DicomFile, file_to_send, probe, valid_uid
+from dicomscu.files.spool import Spool
+from dicomscu.operations.provider import SPILL_OVER
 from dicomscu.printable import printable
 from dicomscu.server.access import REALM
 from dicomscu.server.index import LEVELS, UNIQUE, QueryTooLong
@@ -59,6 +63,10 @@ _RESOURCE_LEVELS = {"studies": "STUDY", "series": "SERIES", "instances": "IMAGE"
 HEADER_SECONDS = 10.0
 #: ... and this long for a TLS handshake.
 HANDSHAKE_SECONDS = 10.0
+#: A request body gets this long, then must keep up an average of :data:`BODY_BYTES_PER_SECOND` (a slow
+#: link sends a large STOW-RS; a trickle that would hold a thread for hours is cut off).
+BODY_GRACE_SECONDS = 30.0
+BODY_BYTES_PER_SECOND = 8 * 1024
 #: Attributes every QIDO-RS answer carries, by level (PS3.18 Table 10.6.3-3 to -5, the ones the index keeps).
 DEFAULT_FIELDS = {
     "STUDY": ("StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
@@ -82,7 +90,7 @@ class DicomWebServer:
     """DICOMweb for `pacs` on `address` (HTTPS with `ssl_context`): ``start()`` serves in background threads,
     ``stop()`` ends it."""
 
-    def __init__(self, pacs, address: tuple[str, int], ssl_context=None) -> None:
+    def __init__(self, pacs, address: tuple[str, int], ssl_context=None, per_client: int = 32) -> None:
         self.pacs = pacs
         handler = type("Handler", (_Handler,), {"pacs": pacs})
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -90,6 +98,7 @@ class DicomWebServer:
         self._server = server_class(address, handler)
         self._server.daemon_threads = True
         self._server.ssl_context = ssl_context
+        self._server.per_client = per_client
         self._thread: threading.Thread | None = None
 
     @property
@@ -114,6 +123,42 @@ class _Server(http.server.ThreadingHTTPServer):
     finishes one holds up nobody."""
 
     ssl_context: Any = None
+    #: Connections one client address may hold at once (:meth:`process_request`).
+    per_client = 32
+
+    def server_bind(self) -> None:
+        self._held: dict[str, int] = {}
+        self._held_lock = threading.Lock()
+        super().server_bind()
+
+    def process_request(self, request, client_address) -> None:
+        """A connection past the client's cap is answered 503 (plain HTTP; a TLS one is closed) from this
+        thread without blocking it, and closed: one client cannot take every thread."""
+        with self._held_lock:
+            held = self._held.get(client_address[0], 0)
+            if held < self.per_client:
+                self._held[client_address[0]] = held + 1
+        if held >= self.per_client:
+            LOGGER.warning("DICOMweb %s: connection refused: it already holds %d (--http-connections-per-client)",
+                           client_address[0], held)
+            if self.ssl_context is None:
+                try:
+                    request.setblocking(False)
+                    request.send(_TOO_MANY)
+                except OSError:
+                    pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._held_lock:
+                left = self._held.pop(client_address[0]) - 1
+                if left:
+                    self._held[client_address[0]] = left
 
     def get_request(self):
         connection, address = super().get_request()
@@ -141,6 +186,11 @@ class _Server(http.server.ThreadingHTTPServer):
         else:
             LOGGER.error("DICOMweb %s: the request failed: %s: %s", client_address[0], type(exc).__name__, exc,
                          exc_info=LOGGER.isEnabledFor(logging.DEBUG))
+
+
+_TOO_MANY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+             b"Connection: close\r\nContent-Length: 58\r\n\r\n"
+             b'{"error": "too many connections from this client address"}')
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -277,23 +327,34 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 raise HttpError(400, f"{attribute}={_printable(value)!r}: {exc}") from None
         start = paging.get("offset", 0)
         stop = start + paging["limit"] if "limit" in paging else None
-        try:  # the answers past the page are never built
-            answers = list(itertools.islice(self.pacs.query(identifier), start, stop))
+        answers = itertools.islice(self.pacs.query(identifier), start, stop)  # past the page: never read
+        try:
+            first = next(answers, None)
         except QueryTooLong:
             raise HttpError(503, "the query ran past its deadline") from None
-        document = []
-        for match in answers:
-            answer = match.identifier
-            for keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
-                if keyword in answer:
-                    delattr(answer, keyword)
-            document.append(answer.to_json_dict())
-        if not document:
+        if first is None:
             self.send_response(204)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        self._json(200, document)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        pending = [b"[", _qido_json(first)]
+        try:
+            for match in answers:  # streamed: the answer is never held whole
+                pending += [b",", _qido_json(match)]
+                if len(pending) >= 256:
+                    self._chunk(b"".join(pending))
+                    pending = []
+        except QueryTooLong:  # (logged) cut short, without its last chunk: no client takes it for whole
+            LOGGER.warning("DICOMweb %s: QIDO-RS answer cut short: the query ran past its deadline",
+                           self.client_address[0])
+            self.close_connection = True
+            return
+        self._chunk(b"".join(pending) + b"]")
+        self.wfile.write(b"0\r\n\r\n")
 
     # -- WADO-RS ---------------------------------------------------------------------------------------
     def _wado(self, uids: list[str]) -> None:
@@ -369,27 +430,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             reader = MultipartReader(boundary_of(content_type))
         except MultipartError as exc:
             raise HttpError(400, str(exc)) from None
-        limit = self.pacs.config.max_size
         referenced: list[dict] = []
         failed: list[dict] = []
-        part: bytearray | None = None
-        too_big = False
+        part: _Part | None = None
         try:
             for chunk in self._body():
                 for kind, value in reader.feed(chunk):
                     if kind == "part":
                         if part is not None:
-                            self._store_part(part, too_big, referenced, failed)
-                        part, too_big = bytearray(), False
-                    elif kind == "data" and part is not None and not too_big:
-                        part += value  # type: ignore[arg-type]
-                        if len(part) > limit:
-                            part, too_big = bytearray(), True  # past --max-size: nothing more of it held
+                            self._store_part(part, referenced, failed)
+                        part = _Part(self.pacs.storage, self.pacs.config.max_size)
+                    elif kind == "data" and part is not None:
+                        part.write(value)  # type: ignore[arg-type]
                     elif kind == "end" and part is not None:
-                        self._store_part(part, too_big, referenced, failed)
+                        self._store_part(part, referenced, failed)
                         part = None
         except MultipartError as exc:
             raise HttpError(400, f"not a valid multipart body: {exc}") from None
+        finally:
+            if part is not None:  # the body broke off inside a part: nothing of it is kept
+                part.discard()
         if not reader.done:
             raise HttpError(400, "the multipart body ended before its closing boundary")
         if study is not None:
@@ -403,6 +463,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _body(self) -> Iterator[bytes]:
         """The request body in chunks, from a Content-Length or chunked transfer coding."""
+        self._body_started, self._body_received = time.monotonic(), 0
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             while True:
                 line = self.rfile.readline(1024)
@@ -425,29 +486,104 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _read(self, count: int, short: str) -> Iterator[bytes]:
         """`count` bytes of the request, in chunks; a 400 saying `short` if the client stops sending."""
         while count:
-            data = self.rfile.read(min(count, CHUNK))
+            data = self.rfile.read1(min(count, CHUNK))  # what has come: the pace is checked as it comes
             if not data:
                 raise HttpError(400, short)
             count -= len(data)
+            self._body_received += len(data)
+            elapsed = time.monotonic() - self._body_started
+            if elapsed > BODY_GRACE_SECONDS and self._body_received < elapsed * BODY_BYTES_PER_SECOND:
+                raise HttpError(408, f"the body arrives too slowly ({self._body_received} bytes in {elapsed:.0f} s; "
+                                     f"after {BODY_GRACE_SECONDS:g} s at least {BODY_BYTES_PER_SECOND} bytes/s)")
             yield data
 
-    def _store_part(self, part: bytearray, too_big: bool, referenced: list, failed: list) -> None:
-        if too_big:
-            failed.append({_REASON: {"vr": "US", "Value": [0xA700]}})
-            return
+    def _store_part(self, part: "_Part", referenced: list, failed: list) -> None:
+        """Store one part, a whole DICOM file, as a C-STORE's data set is stored; its answer item goes to
+        `referenced` or `failed`."""
         try:
-            info = probe(part)
-        except BadFile as exc:
-            LOGGER.warning("STOW-RS part refused: %s", exc)
-            failed.append({_REASON: {"vr": "US", "Value": [0xC000]}})
-            return
-        status = self.pacs.store(info.sop_class, info.sop_instance, memoryview(part)[info.dataset_offset:],
-                                 info.transfer_syntax)
+            if part.too_big or part.error is not None:
+                if part.error is not None:
+                    LOGGER.error("STOW-RS part not stored: %s", part.error)
+                failed.append({_REASON: {"vr": "US", "Value": [0xA700]}})
+                return
+            try:
+                info, data = part.instance()
+            except BadFile as exc:
+                LOGGER.warning("STOW-RS part refused: %s", exc)
+                failed.append({_REASON: {"vr": "US", "Value": [0xC000]}})
+                return
+            status = self.pacs.store(info.sop_class, info.sop_instance, data, info.transfer_syntax)
+        finally:
+            part.discard()
         item = {_CLASS: {"vr": "UI", "Value": [info.sop_class]}, _INSTANCE: {"vr": "UI", "Value": [info.sop_instance]}}
         if status == 0x0000:
             referenced.append(item)
         else:
             failed.append({**item, _REASON: {"vr": "US", "Value": [status]}})
+
+
+class _Part:
+    """One STOW-RS part as it arrives: in memory up to :data:`~dicomscu.operations.provider.SPILL_OVER`
+    (as a C-STORE data set is), past that in a temporary file in the storage, so that a part of any size
+    costs no more memory than that; past `limit` (``--max-size``) nothing more of it is kept."""
+
+    def __init__(self, storage: str, limit: int) -> None:
+        self._storage = storage
+        self._limit = limit
+        self._memory = bytearray()
+        self._spool: Spool | None = None
+        self.size = 0
+        self.too_big = False
+
+    @property
+    def error(self) -> OSError | None:
+        return self._spool.error if self._spool is not None else None
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.too_big:
+            return
+        self.size += len(data)
+        if self.size > self._limit:
+            self.too_big = True
+            self.discard()
+        elif self._spool is not None:
+            self._spool.write(memoryview(data))
+        elif self.size <= SPILL_OVER:
+            self._memory += data
+        else:
+            self._spool = Spool(self._storage, tag="stow")
+            self._spool.write(memoryview(self._memory))
+            self._spool.write(memoryview(data))
+            self._memory = bytearray()
+
+    def instance(self) -> tuple[DicomFile, "bytes | memoryview | Spool"]:
+        """(what the file is, its data set: bytes, or for a spilled part a spool holding the data set
+        under a file meta made from it, as a C-STORE's); raises BadFile when the part is no whole file."""
+        if self._spool is None:
+            info = probe(self._memory)
+            return info, memoryview(self._memory)[info.dataset_offset:]
+        with self._spool.mapped() as whole:  # proving it whole reads the element headers only
+            info = probe(whole)
+        instance = Spool.for_instance(self._storage, info.sop_class, info.sop_instance, info.transfer_syntax)
+        with open(self._spool.path, "rb") as source:  # copied by reads: file pages are no part of our memory
+            source.seek(info.dataset_offset)
+            while block := source.read(CHUNK * 4):
+                instance.write(memoryview(block))
+        return info, instance
+
+    def discard(self) -> None:
+        self._memory = bytearray()
+        if self._spool is not None:
+            self._spool.discard()
+
+
+def _qido_json(match) -> bytes:
+    """One QIDO-RS answer as DICOM JSON (PS3.18 F.2), without the C-FIND bookkeeping keys."""
+    answer = match.identifier
+    for keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
+        if keyword in answer:
+            delattr(answer, keyword)
+    return json.dumps(answer.to_json_dict()).encode()
 
 
 def accepted_syntaxes(accept: str | None) -> list[str] | None:
