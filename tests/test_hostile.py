@@ -367,6 +367,82 @@ def test_find_stops_on_ctrl_c_and_sigterm_with_json_closed(signal_number, code, 
     assert word in stderr and "Traceback" not in stderr
 
 
+def flooding_find_peer(conn):
+    """Answers a C-FIND as fast as it can for half a minute, whatever we send (C-CANCEL included)."""
+    h.accept(conn)
+    request = h.read_request(conn)
+    deadline = time.monotonic() + 30
+    number = 0
+    try:
+        while time.monotonic() < deadline:
+            conn.sendall(h.p_data(request.context_id, 3, h.response(0x8020, request.message_id, 0xFF00, FIND,
+                                                                    dataset=True))
+                         + h.p_data(request.context_id, 2, identifier(f"P{number % 1000}")))
+            number += 1
+            conn.setblocking(False)
+            try:
+                conn.recv(65536)  # read and ignore (a C-CANCEL-RQ among it)
+            except BlockingIOError:
+                pass
+            conn.setblocking(True)
+    except OSError:
+        return  # we aborted
+
+
+def _handlers_installed(pid: int) -> bool:
+    """Whether the process catches SIGTERM (Python does not by itself: dicomscu's launcher does)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True  # gone already
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+INTERRUPT_POINTS = [0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0, 1.5, 2.0,
+                    3.0, 4.0, 5.0]
+
+
+def _interrupt_at(point: float, signal_number: int) -> tuple:
+    """Run a JSON --find against a peer that floods answers and ignores C-CANCEL; `point` s after the
+    interpreter handed over to dicomscu (start-up included), send `signal_number`.  (exit status, seconds
+    from the signal to the exit, stdout, stderr)."""
+    with h.HostilePeer(flooding_find_peer) as peer:
+        process = subprocess.Popen([sys.executable, "-m", "dicomscu", "--find", "127.0.0.1", str(peer.port),
+                                    "--timeout", "5", "-k", "10,20", "--format", "json"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            while not _handlers_installed(process.pid):
+                time.sleep(0.001)
+            time.sleep(point)
+            process.send_signal(signal_number)
+            sent = time.monotonic()
+            stdout, stderr = process.communicate(timeout=30)
+            return process.returncode, time.monotonic() - sent, stdout, stderr.decode()
+        finally:
+            process.kill()
+            process.wait()
+
+
+def test_ctrl_c_and_sigterm_at_twenty_moments_end_the_run_with_a_whole_json_document():
+    """From start-up to mid-flood: exit 130/143, within 2 s (or the C-CANCEL grace: the peer ignores it),
+    no traceback, and stdout a whole JSON array (an empty one before the first answer)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dicomscu.operations.find import CANCEL_GRACE
+
+    runs = [(point, signal.SIGINT if number % 2 == 0 else signal.SIGTERM)
+            for number, point in enumerate(INTERRUPT_POINTS)]
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(lambda run: _interrupt_at(*run), runs))
+    for (point, signal_number), (code, seconds, stdout, stderr) in zip(runs, outcomes):
+        where = f"{signal_number.name} at {point} s: exit {code} after {seconds:.2f} s; {stderr[-300:]!r}"
+        assert code == (130 if signal_number == signal.SIGINT else 143), where
+        assert "Traceback" not in stderr and ("interrupted" in stderr or "terminated" in stderr), where
+        assert isinstance(json.loads(stdout), list), where
+        assert seconds < CANCEL_GRACE + 5, where  # a bound on hanging, not a timing claim
+
+
 # -- C-GET sub-operations that disagree with what was asked --------------------------------
 
 

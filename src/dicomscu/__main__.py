@@ -1,7 +1,5 @@
 """``python -m dicomscu`` is the same as the ``dicomscu`` command."""
 
-import sys
+from dicomscu.launch import main
 
-from dicomscu.app import main
-
-sys.exit(main())
+main()

@@ -21,6 +21,7 @@ from dicomscu.cli.parser import flag_of, parse
 from dicomscu.cli.request import DEBUG, VERBOSE, Request
 from dicomscu.errors import DicomscuError, Stopped, Terminated, UsageError
 from dicomscu.output import logs
+from dicomscu.transport import interrupts
 
 LOGGER = logging.getLogger("dicomscu")
 
@@ -46,6 +47,8 @@ def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False, env: Envir
     if argv[:1] != ["serve"] and not embedded:  # serve drains its associations on SIGTERM itself
         _stop_on_signals()
     try:
+        if argv[:1] in (["serve"], ["sample"], ["demo"]):
+            interrupts.end_start_up()  # (each stops cleanly from its first instruction)
         if argv[:1] == ["serve"]:
             return run_serve(argv[1:], env)
         if argv[:1] == ["sample"]:
@@ -63,6 +66,9 @@ def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False, env: Envir
                 return run(request, env.with_stdout(trace))
         return run(request, env)
     except DicomscuError as exc:
+        interrupted = interrupts.take_pending()  # a Ctrl-C during start-up outranks what it cut short
+        if isinstance(interrupted, KeyboardInterrupt):
+            exc = Stopped(interrupted)
         _error(env, exc.render(flag_of))
         if isinstance(exc, UsageError):
             command = "dicomscu " + argv[0] if argv[:1] in (["serve"], ["sample"]) else "dicomscu"
@@ -134,6 +140,7 @@ def run(request: Request, env: Environment) -> int:
         return 0
     runners = {"echo": run_echo, "store": run_store, "find": run_find, "move": run_retrieve, "get": run_retrieve}
     try:
+        interrupts.end_start_up()  # a Ctrl-C during start-up is raised here, where it is reported in full
         return runners[request.operation](request, env)
     except (DicomscuError, KeyboardInterrupt) as raised:
         exc = Stopped(raised) if isinstance(raised, KeyboardInterrupt) else raised
@@ -146,6 +153,8 @@ def run(request: Request, env: Environment) -> int:
             document = (text.retrieve_json(report, request.output or ".", exc) if report is not None
                         else text.failure_json(operation, request.web or request.peer, exc))
             env.out(_json(document))
+        elif request.format == "json" and request.operation == "find" and not request.answers_opened:
+            env.out("[]")  # stopped before the answer array was opened: it is empty, and still a document
         raise
 
 
@@ -164,23 +173,30 @@ def run_find(request: Request, env: Environment) -> int:
     from dicomscu.query.build import build_query
     from dicomscu.query.files import write_query
 
-    # the level's own unique key only where dicomscu needs it: gdcmscu's identifier otherwise
-    needs_level_key = bool(request.then) or request.format in ("json", "csv")
-    query = build_query(request.model, request.level, request.keys, charset=request.charset, environ=env.environ,
-                        level_key=needs_level_key)
-    if request.store_query:
-        write_query(query, request.store_query, request.root_uid)
-    LOGGER.info("C-FIND identifier:\n%s", query.dataset)
     name = request.format or ("table" if env.stdout_isatty else "dump")
-    writer = writer_for(name, query.columns, verbose=request.log_level in (VERBOSE, DEBUG), stream=env.stdout)
-    matches = []  # --then: the answers to retrieve (held: each is a few unique keys)
-
-    def on_answer(answer) -> None:
-        writer.add(answer)
-        if request.then:
-            matches.append(answer.dataset())
-
+    writer = None
+    with interrupts.deferred():  # the JSON array is opened, and said to be, as one step
+        if name == "json":
+            writer = writer_for(name, [], stream=env.stdout)
+            request.answers_opened = True
     try:
+        # the level's own unique key only where dicomscu needs it: gdcmscu's identifier otherwise
+        needs_level_key = bool(request.then) or request.format in ("json", "csv")
+        query = build_query(request.model, request.level, request.keys, charset=request.charset,
+                            environ=env.environ, level_key=needs_level_key)
+        if request.store_query:
+            write_query(query, request.store_query, request.root_uid)
+        LOGGER.info("C-FIND identifier:\n%s", query.dataset)
+        if writer is None:
+            writer = writer_for(name, query.columns, verbose=request.log_level in (VERBOSE, DEBUG),
+                                stream=env.stdout)
+        matches = []  # --then: the answers to retrieve (held: each is a few unique keys)
+
+        def on_answer(answer) -> None:
+            writer.add(answer)
+            if request.then:
+                matches.append(answer.dataset())
+
         if request.web is not None:
             from dicomscu.web import qido
 
@@ -188,7 +204,8 @@ def run_find(request: Request, env: Environment) -> int:
         else:
             report = find(request.target, query, on_answer=on_answer, limit=request.limit, raw=True)
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     env.err(text.find_summary(report))
     if not request.then:
         return 0

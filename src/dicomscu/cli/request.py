@@ -62,6 +62,8 @@ class Request:
     log_file: str | None = None
     progress: bool | None = None  # None: automatic (a terminal gets a progress bar)
     config: str | None = None  # server profiles file (--config)
+    #: Run state, not an option: a --find's JSON answer array is open on stdout (a failure before it prints []).
+    answers_opened: bool = False
 
     @property
     def target(self) -> Peer:

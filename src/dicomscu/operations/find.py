@@ -172,8 +172,10 @@ def _collect(channel: Channel, context_id: int, message_id: int, report: FindRep
     while True:
         if cancel_deadline is None:
             message: Message | None = channel.receive(message_id, "C-FIND")
-        else:
+        elif time.monotonic() < cancel_deadline:
             message = channel.poll(cancel_deadline - time.monotonic())
+        else:  # the grace is over, however fast the peer keeps answering
+            message = None
         if message is None or message.command.Status is None:
             _give_up(channel, report)
             return
@@ -206,8 +208,8 @@ def _cancel(channel: Channel, context_id: int, message_id: int) -> None:
     """Ctrl-C: ask the peer to stop, and wait briefly (CANCEL_GRACE at most) for it to confirm."""
     channel.send_encoded(context_id, dimse.c_cancel_rq(message_id), None, "C-CANCEL")
     deadline = time.monotonic() + CANCEL_GRACE
-    while True:
-        message = channel.poll(deadline - time.monotonic())
+    while True:  # the grace ends at its deadline, however fast the peer keeps answering
+        message = channel.poll(deadline - time.monotonic()) if time.monotonic() < deadline else None
         if message is None:
             channel.abort()
             return

@@ -17,6 +17,7 @@ from typing import TextIO
 from pydicom.dataset import Dataset
 
 from dicomscu.output.flat import read_flat
+from dicomscu.transport import interrupts
 from dicomscu.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, IMPLICIT_VR_LE
 
 FORMATS = ("table", "json", "csv", "dump")
@@ -65,6 +66,7 @@ class AnswerWriter:
         self.columns = columns
         self.stream = stream
         self.count = 0
+        self._closed = False
 
     def add(self, answer) -> None:
         self.count += 1
@@ -74,16 +76,22 @@ class AnswerWriter:
 
 
 class JsonWriter(AnswerWriter):
-    """One JSON array of answers in the DICOM JSON model (PS3.18 F.2), streamed."""
+    """One JSON array of answers in the DICOM JSON model (PS3.18 F.2), streamed.  Whatever stops the run
+    (Ctrl-C, SIGTERM, a failure), stdout holds a whole document: each answer is written in one step with
+    its separator, and interrupts wait for it (and for the closing bracket) to be written."""
 
     def add(self, answer) -> None:
-        self.stream.write("[\n" if self.count == 0 else ",\n")
-        super().add(answer)
-        self.stream.write(json.dumps(json_dict(answer), ensure_ascii=False))
+        text = ("[\n" if self.count == 0 else ",\n") + json.dumps(json_dict(answer), ensure_ascii=False)
+        with interrupts.deferred():
+            self.stream.write(text)
+            super().add(answer)
 
     def close(self) -> None:
-        self.stream.write("[]\n" if self.count == 0 else "\n]\n")
-        super().close()
+        with interrupts.deferred():
+            if not self._closed:
+                self.stream.write("[]\n" if self.count == 0 else "\n]\n")
+                self._closed = True
+            super().close()
 
 
 class CsvWriter(AnswerWriter):

@@ -9,6 +9,11 @@ signal handlers call :func:`deliver`: outside a :func:`deferred` region the
 interrupt is raised at once, as before; inside one (a link reading and parsing,
 main thread only) it waits for the region's next :func:`check`, which the link
 makes before each wait for data, at most :data:`SLICE` seconds apart.
+
+Start-up is one such region (:func:`hold_start_up`, from the installed command's first
+instruction, :mod:`dicomscu.launch`): an interrupt during the imports and the parsing
+waits for :func:`end_start_up`, where the command is ready to stop cleanly (its JSON
+document opened, say), a fraction of a second later at most.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Iterator
 SLICE = 0.2
 _depth = 0  # deferred regions entered by the main thread (the only one signal handlers run in)
 _pending: BaseException | None = None
+_starting = False  # hold_start_up() was called and end_start_up() not yet
 
 
 def deliver(interrupt: BaseException) -> None:
@@ -60,3 +66,32 @@ def deferred() -> Iterator[None]:
             _depth -= 1
             if not _depth:
                 check()  # the user's interrupt wins over whatever ended the region
+
+
+def hold_start_up() -> None:
+    """From the command's first instruction (main thread): interrupts wait for :func:`end_start_up`."""
+    global _depth, _starting
+    if not _starting and threading.current_thread() is threading.main_thread():
+        _starting = True
+        _depth += 1
+
+
+def end_start_up() -> None:
+    """The command is ready to stop cleanly: an interrupt that came during start-up is raised now."""
+    global _depth, _starting
+    if _starting and threading.current_thread() is threading.main_thread():
+        _starting = False
+        _depth -= 1
+        if not _depth:
+            check()
+
+
+def take_pending() -> BaseException | None:
+    """The interrupt waiting for a safe point, if any, which is then no longer pending (for a caller that
+    reports it itself)."""
+    global _pending, _depth, _starting
+    if _starting:
+        _starting = False
+        _depth -= 1
+    interrupt, _pending = _pending, None
+    return interrupt
