@@ -352,6 +352,8 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
                 stream.finish(n, results or [])
     except ConnectionFailed as exc:  # the scheduler went away: what was stored is reported, and journaled
         report.error = exc
+        for n in range(len(shares)):  # what the workers stored and could not tell: their share journals say
+            stream.recover(n, _stored_in(os.path.join(folder, f"share-{n:06d}.sqlite")))
     # files of a share that failed on every try, or that never ran, and that no result covers: not sent
     report.not_sent = sum(map(len, shares)) - (sum(report.counts.values()) - unshared)
     _merge(folder, journal, str(peer))
@@ -359,6 +361,18 @@ def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recurs
         shutil.rmtree(folder, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _stored_in(share_journal: str) -> list[tuple[str, str]]:
+    """(SOP Instance UID, path) of each file a share's journal records as stored (none if it has no journal)."""
+    if not os.path.exists(share_journal):
+        return []
+    try:
+        with closing(sqlite3.connect(share_journal, timeout=5)) as share:
+            return list(share.execute("SELECT sop_instance_uid, path FROM stored"))
+    except sqlite3.Error as exc:
+        LOGGER.warning("%s: cannot read what this share stored: %s", share_journal, exc)
+        return []
 
 
 def _merge(folder: str, journal: str | None, peer: str) -> None:

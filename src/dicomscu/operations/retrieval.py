@@ -170,7 +170,7 @@ def check_identifier(values: Mapping[str, str], model: "Model", level: str, oper
             if bad is not None:
                 raise UsageError(f"{operation}: {keyword}={shown} is not a UID ({printable(bad[:80])!r}: a UID is "
                                  "up to 64 digits and dots)")
-        elif len(text) > 64 or any(ord(c) < 0x20 or c == "\x7f" for c in text):
+        elif len(text) > 64 or printable(text) != text:  # control characters: printable's rule, C1 included
             raise UsageError(f"{operation}: {keyword}={shown} is not a key value (at most 64 characters, no "
                              "control characters)")
     unique = model.level(level).unique

@@ -24,7 +24,7 @@ import queue
 import threading
 from typing import Any, Callable
 
-from dicomscu.operations.results import FileResult
+from dicomscu.operations.results import OK, FileResult
 
 #: Seconds between two batches of a share's events, and between two looks at them on the client.
 TICK = 0.2
@@ -129,6 +129,17 @@ class FileStream(ShareEvents):
             self.take(n, result)
         self.reported.pop(n, None)
         self.over(n)
+
+
+    def recover(self, n: int, stored: list[tuple[str, str]]) -> None:
+        """The scheduler is gone with share `n` unfinished: each file its journal records ((SOP Instance UID,
+        path)) and no event told is reported stored, so that the summary counts what the peer confirmed."""
+        if n in self.ended:
+            return
+        self.drain()
+        for uid, path in stored:
+            self.take(n, FileResult(path, OK, "stored (from the share's journal: the Dask scheduler was lost "
+                                              "before the result came back)", sop_instance=uid))
 
 
 class RetrievalProgress(ShareEvents):
