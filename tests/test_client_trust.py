@@ -75,3 +75,17 @@ def test_a_file_name_with_a_newline_stays_one_line(tmp_path, storescp):
     result = run_dicomscu("--store", "127.0.0.1", str(storescp.port), str(bad))
     lines = [line for line in result.stderr.splitlines() if "evil" in line or "forged" in line]
     assert len(lines) == 1 and "evil\\ndicomscu: stored: forged.dcm" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("value", ["A\x85B", "A\nB", "A\x1b[2JB", "A\u2028B"], ids=["c1-nel", "newline", "escape",
+                                                                                   "line-separator"])
+def test_retrieval_keys_with_control_characters_are_refused_by_printables_rule(value):
+    """A non-UID retrieval key holding any character `printable` escapes (C0, DEL, C1, line separators)."""
+    from dicomscu.operations.retrieval import check_identifier
+    from dicomscu.query.model import MODELS
+
+    with pytest.raises(UsageError, match="no control characters"):
+        check_identifier({"QueryRetrieveLevel": "PATIENT", "PatientID": value}, MODELS["patientroot"], "PATIENT",
+                         "C-GET")
+    check_identifier({"QueryRetrieveLevel": "PATIENT", "PatientID": "Ab-1 ^é"}, MODELS["patientroot"], "PATIENT",
+                     "C-GET")
