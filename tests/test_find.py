@@ -205,7 +205,7 @@ def test_bad_keys_are_usage_errors():
                          ("NoSuchKeyword=1", "unknown keyword"),
                          ("0010,9999=x", "not in the DICOM data dictionary"),  # private tags are taken
                          ("PatientName[0].PatientID=1", "not a sequence"),
-                         ("Rows=abc", "needs a number")]:
+                         ("Rows=abc", "is not a whole number")]:
         result = run_dicomscu("--find", "127.0.0.1", "11112", "-k", key)
         assert result.returncode == 2, (key, result.stderr)
         assert message in result.stderr and key in result.stderr

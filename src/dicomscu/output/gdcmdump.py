@@ -98,7 +98,7 @@ def _value(vr: str, value: bytes) -> str:
     if not value:
         return "(no value)"
     if vr in _NUMBERS:
-        size = struct.calcsize(_NUMBERS[vr])
+        size = struct.calcsize("<" + _NUMBERS[vr])  # standard sizes: a UL is 4 bytes, not a C long
         numbers = struct.unpack(f"<{len(value) // size}{_NUMBERS[vr]}", value[: len(value) // size * size])
         return "\\".join(f"{n:g}" if isinstance(n, float) else str(n) for n in numbers)
     text = value.rstrip(b"\0") if vr == "UI" else value

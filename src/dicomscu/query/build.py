@@ -19,6 +19,8 @@ from pydicom.sequence import Sequence
 from pydicom.valuerep import PersonName
 
 from dicomscu.errors import UsageError
+from dicomscu.printable import printable
+from dicomscu.query.values import problem
 from dicomscu.query.identifier import CHARSET, QUERY_LEVEL, Query  # noqa: F401 - also this module's names
 from dicomscu.query.keys import Key, parse_key
 from dicomscu.query.model import MODELS, WORKLIST_DEFAULT_KEYS, Model
@@ -140,15 +142,15 @@ def _value(key: Key):
         # PS3.4 C.2.2.2.4: '*' alone is a universal match; UIs allow no wildcard, and
         # some servers (Orthanc) refuse it. An empty value means the same.
         return None
-    if key.vr in _INT_VRS | _FLOAT_VRS:
-        convert = int if key.vr in _INT_VRS else float
-        try:
-            parts = [convert(part) for part in value.split("\\")]
-        except ValueError:
-            raise UsageError(f"'{key.text}': {key.vr} needs a number, not '{value}'", option="keys") from None
-        return parts[0] if len(parts) == 1 else parts
     if key.vr == "AT":
         raise UsageError(f"'{key.text}': attribute tag (AT) values are not supported as query keys", option="keys")
+    reason = problem(key.vr, value)
+    if reason is not None:
+        raise UsageError(f"'{printable(key.text)}': the value {reason}", option="keys")
+    if key.vr in _INT_VRS | _FLOAT_VRS:
+        convert = int if key.vr in _INT_VRS else float
+        parts = [convert(part) for part in value.split("\\")]
+        return parts[0] if len(parts) == 1 else parts
     return value
 
 
