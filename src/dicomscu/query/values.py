@@ -42,12 +42,12 @@ def problem(vr: str, value: str) -> str | None:
 
 def _part_problem(vr: str, part: str) -> str | None:
     if vr in INTEGER_RANGE:
-        low, high = INTEGER_RANGE[vr]
+        least, most = INTEGER_RANGE[vr]
         try:
-            number = int(part)
+            whole = int(part)
         except ValueError:
             return "is not a whole number"
-        return None if low <= number <= high else f"is out of range for {vr} ({low} to {high})"
+        return None if least <= whole <= most else f"is out of range for {vr} ({least} to {most})"
     if vr in _FLOAT_MAX:
         try:
             number = float(part)
@@ -61,11 +61,11 @@ def _part_problem(vr: str, part: str) -> str | None:
     if text == "*":
         return None  # universal match, whatever the VR (sent as given; UIDs send it empty instead)
     if vr in RANGE_VRS and "-" in text and not (vr == "DT" and _DT.fullmatch(text)):
-        low, _, high = text.partition("-")
-        if not low and not high:
+        start, _, end = text.partition("-")
+        if not start and not end:
             return "is not a range: give a start, an end or both around the '-'"
-        return _part_problem(vr, low) if low else _part_problem(vr, high) if not high else (
-            _part_problem(vr, low) or _part_problem(vr, high))
+        return _part_problem(vr, start) if not end else _part_problem(vr, end) if not start else (
+            _part_problem(vr, start) or _part_problem(vr, end))
     if vr in MAX_LENGTH and len(text) > MAX_LENGTH[vr]:
         return f"is longer than {vr} allows ({len(text)} characters; at most {MAX_LENGTH[vr]})"
     if vr in WILDCARD_VRS and ("*" in text or "?" in text):
