@@ -57,10 +57,10 @@ def test_the_environment_is_injected_not_global(tmp_path):
     import pydicom
 
     assert pydicom.dcmread(tmp_path / "q.dcm").SpecificCharacterSet == "ISO_IR 100"
-    # gdcmscu's name: results go to stderr, nothing to stdout
+    # gdcmscu's name: the version on stdout, as gdcmscu prints it
     out, err = io.StringIO(), io.StringIO()
     assert dicomscu.app.main_as_gdcmscu(["--version"], Environment(io.StringIO(), out, err, {})) == 0
-    assert out.getvalue() == "" and err.getvalue().startswith("dicomscu ")
+    assert err.getvalue() == "" and out.getvalue().startswith("dicomscu ")
 
 
 def test_retrieve_options_default_output_is_usable(tmp_path, monkeypatch):

@@ -186,6 +186,29 @@ def test_under_gdcmscus_name_it_behaves_as_gdcmscu(tmp_path):
     assert refused.returncode == 1  # dicomscu's own name would say 3 (connection refused)
 
 
+@pytest.mark.parametrize("arguments", [["--version"], ["-v"], ["-h"], ["--help"], ["--queryhelp"], [],
+                                       ["--echo"], ["-L", "LOG", "--version"], ["--find", "--patient"]],
+                         ids=lambda arguments: " ".join(arguments) or "nothing")
+def test_under_gdcmscus_name_help_version_and_queryhelp_use_gdcmscus_streams(tmp_path, arguments):
+    """What the real gdcmscu prints on stdout (help, version, query help; the help when no host is given)
+    and its exit status, under the link's name too: `gdcmscu --queryhelp > keys.txt` gets the keys."""
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "dicomscu"
+    if not script.exists():
+        pytest.skip("no dicomscu console script beside this Python")
+    link = tmp_path / "gdcmscu"
+    link.symlink_to(script)
+    arguments = [str(tmp_path / "log") if argument == "LOG" else argument for argument in arguments]
+    ours = subprocess.run([str(link), *arguments], capture_output=True, text=True, timeout=60)
+    theirs = subprocess.run([gdcmscu(), *arguments], capture_output=True, text=True, timeout=60)
+    assert ours.returncode == theirs.returncode, (ours, theirs)
+    assert bool(ours.stdout) == bool(theirs.stdout) and bool(ours.stderr) == bool(theirs.stderr), (ours, theirs)
+    if "--queryhelp" in arguments:
+        assert "PatientID" in ours.stdout
+
+
 #: Locale variable mixes as cron, containers and shells leave them; Python coerces the C ones to C.UTF-8
 #: (PEP 538) before our code runs, so what gdcmscu sees must be read from the process's initial environment.
 LOCALE_MIXES = [{"LC_ALL": "C"}, {"LANG": "C"}, {}, {"LC_CTYPE": "POSIX"},

@@ -19,7 +19,7 @@ from dicomscu import __version__
 from dicomscu.cli.environment import Environment
 from dicomscu.cli.parser import flag_of, parse
 from dicomscu.cli.request import DEBUG, VERBOSE, Request
-from dicomscu.errors import DicomscuError, Stopped, Terminated, UsageError
+from dicomscu.errors import DicomscuError, MissingHost, Stopped, Terminated, UsageError
 from dicomscu.output import logs
 from dicomscu.transport import interrupts
 
@@ -28,10 +28,11 @@ LOGGER = logging.getLogger("dicomscu")
 
 def main_as_gdcmscu(argv: Sequence[str], env: Environment | None = None) -> int:
     """Installed under gdcmscu's name (a link), behave as gdcmscu does where scripts can see it:
-    nothing on stdout (find answers, in gdcmscu's dump layout, and every message on stderr),
-    exit status 0 or 1, unknown options warned about and ignored."""
+    nothing on stdout but the help, the version and the query help (find answers, in gdcmscu's dump
+    layout, and every message go to stderr), the help on stdout when no host is given, exit status 0 or 1,
+    unknown options warned about and ignored."""
     env = env or Environment()
-    code = main(argv, as_gdcmscu=True, env=env.with_stdout(env.stderr))
+    code = main(argv, as_gdcmscu=True, env=env)
     return 0 if code == 0 else 1
 
 
@@ -61,11 +62,18 @@ def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False, env: Envir
         if as_gdcmscu:
             request.format = request.format or "dump"  # gdcmscu has no other layout
         logs.setup(request.log_level, request.log_file, env.stderr)
-        if as_gdcmscu and request.log_file:  # gdcmscu's -L takes all its trace, find answers included
-            with open(request.log_file, "a", encoding="utf-8") as trace:
-                return run(request, env.with_stdout(trace))
+        if as_gdcmscu and request.action not in _STDOUT_ACTIONS:
+            if request.log_file:  # gdcmscu's -L takes all its trace, find answers included
+                with open(request.log_file, "a", encoding="utf-8") as trace:
+                    return run(request, env.with_stdout(trace))
+            return run(request, env.with_stdout(env.stderr))  # gdcmscu prints its work on stderr
         return run(request, env)
     except DicomscuError as exc:
+        if as_gdcmscu and isinstance(exc, MissingHost):
+            from dicomscu.cli.help import HELP
+
+            env.out(HELP, end="")  # gdcmscu prints its help, on stdout, and fails
+            return 1
         interrupted = interrupts.take_pending()  # a Ctrl-C during start-up outranks what it cut short
         if isinstance(interrupted, KeyboardInterrupt):
             exc = Stopped(interrupted)
@@ -90,6 +98,10 @@ def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False, env: Envir
             traceback.print_exc(file=env.stderr)
         _error(env, f"internal error: {type(exc).__name__}: {exc} (please report it; run with -D for details)")
         return 1
+
+
+#: What gdcmscu prints on stdout (everything else of it goes to stderr).
+_STDOUT_ACTIONS = ("help", "version", "queryhelp")
 
 
 def _stop_on_signals() -> None:

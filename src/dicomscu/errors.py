@@ -57,6 +57,10 @@ class UsageError(DicomscuError):
     exit_code = 2
 
 
+class MissingHost(UsageError):
+    """No host was given (under the gdcmscu name, the help is printed instead, as gdcmscu does)."""
+
+
 class ConnectionFailed(DicomscuError):
     """TCP connection could not be made (refused, unreachable, reset)."""
 

@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 
 from dicomscu.cli.options import OPTIONS, add_to, spelling
 from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING, Request
-from dicomscu.errors import UsageError
+from dicomscu.errors import MissingHost, UsageError
 from dicomscu.transport.peer import (
     DEFAULT_CALLED_AE,
     DEFAULT_CALLING_AE,
@@ -233,7 +233,7 @@ def _positionals(values: list[str], hostname: str | None, port: str | None) -> t
     if len(values) >= 3:
         files = values[2:]
     if not host:
-        raise UsageError("hostname missing: dicomscu [OPTION]... [OPERATION]... HOSTNAME [PORT] [FILE]...")
+        raise MissingHost("hostname missing: dicomscu [OPTION]... [OPERATION]... HOSTNAME [PORT] [FILE]...")
     if port is not None:
         check_port(_int(port, "port"))
     return host, port, files
