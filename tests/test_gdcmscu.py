@@ -10,6 +10,7 @@ proper Part 10 file meta.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -239,3 +240,149 @@ def test_bytes_typed_in_a_locale_go_out_as_gdcmscu_sends_them(tmp_path, mix, val
     assert theirs.exists() and ours.exists(), result.stderr
     assert elements(ours) == elements(theirs)
     assert value in ours.read_bytes()
+
+
+#: Retrievals by their keys: the gdcmscu test's lines as C-GET, and the forms the light builder must hand on.
+RETRIEVAL_LINES = sorted({re.sub(r" --port-scp \d+", "", line.replace("--move", "--get"))
+                          for line in COMMAND_LINES if "--move" in line or "--get" in line} | {
+    "--get --studyroot --study -k StudyInstanceUID=1.2.3",
+    "--get --patientroot --patient -k PatientID=ABC",
+    "--get --studyroot --series -k 20,d=1.2 -k 20,e=1.2.3",
+    "--get --studyroot --image -k 20,d=1.2 -k 20,e=1.2.3 -k 8,18=1.2.3.4",
+    "--get --studyroot --study -k 20,d=1.2.3\\1.2.4",
+    "--get --patientroot --study -k 10,20=P1 -k 20,d=1.2.3",
+    "--get --studyroot --series -k 20,e=1.2.3",  # no study: the builder adds it empty
+    "--get --studyroot --study -k 20,d=1.2.3 -k 10,20=",  # a return key
+    "--get --studyroot --study -k 20,d=1.2.3 -k 8,52=STUDY",
+    "--get --patientroot --patient -k 10,20=AB_CD-1",
+})
+RETRIEVAL_LOCALES = [{"LC_ALL": "C"}, {"LC_ALL": "C.UTF-8"}, {"LANG": "en_US.ISO-8859-1"}, {}, {"LANG": "C"},
+                     {"LC_ALL": "de_DE.ISO-8859-15"}, {"LC_ALL": "ru_RU.KOI8-R"}, {"LANG": "el_GR.ISO-8859-7"}]
+
+
+@pytest.mark.parametrize("environ", RETRIEVAL_LOCALES, ids=lambda mix: " ".join(f"{k}={v}" for k, v in mix.items())
+                         or "none")
+def test_the_light_retrieval_identifier_is_byte_for_byte_the_query_builders(environ):
+    """Retrievals by unique keys skip pydicom with an identifier of their own: it must be what the query
+    builder (and --store-query) makes, or give way to it."""
+    from dicomscu.cli.parser import parse
+    from dicomscu.errors import DicomscuError
+    from dicomscu.files.codec import encode
+    from dicomscu.query.build import build_query
+    from dicomscu.query.identifier import from_keys
+
+    light_ones = 0
+    for line in RETRIEVAL_LINES:
+        request = parse(shlex.split(line) + ["127.0.0.1", "11112"], environ)
+        try:
+            light = from_keys(request.model, request.level, request.keys, "C-GET", environ)
+        except DicomscuError:
+            continue  # refused (a level's key missing): no identifier is sent at all
+        if light is None:
+            continue
+        light_ones += 1
+        full = build_query(request.model, request.level, request.keys, level_key=False, environ=environ)
+        for syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
+            assert light.encode(syntax) == encode(full.dataset, syntax), (line, environ)
+    assert light_ones >= 8
+
+
+def test_what_a_retrieval_sends_is_what_store_query_writes(tmp_path):
+    """On the wire (a scripted C-GET SCP, Implicit VR LE), each retrieval line's identifier sent without
+    --store-query is byte for byte the data set of the file --store-query writes for it."""
+    from pynetdicom import evt
+    from pynetdicom.sop_class import (
+        PatientRootQueryRetrieveInformationModelFind,
+        PatientRootQueryRetrieveInformationModelGet,
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelGet,
+    )
+
+    from conftest import run_inprocess
+    from peers import pynetdicom_scp
+
+    wire: list[bytes] = []
+
+    def on_get(event):
+        wire.append(event.request.Identifier.getvalue())
+        yield 0
+
+    implicit = ["1.2.840.10008.1.2"]
+    contexts = [(uid, implicit) for uid in (PatientRootQueryRetrieveInformationModelGet,
+                                            StudyRootQueryRetrieveInformationModelGet,
+                                            PatientRootQueryRetrieveInformationModelFind,
+                                            StudyRootQueryRetrieveInformationModelFind)]
+    compared = 0
+    with pynetdicom_scp("ANY-SCP", contexts, evt.EVT_C_GET, on_get) as port:
+        for environ in ({"LC_ALL": "C"}, {"LC_ALL": "C.UTF-8"}):
+            for number, line in enumerate(RETRIEVAL_LINES):
+                stored = tmp_path / f"q{number}-{len(environ['LC_ALL'])}.dcm"
+                base = [*shlex.split(line), "127.0.0.1", str(port), "-o", str(tmp_path / "out"), "--timeout", "5"]
+                written = run_inprocess(*base, "--store-query", str(stored), environ=environ)
+                if written.returncode == 2:
+                    continue  # refused on the command line, with or without the file
+                wire.clear()
+                sent = run_inprocess(*base, environ=environ)
+                assert wire, (line, sent.stderr)
+                data = stored.read_bytes()
+                assert data[128:132] == b"DICM" and data[132:136] == b"\x02\x00\x00\x00"
+                header = 144 + int.from_bytes(data[140:144], "little")  # preamble, DICM, group 2 and its length
+                assert wire[-1] == data[header:], (line, environ, wire[-1], data[header:])
+                compared += 1
+    assert compared >= 20
+
+
+def _raw_value(path, tag: int) -> bytes | None:
+    """The raw value of top-level `tag` in an Implicit VR LE query file (None when absent)."""
+    ds = pydicom.dcmread(path, force=True)
+    if tag not in ds:
+        return None
+    data = path.read_bytes()
+    header = tag.to_bytes(4, "big")
+    needle = header[1::-1] + header[3:1:-1]  # group then element, each little endian
+    position = data.rfind(needle)
+    length = int.from_bytes(data[position + 4:position + 8], "little")
+    return data[position + 8:position + 8 + length]
+
+
+DIFFERENCES = {
+    # name: (arguments, what gdcmscu's file shows, what ours shows)
+    "space padding, not NUL": ("--find --patient --patientroot -k 10,20=ABC",
+                               lambda f: _raw_value(f, 0x00100020) == b"ABC\0",
+                               lambda f: _raw_value(f, 0x00100020) == b"ABC "),
+    "US as a binary number": ("--find --image --patientroot -k 10,20=P -k 20,d=1 -k 20,e=1 -k 28,10=512",
+                              lambda f: _raw_value(f, 0x00280010) == b"512\0",
+                              lambda f: _raw_value(f, 0x00280010) == (512).to_bytes(2, "little")),
+    "quotes stripped": ("--find --patient --patientroot -k '10,10=\"A*\"'",
+                        lambda f: pydicom.dcmread(f).PatientName == '"A*"',
+                        lambda f: pydicom.dcmread(f).PatientName == "A*"),
+    "a user's 8,5= kept": ("--find --patient --patientroot -k 10,10=A -k 8,5=",
+                           lambda f: pydicom.dcmread(f).SpecificCharacterSet == "ISO_IR 192",
+                           lambda f: _raw_value(f, 0x00080005) == b""),
+    "a contradictory level refused": ("--find --patient --patientroot -k 8,52=STUDY -k 10,10=A",
+                                      lambda f: pydicom.dcmread(f).QueryRetrieveLevel == "STUDY",
+                                      None),
+    "a value its VR cannot hold refused": ("--find --image --patientroot -k 10,20=P -k 20,d=1 -k 20,e=1 -k 20,13=abc",
+                                           lambda f: _raw_value(f, 0x00200013) == b"abc\0", None),
+    "a retrieval sends its keys with values only": (
+        "--move --studyroot --series -k 20,d=1.2.3 -k 20,e=1.2.3.4 -k 8,60= --port-scp 11999",
+        lambda f: _raw_value(f, 0x00080060) == b"", lambda f: _raw_value(f, 0x00080060) is None),
+}
+
+
+@pytest.mark.parametrize("name", DIFFERENCES)
+def test_each_documented_difference_from_gdcmscu_is_as_documented(tmp_path, name):
+    """The README lists where dicomscu deliberately departs from gdcmscu: each is checked against the real
+    gdcmscu's --store-query file (None: dicomscu refuses the command line, exit 2, and writes nothing)."""
+    line, theirs_shows, ours_shows = DIFFERENCES[name]
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    theirs, ours = tmp_path / "gdcmscu.dcm", tmp_path / "dicomscu.dcm"
+    subprocess.run([gdcmscu(), *shlex.split(line), "--store-query", str(theirs), "127.0.0.1", "1"], env=env,
+                   capture_output=True, timeout=30)
+    result = run_inprocess(*shlex.split(line), "--store-query", str(ours), "127.0.0.1", "1", "--timeout", "2",
+                           environ=env)
+    assert theirs.exists() and theirs_shows(theirs), name
+    if ours_shows is None:
+        assert result.returncode == 2 and not ours.exists(), result.stderr
+    else:
+        assert ours.exists() and ours_shows(ours), (name, result.stderr)

@@ -180,8 +180,9 @@ def test_a_flat_identifier_encodes_as_pydicom_does():
     for syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
         assert flat.encode(syntax) == encode(dataset, syntax)
     # the same identifier, and the same refusals, as the query builder's
-    assert from_keys("studyroot", "series", ["20,d=1.2.3", "SeriesInstanceUID=1.2.3.4"], "C-GET") == \
-        {"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4"}
+    assert from_keys("studyroot", "series", ["20,d=1.2.3", "SeriesInstanceUID=1.2.3.4"], "C-GET",
+                     {"LANG": "en_US.UTF-8"}) == {"SpecificCharacterSet": "ISO_IR 192", "QueryRetrieveLevel": "SERIES",
+                                                  "StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.4"}
     assert from_keys("studyroot", "study", ["PatientName=A*"], "C-GET") is None  # not a retrieval key
     assert from_keys("studyroot", "series", ["8,52=STUDY", "20,d=1"], "C-GET") is None  # levels to reconcile
     import pytest

@@ -338,7 +338,7 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         from dicomscu.query.identifier import from_keys, query_of
 
         operation = "WADO-RS" if request.web is not None else f"C-{request.operation.upper()}"
-        light = from_keys(request.model, request.level, request.keys, operation)  # UIDs only: no pydicom
+        light = from_keys(request.model, request.level, request.keys, operation, env.environ)  # no pydicom
         if light is not None:
             LOGGER.info("%s identifier: %s", operation, light)
             identifiers, query = [light], query_of(request.model, light)
@@ -349,9 +349,18 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         query = build_query(request.model, request.level, request.keys, charset=request.charset,
                             level_key=False, environ=env.environ)
         if request.store_query and identifiers is None:  # gdcmscu writes it for --move (and --get) too
+            import dataclasses
+
             from dicomscu.query.files import write_query
 
-            write_query(query, request.store_query, request.root_uid)
+            # what is sent: the keys that have values (an empty key is no key value in a retrieval); a
+            # retrieval refused here sends nothing, and the file is the query as gdcmscu writes it
+            try:
+                sent = retrieve.retrieve_identifier(query, f"C-{request.operation.upper()}")
+            except UsageError:
+                write_query(query, request.store_query, request.root_uid)
+                raise
+            write_query(dataclasses.replace(query, dataset=sent), request.store_query, request.root_uid)
         if request.from_json:
             identifiers = retrieve.identifiers_from_answers(_read_json_answers(request.from_json, env), query,
                                                             request.level)

@@ -9,7 +9,6 @@ Set from the locale when a value needs it.
 from __future__ import annotations
 
 import codecs
-import locale
 import os
 import re
 from typing import Iterator, Mapping
@@ -21,46 +20,13 @@ from pydicom.valuerep import PersonName
 from dicomscu.errors import UsageError
 from dicomscu.printable import printable
 from dicomscu.query.values import problem
+from dicomscu.query.charsets import charset_from_locale, locale_codeset  # noqa: F401 - also this module's names
 from dicomscu.query.identifier import CHARSET, QUERY_LEVEL, Query  # noqa: F401 - also this module's names
 from dicomscu.query.keys import Key, parse_key
 from dicomscu.query.model import MODELS, WORKLIST_DEFAULT_KEYS, Model
 
 _INT_VRS = {"US", "UL", "SS", "SL", "UV", "SV"}
 _FLOAT_VRS = {"FL", "FD"}
-#: Python codec name -> DICOM Specific Character Set defined term.
-_CHARSETS = {"utf-8": "ISO_IR 192", "iso8859-1": "ISO_IR 100", "latin-1": "ISO_IR 100",
-             "iso8859-2": "ISO_IR 101", "iso8859-5": "ISO_IR 144", "iso8859-7": "ISO_IR 126",
-             "iso8859-9": "ISO_IR 148", "ascii": "ISO_IR 100",  # a C/POSIX locale: gdcmscu says Latin-1
-             # Latin-9 (ISO_IR 203) has no codec in pydicom: declared as Latin-1, which becomes ISO_IR 192
-             # when a value is not Latin-1 (the euro sign), as for a Latin-1 locale
-             "iso8859-15": "ISO_IR 100"}
-
-
-def locale_codeset(environ: Mapping[str, str] | None = None) -> str:
-    """The character set the user's locale names (LC_ALL, LC_CTYPE, LANG), as C's setlocale sees it.
-
-    Python itself runs the "C" locale as UTF-8 (PEP 538/540), so its own answer
-    cannot tell an ASCII locale from a UTF-8 one; gdcmscu, a C++ program, can.
-    """
-    environ = os.environ if environ is None else environ
-    value = next((environ[name] for name in ("LC_ALL", "LC_CTYPE", "LANG") if environ.get(name)), "C")
-    if value in ("C", "POSIX"):
-        return "ascii"
-    if "." in value:
-        return value.split(".", 1)[1].split("@", 1)[0]
-    return locale.getpreferredencoding(False) or "ascii"
-
-
-def charset_from_locale(environ: Mapping[str, str] | None = None) -> str | None:
-    """The Specific Character Set matching the user's locale (gdcmscu's: ISO_IR 100 for a C/POSIX one)."""
-    encoding = locale_codeset(environ)
-    try:
-        name = codecs.lookup(encoding).name
-    except LookupError:
-        return None
-    return _CHARSETS.get(name, "ISO_IR 192" if name.startswith("utf") else None)
-
-
 def build_query(
     model_name: str | None,
     level: str | None,

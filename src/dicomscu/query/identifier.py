@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from dicomscu.query.keys import UNIQUE_KEYS, Key
 from dicomscu.query.model import Model
@@ -29,7 +29,8 @@ QUERY_LEVEL = 0x00080052
 CHARSET = 0x00080005
 
 #: Keys a flat identifier may hold: the retrieval keys, and what a C-GET's survey asks for.
-ELEMENTS = {**UNIQUE_KEYS, "SOPClassUID": (0x00080016, "UI"), "AvailableTransferSyntaxUID": (0x00083002, "UI")}
+ELEMENTS = {**UNIQUE_KEYS, "SOPClassUID": (0x00080016, "UI"), "AvailableTransferSyntaxUID": (0x00083002, "UI"),
+            "SpecificCharacterSet": (CHARSET, "CS")}
 _IMPLICIT = struct.Struct("<HHL")
 _EXPLICIT = struct.Struct("<HH2sH")
 
@@ -89,11 +90,19 @@ def encode_identifier(identifier: Any, transfer_syntax: str) -> bytes:
     return encode(identifier, transfer_syntax)
 
 
-def from_keys(model_name: str | None, level: str | None, key_texts: list[str], operation: str) -> Identifier | None:
+def from_keys(model_name: str | None, level: str | None, key_texts: list[str], operation: str,
+              environ: Mapping[str, str] | None = None) -> Identifier | None:
     """The retrieval identifier of `key_texts`, checked as any (:func:`~dicomscu.operations.retrieval.
-    check_identifier`), when they name only retrieval keys in ASCII; None when they need the query
-    builder (which then answers for them)."""
+    check_identifier`), when they name only retrieval keys with ASCII values; None when they need the query
+    builder (which then answers for them).
+
+    Its bytes are exactly those :func:`~dicomscu.query.build.build_query` gives (and ``--store-query`` writes):
+    the Specific Character Set of the locale (`environ`), the level, the keys as typed.  Whatever the query
+    builder would write otherwise (a return key, a value with spaces around it, ``*`` on a UID, a missing
+    key of a level above) goes to the query builder; tests/test_gdcmscu.py compares the two on the wire.
+    """
     from dicomscu.operations.retrieval import check_identifier
+    from dicomscu.query.charsets import charset_from_locale
     from dicomscu.query.keys import UNIQUE_BY_TAG, parse_key
     from dicomscu.query.model import MODELS
 
@@ -102,16 +111,20 @@ def from_keys(model_name: str | None, level: str | None, key_texts: list[str], o
         key = parse_key(text)
         if len(key.path) != 1 or key.tag not in UNIQUE_BY_TAG or not (key.value or "").isascii():
             return None
-        value = (key.value or "").strip()
-        values.setdefault(UNIQUE_BY_TAG[key.tag][0], "" if value == "*" and key.vr == "UI" else value)
+        values.setdefault(UNIQUE_BY_TAG[key.tag][0], key.value or "")
     model = MODELS[model_name or "patientroot"]
-    given, wanted = values.pop("QueryRetrieveLevel", "").upper(), (level or "").upper()
+    given, wanted = values.pop("QueryRetrieveLevel", "").strip().upper(), (level or "").upper()
     name = wanted or given or model.default_level
     if (given and wanted and given != wanted) or name not in [item.name for item in model.levels]:
         return None
-    kept = {keyword: value for keyword, value in values.items() if value}
-    check_identifier(kept, model, name, operation)
-    return Identifier(QueryRetrieveLevel=name, **kept)
+    check_identifier({keyword: value.strip() for keyword, value in values.items() if value.strip()}, model, name,
+                     operation)
+    uniques = [step.unique for step in model.path_to(name)]
+    if any(not value or value != value.strip() or value == "*" for value in values.values()) or \
+            any(unique not in values for unique in uniques[:-1]):
+        return None  # an element the query builder writes its own way
+    charset = charset_from_locale(environ)
+    return Identifier(**({"SpecificCharacterSet": charset} if charset else {}), QueryRetrieveLevel=name, **values)
 
 
 def query_of(model_name: str | None, identifier: Identifier) -> Query:
