@@ -10,6 +10,7 @@ proper Part 10 file meta.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import re
 import shlex
 import shutil
@@ -386,3 +387,146 @@ def test_each_documented_difference_from_gdcmscu_is_as_documented(tmp_path, name
         assert result.returncode == 2 and not ours.exists(), result.stderr
     else:
         assert ours.exists() and ours_shows(ours), (name, result.stderr)
+
+
+#: Every model and level gdcmscu takes, times key sets in gdcmscu's own forms: 154 command lines.
+ORACLE_LEVELS = {"--patientroot": ["--patient", "--study", "--series", "--image"],
+                 "--studyroot": ["--study", "--series", "--image"]}
+ORACLE_KEYS = [[], ["10,10"], ["10,10=A*"], ["10,20=P1"], ["10,10=Doe^J*"], ["8,20=20200101-20201231"],
+               ["8,20=-20201231", "8,30"], ["8,50=ACC*"], ["8,61=CT"], ["20,d=1.2.3"], ["20,d=1.2.3\\1.2.4"],
+               ["8,60=MR", "20,11"], ["0x10,0x10=X"], ["10,10,Doe"], ["10, 10=Y"], ["10,10=A", "10,10=B"],
+               ["8,1030=*chest*"], ["8,18=1.2.3.4.5"], ["10,30=19700101", "10,40=M"], ["20,13=5"], ["28,30"],
+               ["10,1010=045Y"]]
+ORACLE_LINES = [" ".join(["--find", model, level, *(f"-k {shlex.quote(key)}" for key in keys)])
+                for model, levels in ORACLE_LEVELS.items() for level in levels for keys in ORACLE_KEYS]
+#: Locales as users have them (tests/run.sh generates the ones a fresh machine lacks).
+ORACLE_LOCALES = ["C", "C.UTF-8", "en_US.UTF-8", "de_DE.ISO-8859-1", "de_DE@euro", "tr_TR.ISO-8859-9",
+                  "el_GR.ISO-8859-7", "pl_PL.ISO-8859-2", "ru_RU.ISO-8859-5", "en_US.CP1252", "ru_RU.KOI8-R"]
+
+
+def _installed_locales() -> set[str]:
+    listed = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.split()
+    return {name.lower().replace("-", "") for name in listed}
+
+
+@pytest.mark.parametrize("locale_name", ORACLE_LOCALES)
+def test_154_command_lines_give_gdcmscus_identifier_in_each_locale(tmp_path, locale_name):
+    """Each line's --store-query file, ours and the real gdcmscu's, element by element (the declared
+    character set included), in a locale the C library has (tests/run.sh generates them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = locale_name.lower().replace("-", "")
+    assert locale_name in ("C", "C.UTF-8") or wanted in _installed_locales(), \
+        f"locale {locale_name} is not generated here (tests/run.sh generates it)"
+    env = {"PATH": os.environ["PATH"], "LC_ALL": locale_name}
+
+    def theirs(number: int) -> Path:
+        path = tmp_path / f"gdcmscu-{number}.dcm"
+        subprocess.run([gdcmscu(), *shlex.split(ORACLE_LINES[number]), "--store-query", str(path), "127.0.0.1",
+                        "1"], env=env, capture_output=True, timeout=30)
+        return path
+
+    with ThreadPoolExecutor(4) as pool:
+        their_files = list(pool.map(theirs, range(len(ORACLE_LINES))))
+    wrong = []
+    for line, their_file in zip(ORACLE_LINES, their_files):
+        ours = tmp_path / "ours.dcm"
+        ours.unlink(missing_ok=True)
+        run_inprocess(*shlex.split(line), "--store-query", str(ours), "127.0.0.1", "1", "--timeout", "1", environ=env)
+        if not their_file.exists() or not ours.exists():
+            wrong.append((line, "written by gdcmscu" if their_file.exists() else "written by dicomscu only"))
+        elif elements(ours) != elements(their_file):
+            wrong.append((line, elements(ours), elements(their_file)))
+    assert len(ORACLE_LINES) >= 150 and not wrong, wrong[:5]
+
+
+def test_a_find_sends_what_store_query_writes_for_every_oracle_line(tmp_path):
+    """On the wire (a scripted C-FIND SCP, Implicit VR LE): the identifier each line sends is byte for byte
+    the data set of its --store-query file."""
+    from pynetdicom import evt
+    from pynetdicom.sop_class import (
+        PatientRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelFind,
+    )
+
+    from peers import pynetdicom_scp
+
+    wire: list[bytes] = []
+
+    def on_find(event):
+        wire.append(event.request.Identifier.getvalue())
+        yield 0x0000, None
+
+    contexts = [(PatientRootQueryRetrieveInformationModelFind, ["1.2.840.10008.1.2"]),
+                (StudyRootQueryRetrieveInformationModelFind, ["1.2.840.10008.1.2"])]
+    with pynetdicom_scp("ANY-SCP", contexts, evt.EVT_C_FIND, on_find) as port:
+        for environ in ({"PATH": os.environ["PATH"], "LC_ALL": "C"}, {"PATH": os.environ["PATH"], "LC_ALL": "C.UTF-8"}):
+            for line in ORACLE_LINES:
+                stored = tmp_path / "q.dcm"
+                wire.clear()
+                result = run_inprocess(*shlex.split(line), "--store-query", str(stored), "127.0.0.1", str(port),
+                                       "--timeout", "5", "--format", "dump", environ=environ)
+                assert result.returncode == 0 and len(wire) == 1, (line, result.stderr)
+                data = stored.read_bytes()
+                assert wire[0] == data[144 + int.from_bytes(data[140:144], "little"):], (line, environ)
+
+
+def _every_vr() -> "pydicom.Dataset":
+    """A data set holding one element of each VR gdcmdump reads in Implicit VR, a private block with its
+    creator and an element without one, nested sequences, wrong multiplicities, ambiguous VRs, control
+    characters, a trailing NUL and a value longer than the line."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = Dataset()
+    for tag, vr, value in [
+        (0x00080005, "CS", "ISO_IR 100"), (0x00080016, "UI", "1.2.840.10008.5.1.4.1.1.2"),
+        (0x00080020, "DA", "20200101"), (0x00080030, "TM", "120000.5"), (0x0008002A, "DT", "20200101120000"),
+        (0x00080050, "SH", "A\tB\x01"), (0x00080054, "AE", "PACS"), (0x00080060, "CS", ""),
+        (0x00080119, "UC", "a long code"), (0x00080120, "UR", "http://example.org"), (0x00081030, "LO", "AB\0\0"),
+        (0x0008103E, "LO", "x" * 70), (0x00100010, "PN", "Doe^John=Doe^J"), (0x00101010, "AS", "045Y"),
+        (0x00101030, "DS", "70.5"), (0x00104000, "LT", "line1\r\nline2"), (0x00180050, "DS", ["1.5", "2"]),
+        (0x00186020, "SL", [-1, 2]), (0x00189087, "FD", 1000.5), (0x00189219, "SS", -3),
+        (0x00200013, "IS", "12"), (0x00200032, "DS", ["1", "2"]), (0x00209165, "AT", [0x00181063, 0x00200013]),
+        (0x00280010, "US", 512), (0x00280030, "DS", ["1"]), (0x00280106, "US", 5), (0x00281201, "OW", b"\x01\x02"),
+        (0x00283006, "US", [1, 2]), (0x00400009, "SH", "SPS1"), (0x00420011, "OB", bytes(range(12))),
+        (0x0040A160, "UT", "some text"), (0x00460044, "FD", [1.5, 2.25]), (0x00700052, "SL", [1, 2]),
+        (0x00701052, "FL", 1.5), (0x00720066, "LO", ["A", "B"]), (0x7FE00010, "OW", b"\x00\x01" * 4),
+        (0x00090010, "LO", "ACME 1.1"), (0x00091001, "LO", "private value"), (0x00091002, "US", 4),
+        (0x00111001, "LO", "orphan"),
+    ]:
+        ds.add_new(tag, vr, value)
+    inner = Dataset()
+    inner.ReferencedSOPInstanceUID = "1.2.3"
+    inner.add_new(0x00091001, "LO", "no creator here")
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "123", "DCM", "Thing"
+    item.ReferencedSOPSequence = [inner]
+    ds.add_new(0x00081032, "SQ", Sequence([item, Dataset()]))
+    ds.add_new(0x00081199, "SQ", Sequence())
+    return ds
+
+
+def test_the_dump_of_every_vr_is_gdcmdumps_whole_text(tmp_path):
+    """Line for line and byte for byte, raw CR/LF/TAB included, against the real gdcmdump."""
+    import warnings
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from dicomscu.output.gdcmdump import dump_lines
+
+    dump = shutil.which("gdcmdump", path="/usr/bin")
+    if dump is None:
+        gdcmscu()  # the same package: required in CI, a skip elsewhere
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (values made wrong on purpose)
+        ds = _every_vr()
+        path = tmp_path / "every-vr.dcm"
+        ds.save_as(path, implicit_vr=True, little_endian=True)
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, True
+        write_dataset(buffer, ds)
+    printed = subprocess.run([dump, str(path)], capture_output=True).stdout.decode("latin-1")
+    theirs = printed.split("# Dicom-Data-Set\n", 1)[1].split("\n", 1)[1].rstrip("\n")  # after its syntax line
+    assert "\n".join(dump_lines(buffer.getvalue())) == theirs

@@ -17,7 +17,12 @@ _CHARSETS = {"utf-8": "ISO_IR 192", "iso8859-1": "ISO_IR 100", "latin-1": "ISO_I
              "iso8859-9": "ISO_IR 148", "ascii": "ISO_IR 100",  # a C/POSIX locale: gdcmscu says Latin-1
              # Latin-9 (ISO_IR 203) has no codec in pydicom: declared as Latin-1, which becomes ISO_IR 192
              # when a value is not Latin-1 (the euro sign), as for a Latin-1 locale
-             "iso8859-15": "ISO_IR 100"}
+             "iso8859-15": "ISO_IR 100",
+             # locales DICOM has no term for: gdcmscu's choices where they are terms (a value outside
+             # Latin-1 is then sent as ISO_IR 192), the right term where gdcmscu misspells it (GB13080)
+             "cp1252": "ISO_IR 100", "koi8-r": "ISO_IR 100", "euc_jp": "ISO_IR 13", "gb18030": "GB18030"}
+#: What gdcmscu declares for a locale it has no term for (its default).
+_FALLBACK = "ISO_IR 100"
 
 
 def locale_codeset(environ: Mapping[str, str] | None = None) -> str:
@@ -30,9 +35,11 @@ def locale_codeset(environ: Mapping[str, str] | None = None) -> str:
     value = next((environ[name] for name in ("LC_ALL", "LC_CTYPE", "LANG") if environ.get(name)), "C")
     if value in ("C", "POSIX"):
         return "ascii"
+    if "." not in value:  # de_DE, de_DE@euro: the C library's default codeset for the name
+        value = locale.normalize(value)
     if "." in value:
         return value.split(".", 1)[1].split("@", 1)[0]
-    return locale.getpreferredencoding(False) or "ascii"
+    return "ascii"  # a name the C library does not know: setlocale fails, and it runs as "C"
 
 
 def charset_from_locale(environ: Mapping[str, str] | None = None) -> str | None:
@@ -42,4 +49,4 @@ def charset_from_locale(environ: Mapping[str, str] | None = None) -> str | None:
         name = codecs.lookup(encoding).name
     except LookupError:
         return None
-    return _CHARSETS.get(name, "ISO_IR 192" if name.startswith("utf") else None)
+    return _CHARSETS.get(name, "ISO_IR 192" if name.startswith("utf") else _FALLBACK)

@@ -55,7 +55,8 @@ def dictionary_VR(tag: int) -> str:
 
 # gdcmscu reads tags with sscanf("%x,%x"), which takes an optional 0x before each number
 _GDCM_FORM = re.compile(r"^\s*(?:0[xX])?([0-9A-Fa-f]{1,4})\s*,\s*(?:0[xX])?([0-9A-Fa-f]{1,4})\s*,(.*)$", re.S)
-_SEGMENT = re.compile(r"^(?:\(?(?:0[xX])?([0-9A-Fa-f]{1,4}),(?:0[xX])?([0-9A-Fa-f]{1,4})\)?|([A-Za-z][A-Za-z0-9]*))"
+# (sscanf's %x skips the spaces before a number: "10, 10" is a tag to gdcmscu, "10 ,10" is not)
+_SEGMENT = re.compile(r"^(?:\(?(?:0[xX])?([0-9A-Fa-f]{1,4}),\s*(?:0[xX])?([0-9A-Fa-f]{1,4})\)?|([A-Za-z][A-Za-z0-9]*))"
                       r"(?:\[(\d+)\])?$")
 _SEGMENT_SPLIT = re.compile(r"\.(?![^()]*\))")
 
