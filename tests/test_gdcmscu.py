@@ -46,6 +46,9 @@ COMMAND_LINES = [
     "--move --studyroot --series -k 20,d=1.2.3 -k 20,e=1.2.3.4 --port-scp 11999",
     "--move --patientroot --patient -k 10,20=ABCD1234 --port-scp 11999",
     "--move --patientroot --image -k 10,20=P -k 20,d=1.2 -k 20,e=1.2.3 -k 8,18=1.2.3.4 --port-scp 11999",
+    "--find --patient --patientroot -k 10,9997=abc",  # a public tag newer than the dictionary: its bytes, as typed
+    "--find --patient --patientroot -k 9,10=ACME -k 9,1001=x",  # a private block
+    "--find --patient --patientroot -k '10, 10=X'",  # a space after the comma, as sscanf reads it
 ]
 LOCALES = ["C", "C.UTF-8"]
 
@@ -530,3 +533,33 @@ def test_the_dump_of_every_vr_is_gdcmdumps_whole_text(tmp_path):
     printed = subprocess.run([dump, str(path)], capture_output=True).stdout.decode("latin-1")
     theirs = printed.split("# Dicom-Data-Set\n", 1)[1].split("\n", 1)[1].rstrip("\n")  # after its syntax line
     assert "\n".join(dump_lines(buffer.getvalue())) == theirs
+
+
+def test_options_are_read_as_gdcmscus_getopt_reads_them(tmp_path):
+    """An option's value is the next argument whatever it looks like (`--call -X`), and under gdcmscu's name
+    an ambiguous abbreviation is warned about, with the same possibilities, and the run goes on."""
+    import sys
+
+    script = Path(sys.executable).parent / "dicomscu"
+    if not script.exists():
+        pytest.skip("no dicomscu console script beside this Python")
+    link = tmp_path / "gdcmscu"
+    link.symlink_to(script)
+    theirs = subprocess.run([gdcmscu(), "--st", "--queryhelp"], capture_output=True, text=True, timeout=30)
+    ours = subprocess.run([str(link), "--st", "--queryhelp"], capture_output=True, text=True, timeout=60)
+    assert ours.returncode == theirs.returncode == 0 and ours.stdout and theirs.stdout
+    (their_warning,) = [line for line in theirs.stderr.splitlines() if "ambiguous" in line]
+    (our_warning,) = [line for line in ours.stderr.splitlines() if "ambiguous" in line]
+    # (getopt names the program as it was called: /usr/bin/gdcmscu here)
+    assert our_warning.split(";")[0] == their_warning.split(";")[0].rsplit("/", 1)[-1] == \
+        "gdcmscu: option '--st' is ambiguous"
+    assert set(re.findall(r"'(--[\w-]+)'", our_warning)) == set(re.findall(r"'(--[\w-]+)'", their_warning))
+    assert run_inprocess("--st", "127.0.0.1", "1").returncode == 2  # dicomscu's own name: a usage error
+    env = {**os.environ, "LC_ALL": "C"}
+    line = ["--find", "--patient", "--patientroot", "--call", "-X", "--aetitle", "-ME", "-k", "10,10"]
+    subprocess.run([gdcmscu(), *line, "--store-query", str(tmp_path / "g.dcm"), "127.0.0.1", "1"], env=env,
+                   capture_output=True, timeout=30)
+    result = run_inprocess(*line, "--store-query", str(tmp_path / "o.dcm"), "127.0.0.1", "1", "--timeout", "1",
+                           environ=env)
+    assert result.returncode == 3 and "connection refused" in result.stderr, result.stderr  # parsed, then sent
+    assert elements(tmp_path / "o.dcm") == elements(tmp_path / "g.dcm")

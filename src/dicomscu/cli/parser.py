@@ -83,12 +83,14 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
     option and goes on without it.
     """
     environ = os.environ if environ is None else environ
+    parser = _build()
+    argv = _as_getopt_reads(parser, list(argv), as_gdcmscu, warn or _stderr)
     if as_gdcmscu:
-        ns, unknown = _build().parse_known_intermixed_args(list(argv))
+        ns, unknown = parser.parse_known_intermixed_args(argv)
         for option in unknown:
             (warn or _stderr)(f"gdcmscu: unrecognized option '{option}' (ignored)")
     else:
-        ns = _build().parse_intermixed_args(list(argv))
+        ns = parser.parse_intermixed_args(argv)
     request = Request(log_level=_log_level(ns), log_file=ns.log_file)
     if ns.help:
         request.action = "help"
@@ -168,6 +170,43 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
     )
     _check_combinations(request)
     return request
+
+
+def _as_getopt_reads(parser: argparse.ArgumentParser, argv: list[str], as_gdcmscu: bool,
+                     warn: Callable[[str], None]) -> list[str]:
+    """`argv` rewritten so that argparse reads it as gdcmscu's getopt_long does: an option that takes a
+    value takes the next argument whatever it looks like (``--call -X`` calls the AE ``-X``); under
+    gdcmscu's name an ambiguous abbreviation is warned about in getopt's words and dropped."""
+    takes_value = {option for action in parser._actions if action.option_strings and action.nargs is None
+                   and not isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                                               argparse._StoreConstAction, argparse._AppendConstAction,
+                                               argparse._CountAction))
+                   for option in action.option_strings}
+    longs = list(dict.fromkeys(option for action in parser._actions for option in action.option_strings
+                               if option.startswith("--")))  # in the option table's order, as getopt lists them
+    out: list[str] = []
+    position = 0
+    while position < len(argv):
+        token = argv[position]
+        position += 1
+        if token == "--":
+            out += argv[position - 1:]
+            break
+        name = token
+        if token.startswith("--") and "=" not in token and token not in longs:
+            matches = [option for option in longs if option.startswith(token)]
+            if len(matches) > 1 and as_gdcmscu:
+                warn(f"gdcmscu: option '{token}' is ambiguous; possibilities: "
+                     + " ".join(f"'{option}'" for option in matches))
+                continue
+            name = matches[0] if len(matches) == 1 else token
+        if name in takes_value and position < len(argv) and argv[position].startswith("-") and argv[position] != "-":
+            value = argv[position]
+            position += 1
+            out.append(f"{name}={value}" if name.startswith("--") else f"{name}{value}")
+            continue
+        out.append(token)
+    return out
 
 
 def _web_target(ns: argparse.Namespace) -> bool:

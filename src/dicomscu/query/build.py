@@ -117,6 +117,9 @@ def _value(key: Key):
         convert = int if key.vr in _INT_VRS else float
         parts = [convert(part) for part in value.split("\\")]
         return parts[0] if len(parts) == 1 else parts
+    if key.vr == "UN":  # a tag the dictionary does not know: the bytes as typed, padded with a NUL as gdcmscu does
+        raw = os.fsencode(value)
+        return raw + b"\0" * (len(raw) % 2)  # (pydicom would write an odd length as it is)
     return value
 
 

@@ -132,11 +132,9 @@ def _step(segment: str, text: str) -> Step:
     try:
         vr = dictionary_VR(tag)
     except KeyError:
-        if not (tag >> 16) & 1:
-            raise UsageError(
-                f"--key '{text}': ({tag >> 16:04X},{tag & 0xFFFF:04X}) is not in the DICOM data dictionary"
-            ) from None
-        vr = "LO"  # a private tag, as gdcmscu takes it: text (its VR is not written in Implicit VR)
+        # a private tag, as gdcmscu takes it: text (its VR is not written in Implicit VR); a public tag newer
+        # than the data dictionary: its bytes as typed (UN), for a peer that knows it
+        vr = "LO" if (tag >> 16) & 1 else "UN"
     if tag >> 16 in (0x0000, 0x0002) or tag >> 16 == 0xFFFE:
         raise UsageError(f"'{text}': command, file meta and item tags cannot be query keys", option="keys")
     return Step(tag, vr.split(" or ")[0], int(item) if item is not None else None)
