@@ -368,6 +368,10 @@ DIFFERENCES = {
                                       None),
     "a value its VR cannot hold refused": ("--find --image --patientroot -k 10,20=P -k 20,d=1 -k 20,e=1 -k 20,13=abc",
                                            lambda f: _raw_value(f, 0x00200013) == b"abc\0", None),
+    "GB18030 spelled as the standard spells it": (
+        "--find --patient --patientroot -k 10,10=Doe",
+        lambda f: pydicom.dcmread(f).SpecificCharacterSet == "GB13080",
+        lambda f: pydicom.dcmread(f).SpecificCharacterSet == "GB18030"),
     "a retrieval sends its keys with values only": (
         "--move --studyroot --series -k 20,d=1.2.3 -k 20,e=1.2.3.4 -k 8,60= --port-scp 11999",
         lambda f: _raw_value(f, 0x00080060) == b"", lambda f: _raw_value(f, 0x00080060) is None),
@@ -379,7 +383,7 @@ def test_each_documented_difference_from_gdcmscu_is_as_documented(tmp_path, name
     """The README lists where dicomscu deliberately departs from gdcmscu: each is checked against the real
     gdcmscu's --store-query file (None: dicomscu refuses the command line, exit 2, and writes nothing)."""
     line, theirs_shows, ours_shows = DIFFERENCES[name]
-    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    env = {**os.environ, "LC_ALL": "zh_CN.GB18030" if name.startswith("GB18030") else "C.UTF-8"}
     theirs, ours = tmp_path / "gdcmscu.dcm", tmp_path / "dicomscu.dcm"
     subprocess.run([gdcmscu(), *shlex.split(line), "--store-query", str(theirs), "127.0.0.1", "1"], env=env,
                    capture_output=True, timeout=30)
