@@ -23,6 +23,7 @@ from dicomscu.query.values import problem
 IMPLICIT = "1.2.840.10008.1.2"
 TEXT_VRS = ["AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"]
 BINARY_VRS = ["US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"]
+BYTE_VRS = ["OB", "OW", "OF", "OD", "OL", "OV"]
 
 
 def _tag_of(vr: str) -> int:
@@ -33,7 +34,7 @@ def _tag_of(vr: str) -> int:
     raise AssertionError(f"no attribute of VR {vr}")
 
 
-TAGS = {vr: _tag_of(vr) for vr in TEXT_VRS + BINARY_VRS}
+TAGS = {vr: _tag_of(vr) for vr in TEXT_VRS + BINARY_VRS + BYTE_VRS}
 SHAPED = {
     "DA": st.from_regex(r"\A\d{8}(-\d{8})?\Z"), "TM": st.from_regex(r"\A\d{2,6}(\.\d{1,6})?\Z"),
     "DT": st.from_regex(r"\A\d{4,14}\Z"), "IS": st.from_regex(r"\A[+-]?\d{1,14}\Z"),
@@ -59,7 +60,7 @@ def _through_everything(vr: str, value: str) -> None:
 
 
 @settings(max_examples=600, deadline=None)
-@given(vr=st.sampled_from(TEXT_VRS + BINARY_VRS), data=st.data())
+@given(vr=st.sampled_from(TEXT_VRS + BINARY_VRS + BYTE_VRS), data=st.data())
 def test_every_value_of_every_vr_is_a_usage_error_or_encodes_and_dumps(vr, data):
     strategy = st.one_of(SHAPED[vr], VALUES) if vr in SHAPED else VALUES
     values = data.draw(st.lists(strategy, min_size=1, max_size=3))

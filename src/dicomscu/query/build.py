@@ -27,6 +27,7 @@ from dicomscu.query.model import MODELS, WORKLIST_DEFAULT_KEYS, Model
 
 _INT_VRS = {"US", "UL", "SS", "SL", "UV", "SV"}
 _FLOAT_VRS = {"FL", "FD"}
+_BYTE_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 def build_query(
     model_name: str | None,
     level: str | None,
@@ -117,7 +118,7 @@ def _value(key: Key):
         convert = int if key.vr in _INT_VRS else float
         parts = [convert(part) for part in value.split("\\")]
         return parts[0] if len(parts) == 1 else parts
-    if key.vr == "UN":  # a tag the dictionary does not know: the bytes as typed, padded with a NUL as gdcmscu does
+    if key.vr in _BYTE_VRS:  # bytes (or a tag the dictionary does not know): as typed, NUL-padded as gdcmscu does
         raw = os.fsencode(value)
         return raw + b"\0" * (len(raw) % 2)  # (pydicom would write an odd length as it is)
     return value
