@@ -115,6 +115,7 @@ def test_patient_level_patient_root(qr, operation, move_port, tmp_path, original
     assert result.returncode == 0, result.stderr
     assert_identical(received(tmp_path), originals, pick(originals, PatientID=ds.PatientID))
     assert not list(tmp_path.rglob("*.part"))
+    assert "stopping: waiting" not in result.stderr  # the peer's routine release is no warning
 
 
 @pytest.mark.parametrize("operation", ["move", "get"])
@@ -361,3 +362,29 @@ def test_progress_callback_counts(qr_orthanc, tmp_path, originals):
     expected = len(pick(originals, StudyInstanceUID=ds.StudyInstanceUID))
     assert report.written == expected and report.completed == expected and report.ok
     assert seen and seen[-1][1] == expected
+
+
+def test_a_routine_c_move_ends_without_a_stopping_warning(tmp_path, dataset_dir):
+    """The peer releases its storage association right after its last C-STORE: our C-MOVE SCP waits for
+    that quietly (it once said "stopping: waiting up to 5 s" after one C-MOVE in three)."""
+    from conftest import run_inprocess
+    from peers import free_port
+
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    move_port = free_port()
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+                               destinations={"ME": ("127.0.0.1", move_port)}))
+    server.start()
+    try:
+        files = sorted((dataset_dir / "small").iterdir())[:3]
+        assert run_inprocess("--store", "127.0.0.1", str(server.config.port), *map(str, files)).returncode == 0
+        patient = pydicom.dcmread(files[0], stop_before_pixels=True).PatientID
+        for attempt in range(12):
+            result = run_dicomscu("--move", "--patient", "--patientroot", "-k", f"10,20={patient}", "127.0.0.1",
+                                  str(server.config.port), "--aetitle", "ME", "--port-scp", str(move_port),
+                                  "-o", str(tmp_path / f"out{attempt}"))
+            assert result.returncode == 0, result.stderr
+            assert "stopping" not in result.stderr, (attempt, result.stderr)
+    finally:
+        server.stop()

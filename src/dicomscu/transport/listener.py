@@ -39,6 +39,9 @@ READ_TIMEOUT = 30.0
 HANDSHAKE_TIMEOUT = 10.0
 #: ARTIM (PS3.8 9.1.5): a connection that has not sent its A-ASSOCIATE-RQ within this long is dropped.
 ARTIM = 10.0
+#: Stopping waits this long for associations to end before saying so (a peer's A-RELEASE after its last
+#: C-STORE of a C-MOVE is routine, not worth a warning).
+QUIET_WAIT = 1.0
 #: The maximum length we advertise for the PDUs we receive.
 MAX_PDU = 1 << 20
 
@@ -142,15 +145,17 @@ class Listener:
 
     def wait(self, grace: float) -> None:
         """Let the associations under way finish within `grace` s, then abort the rest, and join."""
-        deadline = time.monotonic() + grace
-        with self._lock:
-            busy = len(self._channels)
-        if busy:
-            LOGGER.warning("stopping: waiting up to %g s for %d association(s) to finish", grace, busy)
+        started = time.monotonic()
+        deadline = started + grace
+        said = False
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._channels:
-                    break
+                busy = len(self._channels)
+            if not busy:
+                break
+            if not said and time.monotonic() - started >= QUIET_WAIT:  # not an association's ordinary release
+                LOGGER.warning("stopping: waiting up to %g s for %d association(s) to finish", grace, busy)
+                said = True
             time.sleep(0.02)
         with self._lock:
             channels = list(self._channels)
