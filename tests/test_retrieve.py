@@ -11,7 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -388,3 +388,44 @@ def test_a_routine_c_move_ends_without_a_stopping_warning(tmp_path, dataset_dir)
             assert "stopping" not in result.stderr, (attempt, result.stderr)
     finally:
         server.stop()
+
+
+def test_c_get_from_a_server_that_does_not_say_its_syntaxes_names_what_could_not_come(tmp_path):
+    """A server (pynetdicom's, as its qrscp) holding a JPEG Baseline instance answers the survey with the SOP
+    class but no AvailableTransferSyntaxUID: as gdcmscu, Implicit VR LE only is proposed, the instance cannot
+    come, and the summary says why and what to do; with --accept-all-syntaxes it comes, as stored."""
+    from pydicom.data import get_testdata_file
+    from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind
+
+    jpeg = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+
+    def on_find(event):
+        answer = Dataset()
+        answer.QueryRetrieveLevel = "IMAGE"
+        answer.SOPClassUID = jpeg.SOPClassUID
+        answer.SOPInstanceUID = jpeg.SOPInstanceUID
+        yield 0xFF00, answer
+
+    def on_get(event):
+        yield 1
+        yield 0xFF00, jpeg
+
+    ae = AE(ae_title="NOSYNTAX")
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelGet)
+    ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+    ae.add_supported_context(SecondaryCaptureImageStorage, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_GET, on_get), (evt.EVT_C_FIND, on_find)])
+    try:
+        base = ["--get", "--patient", "127.0.0.1", str(port), "-k", "10,20=X"]
+        plain = run_dicomscu(*base, "-o", str(tmp_path / "plain"))
+        every = run_dicomscu(*base, "-o", str(tmp_path / "every"), "--accept-all-syntaxes")
+    finally:
+        server.shutdown()
+    assert plain.returncode != 0 and not list((tmp_path / "plain").rglob("*.dcm"))
+    said = plain.stdout + plain.stderr
+    assert "did not say which transfer syntaxes" in said and "--accept-all-syntaxes" in said, said
+    assert every.returncode == 0, every.stdout + every.stderr
+    (got,) = list((tmp_path / "every").rglob("*.dcm"))
+    assert pydicom.dcmread(got).file_meta.TransferSyntaxUID == jpeg.file_meta.TransferSyntaxUID

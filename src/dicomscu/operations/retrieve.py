@@ -235,12 +235,37 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
         report.refused_classes = [uid for uid in storage if channel.context_for(uid) is None]
         if not learned:
             report.refused_classes = []  # a guess refused says nothing about the instances
-        for identifier in identifiers:
-            command = lambda message_id: dimse.c_get_rq(message_id, sop_class)  # noqa: E731
-            _request(channel, command, identifier, report, on_progress, on_store)
+        accepted = {(context.abstract_syntax, context.transfer_syntax) for context in channel.accepted}
+        try:
+            for identifier in identifiers:
+                command = lambda message_id: dimse.c_get_rq(message_id, sop_class)  # noqa: E731
+                _request(channel, command, identifier, report, on_progress, on_store)
+        finally:
+            if report.failed:
+                report.advice = _get_advice(learned, accepted, options)
     report.seconds = time.perf_counter() - started
     _raise_on_failure(report)
     return report
+
+
+def _get_advice(learned: dict[str, set[str]], accepted: set[tuple[str, str]], options: RetrieveOptions) -> str:
+    """Why C-GET sub-operations may have failed, from what the survey learned and what was negotiated: the
+    (SOP class, transfer syntax) pairs the server holds with no storage context to come in, named."""
+    from pydicom.uid import UID
+
+    missing = sorted((uid, syntax) for uid, syntaxes in learned.items() for syntax in syntaxes
+                     if (uid, syntax) not in accepted)
+    hint = "" if options.accept_all_syntaxes else \
+        " (as gdcmscu, only Implicit VR Little Endian is proposed: add --accept-all-syntaxes to take instances " \
+        "as they are stored)"
+    if missing:
+        shown = "; ".join(f"{UID(uid).name} in {UID(syntax).name}" for uid, syntax in missing[:6])
+        more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        return f" - the server holds {shown}{more}, which no accepted storage context takes{hint}"
+    if learned and not any(learned.values()):
+        return (" - the server did not say which transfer syntaxes it holds (no AvailableTransferSyntaxUID): an "
+                "instance it cannot convert to a syntax proposed fails" + hint)
+    return ""
 
 
 def _storage_contexts(storage: list[str], learned: dict[str, set[str]], options: RetrieveOptions) -> list:
