@@ -24,10 +24,12 @@ from typing import Iterable, Iterator
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from dicomscu.files.instances import discard
 from dicomscu.files.probe import BadFile, probe
 from dicomscu.server.matching import RANGE_VRS, WILDCARD_VRS, matches
+from dicomscu.server.stored_keys import all_match, read_stored, returned, stored_keys
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
@@ -88,14 +90,16 @@ class Match:
     """One answer of a query: the index rows of the instances under it, and the identifier to return,
     built from them only when asked for (a page of answers costs its page, an offset skips for free)."""
 
-    def __init__(self, request: Dataset, level: str, rows: list[dict[str, str]]) -> None:
+    def __init__(self, request: Dataset, level: str, rows: list[dict[str, str]], stored: Dataset | None = None) -> None:
         self._request = request
         self.level = level
         self.rows = rows
+        #: The keys the index does not hold, read from the stored instance that stands for this answer.
+        self.stored = stored
 
     @functools.cached_property
     def identifier(self) -> Dataset:
-        return _answer(self._request, self.level, self.rows)
+        return _answer(self._request, self.level, self.rows, self.stored)
 
     @property
     def paths(self) -> list[str]:
@@ -349,6 +353,8 @@ class Index:
             return
         depth = LEVELS.index(level)
         keys, aggregated, prefilter = _plan(identifier, depth)
+        extra = stored_keys(identifier, ATTRIBUTES)  # matched and answered from a stored file (stored_keys)
+        storage = os.path.dirname(os.path.abspath(self.path))
         unique_column = ATTRIBUTES[UNIQUE[level]][0]
         clauses = " AND ".join(f"{column} IN ({', '.join('?' for _ in values)})"
                                for column, values in prefilter.items())
@@ -367,8 +373,11 @@ class Index:
                 if group and (row is None or row[unique_column] != group[0][unique_column]):
                     # a study matches an aggregated key when any of its instances does (multi-valued attribute)
                     if all(any(matches(vr, text, r[column]) for r in group) for column, vr, text in aggregated):
-                        with budget.paused():
-                            yield Match(identifier, level, group)
+                        stored = read_stored(os.path.join(storage, group[0]["path"]), extra) if extra else None
+                        if not extra or (stored is not None and all_match(extra, stored)) or (
+                                stored is None and not any(_has_value(key) for key in extra)):
+                            with budget.paused():
+                                yield Match(identifier, level, group, stored)
                     group = []
                 if row is not None and all(matches(vr, text, row[column]) for column, vr, text in keys):
                     group.append(row)
@@ -443,8 +452,14 @@ def _text(value) -> str:
     return str(value)
 
 
-def _answer(identifier: Dataset, level: str, rows: list[dict[str, str]]) -> Dataset:
-    """The response identifier: every requested key filled from the rows (empty if unknown)."""
+def _has_value(key) -> bool:
+    """Whether `key` constrains a match (it fails against an instance that lacks the attribute)."""
+    return not all_match([key], Dataset())
+
+
+def _answer(identifier: Dataset, level: str, rows: list[dict[str, str]], stored: Dataset | None = None) -> Dataset:
+    """The response identifier: every requested key filled from the rows, or from `stored` for the keys the
+    index does not hold (empty when unknown)."""
     first = rows[0]
     depth = LEVELS.index(level)
     answer = Dataset()
@@ -460,6 +475,11 @@ def _answer(identifier: Dataset, level: str, rows: list[dict[str, str]]) -> Data
         if value is None and keyword in ATTRIBUTES:
             column, where, _ = ATTRIBUTES[keyword]
             value = first[column] if LEVELS.index(where) <= depth else ""
+        elif value is None and stored is not None:
+            value = returned(element, stored)
+        if element.VR == "SQ":
+            answer.add_new(element.tag, "SQ", value if isinstance(value, Sequence) else Sequence())
+            continue
         answer.add_new(element.tag, element.VR, value if value not in (None, "") else None)
     if "QueryRetrieveLevel" not in answer:
         answer.QueryRetrieveLevel = level
