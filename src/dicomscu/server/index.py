@@ -28,7 +28,7 @@ from pydicom.sequence import Sequence
 
 from dicomscu.files.instances import discard
 from dicomscu.files.probe import BadFile, probe
-from dicomscu.server.matching import RANGE_VRS, WILDCARD_VRS, matches
+from dicomscu.server.matching import RANGE_VRS, WILDCARD_VRS, key_text, matches
 from dicomscu.server.stored_keys import all_match, read_stored, returned, stored_keys
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -395,14 +395,14 @@ def _plan(identifier: Dataset, depth: int):
         keyword = element.keyword
         if keyword in AGGREGATED and depth <= LEVELS.index("STUDY"):
             column, vr = AGGREGATED[keyword]
-            aggregated.append((column, vr, _text(element.value)))
+            aggregated.append((column, vr, key_text(element.value)))
             continue
         if keyword not in ATTRIBUTES:
             continue
         column, where, vr = ATTRIBUTES[keyword]
         if LEVELS.index(where) > depth:
             continue  # keys below the query level are not matched (hierarchical model)
-        text = _text(element.value)
+        text = key_text(element.value)
         keys.append((column, vr, text))
         exact = _exact_values(vr, text)
         if exact:
@@ -442,14 +442,6 @@ class _Budget:
             yield
         finally:
             self._since = time.monotonic()
-
-
-def _text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
 
 
 def _has_value(key) -> bool:

@@ -17,6 +17,15 @@ RANGE_VRS = frozenset({"DA", "TM", "DT"})
 WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 
 
+def key_text(value) -> str:
+    """A key's (or a stored attribute's) value as matching reads it: multi-values joined by backslashes."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
 def matches(vr: str, key: str, value: str | None) -> bool:
     """Does the stored `value` match the query `key` (both text)?"""
     key = key.strip() if vr != "PN" else key.rstrip()

@@ -25,7 +25,7 @@ from typing import Iterable
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicomscu.server.matching import matches
+from dicomscu.server.matching import key_text, matches
 
 LOGGER = logging.getLogger("dicomscu.server")
 
@@ -71,7 +71,7 @@ def _element_matches(key, stored: Dataset) -> bool:
         stored_items = list(found.value) if found is not None and found.VR == "SQ" and found.value else []
         # each key item needs one stored item matching all its keys (one key item: C.2.2.2.6)
         return all(any(all_match(list(item), candidate) for candidate in stored_items) for item in wanted)
-    text = _text(key.value)
+    text = key_text(key.value)
     if text in ("", "*"):
         return True
     found = stored.get(key.tag)
@@ -81,7 +81,7 @@ def _element_matches(key, stored: Dataset) -> bool:
 
 def _has_values(item: Dataset) -> bool:
     return any((element.VR == "SQ" and any(_has_values(sub) for sub in element.value or []))
-               or (element.VR != "SQ" and _text(element.value) not in ("", "*")) for element in item)
+               or (element.VR != "SQ" and key_text(element.value) not in ("", "*")) for element in item)
 
 
 def returned(key, stored: Dataset | None):
@@ -104,14 +104,6 @@ def returned(key, stored: Dataset | None):
             item.add_new(sub.tag, sub.VR, value if value not in ("",) else None)
         items.append(item)
     return Sequence(items)
-
-
-def _text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
 
 
 def _values(value) -> list[str]:
