@@ -122,7 +122,7 @@ class Orthanc:
     DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 
     def __init__(self, workdir: Path, aetitle: str = "ORTHANC", modalities: dict | None = None,
-                 dicomweb: bool = False) -> None:
+                 dicomweb: bool = False, **settings) -> None:
         self.dicom_port = free_port()
         self.http_port = free_port()
         self.aetitle = aetitle
@@ -146,6 +146,7 @@ class Orthanc:
             "DicomWeb": {"Enable": dicomweb, "Root": "/dicom-web/"},
             "StableAge": 1,
             "ConcurrentJobs": 2,
+            **settings,  # (any other Orthanc setting, e.g. DicomScpTimeout)
         }
         path = workdir / "orthanc.json"
         path.write_text(json.dumps(config, indent=2))
