@@ -24,6 +24,12 @@ if [ "$(locale -a 2>/dev/null | grep -ciE '^(en_US.utf8|de_DE.iso88591|de_DE@eur
     done
     $SUDO locale-gen >/dev/null
 fi
+# Node peers (dcmjs-dimse, a third DIMSE implementation): Debian's Node.js when there is none, then npm
+if ! command -v npm >/dev/null; then
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q nodejs npm
+fi
+[ -d tests/node/node_modules/dcmjs-dimse ] || npm install --prefix tests/node --no-audit --no-fund --silent
 python3 -m pip install -q -e '.[test]'
 python3 -m mypy src/dicomscu   # the package ships py.typed: its types are checked, not hoped for
 python3 -m pytest "$@"
