@@ -429,3 +429,49 @@ def test_c_get_from_a_server_that_does_not_say_its_syntaxes_names_what_could_not
     assert every.returncode == 0, every.stdout + every.stderr
     (got,) = list((tmp_path / "every").rglob("*.dcm"))
     assert pydicom.dcmread(got).file_meta.TransferSyntaxUID == jpeg.file_meta.TransferSyntaxUID
+
+
+def test_c_get_spreads_over_associations_when_127_contexts_do_not_fit(tmp_path):
+    """A study of 130 SOP classes (65 kept in Explicit VR Big Endian, 65 in Little Endian): more storage
+    contexts than one association holds.  C-GET finds the instances, groups them so that each group fits,
+    and retrieves each group over an association of its own: every instance comes, and with
+    --accept-all-syntaxes each in the syntax it is kept in."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import generate_uid
+
+    from peers import free_port
+
+    from dicomscu.server.pacs import Pacs, ServerConfig
+    from dicomscu.storage_classes import STORAGE_UIDS
+
+    study, series = generate_uid(), generate_uid()
+    sent = tmp_path / "sent"
+    sent.mkdir()
+    kept_in = {}
+    for number, sop_class in enumerate(list(STORAGE_UIDS)[:130]):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        big = number % 2 == 0
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.2" if big else "1.2.840.10008.1.2.1"
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, generate_uid()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID, ds.Modality = study, series, "MANY", "OT"
+        ds.InstanceNumber = number + 1
+        ds.save_as(sent / f"{number}.dcm", enforce_file_format=True, little_endian=not big, implicit_vr=False)
+        kept_in[ds.SOPInstanceUID] = ds.file_meta.TransferSyntaxUID
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server.start()
+    try:
+        base = ["127.0.0.1", str(server.config.port)]
+        stored = run_dicomscu("--store", *base, str(sent), "--accept-all-syntaxes")
+        assert stored.returncode == 0, stored.stdout + stored.stderr
+        got = {}
+        for mode, extra in (("as-stored", ["--accept-all-syntaxes"]), ("implicit", [])):
+            result = run_dicomscu("--get", "--study", "--studyroot", *base, "-k", f"20,d={study}",
+                                  "-o", str(tmp_path / mode), *extra)
+            assert result.returncode == 0, result.stdout + result.stderr
+            got[mode] = {ds.SOPInstanceUID: ds.file_meta.TransferSyntaxUID
+                         for ds in map(pydicom.dcmread, (tmp_path / mode).rglob("*.dcm"))}
+    finally:
+        server.stop()
+    assert got["as-stored"] == kept_in
+    assert set(got["implicit"]) == set(kept_in) and set(got["implicit"].values()) == {"1.2.840.10008.1.2"}

@@ -219,6 +219,18 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
     identifiers = identifiers_for(peer, query, options, report, "C-GET", identifiers)
     report.scope = Scope.of(identifiers)
     learned = survey_classes(peer, query, identifiers) if identifiers else {}
+    if _contexts_needed(learned, options) > MAX_STORAGE_CONTEXTS:
+        report = _get_spread(peer, query, options, on_progress, identifiers, report)
+    else:
+        _get_over(peer, query, options, identifiers, learned, report, on_progress)
+    report.seconds = time.perf_counter() - started
+    _raise_on_failure(report)
+    return report
+
+
+def _get_over(peer: Peer, query: Query, options: RetrieveOptions, identifiers: list, learned: dict[str, set[str]],
+              report: RetrieveReport, on_progress: Progress | None) -> None:
+    """C-GET `identifiers` over one association whose storage contexts take what `learned` says comes."""
     writer = InstanceWriter(options.output, options.layout, options.tag)
     sop_class = _service_class(query, "get")
     contexts = [Proposal(sop_class, _request_syntaxes(options))]
@@ -243,9 +255,69 @@ def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progres
         finally:
             if report.failed:
                 report.advice = _get_advice(learned, accepted, options)
-    report.seconds = time.perf_counter() - started
-    _raise_on_failure(report)
-    return report
+
+
+def _contexts_needed(learned: dict[str, set[str]], options: RetrieveOptions) -> int:
+    """Storage contexts for every (class, syntax) the survey found to come as it is: one per class (Implicit VR
+    LE only, as gdcmscu), or with --accept-all-syntaxes one per syntax each class is held in."""
+    if not options.accept_all_syntaxes:
+        return len(learned)
+    return sum(max(1, len(syntaxes)) for syntaxes in learned.values())
+
+
+def _get_spread(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None,
+                identifiers: list, report: RetrieveReport) -> RetrieveReport:
+    """More (class, syntax) pairs than one association's 127 storage contexts: the instances are found one by
+    one (an IMAGE-level C-FIND under each identifier), grouped so that each group's pairs fit, and each group
+    is retrieved by its own SOP Instance UIDs over an association of its own; one combined report."""
+    from pydicom.dataset import Dataset
+
+    from dicomscu.operations.find import find_each
+
+    wanted = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "AvailableTransferSyntaxUID"]
+    if query.model.name == "patientroot":
+        wanted.insert(0, "PatientID")
+    found: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+
+    def on_answer(answer) -> None:
+        values = _answer_values(answer, wanted)
+        syntax = values["AvailableTransferSyntaxUID"] if options.accept_all_syntaxes else ""
+        where = tuple(values.get(keyword, "") for keyword in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID"))
+        found.setdefault((values["SOPClassUID"], syntax if valid_uid(syntax) else ""), []).append(
+            (*where, values["SOPInstanceUID"]))
+
+    find_each(peer, [_query_below(query, identifier, "IMAGE", wanted) for identifier in identifiers],
+              on_answer=on_answer, raw=True)
+    keys = sorted(found)
+    groups = [keys[start:start + MAX_STORAGE_CONTEXTS] for start in range(0, len(keys), MAX_STORAGE_CONTEXTS)]
+    LOGGER.info("C-GET: %d (class, syntax) pair(s) need %d associations", len(keys), len(groups))
+    parts = [RetrieveReport(peer, "C-GET") for _ in groups]
+
+    def progress(_part) -> None:
+        if on_progress is not None:
+            on_progress(combine(peer, parts))
+
+    for group, part in zip(groups, parts):
+        learned: dict[str, set[str]] = {}
+        series: dict[tuple[str, str, str], list[str]] = {}
+        for uid, syntax in group:
+            learned.setdefault(uid, set()).update([syntax] if syntax else [])
+            for patient, study, series_uid, instance in found[(uid, syntax)]:
+                series.setdefault((patient, study, series_uid), []).append(instance)
+        chunks = []
+        for (patient, study, series_uid), instances in series.items():
+            for start in range(0, len(instances), UIDS_PER_REQUEST):
+                item = Dataset()
+                item.QueryRetrieveLevel = "IMAGE"
+                if query.model.name == "patientroot":
+                    item.PatientID = patient
+                item.StudyInstanceUID, item.SeriesInstanceUID = study, series_uid
+                item.SOPInstanceUID = instances[start:start + UIDS_PER_REQUEST]
+                chunks.append(item)
+        _get_over(peer, query, options, chunks, learned, part, progress)
+    total = combine(peer, parts)
+    total.scope, total.already_present = report.scope, report.already_present
+    return total
 
 
 def _get_advice(learned: dict[str, set[str]], accepted: set[tuple[str, str]], options: RetrieveOptions) -> str:
@@ -329,7 +401,7 @@ def survey_classes(peer: Peer, query: Query, identifiers: list[Dataset]) -> dict
         LOGGER.info("no SOP class survey (%s): proposing the full list", exc)
         return {}
     found.pop("", None)
-    return found if len(found) <= MAX_STORAGE_CONTEXTS else {}
+    return found
 
 
 def _keys_of(identifier) -> list[str]:
