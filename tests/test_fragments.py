@@ -77,3 +77,36 @@ def test_an_odd_fragment_is_padded_on_send_and_store(tmp_path):
 def _elements(dataset) -> list:
     """(tag, VR, value) of every element but the pixel data (whose fragment was padded on purpose)."""
     return [(element.tag, element.VR, element.value) for element in dataset if element.tag != 0x7FE00010]
+
+
+def test_a_spooled_instance_with_an_odd_fragment_is_padded_when_kept(tmp_path):
+    """A data set past 8 MiB goes to its file as it arrives (a spool): its odd fragment is padded by a copy of
+    that file, as a data set received in memory is, and the rest is kept byte for byte."""
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    path = tmp_path / "odd.dcm"
+    original = _odd_jpeg(path)
+    data = path.read_bytes()
+    info = probe(data)
+    big = struct.pack("<HH2sH", 0x0009, 0x0010, b"LO", 4) + b"ACME"  # a private block of 9 MiB before the pixels
+    big += struct.pack("<HH2sHL", 0x0009, 0x1001, b"OB", 0, 9 << 20) + bytes(9 << 20)
+    pixels_at = data.index(struct.pack("<HH", 0x7FE0, 0x0010) + b"OB")
+    dataset = data[info.dataset_offset:pixels_at] + big + data[pixels_at:]
+    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server.start()
+    try:
+        spool = server.spool(original.SOPClassUID, original.SOPInstanceUID, info.transfer_syntax)
+        for start in range(0, len(dataset), 1 << 16):  # as the protocol core writes a data set's fragments
+            spool.write(memoryview(dataset)[start:start + (1 << 16)])
+        assert server.store(original.SOPClassUID, original.SOPInstanceUID, spool, info.transfer_syntax) == 0
+        kept = server.resolve(server.index.path_of(original.SOPInstanceUID))
+    finally:
+        server.stop()
+    stored = open(kept, "rb").read()
+    stored_info = probe(stored)
+    stored_dataset = memoryview(stored)[stored_info.dataset_offset:]
+    assert not odd_fragments(stored_dataset, stored_info.transfer_syntax)
+    assert bytes(stored_dataset[:pixels_at - info.dataset_offset + len(big)]) == dataset[:pixels_at - info.dataset_offset + len(big)]
+    copy = pydicom.dcmread(kept)
+    assert numpy.array_equal(copy.pixel_array, original.pixel_array) and len(copy[0x00091001].value) == 9 << 20
+    assert not [p for p in (tmp_path / "storage").rglob("*.part")]

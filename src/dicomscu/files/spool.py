@@ -91,6 +91,35 @@ class Spool:
                 except BufferError:  # a view still held somewhere (an exception's frame): closed when freed
                     pass
 
+    def with_even_fragments(self, offsets: list[int], little: bool) -> "Spool":
+        """A new spool beside this one holding the same file with the pixel data fragments whose item headers
+        are at `offsets` (in the data set) padded to an even length with one NUL (PS3.5 A.4), copied by reads
+        (file pages are no part of our memory); see :func:`~dicomscu.files.probe.even_fragments`."""
+        import struct
+
+        order = "<" if little else ">"
+        copy = Spool(os.path.dirname(self.path))
+        copy.header_length = self.header_length
+        with open(self.path, "rb") as source:
+
+            def copy_until(end: int) -> None:
+                while source.tell() < end and copy.error is None:
+                    block = source.read(min(1 << 20, end - source.tell()))
+                    if not block:
+                        break
+                    copy.write(memoryview(block))
+
+            for offset in sorted(offsets):
+                copy_until(self.header_length + offset + 4)
+                (length,) = struct.unpack(order + "L", source.read(4))
+                copy.write(memoryview(struct.pack(order + "L", length + 1)))
+                copy_until(source.tell() + length)
+                copy.write(memoryview(b"\0"))
+            copy_until(os.fstat(source.fileno()).st_size)
+        copy.size -= self.header_length  # (the header counted in size is not data set: as for this spool)
+        copy.finish()
+        return copy
+
     def place(self, path: str) -> None:
         """Rename the file to `path` (its folders made): the instance is stored."""
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -222,8 +222,18 @@ class Pacs:
                 return 0xA700  # Refused: out of resources
             with spool.mapped() as dataset:
                 row, status = self._checked_row(dataset, sop_class, sop_instance, syntax)
+                odd = odd_fragments(dataset, syntax) if row is not None and syntax not in uids.CONVERTIBLE_SYNTAXES \
+                    else []
             if row is None:
                 return status
+            if odd:  # padded as an instance received in memory is (PS3.5 A.4), by a copy of the file
+                padded = spool.with_even_fragments(odd, syntax != uids.EXPLICIT_VR_BE)
+                spool.discard()
+                spool = padded
+                if spool.error is not None:
+                    LOGGER.error("cannot store %s: %s", sop_instance, spool.error)
+                    return 0xA700
+                _padded(sop_instance, len(odd))
             return self._keep(row, sop_instance, spool.place)
         finally:
             spool.discard()  # refused, or failed: the temporary file goes (once placed there is none)
@@ -312,7 +322,7 @@ class Pacs:
 def _with_even_fragments(data, syntax: str, sop_instance: str):
     """A received (whole, checked) data set with odd-length pixel data fragments padded before it is kept
     (PS3.5 A.4), so that it goes on as peers require; logged.  (A data set spooled to its file as it arrived,
-    past 8 MiB, is kept as received and padded when it is sent.)"""
+    past 8 MiB, is padded by a copy of its file: :meth:`~dicomscu.files.spool.Spool.with_even_fragments`.)"""
     if syntax in uids.CONVERTIBLE_SYNTAXES:
         return data  # native pixel data: no fragments
     odd = odd_fragments(data, syntax)
