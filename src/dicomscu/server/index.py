@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE INDEX IF NOT EXISTS by_patient ON instances (patient_id);
 CREATE INDEX IF NOT EXISTS by_study ON instances (study_uid);
 CREATE INDEX IF NOT EXISTS by_series ON instances (series_uid);
+CREATE INDEX IF NOT EXISTS by_accession ON instances (accession_number);
+CREATE INDEX IF NOT EXISTS by_study_date ON instances (study_date);
 """
 
 _INSERT = f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
@@ -356,15 +358,14 @@ class Index:
         extra = stored_keys(identifier, ATTRIBUTES)  # matched and answered from a stored file (stored_keys)
         storage = os.path.dirname(os.path.abspath(self.path))
         unique_column = ATTRIBUTES[UNIQUE[level]][0]
-        clauses = " AND ".join(f"{column} IN ({', '.join('?' for _ in values)})"
-                               for column, values in prefilter.items())
-        sql = (f"SELECT {', '.join(COLUMNS)} FROM instances" + (f" WHERE {clauses}" if clauses else "")
+        sql = (f"SELECT {', '.join(COLUMNS)} FROM instances"
+               + (f" WHERE {' AND '.join(clause for clause, _ in prefilter)}" if prefilter else "")
                + f" ORDER BY {unique_column}")
         budget = _Budget(seconds)
         reader = sqlite3.connect(self.path, check_same_thread=False)
         try:
             reader.execute("PRAGMA query_only=1")
-            cursor = reader.execute(sql, [value for values in prefilter.values() for value in values])
+            cursor = reader.execute(sql, [value for _, values in prefilter for value in values])
             group: list[dict[str, str]] = []
             for number, values in enumerate(itertools.chain(cursor, [None])):
                 if number % 1024 == 0:
@@ -386,11 +387,12 @@ class Index:
 
 
 def _plan(identifier: Dataset, depth: int):
-    """(keys matched on each row, study-level keys matched over a study's rows, SQL prefilter: column ->
-    the values one of which it must equal) of a query at level ``LEVELS[depth]``."""
+    """(keys matched on each row, study-level keys matched over a study's rows, SQL prefilter: (clause, its
+    parameters) each) of a query at level ``LEVELS[depth]``.  The prefilter selects a superset of the rows
+    the matching rules accept (:func:`_prefilter`); the rules decide."""
     keys = []
     aggregated = []
-    prefilter: dict[str, list[str]] = {}
+    prefilter: list[tuple[str, list[str]]] = []
     for element in identifier:
         keyword = element.keyword
         if keyword in AGGREGATED and depth <= LEVELS.index("STUDY"):
@@ -404,23 +406,41 @@ def _plan(identifier: Dataset, depth: int):
             continue  # keys below the query level are not matched (hierarchical model)
         text = key_text(element.value)
         keys.append((column, vr, text))
-        exact = _exact_values(vr, text)
-        if exact:
-            prefilter[column] = exact
+        clause = _prefilter(column, vr, text)
+        if clause is not None:
+            prefilter.append(clause)
     return keys, aggregated, prefilter
 
 
-def _exact_values(vr: str, key: str) -> list[str] | None:
-    """The values a stored one must equal to match `key` (what SQL can select on an index), or None when
-    the key matches otherwise (universally, by wildcard, range or ignoring case): the rule of
-    :func:`~dicomscu.server.matching.matches`, whose verdict on every row still decides."""
-    key = key.strip()
-    if key in ("", "*") or vr == "PN" or (vr in RANGE_VRS and "-" in key):
+def _prefilter(column: str, vr: str, key: str) -> tuple[str, list[str]] | None:
+    """An SQL condition that every row :func:`~dicomscu.server.matching.matches` accepts for `key` meets (it
+    may let through more: the rules decide), or None when SQL cannot narrow it safely.
+
+    Single values and lists: equality (``IN``); a date range (DA): ``BETWEEN``, with the values that hold
+    another character than a digit left to the rules; an ASCII wildcard: ``LIKE`` (which ignores ASCII case:
+    a superset for the case-sensitive VRs, the rule itself for person names), with the values that hold more
+    than printable ASCII left to the rules (a name's case folds beyond ASCII: "ß" is "ss")."""
+    key = key.strip() if vr != "PN" else key.rstrip()
+    if key in ("", "*"):
         return None
+    if vr in RANGE_VRS and "-" in key:
+        if vr != "DA":
+            return None  # times and date-times compare after padding: the rules only
+        low, _, high = (part.strip() for part in key.partition("-"))
+        if not all(part.isdigit() or not part for part in (low, high)):
+            return None
+        return f"({column} BETWEEN ? AND ? OR {column} GLOB '*[^0-9]*')", [low, high or "~"]
     if vr in WILDCARD_VRS and ("*" in key or "?" in key):
-        return None
+        if not key.isascii():
+            return None  # LIKE ignores the case of ASCII letters only
+        pattern = "".join("%" if c == "*" else "_" if c == "?" else "\\" + c if c in "%_\\" else c for c in key)
+        return f"({column} LIKE ? ESCAPE '\\' OR {column} GLOB '*[^ -~]*')", [pattern]
+    if vr == "PN":
+        return None  # compared ignoring case, beyond ASCII too
     values = sorted({part.strip() for part in key.split("\\")}) if vr == "UI" else key.split("\\")
-    return values if len(values) <= _MOST_SQL_VALUES else None
+    if len(values) > _MOST_SQL_VALUES:
+        return None
+    return f"{column} IN ({', '.join('?' for _ in values)})", values
 
 
 class _Budget:
