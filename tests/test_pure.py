@@ -214,3 +214,24 @@ def test_an_interrupt_waits_for_a_safe_point_inside_a_deferred_region():
         with interrupts.deferred():
             interrupts.deliver(KeyboardInterrupt())
     interrupts.check()  # nothing left pending
+
+
+def test_an_interrupt_swallowed_on_its_way_is_raised_again_at_the_next_safe_point():
+    """A Ctrl-C raised while C code runs (an extension module being imported) can be cleared by that code: it
+    stays pending until the code that handles it acknowledges it, so that the next safe point raises it."""
+    import pytest
+
+    from dicomscu.transport import interrupts
+
+    try:
+        interrupts.deliver(KeyboardInterrupt())  # raised at once ...
+    except KeyboardInterrupt:
+        pass  # ... and swallowed, as C code that clears errors would
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.check()  # the next safe point: not lost
+    interrupts.check()  # raised once: nothing left
+    try:
+        interrupts.deliver(KeyboardInterrupt())
+    except KeyboardInterrupt:
+        interrupts.acknowledge()  # handled (a C-CANCEL sent, say): its cleanup's safe points go on
+    interrupts.check()

@@ -83,6 +83,7 @@ def main(argv: Sequence[str] | None = None, as_gdcmscu: bool = False, env: Envir
             env.err(f"Try '{command} --help' for more information.")
         return exc.exit_code
     except KeyboardInterrupt as exc:
+        interrupts.acknowledge()
         stopped = Stopped(exc)
         _error(env, str(stopped))
         return stopped.exit_code

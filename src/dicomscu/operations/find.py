@@ -23,6 +23,7 @@ from dicomscu.query.identifier import Query
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.messages import Message
 from dicomscu.protocol.negotiation import Proposal
+from dicomscu.transport import interrupts
 from dicomscu.transport.association import associate
 from dicomscu.transport.channel import Channel
 from dicomscu.transport.peer import Peer
@@ -153,6 +154,8 @@ def answers(channel: Channel, query: Query, report: FindReport,
     finally:
         if not finished and channel.active:  # the consumer stopped early, or Ctrl-C
             in_flight = sys.exc_info()[1]
+            if isinstance(in_flight, KeyboardInterrupt):
+                interrupts.acknowledge()  # handled here: the C-CANCEL's own waits must not raise it again
             try:
                 _cancel(channel, context.context_id, message_id)
             except DicomscuError as exc:

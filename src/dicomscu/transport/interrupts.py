@@ -8,7 +8,9 @@ fragment before its command set", once in a few runs).  So the command line's
 signal handlers call :func:`deliver`: outside a :func:`deferred` region the
 interrupt is raised at once, as before; inside one (a link reading and parsing,
 main thread only) it waits for the region's next :func:`check`, which the link
-makes before each wait for data, at most :data:`SLICE` seconds apart.
+makes before each wait for data, at most :data:`SLICE` seconds apart.  An interrupt raised at once
+stays pending until it is acknowledged (:func:`acknowledge`), so that one swallowed on its way (C code
+that clears the error it meets, as an extension module's import can) is raised again at the next safe point.
 
 Start-up is one such region (:func:`hold_start_up`, from the installed command's first
 instruction, :mod:`dicomscu.launch`): an interrupt during the imports and the parsing
@@ -30,12 +32,24 @@ _starting = False  # hold_start_up() was called and end_start_up() not yet
 
 
 def deliver(interrupt: BaseException) -> None:
-    """From a signal handler: raise `interrupt` now, or at the deferred region's next safe point."""
+    """From a signal handler: raise `interrupt` now, or at the deferred region's next safe point.
+
+    Raised now, it is also kept pending until the code that catches it says so (:func:`acknowledge`): an
+    exception raised from a signal handler while C code runs (an extension module being imported, say)
+    can be cleared by that code, and the next safe point then raises it again; a Ctrl-C is never lost."""
     global _pending
-    if _depth and threading.current_thread() is threading.main_thread():
+    main = threading.current_thread() is threading.main_thread()
+    if main:
         _pending = _pending or interrupt
+    if _depth and main:
         return
     raise interrupt
+
+
+def acknowledge() -> None:
+    """The interrupt in flight has reached code that handles it: no safe point raises it again."""
+    global _pending
+    _pending = None
 
 
 def deferring() -> bool:
