@@ -86,3 +86,14 @@ def test_retry_after_never_outlives_the_timeout(scripted):
                           "--format", "json", timeout=120)
     assert time.monotonic() - started < 20, "Retry-After: 3600 was honoured whole"
     assert result.returncode == 0 and len(json.loads(result.stdout)) == 1100, result.stderr
+
+
+def test_a_token_on_the_command_line_is_refused_without_being_repeated():
+    """`--token SECRET` is no abbreviation of --token-file (which would print the secret as a file name that
+    cannot be read): it is refused, pointing to --token-file and DICOMSCU_TOKEN, and the secret is not shown."""
+    from conftest import run_inprocess
+
+    for argv in (["--token", "tok-secret-123"], ["--token=tok-secret-123"]):
+        result = run_inprocess("--find", "https://pacs.example.org/dicom-web", *argv)
+        assert result.returncode == 2 and "--token-file" in result.stderr and "DICOMSCU_TOKEN" in result.stderr
+        assert "tok-secret-123" not in result.stdout + result.stderr

@@ -192,6 +192,10 @@ def _as_getopt_reads(parser: argparse.ArgumentParser, argv: list[str], as_gdcmsc
         if token == "--":
             out += argv[position - 1:]
             break
+        if token.split("=", 1)[0] == "--token":  # not an abbreviation of --token-file: a secret, never echoed
+            raise UsageError("--token: a token is never taken from the command line (ps and the shell's history "
+                             "would show it): put it in a file for --token-file FILE, or in DICOMSCU_TOKEN "
+                             "(the value given is not repeated here)")
         name = token
         if token.startswith("--") and "=" not in token and token not in longs:
             matches = [option for option in longs if option.startswith(token)]
