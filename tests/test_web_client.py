@@ -97,3 +97,69 @@ def test_a_token_on_the_command_line_is_refused_without_being_repeated():
         result = run_inprocess("--find", "https://pacs.example.org/dicom-web", *argv)
         assert result.returncode == 2 and "--token-file" in result.stderr and "DICOMSCU_TOKEN" in result.stderr
         assert "tok-secret-123" not in result.stdout + result.stderr
+
+
+class StowScripted(http.server.BaseHTTPRequestHandler):
+    """STOW-RS: `/busy` answers 503 (Retry-After: 0) to the first POST, `/moved` redirects it (307) to
+    `/busy`; each POST body that arrives is kept."""
+
+    protocol_version = "HTTP/1.1"
+    bodies: list = []
+    busy_once: set = set()
+
+    def log_message(self, format, *args) -> None:
+        return
+
+    def do_POST(self) -> None:
+        body = self._body()
+        path = urlsplit(self.path).path
+        if path.startswith("/moved"):
+            return self._answer(307, b"", {"Location": "/busy/studies"})
+        if path.startswith("/busy") and "busy" not in self.busy_once:
+            self.busy_once.add("busy")
+            return self._answer(503, b"busy", {"Retry-After": "0"})
+        self.bodies.append(body)  # (the answer names the one instance the test sends)
+        answer = {"00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": [self.server.uid]}}]}}
+        self._answer(200, json.dumps(answer).encode(), {"Content-Type": "application/dicom+json"})
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _answer(self, status: int, body: bytes, headers: dict) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("where", ["busy", "moved"])
+def test_a_stow_retried_or_redirected_sends_the_whole_body_again(tmp_path, dataset_dir, where):
+    """A 503 (then 200) and a 307 redirect: the request goes again with every part, and the file is
+    stored once, not failed by an empty retry."""
+    import pydicom
+
+    path = sorted((dataset_dir / "small").iterdir())[0]
+    StowScripted.bodies, StowScripted.busy_once = [], set()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), StowScripted)
+    server.uid = pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = run_dicomscu("--store", f"http://127.0.0.1:{server.server_address[1]}/{where}", str(path),
+                              "--timeout", "10")
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 of 1 file(s) stored" in result.stdout, result.stdout
+    (body,) = StowScripted.bodies
+    assert path.read_bytes() in body

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from dicomscu.errors import AssociationRejected, ConnectionFailed, OperationFailed, PeerTimeout, UnknownHost, UsageError
 from dicomscu.transport.peer import TLS, Timeouts
@@ -102,12 +103,14 @@ class WebService:
 
     def request(self, method: str, path: str, *, fields: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
                 headers: Mapping[str, str] | None = None, body: Any = None, stream: bool = False,
-                accept: tuple[int, ...] = (), what: str = "request"):
+                accept: tuple[int, ...] = (), what: str = "request", body_again: Callable[[], Any] | None = None):
         """The response to `method` `path` (below the base URL); raises a DicomscuError for any failure
         (an HTTP status of 400 or more not in `accept`).
 
         With `stream` the body is left unread (``response.stream()``); release it with
-        ``response.release_conn()``.
+        ``response.release_conn()``.  A streamed `body` (an iterable) cannot be sent twice: urllib3 would
+        retry a 503 or follow a 307/308 with an empty body.  So such a request is retried, and redirected,
+        here, with a new body from `body_again` (without it, the 503 or the redirect is the answer).
         """
         from urllib3.exceptions import (
             ConnectTimeoutError,
@@ -126,11 +129,24 @@ class WebService:
 
             url += "?" + urlencode(list(fields.items()) if isinstance(fields, Mapping) else list(fields))
         all_headers = {**self._auth, **(headers or {})}
+        streamed = body is not None and not isinstance(body, (bytes, str))
         LOGGER.debug("%s %s", method, url)  # never the headers: they hold the credentials
         try:
-            response = self._pool.request(method, url, headers=all_headers, body=body,
-                                          preload_content=not stream, chunked=body is not None and
-                                          not isinstance(body, (bytes, str)))
+            for attempt in range(RETRIES + 1):
+                response = self._pool.request(method, url, headers=all_headers, body=body,
+                                              preload_content=not stream, chunked=streamed,
+                                              retries=False if streamed else None)
+                again = response.status in (307, 308) or (response.status in (429, 503) and attempt < RETRIES)
+                if not (streamed and body_again is not None and again):
+                    break
+                if response.status in (307, 308):
+                    from urllib.parse import urljoin
+
+                    url = urljoin(url, response.headers.get("Location") or url)
+                else:
+                    time.sleep(self._retry_wait(response, attempt))
+                response.drain_conn()
+                body = body_again()  # the same files, read again from the start
         except MaxRetryError as exc:
             raise self._failure(exc.reason or exc, what) from None
         except (NameResolutionError, NewConnectionError, ConnectTimeoutError, ReadTimeoutError, SSLError,
@@ -141,6 +157,14 @@ class WebService:
         if response.status >= 400 and response.status not in accept:
             raise self._status_error(response, what)
         return response
+
+    def _retry_wait(self, response, attempt: int) -> float:
+        """Seconds before retrying a streamed request: the server's Retry-After, else a backoff, capped as
+        urllib3's retries are (:func:`_capped_retry`)."""
+        cap = min(MAX_RETRY_AFTER, self.peer.timeouts.network)
+        wanted = (response.headers.get("Retry-After") or "").strip()
+        seconds = float(wanted) if wanted.replace(".", "", 1).isdigit() else 0.5 * 2 ** attempt
+        return min(seconds, cap)
 
     def _failure(self, exc, what: str) -> Exception:
         from urllib3.exceptions import (

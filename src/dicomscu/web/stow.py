@@ -122,9 +122,13 @@ def store(peer: WebPeer, paths: Sequence[str], *, recursive: bool = False,
             sent: dict[str, tuple[str, DicomFile, int]] = {}
             headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary.decode()}',
                        "Accept": "application/dicom+json"}
+            def again():  # the same parts, for a retry or a redirect: what was said of each file is not said twice
+                sent.clear()
+                return _body(batch, boundary, sent, lambda result: None, journal)
+
             try:
                 response = service.request("POST", "/studies", body=_body(batch, boundary, sent, emit, journal),
-                                           headers=headers, accept=(409,), what="STOW-RS store")
+                                           headers=headers, accept=(409,), what="STOW-RS store", body_again=again)
                 answer = json.loads(response.data) if response.data else {}
             except (DicomscuError, ValueError) as exc:
                 error = exc if isinstance(exc, DicomscuError) else OperationFailed(
