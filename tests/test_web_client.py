@@ -163,3 +163,42 @@ def test_a_stow_retried_or_redirected_sends_the_whole_body_again(tmp_path, datas
     assert "1 of 1 file(s) stored" in result.stdout, result.stdout
     (body,) = StowScripted.bodies
     assert path.read_bytes() in body
+
+
+class WadoTwice(http.server.BaseHTTPRequestHandler):
+    """WADO-RS of a study: the same instance twice in one multipart answer."""
+
+    protocol_version = "HTTP/1.1"
+    part: bytes = b""
+
+    def log_message(self, format, *args) -> None:
+        return
+
+    def do_GET(self) -> None:
+        boundary = "twice"
+        one = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + self.part + b"\r\n"
+        body = one + one + f"--{boundary}--\r\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", f'multipart/related; type="application/dicom"; boundary={boundary}')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_an_instance_sent_twice_is_written_and_counted_once(tmp_path, dataset_dir):
+    import pydicom
+
+    path = sorted((dataset_dir / "small").iterdir())[0]
+    study = pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID
+    WadoTwice.part = path.read_bytes()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), WadoTwice)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = run_dicomscu("--get", f"http://127.0.0.1:{server.server_address[1]}/dicom-web", "-k",
+                              f"StudyInstanceUID={study}", "-o", str(tmp_path / "out"), "--format", "json")
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert document["written"] == 1 and document["completed"] == 1, document
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1

@@ -10,6 +10,7 @@ or not DICOM, leaves no file and is counted failed.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Iterable, Iterator, NamedTuple
@@ -24,6 +25,8 @@ from dicomscu.operations.fanout import fan_out
 from dicomscu.operations.retrieval import RetrieveOptions, RetrieveReport, Scope, combine
 from dicomscu.operations.status import Status
 from dicomscu.web.service import WebPeer, WebService
+
+LOGGER = logging.getLogger("dicomscu")
 
 #: Bytes asked of the response per read.
 CHUNK = 256 * 1024
@@ -205,16 +208,37 @@ def _keep(part: Spool, writer: InstanceWriter, report: RetrieveReport) -> None:
         with part.mapped() as view:
             info = probe(view, read=(PATIENT_ID, STUDY_UID, SERIES_UID))  # proven whole, and its names
         values = info.values
+        digest = _digest(part.path)
+        earlier = report.received.get(info.sop_instance)
+        if earlier is not None:  # the server sent this instance already: written (and counted) once
+            part.discard()
+            if earlier != digest:
+                LOGGER.warning("the server sent two different data sets as SOP Instance %s: the first is kept",
+                               info.sop_instance)
+                report.conflicting += 1
+            return
         part.place(writer.path_for(info.sop_instance, values[PATIENT_ID], values[STUDY_UID], values[SERIES_UID]))
     except (BadFile, OSError, BufferError) as exc:
         part.discard()
         report.failed += 1
         report.write_errors.append(f"a WADO-RS part: {exc}")
         return
+    report.received[info.sop_instance] = digest
     report.completed += 1
     report.written += 1
     if report.scope and not report.scope.contains(values[STUDY_UID], values[SERIES_UID]):
         report.outside += 1
+
+
+def _digest(path: str) -> bytes:
+    """SHA-1 of a received file, read in blocks (its pages never all in memory at once)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.digest()
 
 
 def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=None, jobs: int = 1) -> RetrieveReport:
