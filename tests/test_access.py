@@ -316,3 +316,32 @@ def _big_instance(uid: str, seed: int, numpy):
     dataset.PhotometricInterpretation = "MONOCHROME2"
     dataset.PixelData = numpy.full((1732, 1732), seed, "<u2").tobytes()  # 6 MB
     return dataset
+
+
+def test_stow_rs_to_a_study_keeps_only_that_studys_instances_and_answers_retrieve_urls(tmp_path, instance_files):
+    """PS3.18 10.5: POST /studies/{S} refuses an instance of another study (0xA900, with its UIDs) and stores
+    the rest; /studies/not-a-uid is a bad request; stored instances are answered with their RetrieveURL, the
+    answer with the study's."""
+    originals = [pydicom.dcmread(path, stop_before_pixels=True) for path in instance_files]
+    study = originals[0].StudyInstanceUID
+    other = tmp_path / "other-study.dcm"
+    changed = pydicom.dcmread(instance_files[0])
+    changed.StudyInstanceUID, changed.SOPInstanceUID = "1.2.826.0.1.3680043.10.1137.9.9", "1.2.826.0.1.3680043.10.1137.9.10"
+    changed.save_as(other)
+    with Server(tmp_path) as server:
+        body, headers = _stow_body(instance_files[0], other)
+        status, _, answer = server.request("POST", f"/studies/{study}", headers, body)
+        assert status == 202, answer
+        document = json.loads(answer)
+        (failed,) = document["00081198"]["Value"]
+        assert failed["00081155"]["Value"] == ["1.2.826.0.1.3680043.10.1137.9.10"] and failed["00081197"]["Value"] == [0xA900]
+        (stored,) = document["00081199"]["Value"]
+        url = stored["00081190"]["Value"][0]
+        assert url.endswith(f"/dicom-web/studies/{study}/series/{originals[0].SeriesInstanceUID}/instances/"
+                            f"{originals[0].SOPInstanceUID}") and url.startswith("http://127.0.0.1:")
+        assert document["00081190"]["Value"] == [f"http://127.0.0.1:{server.pacs.http_port}/dicom-web/studies/{study}"]
+        assert server.pacs.index.path_of("1.2.826.0.1.3680043.10.1137.9.10") is None  # never stored
+        assert server.request("POST", "/studies/not-a-uid", headers, body)[0] == 400
+        status, _, answer = server.request("GET", url[url.index("/dicom-web") + len("/dicom-web"):],
+                                           {"Accept": 'multipart/related; type="application/dicom"'})
+        assert status == 200  # the RetrieveURL retrieves the instance

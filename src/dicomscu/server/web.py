@@ -46,6 +46,7 @@ from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 from dicomscu import uids
+from dicomscu.files.instances import SERIES_UID, STUDY_UID
 from dicomscu.files.probe import BadFile, DicomFile, file_to_send, probe, valid_uid
 from dicomscu.files.spool import Spool
 from dicomscu.operations.provider import SPILL_OVER
@@ -77,6 +78,7 @@ DEFAULT_FIELDS = {
 }
 #: STOW-RS answer tags: Referenced/Failed SOP Sequence, Referenced SOP Class/Instance UID, Failure Reason.
 _REFERENCED, _FAILED, _CLASS, _INSTANCE, _REASON = "00081199", "00081198", "00081150", "00081155", "00081197"
+_RETRIEVE_URL = "00081190"
 
 
 class HttpError(Exception):
@@ -265,6 +267,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             segments, _ = self._route()
             if segments[:1] != ["studies"] or len(segments) > 2:
                 raise HttpError(404, "STOW-RS takes POST /studies")
+            if len(segments) == 2:
+                _check_uid(segments[1])  # PS3.18 10.5: a study that is no UID is a bad request
             self._stow(segments[1] if len(segments) == 2 else None)
         except HttpError as exc:
             self._error(exc.status, str(exc), exc.headers)
@@ -438,12 +442,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 for kind, value in reader.feed(chunk):
                     if kind == "part":
                         if part is not None:
-                            self._store_part(part, referenced, failed)
+                            self._store_part(part, referenced, failed, study)
                         part = _Part(self.pacs.storage, self.pacs.config.max_size)
                     elif kind == "data" and part is not None:
                         part.write(value)  # type: ignore[arg-type]
                     elif kind == "end" and part is not None:
-                        self._store_part(part, referenced, failed)
+                        self._store_part(part, referenced, failed, study)
                         part = None
         except MultipartError as exc:
             raise HttpError(400, f"not a valid multipart body: {exc}") from None
@@ -452,9 +456,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 part.discard()
         if not reader.done:
             raise HttpError(400, "the multipart body ended before its closing boundary")
-        if study is not None:
-            LOGGER.info("STOW-RS to study %s (instances are stored under their own study UID)", study)
         document: dict = {}
+        studies = {url.split("/series/")[0] for item in referenced for url in item[_RETRIEVE_URL]["Value"]}
+        if study is not None or len(studies) == 1:  # PS3.18 10.5.3: the study the instances were stored in
+            document[_RETRIEVE_URL] = {"vr": "UR", "Value": [f"{self._base()}/studies/{study}" if study
+                                                            else studies.pop()]}
         if referenced:
             document[_REFERENCED] = {"vr": "SQ", "Value": referenced}
         if failed:
@@ -497,9 +503,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                      f"after {BODY_GRACE_SECONDS:g} s at least {BODY_BYTES_PER_SECOND} bytes/s)")
             yield data
 
-    def _store_part(self, part: "_Part", referenced: list, failed: list) -> None:
+    def _store_part(self, part: "_Part", referenced: list, failed: list, study: str | None) -> None:
         """Store one part, a whole DICOM file, as a C-STORE's data set is stored; its answer item goes to
-        `referenced` or `failed`."""
+        `referenced` (with its RetrieveURL) or `failed` (with its UIDs, when it has them, and the reason).
+        Posted to a study, an instance of another study is refused (PS3.18 10.5, 0xA900) and not stored."""
         try:
             if part.too_big or part.error is not None:
                 if part.error is not None:
@@ -512,14 +519,34 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 LOGGER.warning("STOW-RS part refused: %s", exc)
                 failed.append({_REASON: {"vr": "US", "Value": [0xC000]}})
                 return
+            item = {_CLASS: {"vr": "UI", "Value": [info.sop_class]},
+                    _INSTANCE: {"vr": "UI", "Value": [info.sop_instance]}}
+            its_study, its_series = info.values.get(STUDY_UID, ""), info.values.get(SERIES_UID, "")
+            if study is not None and its_study != study:
+                LOGGER.warning("STOW-RS to study %s refused %s: it belongs to study %s", study, info.sop_instance,
+                               _printable(its_study))
+                if isinstance(data, Spool):
+                    data.discard()
+                failed.append({**item, _REASON: {"vr": "US", "Value": [0xA900]}})
+                return
             status = self.pacs.store(info.sop_class, info.sop_instance, data, info.transfer_syntax)
         finally:
             part.discard()
-        item = {_CLASS: {"vr": "UI", "Value": [info.sop_class]}, _INSTANCE: {"vr": "UI", "Value": [info.sop_instance]}}
         if status == 0x0000:
-            referenced.append(item)
+            url = f"{self._base()}/studies/{its_study}/series/{its_series}/instances/{info.sop_instance}"
+            referenced.append({**item, _RETRIEVE_URL: {"vr": "UR", "Value": [url]}})
         else:
             failed.append({**item, _REASON: {"vr": "US", "Value": [status]}})
+
+    def _base(self) -> str:
+        """This service's URL as the client reached it (for RetrieveURLs)."""
+        address = self.server.server_address
+        ours = f"{address[0]}:{address[1]}"  # type: ignore[index]
+        host = self.headers.get("Host") or ours
+        if not all(c.isalnum() or c in ".-:[]_" for c in host):
+            host = ours  # (a forged Host)
+        scheme = "https" if getattr(self.server, "ssl_context", None) is not None else "http"
+        return f"{scheme}://{host}{ROOT}"
 
 
 class _Part:
@@ -560,10 +587,10 @@ class _Part:
         """(what the file is, its data set: bytes, or for a spilled part a spool holding the data set
         under a file meta made from it, as a C-STORE's); raises BadFile when the part is no whole file."""
         if self._spool is None:
-            info = probe(self._memory)
+            info = probe(self._memory, read=(STUDY_UID, SERIES_UID))
             return info, memoryview(self._memory)[info.dataset_offset:]
         with self._spool.mapped() as whole:  # proving it whole reads the element headers only
-            info = probe(whole)
+            info = probe(whole, read=(STUDY_UID, SERIES_UID))
         instance = Spool.for_instance(self._storage, info.sop_class, info.sop_instance, info.transfer_syntax)
         with open(self._spool.path, "rb") as source:  # copied by reads: file pages are no part of our memory
             source.seek(info.dataset_offset)
