@@ -345,3 +345,43 @@ def test_stow_rs_to_a_study_keeps_only_that_studys_instances_and_answers_retriev
         status, _, answer = server.request("GET", url[url.index("/dicom-web") + len("/dicom-web"):],
                                            {"Accept": 'multipart/related; type="application/dicom"'})
         assert status == 200  # the RetrieveURL retrieves the instance
+
+
+def test_a_browser_can_call_it_preflight_cors_and_head(tmp_path, instance_files):
+    """A viewer on another origin: the preflight (OPTIONS, no credentials) is answered for an origin allowed
+    (--http-cors, or by default a page from this machine), every answer names the origin, HEAD gives a GET's
+    status and headers without its body; an origin not allowed gets no CORS header (the browser blocks it)."""
+    token_file = tmp_path / "tokens"
+    token_file.write_text(TOKEN + "\n")
+    viewer = "https://viewer.example.org"
+    with Server(tmp_path, http_cors=(viewer,), http_credentials=Credentials.from_file(str(token_file))) as server:
+        body, headers = _stow_body(*instance_files)
+        assert server.request("POST", "/studies", {**headers, "Authorization": f"Bearer {TOKEN}"}, body)[0] == 200
+        preflight = {"Origin": viewer, "Access-Control-Request-Method": "GET",
+                     "Access-Control-Request-Headers": "authorization"}
+        status, answer_headers, _ = server.request("OPTIONS", "/studies", preflight)
+        assert status == 204 and answer_headers["Access-Control-Allow-Origin"] == viewer
+        assert "Authorization" in answer_headers["Access-Control-Allow-Headers"]
+        assert "GET" in answer_headers["Access-Control-Allow-Methods"]
+        status, answer_headers, body = server.request("GET", "/studies", {"Origin": viewer,
+                                                                         "Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and answer_headers["Access-Control-Allow-Origin"] == viewer and json.loads(body)
+        status, answer_headers, _ = server.request("GET", "/studies", {"Origin": "https://evil.example"})
+        assert status == 401 and "Access-Control-Allow-Origin" not in answer_headers
+        status, answer_headers, _ = server.request("OPTIONS", "/studies", {**preflight, "Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in answer_headers
+        connection = http.client.HTTPConnection("127.0.0.1", server.pacs.http_port, timeout=20)
+        try:  # HEAD, then a GET on the same connection: the HEAD's answer had no body
+            connection.request("HEAD", "/dicom-web/studies", headers={"Authorization": f"Bearer {TOKEN}"})
+            head = connection.getresponse()
+            assert head.status == 200 and head.read() == b""
+            connection.request("GET", "/dicom-web/studies", headers={"Authorization": f"Bearer {TOKEN}"})
+            get = connection.getresponse()
+            assert get.status == 200 and json.loads(get.read())
+        finally:
+            connection.close()
+    with Server(tmp_path / "default") as server:  # no --http-cors: pages from this machine only
+        local = server.request("GET", "/studies", {"Origin": "http://localhost:3000"})[1]
+        remote = server.request("GET", "/studies", {"Origin": viewer})[1]
+        assert local.get("Access-Control-Allow-Origin") == "http://localhost:3000"
+        assert "Access-Control-Allow-Origin" not in remote

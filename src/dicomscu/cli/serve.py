@@ -45,6 +45,9 @@ a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
                          HTTP connections one client address may hold at once (default 32);
                          one more is answered 503 and closed. Request headers must arrive
                          within 10 s, a body at 8 KiB/s or faster after its first 30 s.
+  --http-cors ORIGIN     A web page origin (https://viewer.example.org) whose scripts may read the
+                         DICOMweb answers (CORS, repeatable; * for any). Default: pages served from
+                         this machine (localhost, 127.0.0.1). OPTIONS and HEAD are answered.
   --read-only            Store nothing: C-STORE is answered 0x0124 (not authorized), STOW-RS 403.
   --reindex              Rebuild the index from the files in DIR, then serve.
   --tls-cert FILE, --tls-key FILE
@@ -87,6 +90,7 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
     p.add_argument("--http-bind", default="127.0.0.1")
     p.add_argument("--http-token-file")
     p.add_argument("--http-connections-per-client", default="32")
+    p.add_argument("--http-cors", action="append", default=[])
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
@@ -117,6 +121,7 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
         http_bind=ns.http_bind.strip(),
         http_credentials=Credentials.from_file(ns.http_token_file) if ns.http_token_file else Credentials(),
         read_only=ns.read_only,
+        http_cors=tuple(origin.strip().rstrip("/") for origin in ns.http_cors),
         http_per_client=_positive(_int(ns.http_connections_per_client, "--http-connections-per-client"),
                                   "--http-connections-per-client"),
     )

@@ -81,6 +81,8 @@ class ServerConfig:
     read_only: bool = False
     #: HTTP connections one client address may hold at once; one more is answered 503 and closed.
     http_per_client: int = 32
+    #: Web page origins that may read DICOMweb answers (CORS; ``*``: any); none: pages from this machine.
+    http_cors: tuple[str, ...] = ()
 
     @property
     def access(self) -> AccessPolicy:

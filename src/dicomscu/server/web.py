@@ -211,10 +211,45 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._header_timer = threading.Timer(HEADER_SECONDS, self._too_slow)
         self._header_timer.daemon = True
         self._header_timer.start()
+        self._head_only = False
+        self.wfile = getattr(self, "_real_wfile", self.wfile)  # (a HEAD before, on this connection)
         try:
             super().handle_one_request()
         finally:
             self._header_timer.cancel()
+
+    # -- browsers: CORS, OPTIONS, HEAD --------------------------------------------------------------------
+    def end_headers(self) -> None:
+        """Every answer says which origin may read it (CORS); a HEAD's answer ends with its headers."""
+        headers = getattr(self, "headers", None)  # (none yet when the request line itself is refused)
+        origin = headers.get("Origin") if headers is not None else None
+        if origin and getattr(self, "command", "") != "OPTIONS" and _origin_allowed(origin, self.pacs.config.http_cors):
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Access-Control-Expose-Headers", "Warning, Content-Type, Content-Length, Location")
+            self.send_header("Vary", "Origin")
+        super().end_headers()
+        if getattr(self, "_head_only", False):
+            self._real_wfile, self.wfile = self.wfile, _Discard()  # type: ignore[assignment]
+
+    def do_OPTIONS(self) -> None:
+        """The methods of the service, and a CORS preflight's answer for an origin allowed (no credentials
+        are asked of a preflight: the request that follows carries them)."""
+        self.send_response(204)
+        self.send_header("Allow", "GET, HEAD, POST, OPTIONS")
+        origin = self.headers.get("Origin")
+        if origin and _origin_allowed(origin, self.pacs.config.http_cors):
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
+            self.send_header("Access-Control-Allow-Headers", "Authorization, Accept, Content-Type")
+            self.send_header("Access-Control-Max-Age", "600")
+            self.send_header("Vary", "Origin")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        """A GET's status and headers, without its body."""
+        self._head_only = True
+        self.do_GET()
 
     def parse_request(self) -> bool:
         parsed = super().parse_request()
@@ -602,6 +637,25 @@ class _Part:
         self._memory = bytearray()
         if self._spool is not None:
             self._spool.discard()
+
+
+class _Discard:
+    """Where a HEAD's body goes."""
+
+    def write(self, data) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    """Whether a browser page from `origin` may read the answers: one of `allowed` (``--http-cors``; ``*``: any),
+    or, when none is given, a page served from this machine (localhost, 127.0.0.1, [::1], any port)."""
+    if allowed:
+        return "*" in allowed or origin in allowed
+    host = urlsplit(origin).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1")
 
 
 def _qido_json(match) -> bytes:
