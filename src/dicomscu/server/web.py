@@ -15,6 +15,9 @@ Under ``/dicom-web``:
   (``dicomscu[compressed]``), else sent only in its own (206 when some instances cannot
   be sent as asked, 406 when none can); a file that cannot be read or decoded cuts the
   answer short (logged), so that no client takes it for the whole resource;
+* WADO-RS for viewers (:mod:`dicomscu.server.viewer`): ``.../metadata`` at study, series and instance
+  level (DICOM JSON, the pixel data and large values by BulkDataURI) and
+  ``/studies/{s}/series/{se}/instances/{i}/frames/{list}``;
 * STOW-RS: ``POST /studies``, a multipart request (with a Content-Length or chunked),
   each part stored exactly as a C-STORE's data set is (same checks, same index),
   answered with the Referenced and Failed SOP Sequences (200, 202 or 409).
@@ -288,6 +291,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             segments, query = self._route()
             if segments and segments[-1] in _RESOURCE_LEVELS and len(segments) % 2 == 1:
                 self._qido(segments, query)
+            elif segments[:1] == ["studies"] and segments[-1:] == ["metadata"] and len(segments) in (3, 5, 7) and \
+                    segments[2:3] in ([], ["series"], ["metadata"]) and segments[4:5] in ([], ["instances"], ["metadata"]):
+                self._metadata(segments[1:-1:2])
+            elif segments[:1] == ["studies"] and len(segments) == 8 and segments[2] == "series" and \
+                    segments[4] == "instances" and segments[6] == "frames":
+                self._frames(segments[1:6:2], segments[7])
             elif segments[:1] == ["studies"] and len(segments) in (2, 4, 6) and \
                     segments[2:3] in ([], ["series"]) and segments[4:5] in ([], ["instances"]):
                 self._wado(segments[1::2])
@@ -397,21 +406,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     # -- WADO-RS ---------------------------------------------------------------------------------------
     def _wado(self, uids: list[str]) -> None:
-        from pydicom.dataset import Dataset
-
-        for uid in uids:
-            _check_uid(uid)
-        level = LEVELS[len(uids)]  # STUDY, SERIES or IMAGE
-        identifier = Dataset()
-        identifier.QueryRetrieveLevel = level
-        for uid, keyword in zip(uids, ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
-            setattr(identifier, keyword, uid)
-        _, found = self.pacs.matches(identifier)
-        if found is None:
-            raise HttpError(503, "the query ran past its deadline")
-        rows = [row for match in found for row in match.rows]
-        if not rows:
-            raise HttpError(404, f"no such {UNIQUE[level]} {uids[-1]}")
+        rows = self._rows(uids)
         accepted = accepted_syntaxes(self.headers.get("Accept"))
         plan = [(row["path"], syntax_to_send(row["transfer_syntax"], accepted)) for row in rows]
         sendable = [(path, syntax) for path, syntax in plan if syntax is not None]
@@ -440,6 +435,68 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._chunk(b"\r\n")
         self._chunk(f"--{boundary}--\r\n".encode())
         self.wfile.write(b"0\r\n\r\n")
+
+    def _rows(self, uids: list[str]) -> list[dict]:
+        """The index rows of the study, series or instance that `uids` name (404 when none)."""
+        from pydicom.dataset import Dataset
+
+        for uid in uids:
+            _check_uid(uid)
+        level = LEVELS[len(uids)]
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = level
+        for uid, keyword in zip(uids, ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
+            setattr(identifier, keyword, uid)
+        _, found = self.pacs.matches(identifier)
+        if found is None:
+            raise HttpError(503, "the query ran past its deadline")
+        rows = [row for match in found for row in match.rows]
+        if not rows:
+            raise HttpError(404, f"no such {UNIQUE[level]} {uids[-1]}")
+        return rows
+
+    def _metadata(self, uids: list[str]) -> None:
+        """WADO-RS metadata (PS3.18 10.4.1.1.2): each instance as DICOM JSON, its large values as BulkDataURIs."""
+        from dicomscu.server.viewer import instance_metadata, metadata_json
+
+        documents = []
+        for row in self._rows(uids):
+            url = (f"{self._base()}/studies/{row['study_uid']}/series/{row['series_uid']}/instances/"
+                   f"{row['sop_uid']}")
+            try:
+                documents.append(instance_metadata(self.pacs.resolve(row["path"]), url))
+            except Exception as exc:  # a file gone or broken: named in the log, left out of the answer
+                LOGGER.error("metadata: cannot read %s: %s: %s", self.pacs.resolve(row["path"]), type(exc).__name__,
+                             exc)
+                raise HttpError(500, f"instance {row['sop_uid']} cannot be read (named in serve's log)") from None
+        self._json(200, documents)
+
+    def _frames(self, uids: list[str], numbers_text: str) -> None:
+        """WADO-RS frames (PS3.18 10.4.1.1.3): a multipart answer of the frames asked for (1-based)."""
+        from dicomscu.server.viewer import ViewerError, frames
+
+        try:
+            numbers = [int(number) for number in numbers_text.split(",")]
+        except ValueError:
+            raise HttpError(400, f"{_printable(numbers_text[:40])!r} is not a list of frame numbers") from None
+        (row,) = self._rows(uids)
+        stored = self.pacs.read_instance(row["path"])
+        if stored is None:
+            raise HttpError(500, f"instance {row['sop_uid']} cannot be read (named in serve's log)")
+        info, data = stored
+        try:
+            parts = frames(data, info.dataset_offset, info.transfer_syntax, numbers,
+                           accepted_syntaxes(self.headers.get("Accept")))
+        except ViewerError as exc:
+            raise HttpError(exc.status, str(exc)) from None
+        boundary = os.urandom(12).hex()
+        body = b"".join(f"--{boundary}\r\nContent-Type: {part.content_type}\r\n\r\n".encode() + part.data + b"\r\n"
+                        for part in parts) + f"--{boundary}--\r\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", f'multipart/related; type="application/octet-stream"; boundary={boundary}')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _instance(self, path: str, syntax: str) -> bytes | None:
         """A stored file as a whole file in `syntax`; None (logged, naming the file) when it cannot be read

@@ -1,0 +1,105 @@
+"""serve as a viewer's backend: WADO-RS metadata and frames (PS3.18 10.4), checked against pydicom's reading of
+the same files: single- and multi-frame, native little and big endian, 1-bit, and JPEG kept compressed."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.encaps import generate_frames
+
+from test_access import Server, _stow_body
+
+FILES = ["CT_small.dcm", "emri_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_jpeg_dcmtk.dcm", "liver_1frame.dcm"]
+
+
+@pytest.fixture(scope="module")
+def viewer_server(tmp_path_factory):
+    paths = [Path(get_testdata_file(name)) for name in FILES]
+    with Server(tmp_path_factory.mktemp("viewer")) as server:
+        body, headers = _stow_body(*paths)
+        status, _, answer = server.request("POST", "/studies", headers, body)
+        assert status == 200, answer
+        yield server, {pydicom.dcmread(path).SOPInstanceUID: path for path in paths}
+
+
+def _parts(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
+    boundary = re.search(r"boundary=([^;]+)", content_type).group(1).strip('"')  # type: ignore[union-attr]
+    pieces = body.split(b"--" + boundary.encode())[1:-1]
+    parts = []
+    for piece in pieces:
+        head, _, data = piece.partition(b"\r\n\r\n")
+        parts.append((head.decode().strip(), data[:-2]))
+    return parts
+
+
+def _url_path(ds) -> str:
+    return f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+
+
+def test_series_metadata_is_each_instance_as_dicom_json_with_pixels_by_reference(viewer_server):
+    server, originals = viewer_server
+    for uid, path in originals.items():
+        ds = pydicom.dcmread(path)
+        series = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata"
+        status, headers, body = server.request("GET", series)
+        assert status == 200 and headers["Content-Type"] == "application/dicom+json"
+        (document,) = [item for item in json.loads(body) if item["00080018"]["Value"] == [uid]]
+        pixel = document["7FE00010"]
+        assert "InlineBinary" not in pixel and pixel["BulkDataURI"].endswith(_url_path(ds) + "/frames/1")
+        expected = pydicom.dcmread(path, stop_before_pixels=True)
+        assert pydicom.Dataset.from_json({k: v for k, v in document.items() if k != "7FE00010"}) == expected
+
+
+def _expected_frames(path: Path) -> list[bytes]:
+    ds = pydicom.dcmread(path)
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    if ds.BitsAllocated == 1:
+        bits = numpy.unpackbits(numpy.frombuffer(ds.PixelData, numpy.uint8), bitorder="little")
+        size = ds.Rows * ds.Columns
+        return [numpy.packbits(bits[n * size:(n + 1) * size], bitorder="little").tobytes() for n in range(count)]
+    array = ds.pixel_array if count > 1 else ds.pixel_array[None, ...]
+    return [numpy.ascontiguousarray(frame).astype(frame.dtype.newbyteorder("<")).tobytes() for frame in array]
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_frames_are_pydicoms_pixels_little_endian(viewer_server, name):
+    server, originals = viewer_server
+    path = Path(get_testdata_file(name))
+    ds = pydicom.dcmread(path)
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    asked = sorted({1, count, (count + 1) // 2})
+    status, headers, body = server.request("GET", _url_path(ds) + "/frames/" + ",".join(map(str, asked)),
+                                           {"Accept": 'multipart/related; type="application/octet-stream"'})
+    assert status == 200, body[:300]
+    parts = _parts(body, headers["Content-Type"])
+    expected = _expected_frames(path)
+    assert [data for _, data in parts] == [expected[n - 1] for n in asked]
+    assert all("transfer-syntax=1.2.840.10008.1.2.1" in head for head, _ in parts)
+
+
+def test_compressed_frames_come_as_stored_when_any_syntax_is_accepted(viewer_server):
+    server, _ = viewer_server
+    path = Path(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    ds = pydicom.dcmread(path)
+    status, headers, body = server.request(
+        "GET", _url_path(ds) + "/frames/1",
+        {"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'})
+    assert status == 200
+    ((head, data),) = _parts(body, headers["Content-Type"])
+    assert data == next(generate_frames(ds.PixelData, number_of_frames=1))
+    assert f"transfer-syntax={ds.file_meta.TransferSyntaxUID}" in head
+
+
+def test_frames_that_do_not_exist_or_are_not_numbers(viewer_server):
+    server, _ = viewer_server
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    assert server.request("GET", _url_path(ds) + "/frames/2")[0] == 404
+    assert server.request("GET", _url_path(ds) + "/frames/0")[0] == 404
+    assert server.request("GET", _url_path(ds) + "/frames/one")[0] == 400
+    assert server.request("GET", f"/studies/{ds.StudyInstanceUID}/series/1.2.3/metadata")[0] == 404
