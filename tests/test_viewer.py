@@ -103,3 +103,25 @@ def test_frames_that_do_not_exist_or_are_not_numbers(viewer_server):
     assert server.request("GET", _url_path(ds) + "/frames/0")[0] == 404
     assert server.request("GET", _url_path(ds) + "/frames/one")[0] == 400
     assert server.request("GET", f"/studies/{ds.StudyInstanceUID}/series/1.2.3/metadata")[0] == 404
+
+
+def test_qido_answers_carry_what_ps3_18_requires_and_validate_what_they_take(viewer_server):
+    server, originals = viewer_server
+    status, headers, body = server.request("GET", "/studies?fuzzymatching=true")
+    assert status == 200 and headers.get("Warning", "").startswith("299 ")  # said, not silently ignored
+    studies = json.loads(body)
+    for study in studies:  # Table 10.6.3-3: counts and RetrieveURL
+        uid = study["0020000D"]["Value"][0]
+        assert study["00081190"]["Value"][0].endswith(f"/dicom-web/studies/{uid}")
+        assert int(study["00201208"]["Value"][0]) >= 1 and int(study["00201206"]["Value"][0]) >= 1
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    status, _, body = server.request("GET", f"/studies/{ct.StudyInstanceUID}/series?includefield=all")
+    (series,) = json.loads(body)
+    assert series["00100010"]["Value"][0]["Alphabetic"] == str(ct.PatientName)  # the study's, with all
+    assert series["00201209"]["Value"] == [1] and series["00081190"]["Value"][0].endswith(ct.SeriesInstanceUID)
+    modalities = {pydicom.dcmread(path).Modality for path in originals.values()}
+    status, _, body = server.request("GET", "/studies?ModalitiesInStudy=CT,MR&includefield=ModalitiesInStudy")
+    found = {value for study in json.loads(body) for value in study["00080061"]["Value"]}
+    assert status == 200 and {"CT", "MR"} <= found <= modalities  # a comma list is a list
+    for bad in ("StudyDate=2020-13-45", "StudyDate=yesterday", "NumberOfFrames=x", "includefield=NoSuchThing"):
+        assert server.request("GET", f"/studies?{bad}")[0] == 400, bad

@@ -54,6 +54,7 @@ from dicomscu.files.probe import BadFile, DicomFile, file_to_send, probe, valid_
 from dicomscu.files.spool import Spool
 from dicomscu.operations.provider import SPILL_OVER
 from dicomscu.printable import printable
+from dicomscu.query.values import problem
 from dicomscu.server.access import REALM
 from dicomscu.server.index import LEVELS, UNIQUE, QueryTooLong
 from dicomscu.server.pacs import reencoded, syntax_to_send
@@ -74,10 +75,18 @@ BODY_BYTES_PER_SECOND = 8 * 1024
 #: Attributes every QIDO-RS answer carries, by level (PS3.18 Table 10.6.3-3 to -5, the ones the index keeps).
 DEFAULT_FIELDS = {
     "STUDY": ("StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
-              "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID"),
-    "SERIES": ("Modality", "SeriesDescription", "SeriesNumber", "SeriesInstanceUID", "StudyInstanceUID"),
+              "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID",
+              "StudyDescription", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"),
+    "SERIES": ("Modality", "SeriesDescription", "SeriesNumber", "SeriesInstanceUID", "StudyInstanceUID",
+               "NumberOfSeriesRelatedInstances"),
     "IMAGE": ("SOPClassUID", "SOPInstanceUID", "InstanceNumber", "SeriesInstanceUID", "StudyInstanceUID",
               "AvailableTransferSyntaxUID"),
+}
+#: What ``includefield=all`` adds: every attribute the index answers at the level and above.
+ALL_FIELDS = {
+    "STUDY": DEFAULT_FIELDS["STUDY"] + ("SOPClassesInStudy", "NumberOfPatientRelatedStudies"),
+    "SERIES": DEFAULT_FIELDS["SERIES"] + DEFAULT_FIELDS["STUDY"],
+    "IMAGE": DEFAULT_FIELDS["IMAGE"] + DEFAULT_FIELDS["SERIES"] + DEFAULT_FIELDS["STUDY"],
 }
 #: STOW-RS answer tags: Referenced/Failed SOP Sequence, Referenced SOP Class/Instance UID, Failure Reason.
 _REFERENCED, _FAILED, _CLASS, _INSTANCE, _REASON = "00081199", "00081198", "00081150", "00081155", "00081197"
@@ -351,17 +360,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             _check_uid(uid)
             setattr(identifier, keyword, uid)
         paging: dict[str, int] = {}
+        fuzzy = False
         for name, value in query:
             if name in ("limit", "offset"):
                 if not (value.isascii() and value.isdigit()):
                     raise HttpError(400, f"{name}={value!r} is not a number")
                 paging[name] = int(value)
                 continue
-            if name in ("fuzzymatching", "includefield"):
-                for field in (value.split(",") if name == "includefield" else []):
-                    included = _keyword(field.strip(), keyword_for_tag, tag_for_keyword)
-                    if included and included not in identifier:
-                        setattr(identifier, included, "")
+            if name == "fuzzymatching":
+                fuzzy = value.strip().lower() == "true"
+                continue
+            if name == "includefield":
+                for field in value.split(","):
+                    named = ALL_FIELDS[level] if field.strip() == "all" else [
+                        _keyword(field.strip(), keyword_for_tag, tag_for_keyword)]
+                    for included in named:
+                        if included is None:
+                            raise HttpError(400, f"includefield: unknown attribute {_printable(field.strip())!r}")
+                        if included not in identifier:
+                            setattr(identifier, included, "")
                 continue
             attribute = _keyword(name, keyword_for_tag, tag_for_keyword)
             if attribute is None:
@@ -369,8 +386,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if dictionary_VR(attribute) == "SQ":
                 raise HttpError(400, f"{attribute} is a sequence: give its attributes (as Sequence.Attribute), "
                                      "not the sequence itself")
+            value = value.replace(",", "\\")  # PS3.18 8.3.4.1: values separated by commas are a list
+            reason = problem(dictionary_VR(attribute).split(" or ")[0], value)
+            if reason is not None:
+                raise HttpError(400, f"{attribute}={_printable(value)!r}: the value {reason}")
             try:
-                setattr(identifier, attribute, value.replace(",", "\\") if attribute.endswith("UID") else value)
+                setattr(identifier, attribute, value)
             except (ValueError, TypeError, OverflowError) as exc:
                 raise HttpError(400, f"{attribute}={_printable(value)!r}: {exc}") from None
         start = paging.get("offset", 0)
@@ -387,12 +408,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/dicom+json")
+        if fuzzy:  # PS3.18 8.3.4.4 (Table 8.3.4-1): said, not silently ignored
+            self.send_header("Warning", '299 dicomscu "fuzzymatching is not supported: names were matched as given"')
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        pending = [b"[", _qido_json(first)]
+        base = self._base()
+        pending = [b"[", _qido_json(first, base)]
         try:
             for match in answers:  # streamed: the answer is never held whole
-                pending += [b",", _qido_json(match)]
+                pending += [b",", _qido_json(match, base)]
                 if len(pending) >= 256:
                     self._chunk(b"".join(pending))
                     pending = []
@@ -715,13 +739,22 @@ def _origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
     return host in ("localhost", "127.0.0.1", "::1")
 
 
-def _qido_json(match) -> bytes:
-    """One QIDO-RS answer as DICOM JSON (PS3.18 F.2), without the C-FIND bookkeeping keys."""
+def _qido_json(match, base: str) -> bytes:
+    """One QIDO-RS answer as DICOM JSON (PS3.18 F.2), without the C-FIND bookkeeping keys, with its
+    RetrieveURL (Tables 10.6.3-3 to -5)."""
     answer = match.identifier
     for keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
         if keyword in answer:
             delattr(answer, keyword)
-    return json.dumps(answer.to_json_dict()).encode()
+    row = match.rows[0]
+    url = f"{base}/studies/{row['study_uid']}"
+    if match.level in ("SERIES", "IMAGE"):
+        url += f"/series/{row['series_uid']}"
+    if match.level == "IMAGE":
+        url += f"/instances/{row['sop_uid']}"
+    document = answer.to_json_dict()
+    document[_RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
+    return json.dumps(document).encode()
 
 
 def accepted_syntaxes(accept: str | None) -> list[str] | None:
