@@ -125,3 +125,15 @@ def test_qido_answers_carry_what_ps3_18_requires_and_validate_what_they_take(vie
     assert status == 200 and {"CT", "MR"} <= found <= modalities  # a comma list is a list
     for bad in ("StudyDate=2020-13-45", "StudyDate=yesterday", "NumberOfFrames=x", "includefield=NoSuchThing"):
         assert server.request("GET", f"/studies?{bad}")[0] == 400, bad
+
+
+@pytest.mark.parametrize("accept, status", [
+    (None, 200), ('multipart/related; type="application/dicom"', 200), ("*/*", 200),
+    ('multipart/related; type="application/dicom"; transfer-syntax=*', 200),
+    ("application/dicom+json", 406), ("text/html", 406), ('multipart/related; type="image/jpeg"', 406),
+])
+def test_a_retrieval_answers_the_media_type_asked_for_or_406(viewer_server, accept, status):
+    server, _ = viewer_server
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    headers = {"Accept": accept} if accept else {}
+    assert server.request("GET", f"/studies/{ds.StudyInstanceUID}", headers)[0] == status

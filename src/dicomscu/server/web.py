@@ -430,6 +430,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     # -- WADO-RS ---------------------------------------------------------------------------------------
     def _wado(self, uids: list[str]) -> None:
+        if not _accepts_multipart_dicom(self.headers.get("Accept")):
+            raise HttpError(406, "a study, series or instance is retrieved as multipart/related; "
+                                 'type="application/dicom" (its DICOM JSON is at .../metadata)')
         rows = self._rows(uids)
         accepted = accepted_syntaxes(self.headers.get("Accept"))
         plan = [(row["path"], syntax_to_send(row["transfer_syntax"], accepted)) for row in rows]
@@ -755,6 +758,21 @@ def _qido_json(match, base: str) -> bytes:
     document = answer.to_json_dict()
     document[_RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
     return json.dumps(document).encode()
+
+
+def _accepts_multipart_dicom(accept: str | None) -> bool:
+    """Whether a retrieval's Accept header takes ``multipart/related; type="application/dicom"`` (PS3.18 8.7:
+    no header, ``*/*`` and ``multipart/*`` do; ``application/dicom+json`` or ``text/html`` do not)."""
+    if not (accept or "").strip():
+        return True
+    for media_range in accept.split(","):  # type: ignore[union-attr]
+        kind, *parameters = [part.strip() for part in media_range.split(";")]
+        named = dict((name.strip().lower(), value.strip().strip('"').lower())
+                     for name, _, value in (parameter.partition("=") for parameter in parameters))
+        if kind in ("*/*", "multipart/*") or (kind == "multipart/related"
+                                                and named.get("type", "application/dicom") == "application/dicom"):
+            return True
+    return False
 
 
 def accepted_syntaxes(accept: str | None) -> list[str] | None:
