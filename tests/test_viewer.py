@@ -137,3 +137,30 @@ def test_a_retrieval_answers_the_media_type_asked_for_or_406(viewer_server, acce
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     headers = {"Accept": accept} if accept else {}
     assert server.request("GET", f"/studies/{ds.StudyInstanceUID}", headers)[0] == status
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_rendered_and_thumbnail_pictures(viewer_server, name):
+    """A picture of each instance, frame and series, in JPEG and PNG, decodable, of the instance's size (a
+    thumbnail at most 128 a side), and not blank; window= is honoured."""
+    import io
+
+    from PIL import Image
+
+    server, _ = viewer_server
+    ds = pydicom.dcmread(get_testdata_file(name))
+    instance = _url_path(ds)
+    for path, accept in ((instance + "/rendered", "image/png"), (instance + "/frames/1/rendered", "image/jpeg"),
+                         (f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/rendered", None)):
+        status, headers, body = server.request("GET", path, {"Accept": accept} if accept else {})
+        assert status == 200 and headers["Content-Type"] == (accept or "image/jpeg"), (path, body[:200])
+        picture = Image.open(io.BytesIO(body))
+        if path.endswith("/rendered") and "series" not in path.split("/")[-2:]:
+            assert picture.size == (ds.Columns, ds.Rows)
+        assert numpy.asarray(picture).std() > 0  # not blank
+    status, _, body = server.request("GET", instance + "/thumbnail")
+    assert status == 200 and max(Image.open(io.BytesIO(body)).size) <= 128
+    assert server.request("GET", instance + "/rendered", {"Accept": "image/gif"})[0] == 406
+    if ds.get("SamplesPerPixel", 1) == 1 and ds.BitsAllocated > 1:
+        dark = server.request("GET", instance + "/rendered?window=100000,10", {"Accept": "image/png"})[2]
+        assert numpy.asarray(Image.open(io.BytesIO(dark))).max() == 0  # everything below the window

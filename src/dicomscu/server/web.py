@@ -306,6 +306,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             elif segments[:1] == ["studies"] and len(segments) == 8 and segments[2] == "series" and \
                     segments[4] == "instances" and segments[6] == "frames":
                 self._frames(segments[1:6:2], segments[7])
+            elif segments[:1] == ["studies"] and segments[-1:] in (["rendered"], ["thumbnail"]) and \
+                    _is_image_path(segments[:-1]):
+                self._rendered(segments[:-1], query, thumbnail=segments[-1] == "thumbnail")
             elif segments[:1] == ["studies"] and len(segments) in (2, 4, 6) and \
                     segments[2:3] in ([], ["series"]) and segments[4:5] in ([], ["instances"]):
                 self._wado(segments[1::2])
@@ -524,6 +527,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _rendered(self, segments: list[str], query: list[tuple[str, str]], thumbnail: bool) -> None:
+        """A picture (PS3.18 10.4.1.1.4/10.4.1.1.5): of a frame, of an instance (its first frame), of a series
+        or study (a representative: its first instance's first frame); a thumbnail is a small one."""
+        from dicomscu.server.viewer import ViewerError, render, rendered_type
+
+        frame = 1
+        if len(segments) == 8:  # .../instances/{i}/frames/{n}
+            if not segments[7].isdigit():
+                raise HttpError(400, "a picture is of one frame: frames/{number}")
+            frame, segments = int(segments[7]), segments[:6]
+        try:
+            media_type = rendered_type(self.headers.get("Accept"))
+            row = min(self._rows(segments[1::2]), key=lambda row: (row["series_number"].zfill(8),
+                                                                   row["instance_number"].zfill(8), row["sop_uid"]))
+            stored = self.pacs.read_instance(row["path"])
+            if stored is None:
+                raise HttpError(500, f"instance {row['sop_uid']} cannot be read (named in serve's log)")
+            picture = render(stored[1], frame, media_type, dict(query).get("window"), thumbnail=thumbnail)
+        except ViewerError as exc:
+            raise HttpError(exc.status, str(exc)) from None
+        self.send_response(200)
+        self.send_header("Content-Type", media_type)
+        self.send_header("Content-Length", str(len(picture)))
+        self.end_headers()
+        self.wfile.write(picture)
 
     def _instance(self, path: str, syntax: str) -> bytes | None:
         """A stored file as a whole file in `syntax`; None (logged, naming the file) when it cannot be read
@@ -758,6 +787,12 @@ def _qido_json(match, base: str) -> bytes:
     document = answer.to_json_dict()
     document[_RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
     return json.dumps(document).encode()
+
+
+def _is_image_path(segments: list[str]) -> bool:
+    """studies/{s}[/series/{se}[/instances/{i}[/frames/{n}]]]: what a picture can be asked of."""
+    return len(segments) in (2, 4, 6, 8) and segments[2:3] in ([], ["series"]) and \
+        segments[4:5] in ([], ["instances"]) and segments[6:7] in ([], ["frames"])
 
 
 def _accepts_multipart_dicom(accept: str | None) -> bool:
