@@ -29,7 +29,7 @@ if ! command -v npm >/dev/null; then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q nodejs npm
 fi
-[ -d tests/node/node_modules/dcmjs-dimse ] || npm install --prefix tests/node --no-audit --no-fund --silent
+npm install --prefix tests/node --no-audit --no-fund --silent  # (quick when every package is there)
 python3 -m pip install -q -e '.[test]'
 python3 -m mypy src/dicomscu   # the package ships py.typed: its types are checked, not hoped for
 python3 -m pytest "$@"

@@ -164,3 +164,35 @@ def test_rendered_and_thumbnail_pictures(viewer_server, name):
     if ds.get("SamplesPerPixel", 1) == 1 and ds.BitsAllocated > 1:
         dark = server.request("GET", instance + "/rendered?window=100000,10", {"Accept": "image/png"})[2]
         assert numpy.asarray(Image.open(io.BytesIO(dark))).max() == 0  # everything below the window
+
+
+def test_ohifs_own_dicomweb_client_loads_a_series(viewer_server, tmp_path):
+    """npm's dicomweb-client (what OHIF uses) under Node: searchForStudies, searchForSeries,
+    retrieveSeriesMetadata, retrieveInstanceFrames, retrieveInstanceRendered and storeInstances, each result
+    checked against the original files."""
+    import base64
+    import io
+    import subprocess
+
+    from PIL import Image
+
+    from test_senders import NODE_PEERS, _node
+
+    server, originals = viewer_server
+    path = Path(get_testdata_file("CT_small.dcm"))
+    ds = pydicom.dcmread(path)
+    to_store = Path(get_testdata_file("MR_small.dcm"))
+    results = tmp_path / "results.json"
+    run = subprocess.run([_node(), str(NODE_PEERS / "dicomweb_client.js"), server.url(), ds.StudyInstanceUID,
+                          ds.SeriesInstanceUID, ds.SOPInstanceUID, str(to_store), str(results)],
+                         capture_output=True, text=True, timeout=120, cwd=NODE_PEERS)
+    out = json.loads(results.read_text())
+    assert "error" not in out, (out.get("error"), run.stderr[-1000:])
+    assert {study["0020000D"]["Value"][0] for study in out["studies"]} >= {
+        pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID for p in originals.values()}
+    assert ds.SeriesInstanceUID in {series["0020000E"]["Value"][0] for series in out["series"]}
+    (metadata,) = [item for item in out["metadata"] if item["00080018"]["Value"] == [ds.SOPInstanceUID]]
+    assert metadata["00280010"]["Value"] == [ds.Rows] and "BulkDataURI" in metadata["7FE00010"]
+    assert base64.b64decode(out["frame"]) == _expected_frames(path)[0]
+    assert Image.open(io.BytesIO(base64.b64decode(out["rendered"]))).size == (ds.Columns, ds.Rows)
+    assert server.pacs.index.path_of(pydicom.dcmread(to_store).SOPInstanceUID) is not None
