@@ -196,3 +196,26 @@ def test_ohifs_own_dicomweb_client_loads_a_series(viewer_server, tmp_path):
     assert base64.b64decode(out["frame"]) == _expected_frames(path)[0]
     assert Image.open(io.BytesIO(base64.b64decode(out["rendered"]))).size == (ds.Columns, ds.Rows)
     assert server.pacs.index.path_of(pydicom.dcmread(to_store).SOPInstanceUID) is not None
+
+
+def test_a_large_value_in_metadata_is_a_bulkdata_uri_that_gives_its_bytes(viewer_server, tmp_path):
+    server, _ = viewer_server
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.10.1137.42.1"
+    ds.add_new(0x00090010, "LO", "DICOMSCU TEST")
+    payload = bytes(range(256)) * 400  # 100 KiB: past what is inlined
+    ds.add_new(0x00091001, "OB", payload)
+    path = tmp_path / "bulk.dcm"
+    ds.save_as(path)
+    body, headers = _stow_body(path)
+    assert server.request("POST", "/studies", headers, body)[0] == 200
+    status, _, body = server.request("GET", _url_path(ds) + "/metadata")
+    (document,) = json.loads(body)
+    uri = document["00091001"]["BulkDataURI"]
+    assert "InlineBinary" not in document["00091001"] and uri.endswith(_url_path(ds) + "/bulkdata/00091001")
+    status, headers, body = server.request("GET", uri[uri.index("/dicom-web") + len("/dicom-web"):])
+    assert status == 200
+    ((_, data),) = _parts(body, headers["Content-Type"])
+    assert data == payload
+    assert server.request("GET", _url_path(ds) + "/bulkdata/7FE00010")[0] == 404  # pixels: at /frames
+    assert server.request("GET", _url_path(ds) + "/bulkdata/nothex!")[0] == 400

@@ -210,3 +210,26 @@ def _window(ds, values, window: str | None) -> tuple[float, float]:
         return first(centers), first(widths)
     low, high = float(values.min()), float(values.max())
     return (low + high) / 2, max(high - low, 1.0)
+
+
+_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8, "US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8,
+          "UV": 8, "SV": 8, "AT": 2}
+
+
+def bulkdata(path: str, tag: int, syntax: str) -> bytes:
+    """The value of top-level `tag` of the stored file at `path`, as a BulkDataURI of its metadata names it:
+    its bytes in little endian (a big endian file's multi-byte values swapped)."""
+    from pydicom import dcmread
+
+    ds = dcmread(path, stop_before_pixels=tag != PIXEL_DATA)
+    if tag not in ds or tag == PIXEL_DATA:
+        raise ViewerError(404, f"no bulk data ({tag >> 16:04X},{tag & 0xFFFF:04X}) here"
+                               + (": the pixel data is at .../frames" if tag == PIXEL_DATA else ""))
+    element = ds[tag]
+    value = element.value
+    if not isinstance(value, (bytes, bytearray)):
+        raise ViewerError(404, f"({tag >> 16:04X},{tag & 0xFFFF:04X}) is not bulk data")
+    width = _WIDTH.get(element.VR, 1)
+    if syntax == uids.EXPLICIT_VR_BE and width > 1:
+        return b"".join(value[i:i + width][::-1] for i in range(0, len(value) - len(value) % width, width))
+    return bytes(value)

@@ -306,6 +306,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             elif segments[:1] == ["studies"] and len(segments) == 8 and segments[2] == "series" and \
                     segments[4] == "instances" and segments[6] == "frames":
                 self._frames(segments[1:6:2], segments[7])
+            elif segments[:1] == ["studies"] and len(segments) == 8 and segments[2] == "series" and \
+                    segments[4] == "instances" and segments[6] == "bulkdata":
+                self._bulkdata(segments[1:6:2], segments[7])
             elif segments[:1] == ["studies"] and segments[-1:] in (["rendered"], ["thumbnail"]) and \
                     _is_image_path(segments[:-1]):
                 self._rendered(segments[:-1], query, thumbnail=segments[-1] == "thumbnail")
@@ -522,6 +525,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         boundary = os.urandom(12).hex()
         body = b"".join(f"--{boundary}\r\nContent-Type: {part.content_type}\r\n\r\n".encode() + part.data + b"\r\n"
                         for part in parts) + f"--{boundary}--\r\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", f'multipart/related; type="application/octet-stream"; boundary={boundary}')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _bulkdata(self, uids: list[str], tag_text: str) -> None:
+        """A BulkDataURI of the metadata (PS3.18 10.4.1.1.5): the value, one application/octet-stream part."""
+        from dicomscu.server.viewer import ViewerError, bulkdata
+
+        if not (len(tag_text) == 8 and all(c in "0123456789abcdefABCDEF" for c in tag_text)):
+            raise HttpError(400, f"{_printable(tag_text[:20])!r} is not a tag (eight hex digits)")
+        (row,) = self._rows(uids)
+        try:
+            value = bulkdata(self.pacs.resolve(row["path"]), int(tag_text, 16), row["transfer_syntax"])
+        except ViewerError as exc:
+            raise HttpError(exc.status, str(exc)) from None
+        boundary = os.urandom(12).hex()
+        body = (f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode() + value
+                + f"\r\n--{boundary}--\r\n".encode())
         self.send_response(200)
         self.send_header("Content-Type", f'multipart/related; type="application/octet-stream"; boundary={boundary}')
         self.send_header("Content-Length", str(len(body)))
