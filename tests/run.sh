@@ -24,6 +24,11 @@ if [ "$(locale -a 2>/dev/null | grep -ciE '^(en_US.utf8|de_DE.iso88591|de_DE@eur
     done
     $SUDO locale-gen >/dev/null
 fi
+# a real browser for serve's study browser (tests/test_browser.py)
+if [ ! -x /usr/bin/chromium ]; then
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+fi
 # Node peers (dcmjs-dimse, a third DIMSE implementation): Debian's Node.js when there is none, then npm
 if ! command -v npm >/dev/null; then
     $SUDO apt-get update -q

@@ -4,6 +4,9 @@ Starts the embedded PACS on free loopback ports in a temporary directory, writes
 small sample study, then runs echo -> store -> find -> get -> move with dicomscu
 itself, printing each gdcmscu-style command line and what it answered.  Cleans up
 and exits 0 only if every step did what it should.
+
+With ``--keep`` the PACS goes on serving after the steps (until Ctrl-C), so that its
+study browser (printed address) can be opened in a web browser on this machine.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from dicomscu.sample import STUDY, SampleSpec, write_sample
@@ -33,6 +37,7 @@ def run_demo(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    keep = "--keep" in argv
     with tempfile.TemporaryDirectory(prefix="dicomscu-demo-") as work:
         root = Path(work)
         port, port_scp, http_port = free_port(), free_port(), free_port()
@@ -44,6 +49,7 @@ def run_demo(argv: list[str]) -> int:
             study_uid = SAMPLE.uid(STUDY, SAMPLE.first_patient, 1)
             url = f"http://127.0.0.1:{http_port}/dicom-web"
             print(f"Embedded PACS: AE DICOMSCU on 127.0.0.1:{port}, DICOMweb at {url}, storage {pacs.storage}")
+            print(f"Study browser: http://127.0.0.1:{http_port}/")
             print(f"Sample study (dicomscu sample): {len(sample.files)} files in {root / 'study'}\n")
             host = ["127.0.0.1", str(port), "--call", "DICOMSCU"]
             steps = [
@@ -68,6 +74,12 @@ def run_demo(argv: list[str]) -> int:
                   "-o", str(root / "wado")], "5 file(s) written"),
             ]
             failures = sum(not _step(title, args, expected) for title, args, expected in steps)
+            if keep:
+                print(f"Serving: open http://127.0.0.1:{http_port}/ in a browser; Ctrl-C to stop.")
+                try:
+                    threading.Event().wait()
+                except KeyboardInterrupt:
+                    print()
         finally:
             pacs.stop()
     if failures:

@@ -22,7 +22,10 @@ Under ``/dicom-web``:
   each part stored exactly as a C-STORE's data set is (same checks, same index),
   answered with the Referenced and Failed SOP Sequences (200, 202 or 409).
 
-Every request passes serve's access policy first (:mod:`dicomscu.server.access`): HTTPS with the DIMSE
+``/`` is a study browser (:file:`static/`): a page of its own scripts that shows the studies, their series
+as thumbnails and an instance as rendered, through the endpoints above only.
+
+Every request for data passes serve's access policy first (:mod:`dicomscu.server.access`): HTTPS with the DIMSE
 side's certificate (and its client-certificate check) when serve has TLS, the credentials of
 ``--http-token-file`` (401 with a ``WWW-Authenticate`` challenge otherwise), ``--read-only`` (STOW-RS 403).
 
@@ -91,6 +94,11 @@ ALL_FIELDS = {
 #: STOW-RS answer tags: Referenced/Failed SOP Sequence, Referenced SOP Class/Instance UID, Failure Reason.
 _REFERENCED, _FAILED, _CLASS, _INSTANCE, _REASON = "00081199", "00081198", "00081150", "00081155", "00081197"
 _RETRIEVE_URL = "00081190"
+
+
+#: The study browser's files (src/dicomscu/server/static), by URL path.
+_PAGES = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("index.html", "text/html; charset=utf-8"),
+          "/app.js": ("app.js", "text/javascript; charset=utf-8"), "/app.css": ("app.css", "text/css; charset=utf-8")}
 
 
 class HttpError(Exception):
@@ -295,6 +303,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return segments, parse_qsl(parts.query, keep_blank_values=True)
 
     def do_GET(self) -> None:
+        page = _PAGES.get(urlsplit(self.path).path)
+        if page is not None:  # the study browser: no data in it (what it shows comes through DICOMweb)
+            return self._page(*page)
         try:
             self._authorize()
             segments, query = self._route()
@@ -331,6 +342,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._stow(segments[1] if len(segments) == 2 else None)
         except HttpError as exc:
             self._error(exc.status, str(exc), exc.headers)
+
+    def _page(self, name: str, content_type: str) -> None:
+        from importlib.resources import files
+
+        body = files("dicomscu.server").joinpath("static", name).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        # its own scripts and styles only; pictures are fetched (with the token) and shown as blobs
+        self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' blob:; object-src 'none'")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         body = json.dumps({"error": message}).encode()
