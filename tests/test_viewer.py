@@ -15,7 +15,8 @@ from pydicom.encaps import generate_frames
 
 from test_access import Server, _stow_body
 
-FILES = ["CT_small.dcm", "emri_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_jpeg_dcmtk.dcm", "liver_1frame.dcm"]
+FILES = ["CT_small.dcm", "emri_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_jpeg_dcmtk.dcm", "liver_1frame.dcm",
+         "SC_rgb.dcm", "SC_rgb_rle_2frame.dcm", "emri_small_jpeg_2k_lossless.dcm", "SC_ybr_full_uncompressed.dcm"]
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,8 @@ def _expected_frames(path: Path) -> list[bytes]:
         bits = numpy.unpackbits(numpy.frombuffer(ds.PixelData, numpy.uint8), bitorder="little")
         size = ds.Rows * ds.Columns
         return [numpy.packbits(bits[n * size:(n + 1) * size], bitorder="little").tobytes() for n in range(count)]
+    if not ds.file_meta.TransferSyntaxUID.is_compressed:  # native frames go as stored: no colour conversion
+        ds.pixel_array_options(as_rgb=False)
     array = ds.pixel_array if count > 1 else ds.pixel_array[None, ...]
     return [numpy.ascontiguousarray(frame).astype(frame.dtype.newbyteorder("<")).tobytes() for frame in array]
 
