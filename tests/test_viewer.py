@@ -222,3 +222,15 @@ def test_a_large_value_in_metadata_is_a_bulkdata_uri_that_gives_its_bytes(viewer
     assert data == payload
     assert server.request("GET", _url_path(ds) + "/bulkdata/7FE00010")[0] == 404  # pixels: at /frames
     assert server.request("GET", _url_path(ds) + "/bulkdata/nothex!")[0] == 400
+
+
+def test_json_answers_are_gzipped_for_a_client_that_takes_it(viewer_server):
+    import gzip
+
+    server, _ = viewer_server
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for path in ("/studies?includefield=all", f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata"):
+        plain = server.request("GET", path)[2]
+        status, headers, body = server.request("GET", path, {"Accept-Encoding": "gzip, deflate"})
+        assert status == 200 and headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in headers["Vary"]
+        assert json.loads(gzip.decompress(body)) == json.loads(plain) and len(body) < len(plain)
