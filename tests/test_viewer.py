@@ -234,3 +234,60 @@ def test_json_answers_are_gzipped_for_a_client_that_takes_it(viewer_server):
         status, headers, body = server.request("GET", path, {"Accept-Encoding": "gzip, deflate"})
         assert status == 200 and headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in headers["Vary"]
         assert json.loads(gzip.decompress(body)) == json.loads(plain) and len(body) < len(plain)
+
+
+def test_the_viewer_requests_answer_as_orthancs_dicomweb_plugin_does(viewer_server, tmp_path):
+    """The same requests to serve and to Orthanc's DICOMweb plugin, holding the same files: the same statuses,
+    the same instances in searches and metadata, the same frame bytes, pictures of the same size."""
+    import io
+    import urllib.error
+    import urllib.request
+
+    from PIL import Image
+
+    from peers import Orthanc
+
+    server, _ = viewer_server
+    files = [Path(get_testdata_file(name)) for name in ("CT_small.dcm", "emri_small.dcm")]
+    orthanc = Orthanc(tmp_path / "orthanc", dicomweb=True)
+    try:
+        body, headers = _stow_body(*files)
+        request = urllib.request.Request(orthanc.dicomweb_url + "/studies", data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200
+
+        def ask(base: str, path: str, accept: str) -> tuple[int, dict, bytes]:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(base + path, headers={"Accept": accept}),
+                                            timeout=60) as response:
+                    return response.status, dict(response.headers), response.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, dict(exc.headers), b""
+
+        for ds in map(pydicom.dcmread, files):
+            study, series = f"/studies/{ds.StudyInstanceUID}", f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            table = [
+                (f"/studies?StudyInstanceUID={ds.StudyInstanceUID}", "application/dicom+json", "0020000D"),
+                (study + "/series", "application/dicom+json", "0020000E"),
+                (series + "/instances", "application/dicom+json", "00080018"),
+                (series + "/metadata", "application/dicom+json", "00080018"),
+                (_url_path(ds) + "/frames/1", 'multipart/related; type="application/octet-stream"', None),
+                (_url_path(ds) + "/rendered", "image/png", None),
+                ("/studies/1.2.3.4.5.6.7.8.9", 'multipart/related; type="application/dicom"', None),
+            ]
+            for path, accept, key in table:
+                ours = ask(server.url(), path, accept)
+                theirs = ask(orthanc.dicomweb_url, path, accept)
+                assert ours[0] == theirs[0], (path, ours[0], theirs[0])
+                if ours[0] != 200:
+                    continue
+                if key is not None:  # the same instances, series or studies
+                    assert sorted(item[key]["Value"][0] for item in json.loads(ours[2])) == \
+                        sorted(item[key]["Value"][0] for item in json.loads(theirs[2])), path
+                elif accept.startswith("multipart"):
+                    assert [data for _, data in _parts(ours[2], ours[1]["Content-Type"])] == \
+                        [data for _, data in _parts(theirs[2], theirs[1]["Content-Type"])], path
+                else:
+                    assert Image.open(io.BytesIO(ours[2])).size == Image.open(io.BytesIO(theirs[2])).size, path
+    finally:
+        orthanc.close()
