@@ -205,6 +205,7 @@ def test_a_large_value_in_metadata_is_a_bulkdata_uri_that_gives_its_bytes(viewer
     server, _ = viewer_server
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ds.SOPInstanceUID = "1.2.826.0.1.3680043.10.1137.42.1"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.1137.42", "1.2.826.0.1.3680043.10.1137.42.0"
     ds.add_new(0x00090010, "LO", "DICOMSCU TEST")
     payload = bytes(range(256)) * 400  # 100 KiB: past what is inlined
     ds.add_new(0x00091001, "OB", payload)
@@ -291,3 +292,36 @@ def test_the_viewer_requests_answer_as_orthancs_dicomweb_plugin_does(viewer_serv
                     assert Image.open(io.BytesIO(ours[2])).size == Image.open(io.BytesIO(theirs[2])).size, path
     finally:
         orthanc.close()
+
+
+def test_instance_searches_give_rows_columns_and_frames(viewer_server):
+    """PS3.18 Table 10.6.3-5: Rows, Columns, BitsAllocated and NumberOfFrames in each instance answer (kept in
+    the index as the instance arrives: no file is read to answer)."""
+    server, originals = viewer_server
+    for uid, path in originals.items():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        status, _, body = server.request("GET", f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances")
+        (answer,) = [item for item in json.loads(body) if item["00080018"]["Value"] == [uid]]
+        assert answer["00280010"]["Value"] == [ds.Rows] and answer["00280011"]["Value"] == [ds.Columns]
+        assert answer["00280100"]["Value"] == [ds.BitsAllocated]
+        frames = answer.get("00280008", {}).get("Value")
+        assert frames == ([int(ds.NumberOfFrames)] if "NumberOfFrames" in ds else None)
+
+
+def test_an_index_from_an_earlier_version_opens_and_is_upgraded(tmp_path):
+    """An index without the columns added since opens, gets them (empty until --reindex), and keeps its rows."""
+    import sqlite3
+
+    from dicomscu.server.index import COLUMNS, Index
+
+    path = tmp_path / "index.sqlite"
+    old = [c for c in COLUMNS if c not in ("rows", "columns", "bits_allocated", "number_of_frames")]
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE instances ({', '.join(c + ' TEXT' + (' PRIMARY KEY' if c == 'sop_uid' else '') for c in old)})")
+        db.execute(f"INSERT INTO instances (sop_uid, study_uid, path) VALUES ('1.2.3', '1.2', 'x.dcm')")
+    index = Index(str(path))
+    try:
+        (row,) = index.rows()
+        assert row["sop_uid"] == "1.2.3" and row["rows"] is None and set(COLUMNS) <= set(row)
+    finally:
+        index.close()

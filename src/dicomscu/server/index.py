@@ -55,6 +55,11 @@ ATTRIBUTES = {
     "SOPInstanceUID": ("sop_uid", "IMAGE", "UI"),
     "SOPClassUID": ("sop_class", "IMAGE", "UI"),
     "InstanceNumber": ("instance_number", "IMAGE", "IS"),
+    # what a viewer's instance search needs (PS3.18 Table 10.6.3-5), read as numbers from their binary values
+    "Rows": ("rows", "IMAGE", "US"),
+    "Columns": ("columns", "IMAGE", "US"),
+    "BitsAllocated": ("bits_allocated", "IMAGE", "US"),
+    "NumberOfFrames": ("number_of_frames", "IMAGE", "IS"),
     # not an attribute of the data set: the syntax the instance is stored in (PS3.18's
     # AvailableTransferSyntaxUID), so a C-GET client can propose exactly the contexts it needs
     "AvailableTransferSyntaxUID": ("transfer_syntax", "IMAGE", "UI"),
@@ -125,6 +130,10 @@ def index_row(raw: bytes | bytearray | memoryview, transfer_syntax: str) -> dict
     for tag, keyword in tags.items():
         column, _, vr = ATTRIBUTES[keyword]
         value = found[tag]
+        if vr == "US":  # binary: the first value, in the data set's byte order
+            number = int.from_bytes(bytes(value[:2]), "big" if transfer_syntax == "1.2.840.10008.1.2.2" else "little")
+            row[column] = str(number) if len(value) >= 2 else ""
+            continue
         if vr not in _TEXT or (value.isascii() and b"\x1b" not in value):
             text = value.decode("ascii", "replace")  # most values: no character set at play
         else:
@@ -211,6 +220,21 @@ def _fsync(path: str) -> None:
         os.close(descriptor)
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """An index from an earlier version gets the columns added since (empty for the instances it holds until
+    ``--reindex`` reads them again), so that it opens and is upgraded in place."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(instances)")}
+    missing = [column for column in COLUMNS if column not in present]
+    for column in missing:
+        db.execute(f"ALTER TABLE instances ADD COLUMN {column} TEXT")
+    if missing and db.execute("SELECT 1 FROM instances LIMIT 1").fetchone():
+        import logging
+
+        logging.getLogger("dicomscu.server").warning(
+            "the index was made by an earlier version: %s added, empty for the instances already kept "
+            "(serve --reindex fills them)", ", ".join(missing))
+
+
 class QueryTooLong(Exception):
     """A query ran past its deadline (:data:`QUERY_SECONDS`)."""
 
@@ -229,6 +253,7 @@ class Index:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        _add_missing_columns(db)
         return db
 
     def close(self) -> None:

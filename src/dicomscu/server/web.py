@@ -85,7 +85,7 @@ DEFAULT_FIELDS = {
     "SERIES": ("Modality", "SeriesDescription", "SeriesNumber", "SeriesInstanceUID", "StudyInstanceUID",
                "NumberOfSeriesRelatedInstances"),
     "IMAGE": ("SOPClassUID", "SOPInstanceUID", "InstanceNumber", "SeriesInstanceUID", "StudyInstanceUID",
-              "AvailableTransferSyntaxUID"),
+              "AvailableTransferSyntaxUID", "Rows", "Columns", "BitsAllocated", "NumberOfFrames"),
 }
 #: What ``includefield=all`` adds: every attribute the index answers at the level and above.
 ALL_FIELDS = {
