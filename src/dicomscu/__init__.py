@@ -22,6 +22,7 @@ without loading pydicom before it knows it needs them.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,30 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # what type checkers see: the same names, imported (tests/test_api_types.py keeps them equal)
+    from dicomscu.errors import (
+        AssociationAborted as AssociationAborted,
+        AssociationRejected as AssociationRejected,
+        ConnectionFailed as ConnectionFailed,
+        DicomscuError as DicomscuError,
+        OperationFailed as OperationFailed,
+        PeerTimeout as PeerTimeout,
+        UnknownHost as UnknownHost,
+        UsageError as UsageError,
+    )
+    from dicomscu.operations.cluster import (
+        retrieve_on_cluster as retrieve_on_cluster,
+        store_on_cluster as store_on_cluster,
+    )
+    from dicomscu.operations.echo import EchoResult as EchoResult, echo as echo
+    from dicomscu.operations.find import FindReport as FindReport, find as find
+    from dicomscu.operations.retrieval import RetrieveOptions as RetrieveOptions, RetrieveReport as RetrieveReport
+    from dicomscu.operations.retrieve import get as get, move as move
+    from dicomscu.operations.session import Association as Association
+    from dicomscu.operations.store import FileResult as FileResult, StoreReport as StoreReport, store as store
+    from dicomscu.query.build import Query as Query, build_query as build_query
+    from dicomscu.transport.peer import TLS as TLS, Peer as Peer, Timeouts as Timeouts
 
 
 def __getattr__(name: str):

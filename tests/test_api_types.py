@@ -1,0 +1,48 @@
+"""The public API as type checkers see it: every name dicomscu exports at run time is imported for them under
+TYPE_CHECKING from the same module, a wrong argument is a type error, and the README's example passes
+`mypy --strict`."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dicomscu
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_type_checkers_see_every_runtime_export_from_its_module():
+    tree = ast.parse((ROOT / "src" / "dicomscu" / "__init__.py").read_text())
+    seen = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            for statement in node.body:
+                assert isinstance(statement, ast.ImportFrom)
+                for alias in statement.names:
+                    assert alias.asname == alias.name  # an explicit re-export
+                    seen[alias.name] = statement.module
+    exports = dicomscu._EXPORTS  # type: ignore[attr-defined]
+    assert seen == exports
+    for name in exports:
+        assert getattr(dicomscu, name) is not None
+
+
+def test_a_wrong_argument_is_a_type_error_and_the_readme_example_is_clean(tmp_path):
+    """One mypy --strict run over two files: a call with a wrong argument, and the README's example."""
+    import os
+
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)  # type: ignore[union-attr]
+    (tmp_path / "wrong.py").write_text('import dicomscu\n\ndicomscu.echo("not a peer")\n')
+    (tmp_path / "example.py").write_text(example)
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-incremental",
+                             "--cache-dir", str(tmp_path / ".mypy"), "wrong.py", "example.py"],
+                            capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "MYPYPATH": str(ROOT / "src")})  # this checkout's package
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert [line.split(":")[0] for line in errors] == ["wrong.py"], result.stdout
+    assert 'incompatible type "str"; expected "Peer"' in errors[0]
