@@ -156,6 +156,7 @@ def answers(channel: Channel, query: Query, report: FindReport,
             in_flight = sys.exc_info()[1]
             if isinstance(in_flight, KeyboardInterrupt):
                 interrupts.acknowledge()  # handled here: the C-CANCEL's own waits must not raise it again
+            report.cancelled = True
             try:
                 _cancel(channel, context.context_id, message_id)
             except DicomscuError as exc:

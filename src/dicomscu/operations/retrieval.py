@@ -60,6 +60,10 @@ class RetrieveOptions:
     #: worker leaves some).
     tag: str = ""
 
+    def __post_init__(self) -> None:
+        if self.layout not in ("flat", "hierarchical"):
+            raise UsageError(f"layout {self.layout!r}: choose flat or hierarchical", option="layout")
+
     @property
     def syntaxes(self) -> list[str]:
         """What our C-MOVE SCP accepts, in order of preference (the acceptor picks the first offered)."""

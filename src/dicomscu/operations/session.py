@@ -17,9 +17,9 @@ contract as the one-shot functions.
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-from dicomscu.errors import OperationFailed
+from dicomscu.errors import OperationFailed, UsageError
 from dicomscu.operations.status import Status, decode
 from dicomscu.protocol import commands
 from dicomscu.protocol.negotiation import Proposal
@@ -29,6 +29,9 @@ from dicomscu.transport.channel import Channel
 from dicomscu.transport.peer import Peer
 from dicomscu.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION
 
+if TYPE_CHECKING:
+    from dicomscu.operations.find import FindReport
+
 
 class Association:
     """An association with `peer` proposing Verification and C-FIND in each of `query_models`."""
@@ -37,11 +40,14 @@ class Association:
         self.peer = peer
         unknown = [name for name in query_models if name not in MODELS]
         if unknown:
-            raise ValueError(f"unknown query model(s) {unknown}: choose among {sorted(MODELS)}")
+            raise UsageError(f"unknown query model(s) {unknown}: choose among {sorted(MODELS)}")
         self.proposals = [Proposal(VERIFICATION, [IMPLICIT_VR_LE])] + [
             Proposal(MODELS[name].find, [EXPLICIT_VR_LE, IMPLICIT_VR_LE]) for name in query_models]
         self._stack = ExitStack()
         self._channel: Channel | None = None
+        self._busy = False
+        #: The report of the last find (matches, status, whether a C-CANCEL went), once it has begun.
+        self.last_find: "FindReport | None" = None
 
     def __enter__(self) -> "Association":
         self._channel = self._stack.enter_context(associate(self.peer, self.proposals))
@@ -54,7 +60,10 @@ class Association:
     @property
     def channel(self) -> Channel:
         if self._channel is None:
-            raise RuntimeError("use the Association in a with block")
+            raise UsageError("the Association is not open: use it in a with block")
+        if self._busy:  # a find taken part of the way: its answers are still coming on this association
+            raise UsageError("an operation is still in flight on this Association (a find not read to its end): "
+                             "read it to the end, or close its iterator (break out of the loop) first")
         return self._channel
 
     def echo(self) -> Status:
@@ -74,6 +83,13 @@ class Association:
         from dicomscu.operations.find import FindReport, _raise_on_failure, answers
 
         report = FindReport(self.peer, query)
-        for answer in answers(self.channel, query, report, limit):
-            yield answer.dataset()
+        self.last_find = report  # (the find's report: matches, status, whether a C-CANCEL went)
+        stream = answers(self.channel, query, report, limit)
+        self._busy = True
+        try:
+            for answer in stream:
+                yield answer.dataset()
+        finally:
+            self._busy = False
+            stream.close()  # stopped early: the C-CANCEL goes now, not when the generator is collected
         _raise_on_failure(report)

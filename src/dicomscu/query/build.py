@@ -23,7 +23,7 @@ from dicomscu.query.values import problem
 from dicomscu.query.charsets import charset_from_locale, locale_codeset  # noqa: F401 - also this module's names
 from dicomscu.query.identifier import CHARSET, QUERY_LEVEL, Query  # noqa: F401 - also this module's names
 from dicomscu.query.keys import Key, parse_key
-from dicomscu.query.model import MODELS, WORKLIST_DEFAULT_KEYS, Model
+from dicomscu.query.model import MODELS, WORKLIST_DEFAULT_KEYS, Model, model_named
 
 _INT_VRS = {"US", "UL", "SS", "SL", "UV", "SV"}
 _FLOAT_VRS = {"FL", "FD"}
@@ -46,7 +46,7 @@ def build_query(
     for none, or None to take it from the locale (as gdcmscu does), read from `environ`
     (default ``os.environ``).
     """
-    model = MODELS[model_name or "patientroot"]
+    model = model_named(model_name)
     keys = [parse_key(text) for text in key_texts]
     if model.name == "worklist" and not keys:
         keys = [parse_key(text) for text in WORKLIST_DEFAULT_KEYS]

@@ -139,3 +139,13 @@ def _describe(keyword: str) -> str:
     if tag is None:
         return keyword
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {dictionary_VR(tag)} {keyword}"
+
+
+def model_named(name: str | None) -> Model:
+    """The query model called `name` (patientroot without one); a usage error naming the choices otherwise."""
+    from dicomscu.errors import UsageError
+
+    try:
+        return MODELS[name or "patientroot"]
+    except KeyError:
+        raise UsageError(f"no query model {name!r}: choose among {', '.join(sorted(MODELS))}", option="model") from None

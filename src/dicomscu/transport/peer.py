@@ -51,6 +51,8 @@ def check_ae_title(value: str, what: str) -> str:
 
 
 def check_port(value: int, what: str = "port") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):  # (from Python: "104" is no port number)
+        raise UsageError(f"{what} {value!r} is not a number: give an int between 1 and 65535")
     if not 1 <= value <= 65535:
         raise UsageError(f"{what} {value} is out of range (1-65535)")
     return value
@@ -150,10 +152,10 @@ class Peer:
 
     def __post_init__(self) -> None:
         if not self.host:
-            raise UsageError("hostname missing: give it as the first argument or with -H")
+            raise UsageError("hostname missing: a Peer needs a host", option="host")
         check_port(self.port)
-        object.__setattr__(self, "called_ae", check_ae_title(self.called_ae, "called AE title (--call)"))
-        object.__setattr__(self, "calling_ae", check_ae_title(self.calling_ae, "calling AE title (--aetitle)"))
+        object.__setattr__(self, "called_ae", check_ae_title(self.called_ae, "called AE title"))
+        object.__setattr__(self, "calling_ae", check_ae_title(self.calling_ae, "calling AE title"))
         if self.max_pdu != 0 and not 4096 <= self.max_pdu <= (1 << 26):
             raise UsageError(f"{self.max_pdu} must be 0 (unlimited) or between 4096 and 67108864", option="max_pdu")
 
