@@ -96,7 +96,7 @@ def test_one_association_for_many_operations_and_find_as_a_generator(filled_pacs
         patients = list(assoc.find(dicomscu.build_query("patientroot", "patient", ["PatientID"])))
         assert len(patients) == 3
         assert assoc.echo().ok
-    with pytest.raises(RuntimeError):
+    with pytest.raises(dicomscu.UsageError):
         assoc.echo()  # outside its block
 
 
