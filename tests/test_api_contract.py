@@ -48,3 +48,25 @@ def test_an_association_refuses_a_second_operation_while_a_find_is_in_flight(tmp
             assert len(list(association.find(query))) == len(studies)
     finally:
         server.stop()
+
+
+def test_serve_is_a_library_context_manager_on_ports_the_os_chooses(tmp_path):
+    """dicomscu.serve(...): no free-port race (port 0 is bound by the server itself), a Peer and a URL to it,
+    and stopped at the end of the block (its storage free for the next)."""
+    import json
+    import urllib.request
+
+    from dicomscu.sample import SampleSpec, write_sample
+
+    sample = write_sample(tmp_path / "sample", SampleSpec(patients=1, studies=1, series=1, count=2, matrix=8))
+    with dicomscu.serve(tmp_path / "storage", http_port=0) as pacs:
+        assert pacs.port > 0 and pacs.http_port and pacs.url and pacs.url.endswith("/dicom-web")
+        assert dicomscu.echo(pacs.peer).status.ok
+        assert dicomscu.store(pacs.peer, [str(path) for path in sample.files]).stored == 2
+        with urllib.request.urlopen(pacs.url + "/instances") as response:
+            assert len(json.loads(response.read())) == 2
+    with dicomscu.serve(tmp_path / "storage") as again:  # the same storage, free again, its index kept
+        found: list = []
+        dicomscu.find(again.peer, dicomscu.build_query("studyroot", "image", ["SOPInstanceUID"]),
+                      on_answer=found.append)
+        assert len(found) == 2

@@ -41,6 +41,8 @@ _EXPORTS = {
     "RetrieveOptions": "dicomscu.operations.retrieval",
     "RetrieveReport": "dicomscu.operations.retrieval",
     "Association": "dicomscu.operations.session",
+    "serve": "dicomscu.server.embedded",
+    "Served": "dicomscu.server.embedded",
     "FindReport": "dicomscu.operations.find",
     "build_query": "dicomscu.query.build",
     "Query": "dicomscu.query.build",
@@ -80,6 +82,7 @@ if TYPE_CHECKING:  # what type checkers see: the same names, imported (tests/tes
     from dicomscu.operations.session import Association as Association
     from dicomscu.operations.store import FileResult as FileResult, StoreReport as StoreReport, store as store
     from dicomscu.query.build import Query as Query, build_query as build_query
+    from dicomscu.server.embedded import Served as Served, serve as serve
     from dicomscu.transport.peer import TLS as TLS, Peer as Peer, Timeouts as Timeouts
 
 

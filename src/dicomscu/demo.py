@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from dicomscu.sample import STUDY, SampleSpec, write_sample
-from dicomscu.server.pacs import Pacs, ServerConfig
+from dicomscu.server.embedded import serve
 
 #: One patient, one study: a CT series of 3 and an MR series of 2 small images.
 SAMPLE = SampleSpec(patients=1, studies=1, series=2, count=5, modalities=("CT", "MR"), matrix=64)
@@ -40,10 +40,9 @@ def run_demo(argv: list[str]) -> int:
     keep = "--keep" in argv
     with tempfile.TemporaryDirectory(prefix="dicomscu-demo-") as work:
         root = Path(work)
-        port, port_scp, http_port = free_port(), free_port(), free_port()
-        pacs = Pacs(ServerConfig(port=port, host="127.0.0.1", storage=str(root / "pacs"),
-                                 destinations={"DEMO": ("127.0.0.1", port_scp)}, http_port=http_port))
-        pacs.start()
+        port_scp = free_port()  # (our own C-MOVE SCP's; the PACS's ports are chosen by the OS as it binds)
+        pacs = serve(root / "pacs", destinations={"DEMO": ("127.0.0.1", port_scp)}, http_port=0)
+        port, http_port = pacs.port, pacs.http_port
         try:
             sample = write_sample(root / "study", SAMPLE)
             study_uid = SAMPLE.uid(STUDY, SAMPLE.first_patient, 1)

@@ -136,7 +136,7 @@ class Pacs:
             raise
         self._listener = listener
         LOGGER.info("serving %s on port %d, storage %s, %d instance(s) indexed, at most %d associations at once",
-                    self.config.aetitle, self.config.port, self.storage, self.index.count(),
+                    self.config.aetitle, self.port, self.storage, self.index.count(),
                     self.config.max_associations)
 
     def _start_web(self) -> None:
@@ -156,6 +156,12 @@ class Pacs:
         LOGGER.info("serving DICOMweb on %s://%s:%d/dicom-web%s", "https" if context else "http",
                     config.http_bind or "0.0.0.0", self._web.port,
                     " (credentials required)" if config.http_credentials else "")
+
+    @property
+    def port(self) -> int:
+        """The port the DIMSE side listens on (the one the OS chose for ``port=0``)."""
+        listener = getattr(self, "_listener", None)
+        return listener.port if listener is not None else self.config.port
 
     @property
     def http_port(self) -> int | None:
