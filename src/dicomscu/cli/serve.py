@@ -11,16 +11,16 @@ from dicomscu.cli.parser import _Parser, _int
 from dicomscu.cli.request import DEBUG, VERBOSE, WARNING
 from dicomscu.errors import UsageError
 from dicomscu.server.access import Credentials
-from dicomscu.server.pacs import ServerConfig
+from dicomscu.server.pacs import SERVE_PORT, ServerConfig
 from dicomscu.transport.peer import TLS, check_ae_title, check_port
 
 HELP = """\
-Usage: dicomscu serve [--port 11112] [--aetitle DICOMSCU] [--storage DIR] [OPTION]...
+Usage: dicomscu serve [--port {port}] [--aetitle DICOMSCU] [--storage DIR] [OPTION]...
 Run the embedded PACS: Verification, Storage (all SOP classes, files kept as
 received), C-FIND, C-MOVE and C-GET in the patient and study root models, backed by
 a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
 
-  --port PORT            Port to listen on (default 11112).
+  --port PORT            Port to listen on (default {port}).
   --bind HOST            Address to listen on (default: all interfaces).
   --aetitle AE           Our AE title (default DICOMSCU).
   --storage DIR          Storage directory (default ./dicomscu-storage).
@@ -61,7 +61,7 @@ certificates too. --read-only and --no-overwrite hold for C-STORE and STOW-RS al
 AE check (--require-calling) has no HTTP counterpart: with it, --http needs --http-token-file (or
 --tls-ca), and serve refuses to start otherwise. DICOMweb on an address other than loopback
 without credentials is logged as open to anyone.
-"""
+""".replace("{port}", str(SERVE_PORT))
 
 
 @dataclass
@@ -75,7 +75,7 @@ class ServeRequest:
 
 def parse_serve(argv: Sequence[str]) -> ServeRequest:
     p = _Parser(prog="dicomscu serve", add_help=False, allow_abbrev=False)
-    p.add_argument("--port", default="11112")
+    p.add_argument("--port", default=str(SERVE_PORT))
     p.add_argument("--bind", default="")
     p.add_argument("--aetitle", default="DICOMSCU")
     p.add_argument("--storage", default="dicomscu-storage")

@@ -54,9 +54,13 @@ QR_CLASSES = {
 QUERY_SYNTAXES = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE, uids.DEFLATED_EXPLICIT_VR_LE)
 
 
+#: The port serve listens on when none is given (the usual unprivileged DICOM port).
+SERVE_PORT = 11112
+
+
 @dataclass
 class ServerConfig:
-    port: int = 11112
+    port: int = SERVE_PORT
     aetitle: str = "DICOMSCU"
     storage: str = "dicomscu-storage"
     host: str = ""
