@@ -360,3 +360,15 @@ def test_get_contexts_cover_every_class_and_every_syntax_seen_within_127():
             offered = {ts for c in contexts if c.abstract_syntax == uid for ts in c.transfer_syntaxes}
             assert syntaxes <= offered
     assert [c.transfer_syntaxes for c in _storage_contexts(["1.2.3"], {}, RetrieveOptions())] == [("1.2.840.10008.1.2",)]
+
+
+def test_a_file_a_peer_aborts_on_for_odd_length_elements_is_named_with_the_reason(storescp):
+    """deid-data's CT with an odd-length element (0011,0011): DCMTK aborts on it; the file's line says which
+    element and why (PS3.5 7.1.1), so that the fix is looked for in the file, not the network."""
+    import deid_data
+
+    path = Path(deid_data.__file__).parent / "data" / "humans" / "ctbrain1.dcm"
+    results = []
+    dicomscu.store(Peer("127.0.0.1", storescp.port), [str(path)], on_result=results.append)
+    (result,) = results
+    assert result.outcome == "failed" and "(0011,0011)" in result.message and "PS3.5 7.1.1" in result.message

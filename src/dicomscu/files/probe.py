@@ -76,6 +76,8 @@ class DicomFile:
     #: Offsets (in the file) of encapsulated pixel data fragments of odd length, which PS3.5 A.4 forbids and
     #: DCMTK-based peers abort on: :func:`even_fragments` pads them.
     odd_fragments: tuple[int, ...] = field(default=(), compare=False)
+    #: Tags of elements of odd length (a PS3.5 7.1.1 violation that DCMTK-based peers abort on), the first few.
+    odd_elements: tuple[int, ...] = field(default=(), compare=False)
 
 
 def _uid(raw: bytes | memoryview) -> str:
@@ -128,6 +130,8 @@ class _Walk:
     stop_after: int | None = None  # a top-level tag past which walking may stop (heads only)
     #: Offsets of the items of top-level encapsulated Pixel Data whose length is odd (PS3.5 A.4 wants even)
     odd_fragments: list[int] = field(default_factory=list)
+    #: Tags of elements whose value length is odd (PS3.5 7.1.1 wants even ones), the first few.
+    odd_elements: list[int] = field(default_factory=list)
 
     def header(self, pos: int, end: int) -> tuple[int, int, int, bool]:
         """(tag, value length, header size, holds Implicit VR) of the element at `pos`."""
@@ -159,6 +163,8 @@ class _Walk:
                 )
             if depth == 0 and tag in wanted:
                 wanted[tag] = data[value : value + length]
+            if length % 2 and len(self.odd_elements) < 8:
+                self.odd_elements.append(tag)
             pos = value + length
         if in_item:
             raise BadFile("truncated: the file ends inside a sequence item")
@@ -290,7 +296,8 @@ def probe(data: bytes | bytearray | memoryview, *, complete: bool = True, read: 
             raise BadFile(f"invalid {name} {value[:70]!r} (a UID is up to 64 digits and dots)")
     odd = tuple(walker.odd_fragments) if dataset is view else ()  # (deflate encapsulates nothing)
     return DicomFile(sop_class, sop_instance, syntax, offset, has_meta, warning,
-                     {tag: _uid(wanted[tag]) for tag in read}, odd)
+                     {tag: _uid(wanted[tag]) for tag in read}, odd,
+                     tuple(walker.odd_elements) if dataset is view else ())
 
 
 def odd_fragments(dataset: bytes | bytearray | memoryview, transfer_syntax: str) -> list[int]:

@@ -306,8 +306,8 @@ class _LazyAssociation:
             self._lost_in_a_row += 1 if isinstance(exc, (AssociationAborted, ConnectionFailed)) else MAX_LOST_IN_A_ROW
             self._stack.__exit__(type(exc), exc, exc.__traceback__)  # aborts the association
             self._stack, self.channel = ExitStack(), None
-            return FileResult(path, FAILED, f"{exc} (the association was lost with this file in flight)",
-                              sop_instance=info.sop_instance, size=len(data))
+            return FileResult(path, FAILED, f"{exc} (the association was lost with this file in flight"
+                              f"{_odd_elements_note(info)})", sop_instance=info.sop_instance, size=len(data))
         self._lost_in_a_row = 0
         return result
 
@@ -422,3 +422,12 @@ def _reencode(data: bytes, info: DicomFile, syntax: str) -> bytes:
     from dicomscu.files.codec import converted
 
     return converted(memoryview(data)[info.dataset_offset:], info.transfer_syntax, syntax)
+
+
+def _odd_elements_note(info: DicomFile) -> str:
+    """Why a peer may have dropped this file: elements of odd length, which PS3.5 7.1.1 forbids and on which
+    DCMTK-based peers abort (named: the file is the sender's to fix, nothing is changed in it)."""
+    if not info.odd_elements:
+        return ""
+    tags = ", ".join(f"({tag >> 16:04X},{tag & 0xFFFF:04X})" for tag in info.odd_elements[:3])
+    return f"; the file has elements of odd length, {tags}, which PS3.5 7.1.1 forbids and DCMTK-based peers abort on"
