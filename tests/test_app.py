@@ -120,3 +120,22 @@ def test_store_query_writes_into_a_fifo_and_never_replaces_it(tmp_path):
     with pytest.raises(OSError, match="not a regular file"):
         write_atomically(fifo, [b"x"])
     assert fifo.is_fifo()
+
+
+def test_an_interrupt_python_turned_into_another_error_is_still_an_interrupt(monkeypatch):
+    """A Ctrl-C raised inside a class being made by an import reaches us as "RuntimeError: Error calling
+    __set_name__": it is reported as the interrupt it is (exit 130), not as an internal error."""
+    from conftest import run_inprocess
+
+    from dicomscu.transport import interrupts
+
+    def interrupted_import(request, env):
+        try:
+            interrupts.deliver(KeyboardInterrupt())  # raised at once, as outside a deferred region
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from exc
+
+    monkeypatch.setattr(dicomscu.app, "run_echo", interrupted_import)
+    result = run_inprocess("127.0.0.1", "1")
+    assert result.returncode == 130 and "interrupted" in result.stderr and "internal error" not in result.stderr
+    interrupts.check()  # nothing left pending

@@ -153,8 +153,16 @@ def run(request: Request, env: Environment) -> int:
         return 0
     runners = {"echo": run_echo, "store": run_store, "find": run_find, "move": run_retrieve, "get": run_retrieve}
     try:
-        interrupts.end_start_up()  # a Ctrl-C during start-up is raised here, where it is reported in full
-        return runners[request.operation](request, env)
+        try:
+            interrupts.end_start_up()  # a Ctrl-C during start-up is raised here, where it is reported in full
+            return runners[request.operation](request, env)
+        except Exception as raised:
+            interrupted = interrupts.take_pending()
+            if isinstance(interrupted, KeyboardInterrupt) and not isinstance(raised, DicomscuError):
+                # a Ctrl-C that Python turned into another error on its way (raised inside a class being made
+                # by an import: "RuntimeError: Error calling __set_name__"): it is the interrupt
+                raise interrupted from raised
+            raise
     except (DicomscuError, KeyboardInterrupt) as raised:
         exc = Stopped(raised) if isinstance(raised, KeyboardInterrupt) else raised
         if request.format == "json" and request.operation in ("echo", "get", "move"):

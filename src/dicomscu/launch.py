@@ -20,6 +20,27 @@ def main() -> None:
     interrupts.hold_start_up()
     signal.signal(signal.SIGINT, lambda _signum, _frame: interrupts.deliver(KeyboardInterrupt()))
     signal.signal(signal.SIGTERM, lambda _signum, _frame: interrupts.deliver(Terminated()))
-    from dicomscu.app import main as run
+    try:
+        from dicomscu.app import main as run
 
-    sys.exit(run())
+        code = run()
+    except KeyboardInterrupt as exc:  # one that got past the command's own handling (raised again late)
+        code = 143 if isinstance(exc, Terminated) else 130
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    """End with `code`, whatever signal comes now: the command has said what it did (an interrupt that landed
+    in the interpreter's own shutdown would turn exit 130 into a death by SIGINT, stdout unflushed)."""
+    import logging
+    import os
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader gone (| head), or a stream closed
+            pass
+    os._exit(code)
