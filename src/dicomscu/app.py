@@ -196,11 +196,12 @@ def run_find(request: Request, env: Environment) -> int:
 
     name = request.format or ("table" if env.stdout_isatty else "dump")
     writer = None
-    with interrupts.deferred():  # the JSON array is opened, and said to be, as one step
-        if name == "json":
-            writer = writer_for(name, [], stream=env.stdout)
-            request.answers_opened = True
     try:
+        with interrupts.deferred():  # the JSON array is opened, and said to be, as one step...
+            if name == "json":
+                writer = writer_for(name, [], stream=env.stdout)
+                request.answers_opened = True
+        # ...inside the try: an interrupt raised as that step ends still closes the array (finally)
         # the level's own unique key only where dicomscu needs it: gdcmscu's identifier otherwise
         needs_level_key = bool(request.then) or request.format in ("json", "csv")
         query = build_query(request.model, request.level, request.keys, charset=request.charset,
