@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from peers import free_port
+import dicomscu
 from test_corpus import REFUSED_BY, by_uid, corpus_files, rounds_of, same_data_set
 
 from dicomscu.files.probe import probe
-from dicomscu.server.pacs import Pacs, ServerConfig
+from dicomscu.server.pacs import Pacs
 
 NODE_PEERS = Path(__file__).parent / "node"
 UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
@@ -49,10 +49,8 @@ def instances() -> list[Path]:
 
 @pytest.fixture
 def serve(tmp_path):
-    pacs = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "serve")))
-    pacs.start()
-    yield pacs
-    pacs.stop()
+    with dicomscu.serve(tmp_path / "serve") as served:  # (a port the OS chooses as the server binds)
+        yield served.pacs
 
 
 def _kept(pacs: Pacs) -> dict[str, Path]:
@@ -72,7 +70,7 @@ def test_dcmtk_storescu_into_serve_loses_and_changes_nothing(serve, instances):
     convert it (its limitation, not serve's): the uncompressed files are sent."""
     files = [path for path in instances if probe(path.read_bytes()).transfer_syntax in UNCOMPRESSED]
     result = subprocess.run(["/usr/bin/storescu", "--required", "--no-halt", "-aet", "DCMTKSCU", "-aec", serve.config.aetitle,
-                             "127.0.0.1", str(serve.config.port), *map(str, files)],
+                             "127.0.0.1", str(serve.port), *map(str, files)],
                             capture_output=True, text=True, timeout=600)
     kept = _kept(serve)
     missing = [path.name for path in files if _uid(path) not in kept and not _refused_by_serve(path)]
@@ -82,7 +80,7 @@ def test_dcmtk_storescu_into_serve_loses_and_changes_nothing(serve, instances):
 
 def test_pynetdicom_storescu_into_serve_loses_and_changes_nothing(serve, instances):
     result = subprocess.run([sys.executable, "-m", "pynetdicom", "storescu", "-cx", "-aet", "PYNETSCU", "-aec",
-                             serve.config.aetitle, "127.0.0.1", str(serve.config.port), *map(str, instances)],
+                             serve.config.aetitle, "127.0.0.1", str(serve.port), *map(str, instances)],
                             capture_output=True, text=True, timeout=600)
     kept = _kept(serve)
     missing = sorted(path.name for path in instances if _uid(path) not in kept and not _refused_by_serve(path))
@@ -104,7 +102,7 @@ def test_dcmjs_dimse_into_serve_loses_nothing(serve, instances, tmp_path):
     are exactly the known cases, each with its reason."""
     results = tmp_path / "results.jsonl"
     run = subprocess.run([_node(), str(NODE_PEERS / "dimse_store.js"), str(results), "127.0.0.1",
-                          str(serve.config.port), serve.config.aetitle, *map(str, instances)],
+                          str(serve.port), serve.config.aetitle, *map(str, instances)],
                          capture_output=True, text=True, timeout=900, cwd=NODE_PEERS)
     assert run.returncode == 0, run.stderr[-2000:]
     outcomes = {Path(line["file"]).name: line for line in map(json.loads, results.read_text().splitlines())}

@@ -19,7 +19,7 @@ from dicomscu import __version__
 from dicomscu.cli.environment import Environment
 from dicomscu.cli.parser import flag_of, parse
 from dicomscu.cli.request import DEBUG, VERBOSE, Request
-from dicomscu.errors import DicomscuError, MissingHost, Stopped, Terminated, UsageError
+from dicomscu.errors import DicomscuError, MissingHost, Stopped, UsageError
 from dicomscu.output import logs
 from dicomscu.transport import interrupts
 
@@ -107,22 +107,9 @@ _STDOUT_ACTIONS = ("help", "version", "queryhelp")
 
 def _stop_on_signals() -> None:
     """Ctrl-C (exit 130) and SIGTERM (exit 143) stop every operation (C-CANCEL, A-ABORT, JSON closed),
-    raised where no received PDU is half-read (see transport/interrupts.py)."""
-    import signal
-
-    import threading
-
-    from dicomscu.transport import interrupts
-
-    def interrupt(_signum, _frame):
-        interrupts.deliver(KeyboardInterrupt())
-
-    def terminate(_signum, _frame):
-        interrupts.deliver(Terminated())
-
-    if threading.current_thread() is threading.main_thread():  # main() may be called from a test's thread
-        signal.signal(signal.SIGINT, interrupt)
-        signal.signal(signal.SIGTERM, terminate)
+    raised where no received PDU is half-read (see transport/interrupts.py).  (The installed command's
+    launcher has installed them already; ``dicomscu.app.main`` called otherwise gets them here.)"""
+    interrupts.handle_signals()
 
 
 def _skip_unused_imports() -> None:

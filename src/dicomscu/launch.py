@@ -18,8 +18,7 @@ from dicomscu.transport import interrupts
 
 def main() -> None:
     interrupts.hold_start_up()
-    signal.signal(signal.SIGINT, lambda _signum, _frame: interrupts.deliver(KeyboardInterrupt()))
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: interrupts.deliver(Terminated()))
+    interrupts.handle_signals()
     try:
         from dicomscu.app import main as run
 

@@ -115,10 +115,10 @@ def _native_frames(ds, syntax: str, numbers: Sequence[int]) -> list[bytes]:
     bits = int(ds.BitsAllocated)
     samples = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
     pixels = numpy.frombuffer(bytes(ds.PixelData), dtype=numpy.uint8)
+    every_bit = numpy.unpackbits(pixels, bitorder="little") if bits == 1 else None  # (once for all frames)
     frames = []
     for number in numbers:
-        if bits == 1:
-            every_bit = numpy.unpackbits(pixels, bitorder="little")
+        if every_bit is not None:
             frame_bits = every_bit[(number - 1) * samples:number * samples]
             frames.append(numpy.packbits(frame_bits, bitorder="little").tobytes())
             continue

@@ -570,14 +570,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                            accepted_syntaxes(self.headers.get("Accept")))
         except ViewerError as exc:
             raise HttpError(exc.status, str(exc)) from None
-        boundary = os.urandom(12).hex()
-        body = b"".join(f"--{boundary}\r\nContent-Type: {part.content_type}\r\n\r\n".encode() + part.data + b"\r\n"
-                        for part in parts) + f"--{boundary}--\r\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", f'multipart/related; type="application/octet-stream"; boundary={boundary}')
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self._octets([(part.content_type, part.data) for part in parts])
 
     def _bulkdata(self, uids: list[str], tag_text: str) -> None:
         """A BulkDataURI of the metadata (PS3.18 10.4.1.1.5): the value, one application/octet-stream part."""
@@ -590,9 +583,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             value = bulkdata(self.pacs.resolve(row["path"]), int(tag_text, 16), row["transfer_syntax"])
         except ViewerError as exc:
             raise HttpError(exc.status, str(exc)) from None
+        self._octets([("application/octet-stream", value)])
+
+    def _octets(self, parts: list[tuple[str, bytes]]) -> None:
+        """A ``multipart/related; type="application/octet-stream"`` answer of (content type, bytes) parts."""
         boundary = os.urandom(12).hex()
-        body = (f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode() + value
-                + f"\r\n--{boundary}--\r\n".encode())
+        body = b"".join(f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
+                        for content_type, data in parts) + f"--{boundary}--\r\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", f'multipart/related; type="application/octet-stream"; boundary={boundary}')
         self.send_header("Content-Length", str(len(body)))

@@ -46,6 +46,18 @@ def deliver(interrupt: BaseException) -> None:
     raise interrupt
 
 
+def handle_signals() -> None:
+    """Ctrl-C and SIGTERM delivered as KeyboardInterrupt and Terminated (:func:`deliver`), from the main
+    thread only (a test may run the command line in a thread of its own)."""
+    import signal
+
+    from dicomscu.errors import Terminated
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda _signum, _frame: deliver(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: deliver(Terminated()))
+
+
 def acknowledge() -> None:
     """The interrupt in flight has reached code that handles it: no safe point raises it again."""
     global _pending
