@@ -475,3 +475,8 @@ def test_c_get_spreads_over_associations_when_127_contexts_do_not_fit(tmp_path):
         server.stop()
     assert got["as-stored"] == kept_in
     assert set(got["implicit"]) == set(kept_in) and set(got["implicit"].values()) == {"1.2.840.10008.1.2"}
+    sent_by_uid = {ds.SOPInstanceUID: ds for ds in map(pydicom.dcmread, sent.iterdir())}
+    for mode in ("as-stored", "implicit"):  # each instance arrives with the data set sent, element by element
+        for path in (tmp_path / mode).rglob("*.dcm"):
+            received = pydicom.dcmread(path)
+            assert list(received) == list(sent_by_uid[received.SOPInstanceUID]), (mode, path.name)
