@@ -138,7 +138,8 @@ def run(request: Request, env: Environment) -> int:
 
         env.out(listing(request.config, env.environ), end="")
         return 0
-    runners = {"echo": run_echo, "store": run_store, "find": run_find, "move": run_retrieve, "get": run_retrieve}
+    runners = {"echo": run_echo, "store": run_store, "find": run_find, "move": run_retrieve, "get": run_retrieve,
+               "commit": run_commit}
     try:
         try:
             interrupts.end_start_up()  # a Ctrl-C during start-up is raised here, where it is reported in full
@@ -152,11 +153,11 @@ def run(request: Request, env: Environment) -> int:
             raise
     except (DicomscuError, KeyboardInterrupt) as raised:
         exc = Stopped(raised) if isinstance(raised, KeyboardInterrupt) else raised
-        if request.format == "json" and request.operation in ("echo", "get", "move"):
+        if request.format == "json" and request.operation in ("echo", "get", "move", "commit"):
             # scripts parse stdout: a failure is a JSON document too (find keeps its answer array)
             from dicomscu.output import text
 
-            operation = "C-" + request.operation.upper()
+            operation = "storage commitment" if request.operation == "commit" else "C-" + request.operation.upper()
             report = getattr(exc, "report", None)
             document = (text.retrieve_json(report, request.output or ".", exc) if report is not None
                         else text.failure_json(operation, request.web or request.peer, exc))
@@ -310,7 +311,8 @@ def run_store(request: Request, env: Environment) -> int:
             else:
                 report = store(request.target, request.files, recursive=request.recursive,
                                on_plan=on_plan, on_result=on_result, decompress=request.decompress,
-                               jobs=request.jobs, journal=journal)
+                               jobs=request.jobs, journal=journal, commit=request.commit,
+                               commit_timeout=request.commit_timeout, port_scp=request.port_scp)
     except (DicomscuError, KeyboardInterrupt) as exc:
         if as_json is not None:
             as_json.fail(Stopped(exc) if isinstance(exc, KeyboardInterrupt) else exc)
@@ -321,7 +323,70 @@ def run_store(request: Request, env: Environment) -> int:
         as_json.end(report)
     else:
         env.out(text.store_summary(report))
+        if report.commitment is not None:
+            _say_commitment(report.commitment, env)
     return text.store_exit_code(report)
+
+
+def run_commit(request: Request, env: Environment) -> int:
+    """``--commit`` alone: ask the peer to commit instances already sent (files, or --from-json answers)."""
+    from dicomscu.operations.commit import COMMIT_TIMEOUT, commit, references_in
+    from dicomscu.operations.commitment import Reference
+    from dicomscu.output import text
+    from dicomscu.printable import printable
+
+    problems = 0
+
+    def on_problem(path: str, reason: str) -> None:
+        nonlocal problems
+        problems += 1
+        env.err(f"dicomscu: {printable(path)}: skipped: {printable(reason)}")
+
+    if request.from_json:
+        references = []
+        for number, answer in enumerate(_read_json_answers(request.from_json, env), 1):
+            sop_class, sop_instance = answer.get("SOPClassUID"), answer.get("SOPInstanceUID")
+            if not sop_instance or not sop_class:
+                raise UsageError(f"--from-json {request.from_json}: answer {number} has no SOPClassUID and "
+                                 "SOPInstanceUID (0008,0016/0018): use the answers of an --image level --find with "
+                                 "-k 8,16 -k 8,18")
+            references.append(Reference(str(sop_class), str(sop_instance)))
+    else:
+        references = list(references_in(request.files, request.recursive, on_problem))
+    journal = None
+    if request.journal:
+        from dicomscu.files.journal import Journal
+
+        journal = Journal(request.journal, peer=str(request.target))
+    try:
+        report = commit(request.target, references, port_scp=request.port_scp, journal=journal,
+                        timeout=request.commit_timeout or COMMIT_TIMEOUT, root_uid=request.root_uid)
+    finally:
+        if journal is not None:
+            journal.close()
+    if report.error is not None:
+        _error(env, report.error.render(flag_of))
+    if request.format == "json":
+        document = text.commit_json(report)
+        document["skipped_files"] = problems
+        if problems and document["exit_code"] == 0:
+            document["exit_code"] = 1
+        env.out(_json(document))
+    else:
+        _say_commitment(report, env)
+    code = text.commit_exit_code(report)
+    return code if code or not problems else 1
+
+
+def _say_commitment(report, env: Environment) -> None:
+    from dicomscu.output import text
+
+    for line in text.commit_failure_lines(report):
+        env.err(f"dicomscu: {line}")
+    env.out(text.commit_summary(report))
+    if report.unanswered and not report.refused and report.error is None:
+        env.err("dicomscu: hint: some archives send the result on an association of their own: give --port-scp "
+                "PORT (and make our AE title known to the archive at that port), or a longer --commit-timeout")
 
 
 def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:

@@ -18,6 +18,9 @@ STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
+#: Storage Commitment Push Model SOP Class and its well-known SOP Instance (PS3.4 J.3.5).
+STORAGE_COMMITMENT_PUSH = "1.2.840.10008.1.20.1"
+STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
@@ -72,3 +75,12 @@ class TransferSyntax(str):
     @property
     def is_deflated(self) -> bool:
         return self == DEFLATED_EXPLICIT_VR_LE
+
+
+def new_uid(root: str | None = None) -> str:
+    """A new UID: under `root` (``--root-uid``) when given, else a UUID-derived one (PS3.5 B.2, ``2.25.``)."""
+    import uuid
+
+    digits = str(uuid.uuid4().int)
+    prefix = f"{root.rstrip('.')}." if root else "2.25."
+    return (prefix + digits)[:64].rstrip(".")

@@ -85,7 +85,8 @@ SECTIONS: list[tuple[str, list[Option]]] = [
     ]),
     ("C-MOVE/C-GET options:", [
         _flag("-o", "--output", metavar="DIR", help="Directory for retrieved files.", api="output"),
-        _flag("--port-scp", metavar="PORT", help="Port for incoming associations (C-MOVE).", api="port_scp"),
+        _flag("--port-scp", metavar="PORT", help="Port for incoming associations (C-MOVE, --commit).",
+              api="port_scp"),
     ]),
     ("General options:", [
         _flag("--root-uid", metavar="UID", help="Root UID (also from the GDCM_ROOT_UID environment variable).",
@@ -134,6 +135,13 @@ SECTIONS: list[tuple[str, list[Option]]] = [
         _flag("--journal", metavar="FILE", api="journal",
               help="C-STORE: record each instance the peer confirmed in FILE\n"
                    "(SQLite); a re-run skips them (resume after Ctrl-C or a crash)."),
+        _switch("--commit",
+                help="Storage commitment (PS3.4 J): after --store, or alone for files\n"
+                     "already sent (FILES, or --from-json answers). The result comes on\n"
+                     "our association, or to --port-scp; exit 0 only when every instance\n"
+                     "is committed. With --journal a re-run asks only for the rest."),
+        _flag("--commit-timeout", metavar="S", type=float, api="commit_timeout",
+              help="How long to wait for the storage commitment result (default 60)."),
         _flag("--then", metavar="get|move", choices=("get", "move"),
               help="After --find, retrieve exactly its matches (same options as --get/--move)."),
         _flag("--from-json", metavar="FILE", api="from_json",

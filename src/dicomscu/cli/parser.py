@@ -117,6 +117,11 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
     request.skip_existing = ns.skip_existing
     request.decompress = ns.decompress
     request.journal = ns.journal
+    request.commit = ns.commit
+    if ns.commit_timeout is not None:
+        if not ns.commit_timeout > 0:
+            raise UsageError(f"--commit-timeout {ns.commit_timeout:g}: give a positive number of seconds")
+        request.commit_timeout = ns.commit_timeout
     request.cluster = ns.cluster
     if ns.max_associations_per_peer is not None:
         request.max_per_peer = _int(ns.max_associations_per_peer, "--max-associations-per-peer")
@@ -142,6 +147,10 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
 
     default = "find" if request.model == "worklist" else "echo"  # gdcmscu: --worklist alone is the worklist query
     request.operation = _one(ns.operations, "operation", "--echo, --store, --find, --move or --get") or default
+    if request.commit and not ns.operations:
+        request.operation = "commit"  # --commit alone: commitment of files already sent
+    elif request.commit and request.operation != "store":
+        raise UsageError(f"--commit follows --store (or stands alone, for files already sent), not --{request.operation}")
     if _web_target(ns):
         return _web_request(request, ns, environ)
     host, port, files = _positionals(ns.positionals, ns.hostname, ns.port)
@@ -236,6 +245,9 @@ def _web_request(request: Request, ns: argparse.Namespace, environ, url: str | N
     request.files = list(ns.input) + list(files or [])
     request.web = WebPeer.parse(url, token=token, tls=_tls(ns) or (_profile_tls(setting) if setting else None),
                                 timeouts=_timeouts(ns, setting("timeout") if setting else None))
+    if request.commit:
+        raise UsageError("storage commitment (--commit) is a DIMSE service: DICOMweb has no request that an archive "
+                         "took responsibility for instances; give the archive's DIMSE address (HOST PORT)")
     if request.operation == "move":
         raise UsageError("C-MOVE has no DICOMweb counterpart: use --get with a URL (WADO-RS), or a DIMSE peer "
                          "(HOST PORT) for --move")
@@ -363,11 +375,19 @@ def _check_combinations(request: Request) -> None:
         raise UsageError("--patient cannot be used with --studyroot (the study root model has no patient level)")
     if request.then and request.operation != "find":
         raise UsageError("--then get|move follows a --find")
-    if request.from_json and request.operation not in ("get", "move"):
-        raise UsageError("--from-json FILE feeds --get or --move")
+    if request.from_json and request.operation not in ("get", "move", "commit"):
+        raise UsageError("--from-json FILE feeds --get, --move or --commit")
     if request.operation == "store" and not request.files:
         raise UsageError("--store needs files: dicomscu --store HOST PORT FILE... (or -i FILE)")
-    if request.operation != "store" and request.files:
+    if request.operation == "commit" and not (request.files or request.from_json):
+        raise UsageError("--commit needs the instances: dicomscu --commit HOST PORT FILE... (the files sent), or "
+                         "--from-json FILE (answers of an image-level --find --format json)")
+    if request.operation == "commit" and request.files and request.from_json:
+        raise UsageError("--commit takes FILES or --from-json, not both")
+    if request.commit and request.cluster:
+        raise UsageError("--commit runs from this machine: store with --cluster first, then ask with "
+                         "dicomscu --commit HOST PORT FILES (--journal skips what is committed)")
+    if request.operation not in ("store", "commit") and request.files:
         raise UsageError(
             f"files are only sent with --store (got {len(request.files)} file argument(s) with --{request.operation})"
         )

@@ -11,7 +11,7 @@ from dicomscu.transport.peer import Peer
 if TYPE_CHECKING:  # pragma: no cover
     from dicomscu.web.service import WebPeer
 
-OPERATIONS = ("echo", "store", "find", "move", "get")
+OPERATIONS = ("echo", "store", "find", "move", "get", "commit")
 MODELS = ("patientroot", "studyroot", "worklist")
 LEVELS = ("patient", "study", "series", "image")
 
@@ -52,6 +52,9 @@ class Request:
     decompress: bool = False
     jobs: int = 1
     journal: str | None = None
+    #: Storage commitment: after a --store, or the operation itself ("commit") for files already sent.
+    commit: bool = False
+    commit_timeout: float | None = None  # None: the library's default
     cluster: str | None = None  # a Dask scheduler address (--cluster)
     max_per_peer: int | None = None  # --max-associations-per-peer
     then: str | None = None  # "get" or "move" after a --find

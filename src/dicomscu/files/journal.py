@@ -9,6 +9,10 @@ journal knows (the one in flight when it stopped may be sent again).
 A journal belongs to one peer (host, port and called AE, or the DICOMweb URL): it says what *that* peer
 confirmed.  Opened for another peer it is refused (a usage error), because skipping files the other peer
 never received would send nothing and report success.
+
+With storage commitment (``--commit``) a row also records when the peer took responsibility for the
+instance, so that a re-run asks only for what is not committed yet; a journal from before that column gets it
+when opened.
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS stored (sop_instance_uid TEXT PRIMARY KEY, "
-                             "path TEXT, peer TEXT, at REAL)")
+                             "path TEXT, peer TEXT, at REAL, committed REAL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS about (name TEXT PRIMARY KEY, value TEXT)")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(stored)")}
+            if "committed" not in columns:  # a journal from before storage commitment: upgraded in place
+                self._db.execute("ALTER TABLE stored ADD COLUMN committed REAL")
             if peer is not None:
                 self._claim(peer)
         except sqlite3.Error as exc:
@@ -61,8 +68,31 @@ class Journal:
 
     def record(self, sop_instance_uid: str, path: str, peer: str) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO stored VALUES (?, ?, ?, ?)",
+            # (sent again: the peer's commitment, if any, was for the earlier copy, so it is asked again)
+            self._db.execute("INSERT OR REPLACE INTO stored (sop_instance_uid, path, peer, at) VALUES (?, ?, ?, ?)",
                              (sop_instance_uid, path, peer, time.time()))
+
+    def is_committed(self, sop_instance_uid: str) -> bool:
+        """The peer took responsibility for this instance (storage commitment) in an earlier run."""
+        with self._lock:
+            row = self._db.execute("SELECT committed FROM stored WHERE sop_instance_uid = ?",
+                                   (sop_instance_uid,)).fetchone()
+        return row is not None and row[0] is not None
+
+    def record_commitment(self, references) -> None:
+        """Instances ((SOP Class, SOP Instance) pairs) the peer committed: kept in one transaction."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for _, sop_instance in references:
+                    self._db.execute("INSERT INTO stored (sop_instance_uid, committed) VALUES (?, ?) "
+                                     "ON CONFLICT(sop_instance_uid) DO UPDATE SET committed = excluded.committed",
+                                     (sop_instance, now))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def __len__(self) -> int:
         with self._lock:

@@ -383,7 +383,7 @@ def _merge(folder: str, journal: str | None, peer: str) -> None:
     for name in sorted(os.listdir(folder)):
         if name.endswith(".sqlite"):
             with sqlite3.connect(os.path.join(folder, name)) as share:
-                for uid, path, _, _ in share.execute("SELECT * FROM stored"):
+                for uid, path in share.execute("SELECT sop_instance_uid, path FROM stored"):
                     target.record(uid, path, peer)
     target.close()
     shutil.rmtree(folder, ignore_errors=True)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections import Counter
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from dicomscu.errors import DicomscuError
 from dicomscu.operations.status import Status
 from dicomscu.transport.peer import Peer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dicomscu.operations.commit import CommitReport
 
 OK, WARNED, FAILED, SKIPPED = "ok", "warning", "failed", "skipped"
 #: Already confirmed by the peer in an earlier run (``--journal``): not sent again.
@@ -26,6 +29,8 @@ class FileResult:
     status: Status | None = None
     sop_instance: str = ""
     size: int = 0
+    #: The instance's SOP Class UID, when it was read (what storage commitment names it by, with the instance).
+    sop_class: str = ""
 
 
 @dataclass
@@ -41,10 +46,14 @@ class StoreReport:
     not_sent: int = 0
     #: The association-level failure that stopped (part of) the run, if any.
     error: DicomscuError | None = None
+    #: What the peer said when asked to commit the instances stored (``commit=True``), else None.
+    commitment: "CommitReport | None" = None
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not (self.counts[FAILED] or self.counts[SKIPPED] or self.not_sent)
+        """Every file stored (and, when commitment was asked, every instance committed)."""
+        return (self.error is None and not (self.counts[FAILED] or self.counts[SKIPPED] or self.not_sent)
+                and (self.commitment is None or self.commitment.ok))
 
     @property
     def stored(self) -> int:

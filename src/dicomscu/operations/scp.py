@@ -1,37 +1,41 @@
-"""The storage SCP that receives the instances of a C-MOVE sent to ourselves.
+"""The SCPs the client runs while an operation waits for the peer to connect back to it.
 
-It listens on ``--port-scp`` under our calling AE title while the move runs, on
-the same protocol core as everything else.  Incoming data sets are not decoded:
-their bytes go to the :class:`~dicomscu.operations.sink.InstanceSink` as received.
+A C-MOVE's instances come on associations the server opens to ``--port-scp``
+(:class:`StorageSCP`); so may a storage commitment result (N-EVENT-REPORT, see
+:mod:`dicomscu.operations.commit`).  Both listen under our calling AE title while the
+operation runs, on the same protocol core as everything else: :class:`IncomingSCP`.
 """
 
 from __future__ import annotations
 
 import errno
+from typing import Callable, Iterable, Mapping, Sequence
 
 from dicomscu.errors import UsageError
 from dicomscu.operations.provider import Provider
 from dicomscu.operations.sink import InstanceSink
 from dicomscu.storage_classes import STORAGE_UIDS
+from dicomscu.transport.channel import Channel
 from dicomscu.transport.listener import AcceptPolicy, Listener
 from dicomscu.uids import VERIFICATION, IMPLICIT_VR_LE
 
 
-class StorageSCP:
-    """A context manager: listening inside the block, stopped (and joined) after it."""
+class IncomingSCP:
+    """A context manager: listening on `port` inside the block, stopped (and joined) after it."""
 
-    def __init__(self, ae_title: str, port: int, sink: InstanceSink, syntaxes: list[str]) -> None:
+    def __init__(self, ae_title: str, port: int, supported: Mapping[str, Sequence[str]],
+                 serve: Callable[[Channel], None], roles_allowed: Iterable[str] = ()) -> None:
         self.port = port
-        supported = {uid: tuple(syntaxes) for uid in STORAGE_UIDS}
-        supported[VERIFICATION] = (IMPLICIT_VR_LE,)
-        self._listener = Listener(("", port), AcceptPolicy(ae_title, supported), Provider(sink.store).serve)
+        policy = AcceptPolicy(ae_title, {VERIFICATION: (IMPLICIT_VR_LE,), **supported},
+                              roles_allowed=frozenset(roles_allowed))
+        self._listener = Listener(("", port), policy, serve)
 
     @property
     def connections(self) -> int:
         """Connections the server opened back to us: tells an unreachable destination from refused data."""
         return self._listener.connections
 
-    def __enter__(self) -> "StorageSCP":
+    def __enter__(self):
         try:
             self._listener.start()
         except OSError as exc:
@@ -49,3 +53,11 @@ class StorageSCP:
             return (f"{self.port}: ports below 1024 need root privileges; "
                     "use a port above 1024 and map it on the server")
         return f"{self.port}: cannot listen: {exc.strerror or exc}"
+
+
+class StorageSCP(IncomingSCP):
+    """The storage SCP that receives the instances of a C-MOVE sent to ourselves: incoming data sets are not
+    decoded, their bytes go to the :class:`~dicomscu.operations.sink.InstanceSink` as received."""
+
+    def __init__(self, ae_title: str, port: int, sink: InstanceSink, syntaxes: list[str]) -> None:
+        super().__init__(ae_title, port, {uid: tuple(syntaxes) for uid in STORAGE_UIDS}, Provider(sink.store).serve)

@@ -73,6 +73,7 @@ SERVICES = {
     "worklist": {**GENERAL, **_FIND},
     "move": {**GENERAL, **_RETRIEVE, 0xA801: (FAILURE, "Move destination unknown")},
     "get": {**GENERAL, **_RETRIEVE},
+    "commit": GENERAL,  # N-ACTION and N-EVENT-REPORT of Storage Commitment (PS3.4 J.3.2.1.2, J.3.3.1.2)
 }
 
 #: (mask, value, category, meaning) for the ranges PS3.4 defines; queries and retrievals name Cxxx

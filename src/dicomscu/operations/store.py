@@ -123,8 +123,16 @@ def store(
     decompress: bool = False,
     jobs: int = 1,
     journal=None,
+    commit: bool = False,
+    commit_timeout: float | None = None,
+    port_scp: int | None = None,
 ) -> StoreReport:
     """Send the DICOM files among `paths` (files and directories) to `peer`.
+
+    With `commit`, the peer is then asked to take responsibility for every instance it stored (storage
+    commitment, :func:`dicomscu.operations.commit.commit`, its results awaited up to `commit_timeout` s, on
+    our association or at `port_scp`): ``report.commitment`` says what it committed, and ``report.ok``
+    requires every instance committed.
 
     Problems with single files never stop the run: they are reported through
     `on_result` and counted.  A compressed file whose transfer syntax the peer
@@ -141,9 +149,13 @@ def store(
         opened = Journal(os.fspath(journal), peer=str(peer))
         try:
             return store(peer, paths, recursive=recursive, on_plan=on_plan, on_result=on_result,
-                         decompress=decompress, jobs=jobs, journal=opened)
+                         decompress=decompress, jobs=jobs, journal=opened, commit=commit,
+                         commit_timeout=commit_timeout, port_scp=port_scp)
         finally:
             opened.close()
+    if commit:
+        return _store_and_commit(peer, paths, recursive, on_plan, on_result, decompress, jobs, journal,
+                                 commit_timeout, port_scp)
     if jobs > 1:
         return _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, jobs, journal)
     started = time.perf_counter()
@@ -174,7 +186,8 @@ def store(
                                         sop_instance=info.sop_instance))
                     continue
                 if journal is not None and info.sop_instance in journal:
-                    emit(FileResult(path, ALREADY, "already stored (journal)", sop_instance=info.sop_instance))
+                    emit(FileResult(path, ALREADY, "already stored (journal)", sop_instance=info.sop_instance,
+                                        sop_class=info.sop_class))
                     continue
                 result = link.send(path, data, info)
                 if result is None:  # no association could be (re)opened: the rest of the group stays
@@ -185,6 +198,27 @@ def store(
     # every input given ends in exactly one count: what no association carried is "not sent"
     report.not_sent = max(the_plan.inputs - sum(report.counts.values()), 0)
     report.seconds = time.perf_counter() - started
+    return report
+
+
+def _store_and_commit(peer, paths, recursive, on_plan, on_result, decompress, jobs, journal, commit_timeout,
+                      port_scp) -> StoreReport:
+    """Store, then ask for commitment of every instance the peer holds now (stored, or already per journal)."""
+    from dicomscu.operations.commit import COMMIT_TIMEOUT, commit as request_commitment
+    from dicomscu.operations.commitment import Reference
+
+    kept: list[Reference] = []
+
+    def collect(result: FileResult) -> None:
+        if result.outcome in (OK, WARNED, ALREADY) and result.sop_class:
+            kept.append(Reference(result.sop_class, result.sop_instance))
+        if on_result:
+            on_result(result)
+
+    report = store(peer, paths, recursive=recursive, on_plan=on_plan, on_result=collect, decompress=decompress,
+                   jobs=jobs, journal=journal)
+    report.commitment = request_commitment(peer, kept, port_scp=port_scp, journal=journal,
+                                           timeout=commit_timeout or COMMIT_TIMEOUT)
     return report
 
 
@@ -371,7 +405,7 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
                      "(PS3.5 A.4), as peers require")
     for note in notes:
         message = f"{message}; {note}" if message else note
-    return FileResult(path, outcome, message, status, info.sop_instance, len(data))
+    return FileResult(path, outcome, message, status, info.sop_instance, len(data), info.sop_class)
 
 
 def _fallback_context(channel: Channel, info: DicomFile) -> AcceptedContext | None:

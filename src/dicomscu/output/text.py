@@ -8,6 +8,7 @@ from dicomscu.printable import printable
 from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport
 
 if TYPE_CHECKING:  # pragma: no cover
+    from dicomscu.operations.commit import CommitReport
     from dicomscu.operations.echo import EchoResult
     from dicomscu.operations.find import FindReport
     from dicomscu.operations.retrieval import RetrieveReport
@@ -141,7 +142,50 @@ def store_json_summary(report: StoreReport) -> dict:
 def store_exit_code(report: StoreReport) -> int:
     if report.error is not None:
         return report.error.exit_code
+    if report.commitment is not None and report.commitment.error is not None:
+        return report.commitment.error.exit_code
     return 0 if report.ok else 1
+
+
+def commit_summary(report: CommitReport) -> str:
+    """The storage commitment line: what the peer took responsibility for, and what not."""
+    line = (f"Storage commitment {report.peer}: {len(report.committed)} of {report.requested} instance(s) "
+            f"committed ({report.seconds:.2f} s), {len(report.failed)} failed, {len(report.unanswered)} unanswered")
+    if report.already:
+        line += f", {report.already} already committed (journal)"
+    return line
+
+
+def commit_failure_lines(report: CommitReport) -> list[str]:
+    """One line per instance not committed: its UID and why (the Failure Reason, or no answer)."""
+    lines = [f"{printable(f.reference.sop_instance)}: not committed: {f.reason_text}" for f in report.failed]
+    if report.unanswered:
+        why = (f"the request was refused ({report.refused[0]})" if report.refused and not report.committed
+               and not report.failed else "no result came")
+        lines += [f"{printable(ref.sop_instance)}: not committed: {why}" for ref in report.unanswered[:20]]
+        if len(report.unanswered) > 20:
+            lines.append(f"... and {len(report.unanswered) - 20} more without a result")
+    return lines
+
+
+def commit_exit_code(report: CommitReport) -> int:
+    if report.error is not None:
+        return report.error.exit_code
+    return 0 if report.ok else 1
+
+
+def commit_json(report: CommitReport) -> dict:
+    """``--format json`` of a storage commitment: counts, each failure with its reason, what got no answer."""
+    return {"operation": "storage commitment", "peer": str(report.peer), "requested": report.requested,
+            "committed": len(report.committed), "already_committed": report.already,
+            "failed": [{"sop_class_uid": f.reference.sop_class, "sop_instance_uid": f.reference.sop_instance,
+                        "failure_reason": f.reason, "reason": f.reason_text} for f in report.failed],
+            "unanswered": [{"sop_class_uid": ref.sop_class, "sop_instance_uid": ref.sop_instance}
+                           for ref in report.unanswered],
+            "refused_requests": [status_json(status) for status in report.refused],
+            "transactions": report.transactions, "results_on_new_association": report.reports_on_new_association,
+            "seconds": round(report.seconds, 4), "error": error_json(report.error),
+            "exit_code": commit_exit_code(report)}
 
 
 def retrieve_json(report: RetrieveReport, directory: str, error=None) -> dict:
@@ -174,14 +218,16 @@ class StoreJsonStream:
         self._stream.flush()  # a reader of a pipe sees each result as it comes (a write each: microseconds)
 
     def end(self, report: StoreReport) -> None:
-        self._close(store_json_summary(report), error_json(report.error), store_exit_code(report))
+        commitment = commit_json(report.commitment) if report.commitment is not None else None
+        self._close(store_json_summary(report), error_json(report.error), store_exit_code(report), commitment)
 
     def fail(self, error) -> None:
         """Close the document after an error that left no report."""
         self._close(None, error_json(error), error.exit_code)
 
-    def _close(self, summary, error, exit_code: int) -> None:
+    def _close(self, summary, error, exit_code: int, commitment: dict | None = None) -> None:
         dumps = self._json.dumps
-        self._stream.write(f'\n], "summary": {dumps(summary)}, "error": {dumps(error)}, '
+        more = f', "commitment": {dumps(commitment)}' if commitment is not None else ""
+        self._stream.write(f'\n], "summary": {dumps(summary)}, "error": {dumps(error)}{more}, '
                            f'"exit_code": {exit_code}}}\n')
         self._stream.flush()

@@ -18,10 +18,13 @@ C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
 C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
 C_CANCEL_RQ = 0x0FFF
+N_EVENT_REPORT_RQ, N_EVENT_REPORT_RSP = 0x0100, 0x8100
+N_ACTION_RQ, N_ACTION_RSP = 0x0130, 0x8130
 COMMAND_NAMES = {C_STORE_RQ: "C-STORE-RQ", C_STORE_RSP: "C-STORE-RSP", C_GET_RQ: "C-GET-RQ", C_GET_RSP: "C-GET-RSP",
                  C_FIND_RQ: "C-FIND-RQ", C_FIND_RSP: "C-FIND-RSP", C_MOVE_RQ: "C-MOVE-RQ",
                  C_MOVE_RSP: "C-MOVE-RSP", C_ECHO_RQ: "C-ECHO-RQ", C_ECHO_RSP: "C-ECHO-RSP",
-                 C_CANCEL_RQ: "C-CANCEL-RQ"}
+                 C_CANCEL_RQ: "C-CANCEL-RQ", N_EVENT_REPORT_RQ: "N-EVENT-REPORT-RQ",
+                 N_EVENT_REPORT_RSP: "N-EVENT-REPORT-RSP", N_ACTION_RQ: "N-ACTION-RQ", N_ACTION_RSP: "N-ACTION-RSP"}
 #: (0000,0800) Command Data Set Type: this value means "no data set"; any other, that one follows.
 NO_DATASET = 0x0101
 DATASET_PRESENT = 0x0001
@@ -235,3 +238,34 @@ def retrieve_rsp(field: int, responding_to: int, sop_class: str, status: int,
 def c_cancel_rq(responding_to: int) -> bytes:
     """A C-CANCEL-RQ for the request `responding_to` (PS3.7 9.3.2.3)."""
     return encode(CommandField=C_CANCEL_RQ, MessageIDBeingRespondedTo=responding_to, CommandDataSetType=NO_DATASET)
+
+
+# -- DIMSE-N: the notification and action services Storage Commitment uses (PS3.7 10.3.1, 10.3.4) -------------
+
+def n_action_rq(message_id: int, sop_class: str, sop_instance: str, action_type: int) -> bytes:
+    """An N-ACTION-RQ (PS3.7 10.3.4.1) on `sop_instance` of `sop_class`; the action information follows."""
+    return encode(CommandField=N_ACTION_RQ, MessageID=message_id, RequestedSOPClassUID=sop_class,
+                  RequestedSOPInstanceUID=sop_instance, ActionTypeID=action_type,
+                  CommandDataSetType=DATASET_PRESENT)
+
+
+def n_action_rsp(responding_to: int, sop_class: str, sop_instance: str, status: int, action_type: int | None = None,
+                 comment: str | None = None) -> bytes:
+    """An N-ACTION-RSP (PS3.7 10.3.4.2), without action reply (Storage Commitment has none)."""
+    return encode(AffectedSOPClassUID=sop_class, CommandField=N_ACTION_RSP, MessageIDBeingRespondedTo=responding_to,
+                  CommandDataSetType=NO_DATASET, Status=status, ErrorComment=comment,
+                  AffectedSOPInstanceUID=sop_instance, ActionTypeID=action_type)
+
+
+def n_event_report_rq(message_id: int, sop_class: str, sop_instance: str, event_type: int) -> bytes:
+    """An N-EVENT-REPORT-RQ (PS3.7 10.3.1.1); the event information follows."""
+    return encode(AffectedSOPClassUID=sop_class, CommandField=N_EVENT_REPORT_RQ, MessageID=message_id,
+                  CommandDataSetType=DATASET_PRESENT, AffectedSOPInstanceUID=sop_instance, EventTypeID=event_type)
+
+
+def n_event_report_rsp(responding_to: int, sop_class: str, sop_instance: str, status: int,
+                       event_type: int | None = None, comment: str | None = None) -> bytes:
+    """An N-EVENT-REPORT-RSP (PS3.7 10.3.1.2), without event reply."""
+    return encode(AffectedSOPClassUID=sop_class, CommandField=N_EVENT_REPORT_RSP,
+                  MessageIDBeingRespondedTo=responding_to, CommandDataSetType=NO_DATASET, Status=status,
+                  ErrorComment=comment, AffectedSOPInstanceUID=sop_instance, EventTypeID=event_type)

@@ -211,7 +211,7 @@ def _modified(path: str) -> float:
         return float("-inf")
 
 
-def _fsync(path: str) -> None:
+def fsync(path: str) -> None:
     """Make `path` (a file or a folder: a rename in it) durable."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -269,6 +269,18 @@ class Index:
             found = self._db.execute("SELECT path FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
         return found[0] if found else None
 
+    def stored_as(self, sop_uid: str) -> tuple[str, str] | None:
+        """(index path, SOP Class UID) of an indexed instance, or None."""
+        with self._lock:
+            found = self._db.execute("SELECT path, sop_class FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
+        return (found[0], found[1]) if found else None
+
+    def make_durable(self) -> None:
+        """Every row written so far survives a power cut (the WAL synced and checkpointed): what a storage
+        commitment promises, where a C-STORE's row is safe from a crash of serve only."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(FULL)")
+
     def contains(self, sop_uid: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone() is not None
@@ -321,7 +333,7 @@ class Index:
             fresh.execute("COMMIT")
         finally:
             fresh.close()
-        _fsync(rebuilt)
+        fsync(rebuilt)
         self._swap_in(rebuilt)
         for path in result.dropped:
             discard(path)
@@ -336,7 +348,7 @@ class Index:
             self._db.execute("PRAGMA journal_mode=DELETE")
             self._db.close()
             os.replace(rebuilt, self.path)
-            _fsync(os.path.dirname(os.path.abspath(self.path)))
+            fsync(os.path.dirname(os.path.abspath(self.path)))
             self._db = self._connect()
 
     def adopt(self, storage: str) -> Reindexed:

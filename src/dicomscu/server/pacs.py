@@ -1,9 +1,10 @@
-"""``dicomscu serve``: a Storage and Query/Retrieve SCP on dicomscu's own protocol core, a storage directory
-and an index.
+"""``dicomscu serve``: a Storage, Query/Retrieve and Storage Commitment SCP on dicomscu's own protocol core, a
+storage directory and an index.
 
 * Verification, every Storage SOP class in every transfer syntax (files are kept
   as received: the data set bytes are never re-encoded);
 * C-FIND, C-MOVE and C-GET in the patient root and study root models, C-CANCEL honoured;
+* Storage Commitment Push Model (:mod:`dicomscu.server.commitment`);
 * stored files go to ``STORAGE/<StudyUID>/<SeriesUID>/<SOPUID>.dcm`` only after the
   three UIDs are checked (digits and dots, at most 64 characters): whatever a peer
   sends, nothing is written outside the storage directory;
@@ -102,6 +103,7 @@ def accept_policy(config: ServerConfig) -> AcceptPolicy:
     for classes in QR_CLASSES.values():
         for uid in classes:
             supported[uid] = QUERY_SYNTAXES
+    supported[uids.STORAGE_COMMITMENT_PUSH] = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE)
     return AcceptPolicy(config.aetitle, supported, roles_allowed=frozenset(STORAGE_UIDS),
                         require_calling=tuple(config.require_calling), max_associations=config.max_associations,
                         max_dataset=config.max_size)
@@ -369,7 +371,8 @@ class QueryRetrieve(Provider):
     def __init__(self, pacs: Pacs) -> None:
         super().__init__(pacs.store, open_sink=pacs.spool)
         self.pacs = pacs
-        self.handlers.update({dimse.C_FIND_RQ: self.find, dimse.C_GET_RQ: self.get, dimse.C_MOVE_RQ: self.move})
+        self.handlers.update({dimse.C_FIND_RQ: self.find, dimse.C_GET_RQ: self.get, dimse.C_MOVE_RQ: self.move,
+                              dimse.N_ACTION_RQ: self.commit})
 
     # -- the request ----------------------------------------------------------------------------------
     def _identifier(self, channel: Channel, message: Message, field: int):
@@ -436,6 +439,13 @@ class QueryRetrieve(Provider):
         except Cancelled:
             return self._final(channel, message, dimse.C_FIND_RSP, 0xFE00)
         self._final(channel, message, dimse.C_FIND_RSP, 0x0000)
+
+    # -- Storage Commitment --------------------------------------------------------------------------
+    def commit(self, channel: Channel, message: Message) -> None:
+        """N-ACTION (Storage Commitment Push Model): :mod:`dicomscu.server.commitment`."""
+        from dicomscu.server.commitment import answer_action
+
+        answer_action(self.pacs, channel, message)
 
     # -- C-GET and C-MOVE -----------------------------------------------------------------------------
     def get(self, channel: Channel, message: Message) -> None:

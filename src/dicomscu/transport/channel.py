@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from typing import Sequence
 
 from dicomscu.errors import AssociationAborted, PeerTimeout
@@ -66,6 +67,9 @@ class Channel:
         self._message_id = 0
         #: The peer asked to release (seen while waiting for something else).
         self.release_requested = False
+        #: Requests that arrived while we awaited a response of our own (PS3.7 allows either side to
+        #: request): handed out by the next :meth:`poll` or :meth:`receive_any`, in arrival order.
+        self._deferred: deque[Message] = deque()
 
     def __str__(self) -> str:
         return self.name
@@ -135,7 +139,13 @@ class Channel:
         """The next message within `seconds`, or None (to drain after a cancel, or look for a C-CANCEL)."""
         return self._next("message", max(seconds, 0.0))
 
+    def defer(self, message: Message) -> None:
+        """Keep a request that arrived while we awaited something else, for the next receive."""
+        self._deferred.append(message)
+
     def _next(self, what: str, seconds: float) -> Message | None:
+        if self._deferred:
+            return self._deferred.popleft()
         deadline = time.monotonic() + seconds
         while True:
             try:
