@@ -387,3 +387,89 @@ def test_data_sets_spill_to_a_sink_past_the_threshold():
             half.add(*pdv)
     half.abandon()  # the connection went: the partial data set goes too
     assert sinks[-1].discarded and not half.in_message
+
+
+# -- DIMSE-N: Storage Commitment's N-ACTION and N-EVENT-REPORT --------------------------------------------------
+
+PUSH, PUSH_INSTANCE = "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1"
+
+
+def test_n_action_and_n_event_report_equal_pynetdicom():
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import N_ACTION_RQ, N_ACTION_RSP, N_EVENT_REPORT_RQ, N_EVENT_REPORT_RSP
+    from pynetdicom.dimse_primitives import N_ACTION, N_EVENT_REPORT
+
+    action = N_ACTION()
+    action.MessageID, action.RequestedSOPClassUID, action.RequestedSOPInstanceUID = 7, PUSH, PUSH_INSTANCE
+    action.ActionTypeID, action.ActionInformation = 1, BytesIO(b"\0\0")
+    assert commands.n_action_rq(7, PUSH, PUSH_INSTANCE, 1) == pynetdicom_command(action, N_ACTION_RQ)
+    answer = N_ACTION()
+    answer.MessageIDBeingRespondedTo, answer.AffectedSOPClassUID, answer.AffectedSOPInstanceUID = 7, PUSH, \
+        PUSH_INSTANCE
+    answer.ActionTypeID, answer.Status = 1, 0x0000
+    assert commands.n_action_rsp(7, PUSH, PUSH_INSTANCE, 0, 1) == pynetdicom_command(answer, N_ACTION_RSP)
+    event = N_EVENT_REPORT()
+    event.MessageID, event.AffectedSOPClassUID, event.AffectedSOPInstanceUID = 9, PUSH, PUSH_INSTANCE
+    event.EventTypeID, event.EventInformation = 2, BytesIO(b"\0\0")
+    assert commands.n_event_report_rq(9, PUSH, PUSH_INSTANCE, 2) == pynetdicom_command(event, N_EVENT_REPORT_RQ)
+    reply = N_EVENT_REPORT()
+    reply.MessageIDBeingRespondedTo, reply.AffectedSOPClassUID, reply.AffectedSOPInstanceUID = 9, PUSH, PUSH_INSTANCE
+    reply.EventTypeID, reply.Status = 2, 0x0000
+    ours = commands.n_event_report_rsp(9, PUSH, PUSH_INSTANCE, 0, 2)
+    assert ours == pynetdicom_command(reply, N_EVENT_REPORT_RSP)
+    decoded = commands.decode(ours)
+    assert (decoded.name, decoded.is_response, decoded.EventTypeID, decoded.has_dataset) == \
+        ("N-EVENT-REPORT-RSP", True, 2, False)
+
+
+def test_storage_commitment_exchange_in_memory():
+    """The whole push-model exchange between two cores, no socket: request, answer, result, its answer."""
+    from dicomscu.operations import commitment as sc
+
+    pair = Pair()
+    request = P.AssociateRQ("SCP", "SCU", (P.ProposedContext(1, PUSH, (EXPLICIT,)),),
+                            P.UserInformation(16384, "1.2.3", "X"))
+    (asked,) = pair.to_acceptor(pair.requestor.request(request))
+    accept = negotiation.answer(asked.request, {PUSH: (EXPLICIT, IMPLICIT)}, 16384)
+    pair.to_requestor(pair.acceptor.accept(accept))
+    wanted = [sc.Reference(CT, f"1.2.3.{n}") for n in range(3000)]  # several PDUs of action information
+    information = sc.action_information("2.25.1", wanted, EXPLICIT)
+    (event,) = pair.to_acceptor(pair.requestor.send_message(1, commands.n_action_rq(1, PUSH, PUSH_INSTANCE, 1),
+                                                            information))
+    message = event.message
+    assert message.command.name == "N-ACTION-RQ" and message.command.ActionTypeID == sc.REQUEST_COMMITMENT
+    read = sc.read_action(message.dataset, EXPLICIT)
+    assert read.transaction == "2.25.1" and list(read.references) == wanted
+    failed = [sc.Failure(wanted[0], sc.NO_SUCH_INSTANCE), sc.Failure(wanted[1], sc.PROCESSING_FAILURE)]
+    events = pair.to_requestor(pair.acceptor.send_message(1, commands.n_action_rsp(1, PUSH, PUSH_INSTANCE, 0, 1))
+                               + pair.acceptor.send_message(1, commands.n_event_report_rq(1, PUSH, PUSH_INSTANCE, 2),
+                                                            sc.event_information("2.25.1", wanted[2:], failed,
+                                                                                 EXPLICIT)))
+    assert [e.message.command.name for e in events] == ["N-ACTION-RSP", "N-EVENT-REPORT-RQ"]
+    result = sc.read_event(events[1].message.dataset, EXPLICIT)
+    assert result.committed == tuple(wanted[2:]) and result.failed == tuple(failed)
+    assert result.failed[0].reason_text == "no such object instance (0x0112)"
+    (event,) = pair.to_acceptor(pair.requestor.send_message(1, commands.n_event_report_rsp(1, PUSH, PUSH_INSTANCE,
+                                                                                           0, 2)))
+    assert event.message.command.MessageIDBeingRespondedTo == 1 and event.message.command.Status == 0
+
+
+def test_commitment_data_sets_missing_what_ps3_4_requires_are_refused():
+    from pydicom.dataset import Dataset
+
+    from dicomscu.files.codec import encode
+    from dicomscu.operations import commitment as sc
+
+    no_transaction = Dataset()
+    no_transaction.ReferencedSOPSequence = []
+    with pytest.raises(sc.BadCommitment) as raised:
+        sc.read_action(encode(no_transaction, EXPLICIT), EXPLICIT)
+    assert raised.value.missing and "Transaction UID" in str(raised.value)
+    no_references = Dataset()
+    no_references.TransactionUID = "2.25.5"
+    with pytest.raises(sc.BadCommitment, match="Referenced SOP Sequence"):
+        sc.read_action(encode(no_references, EXPLICIT), EXPLICIT)
+    with pytest.raises(sc.BadCommitment) as raised:
+        sc.read_event(b"\x08\x00\x95\x11UI\xff\x00", EXPLICIT)  # cut inside the Transaction UID
+    assert not raised.value.missing

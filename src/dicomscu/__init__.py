@@ -41,6 +41,10 @@ _EXPORTS = {
     "RetrieveOptions": "dicomscu.operations.retrieval",
     "RetrieveReport": "dicomscu.operations.retrieval",
     "Association": "dicomscu.operations.session",
+    "commit": "dicomscu.operations.commit",
+    "CommitReport": "dicomscu.operations.commit",
+    "Reference": "dicomscu.operations.commitment",
+    "Failure": "dicomscu.operations.commitment",
     "serve": "dicomscu.server.embedded",
     "Served": "dicomscu.server.embedded",
     "FindReport": "dicomscu.operations.find",
@@ -75,6 +79,8 @@ if TYPE_CHECKING:  # what type checkers see: the same names, imported (tests/tes
         retrieve_on_cluster as retrieve_on_cluster,
         store_on_cluster as store_on_cluster,
     )
+    from dicomscu.operations.commit import CommitReport as CommitReport, commit as commit
+    from dicomscu.operations.commitment import Failure as Failure, Reference as Reference
     from dicomscu.operations.echo import EchoResult as EchoResult, echo as echo
     from dicomscu.operations.find import FindReport as FindReport, find as find
     from dicomscu.operations.retrieval import RetrieveOptions as RetrieveOptions, RetrieveReport as RetrieveReport

@@ -242,6 +242,8 @@ def commit(peer: Peer, instances: Iterable[Reference], *, port_scp: int | None =
             report.error = exc
     for transaction in list(transactions.pending):
         report.unanswered += transactions.drop(transaction)
+    told = set(report.committed) | {failure.reference for failure in report.failed} | set(report.unanswered)
+    report.unanswered += [reference for reference in wanted if reference not in told]  # never asked: stopped
     report.seconds = time.perf_counter() - started
     return report
 

@@ -155,6 +155,13 @@ def _transaction(dataset) -> str:
 
 
 def _decoded(raw, syntax: str):
+    """The data set, proven whole first (pydicom reads a data set cut mid-element as a shorter one)."""
+    from dicomscu.files.probe import BadFile, top_level_values
+
+    try:
+        top_level_values(raw, syntax, [])
+    except BadFile as exc:
+        raise BadCommitment(f"a broken data set: {exc}") from None
     try:
         return decode(raw, syntax)
     except Exception as exc:  # pydicom raises many kinds on malformed bytes

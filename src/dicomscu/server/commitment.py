@@ -189,7 +189,7 @@ def _report_on(channel: Channel, context, transaction: str, committed, failed, e
                               event_type)
     deadline = time.monotonic() + REPORT_ANSWER_WAIT
     while True:
-        message = channel.poll(deadline - time.monotonic())
+        message = channel.poll(deadline - time.monotonic(), fresh=True)
         if message is None:
             LOGGER.warning("%s: no answer to the storage commitment result %s within %g s", channel, transaction,
                            REPORT_ANSWER_WAIT)

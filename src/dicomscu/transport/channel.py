@@ -135,16 +135,17 @@ class Channel:
                                      f"{command.MessageIDBeingRespondedTo}, not {message_id} (protocol error)")
         return message
 
-    def poll(self, seconds: float) -> Message | None:
-        """The next message within `seconds`, or None (to drain after a cancel, or look for a C-CANCEL)."""
-        return self._next("message", max(seconds, 0.0))
+    def poll(self, seconds: float, *, fresh: bool = False) -> Message | None:
+        """The next message within `seconds`, or None (to drain after a cancel, or look for a C-CANCEL);
+        `fresh`: only one read now, past the requests kept by :meth:`defer` (a wait for our own response)."""
+        return self._next("message", max(seconds, 0.0), fresh)
 
     def defer(self, message: Message) -> None:
         """Keep a request that arrived while we awaited something else, for the next receive."""
         self._deferred.append(message)
 
-    def _next(self, what: str, seconds: float) -> Message | None:
-        if self._deferred:
+    def _next(self, what: str, seconds: float, fresh: bool = False) -> Message | None:
+        if self._deferred and not fresh:
             return self._deferred.popleft()
         deadline = time.monotonic() + seconds
         while True:
