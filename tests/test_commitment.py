@@ -215,3 +215,65 @@ def test_commit_api_returns_a_typed_report(dataset_dir, tmp_path):
                                   batch=1)
     assert report.ok and report.commitment is not None and len(report.commitment.committed) == 6
     assert not missing.ok and [f.reason for f in missing.failed] == [0x0112]
+
+
+def test_a_late_result_on_a_new_association_after_ours_closed_is_matched(dataset_dir):
+    """A third implementation (pynetdicom) answers the request, lets our association go, and reports seconds later
+    on an association of its own, taking the SCP role: the Transaction UID ties it to the request."""
+    import threading
+
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, build_role, evt
+
+    from peers import pynetdicom_scp
+
+    port_scp = free_port()
+    delivered = []
+
+    def report_later(transaction: str, references) -> None:
+        time.sleep(3.0)  # past our quiet wait on the association: it is released by then
+        ae = AE(ae_title="LATE")
+        ae.add_requested_context("1.2.840.10008.1.20.1")
+        assoc = ae.associate("127.0.0.1", port_scp, ae_title="GDCMSCU",
+                             ext_neg=[build_role("1.2.840.10008.1.20.1", scp_role=True, scu_role=False)])
+        info = Dataset()
+        info.TransactionUID = transaction
+        info.ReferencedSOPSequence = references[1:]
+        failed = Dataset()
+        failed.ReferencedSOPClassUID = references[0].ReferencedSOPClassUID
+        failed.ReferencedSOPInstanceUID = references[0].ReferencedSOPInstanceUID
+        failed.FailureReason = 0x0110
+        info.FailedSOPSequence = [failed]
+        status, _ = assoc.send_n_event_report(info, 2, "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1")
+        delivered.append(status.Status)
+        assoc.release()
+
+    def on_action(event):
+        information = event.action_information
+        threading.Thread(target=report_later, args=(information.TransactionUID,
+                                                    list(information.ReferencedSOPSequence))).start()
+        return 0x0000, None
+
+    contexts = [("1.2.840.10008.1.20.1", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])]
+    with pynetdicom_scp("ANY-SCP", contexts, evt.EVT_N_ACTION, on_action) as port:
+        done = run_inprocess("--commit", "--format", "json", "--port-scp", str(port_scp), "--commit-timeout", "20",
+                             "127.0.0.1", str(port), str(dataset_dir / "big"))
+    document = json.loads(done.stdout)
+    assert delivered == [0x0000]
+    assert (document["committed"], len(document["failed"]), document["unanswered"]) == (5, 1, [])
+    assert document["failed"][0]["failure_reason"] == 0x0110 and document["results_on_new_association"] == 1
+    assert done.returncode == 1  # one instance not committed
+
+
+def test_commit_the_answers_of_an_image_level_find(dataset_dir, tmp_path):
+    with dicomscu.serve(tmp_path / "archive") as served:
+        port = str(served.port)
+        assert run_inprocess("--store", "-r", "127.0.0.1", port, str(dataset_dir / "big")).returncode == 0
+        found = run_inprocess("--find", "--image", "--studyroot", "--format", "json", "127.0.0.1", port,
+                              "-k", "StudyInstanceUID=", "-k", "SeriesInstanceUID=", "-k", "8,16", "-k", "8,18")
+        answers = json.loads(found.stdout)
+        done = run_inprocess("--commit", "127.0.0.1", port, "--from-json", "-", stdin=found.stdout)
+        bare = run_inprocess("--commit", "127.0.0.1", port, "--from-json", "-",
+                             stdin=json.dumps([{"00100020": {"vr": "LO", "Value": ["X"]}}]))
+    assert len(answers) == 6 and done.returncode == 0 and "6 of 6 instance(s) committed" in done.stdout
+    assert bare.returncode == 2 and "SOPClassUID and SOPInstanceUID" in bare.stderr
