@@ -473,3 +473,73 @@ def test_commitment_data_sets_missing_what_ps3_4_requires_are_refused():
     with pytest.raises(sc.BadCommitment) as raised:
         sc.read_event(b"\x08\x00\x95\x11UI\xff\x00", EXPLICIT)  # cut inside the Transaction UID
     assert not raised.value.missing
+
+
+# -- the state table, every cell --------------------------------------------------------------------------------
+
+def _sample_pdus() -> dict[int, bytes]:
+    echo = b"".join(bytes(piece) for piece in fragments(1, commands.c_echo_rq(1), None, 0))
+    return {P.ASSOCIATE_RQ: P.encode(full_request()), P.ASSOCIATE_AC: P.encode(negotiation.answer(full_request(), {}, 0)),
+            P.ASSOCIATE_RJ: P.encode(P.AssociateRJ(1, 1, 3)), P.P_DATA_TF: echo,
+            P.RELEASE_RQ: P.encode(P.ReleaseRQ()), P.RELEASE_RP: P.encode(P.ReleaseRP()),
+            P.ABORT: P.encode(P.Abort(2, 1))}
+
+
+STATES = [f"Sta{n}" for n in range(2, 14)]
+CELLS = [(state, pdu_type) for state in STATES for pdu_type in _sample_pdus()]
+
+
+@pytest.mark.parametrize("role", [m.REQUESTOR, m.ACCEPTOR])
+@pytest.mark.parametrize("state, pdu_type", CELLS)
+def test_every_cell_of_the_state_table(state, pdu_type, role):
+    """Each (state, PDU received) either follows the table (PS3.8 Table 9-10) or is a protocol error, after
+    which the machine sends nothing but one A-ABORT and reports the same error again."""
+    core = m.Association(role, 16384)
+    core.state = state
+    core.receive_data(_sample_pdus()[pdu_type])
+    if pdu_type == P.ABORT:
+        event = core.next_event()
+        assert isinstance(event, m.Aborted) if state != "Sta13" else event is m.NEED_DATA
+        assert core.state == "Sta1"
+        return
+    if state == "Sta13":  # AA-6: ignored while the connection closes
+        assert core.next_event() is m.NEED_DATA and core.state == "Sta13"
+        return
+    cell = m.RECEIVED.get((state, pdu_type))
+    if cell is not None:
+        event = core.next_event()
+        expected = {"AE-6": m.AssociationRequested, "AE-3": m.AssociationAccepted, "AE-4": m.AssociationRejected,
+                    "DT-2": m.MessageReceived, "AR-6": m.MessageReceived, "AR-2": m.ReleaseRequested,
+                    "AR-8": m.ReleaseRequested, "AR-3": m.ReleaseConfirmed, "AR-10": m.ReleaseConfirmed}[cell[0]]
+        assert isinstance(event, expected)
+        following = cell[1] if cell[1] != "collision" else ("Sta9" if role == m.REQUESTOR else "Sta10")
+        assert core.state == following and core.failure is None
+        return
+    with pytest.raises(ProtocolError, match=f"in state {state}"):
+        core.next_event()
+    assert core.state == "Sta13" and core.failure is not None
+    for act in (lambda: core.send_message(1, commands.c_echo_rq(2)), core.release, core.release_response):
+        with pytest.raises(m.LocalProtocolError, match="protocol error"):
+            act()
+    assert core.abort(2, 2) == P.encode(P.Abort(2, 2))  # AA-8, once
+    assert core.abort(2, 2) == b""
+    with pytest.raises(ProtocolError):  # the error stays: a caller cannot read past it
+        core.next_event()
+
+
+def test_local_actions_follow_their_table():
+    for action, allowed in m.LOCAL.items():
+        for state in STATES:
+            core = m.Association(m.ACCEPTOR)
+            core.state = state
+            call = {"request an association": lambda: core.request(full_request()),
+                    "accept": lambda: core.accept(negotiation.answer(full_request(), {}, 0)),
+                    "reject": lambda: core.reject(P.AssociateRJ(1, 1, 3)),
+                    "send a message": lambda: core.send_message(1, commands.c_echo_rq(1)),
+                    "release": core.release, "answer a release": core.release_response}[action]
+            if state in allowed:
+                assert call() and core.state == allowed[state], (action, state)
+            else:
+                with pytest.raises(m.LocalProtocolError):
+                    call()
+                assert core.state == state, (action, state)

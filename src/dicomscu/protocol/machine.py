@@ -9,16 +9,21 @@ accepting, Sta5 requestor awaiting the answer, Sta6 established, Sta7/Sta8
 release, Sta9 to Sta12 release collision (PS3.8 7.2.2), Sta13 awaiting close.
 Timers are the I/O layer's (ARTIM while awaiting the request or the close, the DIMSE timeout).
 
-Whatever a peer sends, the machine either makes an event of it or raises
-:class:`~dicomscu.protocol.pdu.ProtocolError`, after which :meth:`Association.abort`
-gives the A-ABORT to send (the standard's AA-8).  No length is trusted: a PDU
-longer than the limit is refused from its header, before its body is buffered.
+The transitions are tables, as PS3.8 Table 9-10 is: :data:`RECEIVED` maps (state,
+PDU received) to (action, next state), :data:`LOCAL` maps what the local user does to
+the states it is allowed in and the state it leads to.  A pair in no table is a
+protocol error.  Whatever a peer sends, the machine either makes an event of it or
+raises :class:`~dicomscu.protocol.pdu.ProtocolError` and enters its error state (AA-8:
+Sta13, :attr:`Association.failure` set): from then on nothing is sent but the one
+A-ABORT that :meth:`Association.abort` gives, and :meth:`Association.next_event` raises
+the same error again.  No length is trusted: a PDU longer than the limit is refused
+from its header, before its body is buffered.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from dicomscu.protocol import pdu as pdus
 from dicomscu.protocol.commands import CommandError
@@ -93,6 +98,32 @@ Event = (AssociationRequested | AssociationAccepted | AssociationRejected | Mess
          | ReleaseConfirmed | Aborted | ConnectionClosed)
 
 
+#: (state, PDU type received) -> (PS3.8 action, next state).  A-ABORT is taken in every state (AA-3, or AA-2
+#: in Sta13), and anything else in Sta13 is ignored (AA-6); every other pair is a protocol error (AA-8).
+#: (A release collision's next state depends on the role: "collision" below.)
+RECEIVED: dict[tuple[str, int], tuple[str, str]] = {
+    ("Sta2", pdus.ASSOCIATE_RQ): ("AE-6", "Sta3"),
+    ("Sta5", pdus.ASSOCIATE_AC): ("AE-3", "Sta6"),
+    ("Sta5", pdus.ASSOCIATE_RJ): ("AE-4", "Sta13"),  # the requestor closes the connection
+    ("Sta6", pdus.P_DATA_TF): ("DT-2", "Sta6"),
+    ("Sta7", pdus.P_DATA_TF): ("AR-6", "Sta7"),
+    ("Sta6", pdus.RELEASE_RQ): ("AR-2", "Sta8"),
+    ("Sta7", pdus.RELEASE_RQ): ("AR-8", "collision"),  # Sta9 for the requestor, Sta10 for the acceptor
+    ("Sta7", pdus.RELEASE_RP): ("AR-3", "Sta13"),
+    ("Sta11", pdus.RELEASE_RP): ("AR-3", "Sta13"),
+    ("Sta10", pdus.RELEASE_RP): ("AR-10", "Sta12"),
+}
+#: What the local user does -> {state it is allowed in: next state}.
+LOCAL: dict[str, dict[str, str]] = {
+    "request an association": {"Sta4": "Sta5"},  # AE-2
+    "accept": {"Sta3": "Sta6"},  # AE-7
+    "reject": {"Sta3": "Sta13"},  # AE-8: then the peer closes
+    "send a message": {"Sta6": "Sta6", "Sta8": "Sta8"},  # DT-1, AR-7
+    "release": {"Sta6": "Sta7"},  # AR-1
+    "answer a release": {"Sta8": "Sta13", "Sta9": "Sta11", "Sta12": "Sta13"},  # AR-4, AR-9
+}
+
+
 class Association:
     """One end of an association: the upper-layer protocol without I/O."""
 
@@ -109,6 +140,9 @@ class Association:
         self._events: deque = deque()
         self._reassembler = Reassembler(max_dataset)
         self._closed = False
+        #: The protocol error that put the machine in its error state (AA-8), or None.
+        self.failure: ProtocolError | None = None
+        self._abort_owed = False  # the A-ABORT of AA-8, given once by abort()
 
     # -- what the association agreed ------------------------------------------------------------------
     @property
@@ -146,15 +180,35 @@ class Association:
             self._buffer += data
 
     def next_event(self):
-        """The next event, or :data:`NEED_DATA`; raises ProtocolError when the peer broke the protocol."""
+        """The next event, or :data:`NEED_DATA`; raises ProtocolError when the peer broke the protocol (and
+        again on every later call: the machine is in its error state)."""
+        if self.failure is not None:
+            raise self.failure
         while not self._events:
-            if not self._parse_one():
+            try:
+                parsed = self._parse_one()
+            except ProtocolError as exc:
+                self._fail(exc)
+                raise
+            if not parsed:
                 break
         if self._events:
             return self._events.popleft()
         if self._closed:
             return self._connection_closed()
         return NEED_DATA
+
+    def _fail(self, error: ProtocolError) -> None:
+        """AA-8: the error state; what was received and not taken goes, the A-ABORT is owed."""
+        self.failure = error
+        self._abort_owed = self.state not in ("Sta1", "Sta13")
+        self.state = "Sta13"
+        for event in self._events:
+            if isinstance(event, MessageReceived) and event.message.sink is not None:
+                event.message.sink.discard()
+        self._events.clear()
+        self._reassembler.abandon()
+        self._buffer = bytearray()
 
     def _connection_closed(self):
         expected = self.state in ("Sta1", "Sta13")
@@ -187,22 +241,39 @@ class Association:
             if pdu_type == pdus.ABORT:
                 self.state = "Sta1"
             return True
-        if pdu_type == pdus.P_DATA_TF:
-            self._p_data(body)
+        if pdu_type == pdus.ABORT:  # AA-3: in every state, the association is over
+            try:
+                abort = pdus.decode(pdu_type, body)
+            except ProtocolError:
+                abort = pdus.Abort(0, 0)  # an A-ABORT we cannot read still ends the association
+            self.state = "Sta1"
+            self._reassembler.abandon()
+            self._events.append(Aborted(abort if isinstance(abort, pdus.Abort) else pdus.Abort(0, 0)))
             return True
-        try:
-            pdu = pdus.decode(pdu_type, body)
-        except ProtocolError as exc:
-            raise ProtocolError(f"the peer sent a malformed PDU ({exc})") from None
-        self._control(pdu)
+        pdu = None
+        if pdu_type != pdus.P_DATA_TF:
+            try:
+                pdu = pdus.decode(pdu_type, body)
+            except ProtocolError as exc:
+                raise ProtocolError(f"the peer sent a malformed PDU ({exc})") from None
+        transition = RECEIVED.get((self.state, pdu_type))
+        if transition is None:
+            self._unexpected(f"an {pdus.PDU_NAMES[pdu_type]}")
+        action, following = transition
+        if pdu is None:
+            self._p_data(body)
+        else:
+            self._events.append(self._indication(action, pdu))
+        if following == "collision":
+            following = "Sta9" if self.role == REQUESTOR else "Sta10"
+        self.state = following
         return True
 
-    def _unexpected(self, what: str):
+    def _unexpected(self, what: str) -> NoReturn:
         raise ProtocolError(f"the peer sent {what} in state {self.state} ({_STATE_NAMES[self.state]})")
 
     def _p_data(self, body: memoryview) -> None:
-        if self.state not in ("Sta6", "Sta7"):  # DT-2, AR-6
-            self._unexpected("a P-DATA-TF")
+        """DT-2 (AR-6 while our release request is out): the PDVs into messages."""
         try:
             values = list(pdus.pdvs(body))
         except ProtocolError as exc:
@@ -215,78 +286,67 @@ class Association:
         except (SequenceError, CommandError) as exc:
             raise ProtocolError(f"the peer sent a malformed DIMSE message: {exc}") from None
 
-    def _control(self, pdu) -> None:
-        state = self.state
-        if isinstance(pdu, pdus.Abort):  # AA-2/AA-3: in every state, the association is over
-            self.state = "Sta1"
-            self._reassembler.abandon()
-            self._events.append(Aborted(pdu))
-        elif isinstance(pdu, pdus.AssociateRQ) and state == "Sta2":  # AE-6
-            self.request_pdu, self.state = pdu, "Sta3"
-            self._events.append(AssociationRequested(pdu))
-        elif isinstance(pdu, pdus.AssociateAC) and state == "Sta5":  # AE-3
-            self.accept_pdu, self.state = pdu, "Sta6"
-            self._events.append(AssociationAccepted(pdu))
-        elif isinstance(pdu, pdus.AssociateRJ) and state == "Sta5":  # AE-4
-            self.state = "Sta13"  # the requestor closes the connection
-            self._events.append(AssociationRejected(pdu))
-        elif isinstance(pdu, pdus.ReleaseRQ) and state == "Sta6":  # AR-2
-            self.state = "Sta8"
-            self._events.append(ReleaseRequested())
-        elif isinstance(pdu, pdus.ReleaseRQ) and state == "Sta7":  # AR-8: release collision
-            self.state = "Sta9" if self.role == REQUESTOR else "Sta10"
-            self._events.append(ReleaseRequested(collision=True))
-        elif isinstance(pdu, pdus.ReleaseRP) and state in ("Sta7", "Sta11"):  # AR-3
-            self.state = "Sta13"
-            self._events.append(ReleaseConfirmed())
-        elif isinstance(pdu, pdus.ReleaseRP) and state == "Sta10":  # AR-10
-            self.state = "Sta12"
-            self._events.append(ReleaseConfirmed())
-        else:
-            self._unexpected(f"an {pdus.PDU_NAMES[_TYPES[type(pdu)]]}")
+    def _indication(self, action: str, pdu):
+        """The event an association-phase action of :data:`RECEIVED` gives the user."""
+        if action == "AE-6":
+            self.request_pdu = pdu
+            return AssociationRequested(pdu)
+        if action == "AE-3":
+            self.accept_pdu = pdu
+            return AssociationAccepted(pdu)
+        if action == "AE-4":
+            return AssociationRejected(pdu)
+        if action in ("AR-2", "AR-8"):
+            return ReleaseRequested(collision=action == "AR-8")
+        return ReleaseConfirmed()  # AR-3, AR-10
 
     # -- output: what the local user does -------------------------------------------------------------
-    def _require(self, action: str, *states: str) -> None:
-        if self.state not in states:
-            raise LocalProtocolError(f"cannot {action} in state {self.state} ({_STATE_NAMES[self.state]})")
+    def _take(self, action: str) -> None:
+        """Move along :data:`LOCAL` for `action`, or refuse it (LocalProtocolError) in this state."""
+        following = LOCAL[action].get(self.state)
+        if following is None:
+            after = " after the peer's protocol error" if self.failure is not None else ""
+            raise LocalProtocolError(f"cannot {action} in state {self.state} ({_STATE_NAMES[self.state]}){after}")
+        self.state = following
 
     def request(self, request: pdus.AssociateRQ) -> bytes:
         """Requestor: the A-ASSOCIATE-RQ to send (AE-2)."""
-        self._require("request an association", "Sta4")
-        self.request_pdu, self.state = request, "Sta5"
+        self._take("request an association")
+        self.request_pdu = request
         return pdus.encode(request)
 
     def accept(self, accept: pdus.AssociateAC) -> bytes:
         """Acceptor: the A-ASSOCIATE-AC answering the request (AE-7)."""
-        self._require("accept", "Sta3")
-        self.accept_pdu, self.state = accept, "Sta6"
+        self._take("accept")
+        self.accept_pdu = accept
         return pdus.encode(accept)
 
     def reject(self, reject: pdus.AssociateRJ) -> bytes:
         """Acceptor: the A-ASSOCIATE-RJ answering the request (AE-8); then the peer closes."""
-        self._require("reject", "Sta3")
-        self.state = "Sta13"
+        self._take("reject")
         return pdus.encode(reject)
 
     def send_message(self, context_id: int, command: bytes, dataset=None) -> list:
         """A DIMSE message as P-DATA-TF buffers (DT-1, or AR-7 while the peer waits for our release answer)."""
-        self._require("send a message", "Sta6", "Sta8")
+        self._take("send a message")
         return fragments(context_id, command, dataset, self.peer_max_pdu)
 
     def release(self) -> bytes:
         """The A-RELEASE-RQ to send (AR-1)."""
-        self._require("release", "Sta6")
-        self.state = "Sta7"
+        self._take("release")
         return pdus.encode(pdus.ReleaseRQ())
 
     def release_response(self) -> bytes:
         """The A-RELEASE-RP answering the peer's request (AR-4; AR-9 in a collision)."""
-        self._require("answer a release", "Sta8", "Sta9", "Sta12")
-        self.state = "Sta11" if self.state == "Sta9" else "Sta13"
+        self._take("answer a release")
         return pdus.encode(pdus.ReleaseRP())
 
     def abort(self, source: int = 0, reason: int = 0) -> bytes:
-        """The A-ABORT to send (AA-1, or AA-8 with source 2 after a protocol error); b"" if nothing to abort."""
+        """The A-ABORT to send (AA-1, or AA-8 with source 2 after a protocol error: given once); b"" if there is
+        nothing to abort."""
+        if self._abort_owed:
+            self._abort_owed = False
+            return pdus.encode(pdus.Abort(source, reason))
         if self.state in ("Sta1", "Sta13") or (self.state == "Sta4"):
             self.state = "Sta13" if self.state == "Sta13" else "Sta1"
             return b""
@@ -299,9 +359,6 @@ class Association:
         return pdus.encode(pdus.Abort(source, reason))
 
 
-_TYPES = {pdus.AssociateRQ: pdus.ASSOCIATE_RQ, pdus.AssociateAC: pdus.ASSOCIATE_AC,
-          pdus.AssociateRJ: pdus.ASSOCIATE_RJ, pdus.PDataTF: pdus.P_DATA_TF, pdus.ReleaseRQ: pdus.RELEASE_RQ,
-          pdus.ReleaseRP: pdus.RELEASE_RP, pdus.Abort: pdus.ABORT}
 _STATE_NAMES = {
     "Sta1": "idle", "Sta2": "awaiting the A-ASSOCIATE-RQ", "Sta3": "awaiting our answer to the association request",
     "Sta4": "awaiting the connection", "Sta5": "awaiting the A-ASSOCIATE-AC or -RJ", "Sta6": "established",

@@ -116,7 +116,7 @@ def _probed(path: str):
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             problem = None
             try:
-                return probe(mapped)  # walks the whole data set: a cut or corrupt file raises
+                return probe(mapped)  # type: ignore[arg-type]  # (a buffer) walks the whole data set: a cut or corrupt file raises
             except BadFile as exc:
                 problem = str(exc)
             return problem
