@@ -156,6 +156,39 @@ def test_wado_accept_header_and_the_syntax_each_instance_is_sent_in():
     assert syntax_to_send(explicit, [jpeg]) is None
 
 
+def test_one_rule_sends_an_instance_whatever_the_path(tmp_path):
+    """The client's C-STORE, serve's C-GET/C-MOVE and WADO-RS hand an instance on by one rule
+    (files/sending.py): the same syntax for the same file and peer, and the same bytes in it."""
+    import zlib
+
+    from dicomscu.files import sending
+    from dicomscu.files.instances import file_header
+    from dicomscu.files.probe import probe
+    from dicomscu.operations import store
+    from dicomscu.server import pacs, web
+
+    assert store.syntax_to_send is pacs.syntax_to_send is web.syntax_to_send is sending.syntax_to_send
+    assert store.payload is pacs.payload is web.payload is sending.payload
+    explicit, implicit, jpeg = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.4.50"
+    assert sending.syntax_to_send(jpeg, [jpeg, implicit], decompress=True) == implicit  # --decompress
+    assert sending.syntax_to_send(jpeg, None, decompress=True) == explicit
+    assert sending.syntax_to_send(explicit, [explicit], decompress=True) == explicit  # nothing to decompress
+    deflated = "1.2.840.10008.1.2.1.99"
+    uids = (b"\x08\x00\x16\x00UI\x1a\x001.2.840.10008.5.1.4.1.1.7\0"  # (0008,0016), (0008,0018)
+            b"\x08\x00\x18\x00UI\x06\x001.2.3\0")
+    for size in range(2, 40, 2):  # a data set whose deflate stream has an odd length
+        name = b"\x10\x00\x10\x00PN" + size.to_bytes(2, "little") + b"A" * size
+        compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        stream = compressor.compress(uids + name) + compressor.flush()
+        if len(stream) % 2:
+            break
+    assert len(stream) % 2
+    data = file_header("1.2.840.10008.5.1.4.1.1.7", "1.2.3", deflated) + stream
+    info = probe(data)
+    sent = bytes(sending.payload(data, info, deflated))
+    assert len(sent) % 2 == 0 and sent[: len(stream)] == stream  # PS3.5 A.5: an odd stream gets its NUL
+
+
 def test_the_retrieval_keys_known_without_pydicom_agree_with_its_dictionary():
     from pydicom.datadict import dictionary_VR, tag_for_keyword
 

@@ -27,18 +27,18 @@ from typing import Callable, Sequence
 
 from dicomscu.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomscuError
 from dicomscu.files.inputs import InputProblem, Paths, as_paths, expand
-from dicomscu.files.probe import UNCOMPRESSED, BadFile, DicomFile, dataset_to_send, probe
+from dicomscu.files.probe import BadFile, DicomFile, probe
+from dicomscu.files.sending import REENCODE_INTO, payload, syntax_to_send
 from dicomscu.operations.status import SUCCESS, WARNING, decode
 from dicomscu.operations.fanout import fan_out
 from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport, recorder
 from dicomscu.protocol import commands as dimse
-from dicomscu.protocol.negotiation import AcceptedContext, Proposal
+from dicomscu.protocol.negotiation import Proposal
 from dicomscu.transport.association import associate
 from dicomscu.transport.channel import Channel
 from dicomscu.transport.peer import Peer
 from dicomscu.uids import (
     CONVERTIBLE_SYNTAXES,
-    DEFLATED_EXPLICIT_VR_LE as DeflatedExplicitVRLittleEndian,
     EXPLICIT_VR_LE as ExplicitVRLittleEndian,
     IMPLICIT_VR_LE as ImplicitVRLittleEndian,
 )
@@ -367,30 +367,31 @@ class _LazyAssociation:
 def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompress: bool = False) -> FileResult:
     """Send one checked file over `channel` and decode the answer.
 
-    The file's own bytes go when its transfer syntax was accepted (unless
-    `decompress` asks for uncompressed data); otherwise pydicom re-encodes it, or
-    decompresses it, into an accepted uncompressed syntax.
+    The syntax it goes in, and its bytes in that syntax, follow the one rule every path that hands an instance
+    on uses (:mod:`dicomscu.files.sending`): its own bytes when its transfer syntax was accepted (unless
+    `decompress` asks for uncompressed data), else re-encoded or decompressed into an accepted uncompressed one.
     """
     compressed = info.transfer_syntax not in CONVERTIBLE
-    context = None if decompress and compressed else channel.context_for(info.sop_class, info.transfer_syntax)
-    payload: bytes | memoryview
-    if context is not None:
-        payload = dataset_to_send(data, info)  # odd-length pixel data fragments padded (PS3.5 A.4)
-        if info.transfer_syntax == DeflatedExplicitVRLittleEndian and len(payload) % 2:
-            payload = bytes(payload) + b"\0"  # PS3.5 A.5: an odd deflate stream gets one trailing NUL
-    else:
-        context = _fallback_context(channel, info)
-        if context is None:
+    accepted = [syntax for syntax in (info.transfer_syntax, *REENCODE_INTO)
+                if channel.context_for(info.sop_class, syntax) is not None]
+    syntax = syntax_to_send(info.transfer_syntax, accepted, decompress=decompress)
+    if syntax is None:
+        uncompressed = next((s for s in accepted if s != info.transfer_syntax), None)
+        if uncompressed is None or not compressed:
             return FileResult(path, FAILED, _refusal(channel, info), sop_instance=info.sop_instance,
                               size=len(data))
-        try:
-            payload = _reencode(data, info, context.transfer_syntax)
-        except Exception as exc:  # pydicom could not convert this file
-            return FileResult(path, FAILED, _conversion_failure(info, context.transfer_syntax, compressed, exc),
-                              sop_instance=info.sop_instance, size=len(data))
+        return FileResult(path, FAILED, _conversion_failure(info, uncompressed, compressed, None),
+                          sop_instance=info.sop_instance, size=len(data))
+    context = channel.context_for(info.sop_class, syntax)
+    assert context is not None  # (syntax is one of `accepted`)
+    try:
+        sent = payload(data, info, syntax)
+    except Exception as exc:  # pydicom could not convert this file
+        return FileResult(path, FAILED, _conversion_failure(info, syntax, compressed, exc),
+                          sop_instance=info.sop_instance, size=len(data))
     message_id = channel.next_message_id()
     command = dimse.c_store_rq(message_id, info.sop_class, info.sop_instance)
-    channel.send_encoded(context.context_id, command, payload, "C-STORE")
+    channel.send_encoded(context.context_id, command, sent, "C-STORE")
     response = channel.receive(message_id, "C-STORE").command
     status = decode(response.Status, "store")
     outcome = {SUCCESS: OK, WARNING: WARNED}.get(status.category, FAILED)
@@ -408,15 +409,6 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
     return FileResult(path, outcome, message, status, info.sop_instance, len(data), info.sop_class)
 
 
-def _fallback_context(channel: Channel, info: DicomFile) -> AcceptedContext | None:
-    """An accepted uncompressed context for the file's class: Explicit VR first (private VRs survive)."""
-    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, *UNCOMPRESSED):
-        context = channel.context_for(info.sop_class, syntax)
-        if context is not None:
-            return context
-    return None
-
-
 def _name(uid: str) -> str:
     """The UID's name in the registry (pydicom's, loaded only for a message that needs it)."""
     from pydicom.uid import UID
@@ -432,7 +424,8 @@ def _refusal(channel: Channel, info: DicomFile) -> str:
     return f"the peer does not accept {syntax_name} for {sop_name}, nor any uncompressed transfer syntax"
 
 
-def _conversion_failure(info: DicomFile, target: str, compressed: bool, exc: Exception) -> str:
+def _conversion_failure(info: DicomFile, target: str, compressed: bool, exc: Exception | None) -> str:
+    """Why a file could not be converted for the peer (`exc` None: no decoder was there to try)."""
     syntax_name = _name(info.transfer_syntax)
     if not compressed:
         return f"cannot convert {syntax_name} to {_name(target)}: {exc}"
@@ -444,18 +437,12 @@ def _conversion_failure(info: DicomFile, target: str, compressed: bool, exc: Exc
         available = get_decoder(info.transfer_syntax).is_available
     except NotImplementedError:
         return f"{refused}, and no decoder exists for it here: {convert}"
+    if available and exc is None:
+        return f"{refused}, and a decompressed file goes only in little endian, which the peer does not accept"
     if available:
         return f"{refused}, and decompressing it failed: decoder failed: {type(exc).__name__}: {exc}"
     return (f"{refused}, and no decoder for it is installed: pip install 'dicomscu[compressed]', "
             f"or {convert}")
-
-
-def _reencode(data: bytes, info: DicomFile, syntax: str) -> bytes:
-    """The file's data set in `syntax` (pydicom: loaded only when a file needs converting), by the one rule
-    serve's retrievals use too (:func:`~dicomscu.files.codec.converted`)."""
-    from dicomscu.files.codec import converted
-
-    return converted(memoryview(data)[info.dataset_offset:], info.transfer_syntax, syntax)
 
 
 def _odd_elements_note(info: DicomFile) -> str:

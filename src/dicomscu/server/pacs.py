@@ -23,10 +23,11 @@ from typing import Any, Callable, Sequence
 
 from dicomscu import uids
 from dicomscu.errors import DicomscuError, UsageError
-from dicomscu.files.codec import converted, decodable, decode, encode
+from dicomscu.files.codec import decode, encode
 from dicomscu.files.instances import (InstanceWriter, discard, file_header, remove_partial_files,
                                       write_atomically)
-from dicomscu.files.probe import BadFile, dataset_to_send, even_fragments, odd_fragments, probe, valid_uid
+from dicomscu.files.probe import BadFile, even_fragments, odd_fragments, probe, valid_uid
+from dicomscu.files.sending import REENCODE_INTO, payload, syntax_to_send
 from dicomscu.files.spool import Spool
 from dicomscu.operations.provider import Provider
 from dicomscu.protocol import commands as dimse
@@ -568,50 +569,18 @@ def _cancel_or_drop(channel: Channel, message: Message, message_id: int) -> None
 
 
 def _payload_for(target: Channel, info, data: bytes, need_scp_role: bool):
-    """(accepted context, data set bytes) for sending a stored file: as stored when its syntax was accepted,
-    else re-encoded into an accepted uncompressed syntax; (None, None) when neither is possible."""
+    """(accepted context, data set bytes) for sending a stored file by the one rule
+    (:mod:`dicomscu.files.sending`); (None, None) when no accepted context can carry it."""
     if need_scp_role and not target.roles.get(info.sop_class, (True, False))[1]:
         return None, None  # C-GET: the requestor did not take the storage SCP role for this class
-    accepted = [syntax for syntax in (info.transfer_syntax, *_REENCODE_INTO)
+    accepted = [syntax for syntax in (info.transfer_syntax, *REENCODE_INTO)
                 if target.context_for(info.sop_class, syntax) is not None]
     syntax = syntax_to_send(info.transfer_syntax, accepted)
     if syntax is None:
         return None, None
-    context = target.context_for(info.sop_class, syntax)
-    if syntax != info.transfer_syntax:
-        return context, reencoded(info, data, syntax)
-    if info.odd_fragments:
+    if syntax == info.transfer_syntax and info.odd_fragments:
         _padded(info.sop_instance, len(info.odd_fragments))
-    return context, dataset_to_send(data, info)
-
-
-#: The uncompressed syntaxes a stored file may be re-encoded into, in order of preference (Explicit VR first:
-#: private VRs survive).
-_REENCODE_INTO = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE, uids.EXPLICIT_VR_BE)
-
-
-def syntax_to_send(stored: str, accepted: Sequence[str] | None) -> str | None:
-    """The syntax to send an instance stored in `stored` in, over C-GET, C-MOVE or WADO-RS: as stored when
-    that is accepted (None: anything is); else the first accepted uncompressed syntax, into which an
-    uncompressed file is re-encoded and a compressed one decompressed (little endian only, when a decoder for
-    its syntax is installed); None when none of that is possible."""
-    if accepted is None or stored in accepted:
-        return stored
-    if stored in uids.CONVERTIBLE_SYNTAXES:
-        return next((syntax for syntax in accepted if syntax in uids.NATIVE_SYNTAXES), None)
-    if not decodable(stored):
-        return None  # compressed, and no decoder here: sent as it is or not at all
-    return next((syntax for syntax in accepted if syntax in _DECOMPRESS_INTO), None)
-
-
-#: What a compressed file may be decompressed into (pixel data in big endian is a byte-swapping trap).
-_DECOMPRESS_INTO = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE)
-
-
-def reencoded(info, data: bytes, syntax: str) -> bytes:
-    """A stored file's data set in another, uncompressed `syntax` (:func:`~dicomscu.files.codec.converted`:
-    byte order made right, or decompressed; raises when its pixel data cannot be decoded)."""
-    return converted(memoryview(data)[info.dataset_offset:], info.transfer_syntax, syntax)
+    return target.context_for(info.sop_class, syntax), payload(data, info, syntax)
 
 
 #: The file in the storage a running serve holds locked (and writes its process ID in).

@@ -56,13 +56,13 @@ from urllib.parse import parse_qsl, urlsplit
 from dicomscu import uids
 from dicomscu.files.instances import SERIES_UID, STUDY_UID
 from dicomscu.files.probe import BadFile, DicomFile, file_to_send, probe, valid_uid
+from dicomscu.files.sending import payload, syntax_to_send
 from dicomscu.files.spool import Spool
 from dicomscu.operations.provider import SPILL_OVER
 from dicomscu.printable import printable
 from dicomscu.query.values import problem
 from dicomscu.server.access import REALM
 from dicomscu.server.index import LEVELS, UNIQUE, QueryTooLong
-from dicomscu.server.pacs import reencoded, syntax_to_send
 from dicomscu.web.wado import MultipartError, MultipartReader, boundary_of
 
 LOGGER = logging.getLogger("dicomscu.server")
@@ -898,7 +898,7 @@ def _reencoded(info, data: bytes, syntax: str) -> bytes:
     """A stored file as a whole file in another, uncompressed `syntax` (its file meta says so)."""
     from dicomscu.files.instances import file_header
 
-    return file_header(info.sop_class, info.sop_instance, syntax) + reencoded(info, data, syntax)
+    return file_header(info.sop_class, info.sop_instance, syntax) + bytes(payload(data, info, syntax))
 
 
 def _keyword(name: str, keyword_for_tag, tag_for_keyword) -> str | None:

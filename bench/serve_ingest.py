@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""serve receiving: the same 2,000 small files from the same sender to DCMTK storescp (writing files), serve and
+Orthanc, and serve again with 100,000 instances already in its index.
+
+usage: python bench/serve_ingest.py [--files 2000] [--repeat 3] [--archive 100000] [--no-orthanc]
+
+Each receiver gets a fresh storage per run, on the same file system; the sender is ``dicomscu --store`` (one
+association), timed as a whole process (best of R).  storescp ``--ignore`` (receives, writes nothing) is the
+floor: what is left above it is the receiver's own work.  "into an archive" pre-fills serve's index with
+--archive rows (as bench/serve_scale.py does) before the same files are sent: ingest is flat in archive size
+when that costs what an empty archive does.  Prints times, ratios and serve's peak RSS; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
+
+from measure import ensure_bytecode  # noqa: E402
+from peers import Orthanc, free_port, wait_for_port  # noqa: E402
+from serve_scale import fill, peak_rss_mb  # noqa: E402
+
+
+def send(folder: Path, port: int, called: str = "ANY-SCP") -> float:
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dicomscu", "--store", "--call", called, "127.0.0.1", str(port),
+                    str(folder)], check=True, capture_output=True)
+    return time.perf_counter() - began
+
+
+def storescp(folder: Path, *extra: str) -> float:
+    with tempfile.TemporaryDirectory(dir=HERE) as out:
+        port = free_port()
+        server = subprocess.Popen(["/usr/bin/storescp", *extra, "-od", out, str(port)])
+        try:
+            wait_for_port(port, server)
+            return send(folder, port)
+        finally:
+            server.terminate()
+            server.wait()
+
+
+def serve(folder: Path, archive: int = 0) -> tuple[float, float]:
+    """(seconds, serve's peak RSS in MB)."""
+    with tempfile.TemporaryDirectory(dir=HERE) as out:
+        storage = Path(out) / "storage"
+        storage.mkdir()
+        if archive:
+            fill(storage, archive)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "dicomscu", "serve", "--port", str(port), "--storage",
+                                   str(storage)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(port, server, timeout=60)
+            seconds = send(folder, port)
+            return seconds, peak_rss_mb(server.pid)
+        finally:
+            server.terminate()
+            server.wait()
+
+
+def orthanc(folder: Path) -> float:
+    with tempfile.TemporaryDirectory(dir=HERE) as out:
+        peer = Orthanc(Path(out))
+        try:
+            return send(folder, peer.dicom_port, "ORTHANC")
+        finally:
+            peer.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--archive", type=int, default=100_000)
+    parser.add_argument("--no-orthanc", action="store_true")
+    args = parser.parse_args()
+    ensure_bytecode()
+    from dicomscu.sample import write_bench_set
+
+    data = HERE / "data" / f"ingest-{args.files}"
+    if not (data / "small").exists():
+        write_bench_set(data, big=0, small=args.files, patients=8)
+    folder = data / "small"
+    runs: dict[str, list[float]] = {}
+    rss: dict[str, float] = {}
+    for _ in range(args.repeat):  # interleaved: a noisy moment hits every receiver alike
+        runs.setdefault("storescp --ignore (floor)", []).append(storescp(folder, "--ignore"))
+        runs.setdefault("storescp (writes files)", []).append(storescp(folder))
+        seconds, rss["serve"] = serve(folder)
+        runs.setdefault("serve (writes and indexes)", []).append(seconds)
+        if args.archive:
+            seconds, rss["archive"] = serve(folder, args.archive)
+            runs.setdefault(f"serve into {args.archive:,} indexed", []).append(seconds)
+        if not args.no_orthanc:
+            runs.setdefault("Orthanc (writes and indexes)", []).append(orthanc(folder))
+    best = {name: min(times) for name, times in runs.items()}
+    writes = best["storescp (writes files)"]
+    print(f"{args.files} small files, one association, best of {args.repeat} (whole sending process)")
+    for name, seconds in best.items():
+        print(f"  {name:36} {seconds:7.2f} s   {seconds / writes:5.2f}x storescp writing")
+    print(f"  serve peak RSS: {rss.get('serve', 0):.0f} MB (empty), {rss.get('archive', 0):.0f} MB (into the archive)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
