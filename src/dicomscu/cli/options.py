@@ -183,6 +183,89 @@ SECTIONS: list[tuple[str, list[Option]]] = [
 ]
 OPTIONS = [option for _, options in SECTIONS for option in options]
 
+#: ``dicomscu serve``'s options, read and described the same way.
+SERVE_SECTIONS: list[tuple[str, list[Option]]] = [
+    ("Options:", [
+        _flag("--port", metavar="PORT", api="port", help="Port to listen on (default {port})."),
+        _flag("--bind", metavar="HOST", default="", api="host", help="Address to listen on (default: all interfaces)."),
+        _flag("--aetitle", metavar="AE", default="DICOMSCU", api="aetitle", help="Our AE title (default DICOMSCU)."),
+        _flag("--storage", metavar="DIR", default="dicomscu-storage", api="storage",
+              help="Storage directory (default ./dicomscu-storage)."),
+        _flag("--dest", metavar="AE=HOST:PORT", action="append", default=[], api="destinations",
+              help="A C-MOVE destination, and where a storage commitment result goes\n"
+                   "when its requestor has closed its association (repeatable)."),
+        _flag("--config", metavar="FILE", help='TOML file with [destinations] AE = "host:port" entries.'),
+        _flag("--require-calling", metavar="AE", action="append", default=[], api="require_calling",
+              help="Accept only this calling AE title (repeatable)."),
+        _switch("--no-overwrite", help="Refuse a SOP Instance already stored (default: replace it)."),
+        _flag("--max-size", metavar="SIZE", default="4G", api="max_size",
+              help="Largest data set accepted (default 4G; K, M, G suffixes): a larger\n"
+                   "one is refused (0xA700) without being held in memory."),
+        _flag("--max-associations", metavar="N", default="32", api="max_associations",
+              help="Associations established at once (default 32); one more is\n"
+                   "rejected (A-ASSOCIATE-RJ, transient: local limit exceeded). A connection\n"
+                   "that sends no A-ASSOCIATE-RQ within 10 s, or takes more than 30 s\n"
+                   "over the rest of a PDU, is dropped; a TLS handshake has 10 s."),
+        _flag("--http", metavar="PORT", api="http_port",
+              help="Also serve DICOMweb on this port: QIDO-RS, WADO-RS and STOW-RS under\n"
+                   "http://HOST:PORT/dicom-web, over the same index and storage, under the\n"
+                   "same access rules as the DIMSE port (see below)."),
+        _flag("--http-bind", metavar="ADDR", default="127.0.0.1", api="http_bind",
+              help="Address the DICOMweb side listens on (default 127.0.0.1: this machine\n"
+                   "only; 0.0.0.0 or an interface's address to open it)."),
+        _flag("--http-token-file", metavar="FILE", api="http_token_file",
+              help="Credentials DICOMweb requests must carry, one a line: a bearer token, or\n"
+                   "user:password (HTTP Basic). Without it: no authentication (401 otherwise)."),
+        _flag("--http-connections-per-client", metavar="N", default="32", api="http_per_client",
+              help="HTTP connections one client address may hold at once (default 32);\n"
+                   "one more is answered 503 and closed. Request headers must arrive\n"
+                   "within 10 s, a body at 8 KiB/s or faster after its first 30 s."),
+        _flag("--http-cors", metavar="ORIGIN", action="append", default=[], api="http_cors",
+              help="A web page origin (https://viewer.example.org) whose scripts may read the\n"
+                   "DICOMweb answers (CORS, repeatable; * for any). Default: pages served from\n"
+                   "this machine (localhost, 127.0.0.1). OPTIONS and HEAD are answered."),
+        _switch("--read-only", help="Store nothing: C-STORE is answered 0x0124 (not authorized), STOW-RS 403."),
+        _switch("--reindex", help="Rebuild the index from the files in DIR, then serve."),
+        _flag("--tls-cert", label="     --tls-cert FILE, --tls-key FILE", api="tls_cert",
+              help="Serve over TLS (PS3.15) with this certificate and key (PEM)."),
+        _flag("--tls-key", label="", api="tls_key"),
+        _flag("--tls-ca", metavar="FILE", api="tls_ca", help="Require client certificates signed by this CA."),
+        _switch("-V", "--verbose", label="  -V, -D, -L FILE", help="Verbose, debug, log file (as for the client)."),
+        _switch("-D", "--debug", label=""),
+        _flag("-L", "--log-file", label="", api="log_file"),
+        _switch("-h", "--help", label="  -h, --help", help="This help."),
+    ]),
+]
+
+#: ``dicomscu sample``'s options.
+SAMPLE_SECTIONS: list[tuple[str, list[Option]]] = [
+    ("Options:", [
+        _flag("--patients", metavar="N", api="patients", help="Patients (default 2)."),
+        _flag("--studies", metavar="N", api="studies", help="Studies per patient (default 1)."),
+        _flag("--series", metavar="N", api="series", help="Series per study (default 2)."),
+        _flag("--images", metavar="N", api="images", help="Images per series (default 5)."),
+        _flag("--count", metavar="N", api="count",
+              help="Images in all instead of --images, dealt round the series in turn."),
+        _flag("--modality", metavar="LIST", default="CT,MR", api="modalities",
+              help="Modalities of the series of a study, in turn: CT, MR, CR, OT\n(default CT,MR)."),
+        _flag("--matrix", metavar="N", api="matrix",
+              help="Rows and columns (default by modality: CT 512, MR 256, CR 512, OT 64)."),
+        _switch("--implicit", help="Implicit VR Little Endian (default: Explicit VR Little Endian)."),
+        _flag("--compress", metavar="LIST", default="", api="compress",
+              help="Also write each image in OUTDIR/NAME/ (same UIDs) for each NAME of\n"
+                   "deflate, rle, jpeg2000 (rle and jpeg2000 need\n"
+                   "pip install 'dicomscu[compressed]')."),
+        _flag("--layout", metavar="tree|flat", default="tree", choices=("tree", "flat"),
+              help="tree: PID0000/ST01/SE01_CT/IM00001.dcm (default); flat: IM_00000.dcm."),
+        _flag("--seed", metavar="N", api="seed", help="Seed of the UIDs, dates and pixels (default 1)."),
+        _flag("--first-patient", metavar="N", api="first_patient",
+              help="Number of the first patient (default 0: PID0000)."),
+        _flag("--root-uid", metavar="UID", api="root",
+              help="UID root (also GDCM_ROOT_UID; default 1.2.826.0.1.3680043.10.1137)."),
+        _switch("-h", "--help", label="  -h, --help", help="This help."),
+    ]),
+]
+
 
 def add_to(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
     for option in options:

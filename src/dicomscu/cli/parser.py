@@ -16,7 +16,7 @@ import re
 import sys
 from typing import Callable, Mapping, Sequence
 
-from dicomscu.cli.options import OPTIONS, add_to, spelling
+from dicomscu.cli.options import OPTIONS, SAMPLE_SECTIONS, SERVE_SECTIONS, add_to, spelling
 from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING, Request
 from dicomscu.errors import MissingHost, UsageError
 from dicomscu.transport.peer import (
@@ -64,10 +64,8 @@ def _build() -> argparse.ArgumentParser:
 
 #: Library setting -> flag, for error messages: the option table's, gdcmscu's short forms where its users
 #: know them, and those of the serve and sample commands.
-_SPELLING = {**spelling(OPTIONS), "log_file": "-L", "output": "-o", "storage": "--storage", "http_port": "--http", "http_token_file": "--http-token-file",
-             "max_associations": "--max-associations", "max_size": "--max-size", "outdir": "OUTDIR", "modalities": "--modality", "root": "--root-uid",
-             **{name: f"--{name}" for name in ("patients", "studies", "series", "images", "count", "matrix",
-                                               "compress")}}
+_SPELLING = {**spelling(option for _, options in SAMPLE_SECTIONS + SERVE_SECTIONS for option in options),
+             **spelling(OPTIONS), "log_file": "-L", "output": "-o", "outdir": "OUTDIR"}
 
 
 def flag_of(option: str) -> str:

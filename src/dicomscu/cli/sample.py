@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from dicomscu.cli.options import SAMPLE_SECTIONS, add_to, render
 from dicomscu.cli.parser import _int, _Parser, _root_uid
 from dicomscu.errors import UsageError
 
@@ -19,26 +20,10 @@ studies and series of CT, MR, CR or secondary-capture images with the attributes
 PACS indexes, non-ASCII names (UTF-8), and UIDs under the dicomscu root. The same
 options always write the same files, byte for byte; another --seed gives new UIDs.
 
-  --patients N          Patients (default 2).
-  --studies N           Studies per patient (default 1).
-  --series N            Series per study (default 2).
-  --images N            Images per series (default 5).
-  --count N             Images in all instead of --images, dealt round the series in turn.
-  --modality LIST       Modalities of the series of a study, in turn: CT, MR, CR, OT
-                        (default CT,MR).
-  --matrix N            Rows and columns (default by modality: CT 512, MR 256, CR 512, OT 64).
-  --implicit            Implicit VR Little Endian (default: Explicit VR Little Endian).
-  --compress LIST       Also write each image in OUTDIR/NAME/ (same UIDs) for each NAME of
-                        deflate, rle, jpeg2000 (rle and jpeg2000 need
-                        pip install 'dicomscu[compressed]').
-  --layout tree|flat    tree: PID0000/ST01/SE01_CT/IM00001.dcm (default); flat: IM_00000.dcm.
-  --seed N              Seed of the UIDs, dates and pixels (default 1).
-  --first-patient N     Number of the first patient (default 0: PID0000).
-  --root-uid UID        UID root (also GDCM_ROOT_UID; default 1.2.826.0.1.3680043.10.1137).
-  -h, --help            This help.
-
+""" + render(SAMPLE_SECTIONS) + """
 Then, for example: dicomscu --store HOST PORT -r OUTDIR
 """
+SAMPLE_OPTIONS = [option for _, options in SAMPLE_SECTIONS for option in options]
 
 
 @dataclass
@@ -60,14 +45,7 @@ def parse_sample(argv: Sequence[str], environ=os.environ) -> SampleRequest:
 
     p = _Parser(prog="dicomscu sample", add_help=False, allow_abbrev=False)
     p.add_argument("outdir", nargs="?")
-    for name in ("patients", "studies", "series", "images", "count", "matrix", "seed", "first-patient"):
-        p.add_argument(f"--{name}")
-    p.add_argument("--modality", default="CT,MR")
-    p.add_argument("--implicit", action="store_true")
-    p.add_argument("--compress", default="")
-    p.add_argument("--layout", default="tree", choices=("tree", "flat"))
-    p.add_argument("--root-uid")
-    p.add_argument("-h", "--help", action="store_true")
+    add_to(p, SAMPLE_OPTIONS)
     ns = p.parse_args(list(argv))
     if ns.help:
         return SampleRequest(help=True)

@@ -7,61 +7,33 @@ import tomllib
 from dataclasses import dataclass
 from typing import Sequence
 
+from dicomscu.cli.options import SERVE_SECTIONS, add_to, render
 from dicomscu.cli.parser import _Parser, _int
 from dicomscu.cli.request import DEBUG, VERBOSE, WARNING
 from dicomscu.errors import UsageError
 from dicomscu.server.access import Credentials
-from dicomscu.server.pacs import SERVE_PORT, ServerConfig
+from dicomscu.server import SERVE_PORT
+from dicomscu.server.pacs import ServerConfig
 from dicomscu.transport.peer import TLS, check_ae_title, check_port
 
 HELP = """\
 Usage: dicomscu serve [--port {port}] [--aetitle DICOMSCU] [--storage DIR] [OPTION]...
 Run the embedded PACS: Verification, Storage (all SOP classes, files kept as
-received), C-FIND, C-MOVE and C-GET in the patient and study root models, backed by
-a SQLite index in DIR. Stops cleanly on Ctrl-C or SIGTERM.
+received), C-FIND, C-MOVE and C-GET in the patient and study root models, and
+Storage Commitment (push model), backed by a SQLite index in DIR. Stops cleanly
+on Ctrl-C or SIGTERM.
 
-  --port PORT            Port to listen on (default {port}).
-  --bind HOST            Address to listen on (default: all interfaces).
-  --aetitle AE           Our AE title (default DICOMSCU).
-  --storage DIR          Storage directory (default ./dicomscu-storage).
-  --dest AE=HOST:PORT    A C-MOVE destination (repeatable).
-  --config FILE          TOML file with [destinations] AE = "host:port" entries.
-  --require-calling AE   Accept only this calling AE title (repeatable).
-  --no-overwrite         Refuse a SOP Instance already stored (default: replace it).
-  --max-size SIZE        Largest data set accepted (default 4G; K, M, G suffixes): a larger
-                         one is refused (0xA700) without being held in memory.
-  --max-associations N   Associations established at once (default 32); one more is
-                         rejected (A-ASSOCIATE-RJ, transient: local limit exceeded). A connection
-                         that sends no A-ASSOCIATE-RQ within 10 s, or takes more than 30 s
-                         over the rest of a PDU, is dropped; a TLS handshake has 10 s.
-  --http PORT            Also serve DICOMweb on this port: QIDO-RS, WADO-RS and STOW-RS under
-                         http://HOST:PORT/dicom-web, over the same index and storage, under the
-                         same access rules as the DIMSE port (see below).
-  --http-bind ADDR       Address the DICOMweb side listens on (default 127.0.0.1: this machine
-                         only; 0.0.0.0 or an interface's address to open it).
-  --http-token-file FILE Credentials DICOMweb requests must carry, one a line: a bearer token, or
-                         user:password (HTTP Basic). Without it: no authentication (401 otherwise).
-  --http-connections-per-client N
-                         HTTP connections one client address may hold at once (default 32);
-                         one more is answered 503 and closed. Request headers must arrive
-                         within 10 s, a body at 8 KiB/s or faster after its first 30 s.
-  --http-cors ORIGIN     A web page origin (https://viewer.example.org) whose scripts may read the
-                         DICOMweb answers (CORS, repeatable; * for any). Default: pages served from
-                         this machine (localhost, 127.0.0.1). OPTIONS and HEAD are answered.
-  --read-only            Store nothing: C-STORE is answered 0x0124 (not authorized), STOW-RS 403.
-  --reindex              Rebuild the index from the files in DIR, then serve.
-  --tls-cert FILE, --tls-key FILE
-                         Serve over TLS (PS3.15) with this certificate and key (PEM).
-  --tls-ca FILE          Require client certificates signed by this CA.
-  -V, -D, -L FILE        Verbose, debug, log file (as for the client).
-
+""".replace("{port}", str(SERVE_PORT)) + render(SERVE_SECTIONS).replace("{port}", str(SERVE_PORT)) + """
 Access: both protocols apply the same rules. With --tls-cert the DICOMweb side is HTTPS on the
 same certificate (never plain HTTP beside a TLS DIMSE port), and with --tls-ca it demands client
 certificates too. --read-only and --no-overwrite hold for C-STORE and STOW-RS alike. The calling
 AE check (--require-calling) has no HTTP counterpart: with it, --http needs --http-token-file (or
 --tls-ca), and serve refuses to start otherwise. DICOMweb on an address other than loopback
 without credentials is logged as open to anyone.
-""".replace("{port}", str(SERVE_PORT))
+"""
+
+
+SERVE_OPTIONS = [option for _, options in SERVE_SECTIONS for option in options]
 
 
 @dataclass
@@ -75,30 +47,8 @@ class ServeRequest:
 
 def parse_serve(argv: Sequence[str]) -> ServeRequest:
     p = _Parser(prog="dicomscu serve", add_help=False, allow_abbrev=False)
-    p.add_argument("--port", default=str(SERVE_PORT))
-    p.add_argument("--bind", default="")
-    p.add_argument("--aetitle", default="DICOMSCU")
-    p.add_argument("--storage", default="dicomscu-storage")
-    p.add_argument("--dest", action="append", default=[])
-    p.add_argument("--config")
-    p.add_argument("--require-calling", action="append", default=[])
-    p.add_argument("--no-overwrite", action="store_true")
-    p.add_argument("--max-associations", default="32")
-    p.add_argument("--max-size", default="4G")
-    p.add_argument("--reindex", action="store_true")
-    p.add_argument("--http")
-    p.add_argument("--http-bind", default="127.0.0.1")
-    p.add_argument("--http-token-file")
-    p.add_argument("--http-connections-per-client", default="32")
-    p.add_argument("--http-cors", action="append", default=[])
-    p.add_argument("--read-only", action="store_true")
-    p.add_argument("--tls-cert")
-    p.add_argument("--tls-key")
-    p.add_argument("--tls-ca")
-    p.add_argument("-V", "--verbose", action="store_true")
-    p.add_argument("-D", "--debug", action="store_true")
-    p.add_argument("-L", "--log-file")
-    p.add_argument("-h", "--help", action="store_true")
+    add_to(p, SERVE_OPTIONS)
+    p.set_defaults(port=str(SERVE_PORT))
     ns = p.parse_args(list(argv))
     level = DEBUG if ns.debug else VERBOSE if ns.verbose else WARNING
     if ns.help:

@@ -56,8 +56,7 @@ QR_CLASSES = {
 QUERY_SYNTAXES = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE, uids.DEFLATED_EXPLICIT_VR_LE)
 
 
-#: The port serve listens on when none is given (the usual unprivileged DICOM port).
-SERVE_PORT = 11112
+from dicomscu.server import SERVE_PORT  # noqa: E402  (defined where the command line can read it cheaply)
 
 
 @dataclass
