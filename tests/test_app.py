@@ -32,6 +32,25 @@ def test_every_option_has_its_help_and_every_help_line_an_option():
     assert "  -j --jobs N           C-STORE" in HELP  # help text in one column
 
 
+@pytest.mark.parametrize("command", ["serve", "sample"])
+def test_serve_and_sample_read_and_describe_their_options_from_the_table(command):
+    """One table per command: what argparse reads is what --help lists, and every library setting an error
+    can name is spelled with its flag."""
+    from dicomscu.cli import sample, serve
+    from dicomscu.cli.options import SAMPLE_SECTIONS, SERVE_SECTIONS
+
+    sections, text = (SERVE_SECTIONS, serve.HELP) if command == "serve" else (SAMPLE_SECTIONS, sample.HELP)
+    options = [option for _, listed in sections for option in listed]
+    for option in options:
+        assert any(flag in text for flag in option.flags), option.flags
+        if option.api:
+            assert flag_of(option.api) in option.flags or option.api in ("port", "log_file"), option.api
+    done = run_inprocess(command, "--help")
+    assert done.returncode == 0 and done.stdout == text
+    refused = run_inprocess(command, "--no-such-option")
+    assert refused.returncode == 2
+
+
 def test_library_errors_name_settings_and_the_cli_names_flags(tmp_path):
     missing = str(tmp_path / "nothing.pem")
     with pytest.raises(UsageError) as raised:

@@ -187,7 +187,7 @@ OPTIONS = [option for _, options in SECTIONS for option in options]
 SERVE_SECTIONS: list[tuple[str, list[Option]]] = [
     ("Options:", [
         _flag("--port", metavar="PORT", api="port", help="Port to listen on (default {port})."),
-        _flag("--bind", metavar="HOST", default="", api="host", help="Address to listen on (default: all interfaces)."),
+        _flag("--bind", metavar="HOST", default="", help="Address to listen on (default: all interfaces)."),
         _flag("--aetitle", metavar="AE", default="DICOMSCU", api="aetitle", help="Our AE title (default DICOMSCU)."),
         _flag("--storage", metavar="DIR", default="dicomscu-storage", api="storage",
               help="Storage directory (default ./dicomscu-storage)."),
