@@ -24,7 +24,7 @@ from dicomscu.protocol.negotiation import Proposal
 from dicomscu.protocol.pdu import ProtocolError
 from dicomscu.transport.channel import Channel, describe_abort
 from dicomscu.transport.link import Link, LinkFailed
-from dicomscu.transport.peer import Peer
+from dicomscu.transport.peer import IN_MEMORY_SUFFIX, Peer
 
 LOGGER = logging.getLogger("dicomscu.transport")
 
@@ -81,6 +81,12 @@ def _describe_contexts(contexts: Sequence[pdus.ProposedContext]) -> str:
 
 def connect(peer: Peer, address: str) -> socket.socket:
     """A connected socket to `peer` (TLS-wrapped and verified when configured), or a clear error."""
+    if peer.host.endswith(IN_MEMORY_SUFFIX):  # a provider served in memory (loaded only then)
+        from dicomscu.transport.memory import connect_in_memory
+
+        in_memory = connect_in_memory(peer.host)
+        in_memory.settimeout(peer.timeouts.connect)
+        return in_memory
     where = f"{peer.host}:{peer.port}" + (f" ({address})" if address != peer.host else "")
     try:
         sock = socket.create_connection((address, peer.port), timeout=peer.timeouts.connect)
@@ -152,7 +158,7 @@ def _negotiate(link: Link, peer: Peer, request: pdus.AssociateRQ) -> pdus.Associ
 def open_channel(peer: Peer, proposals: Sequence[Proposal], *, roles: Sequence[pdus.RoleSelection] = (),
                  identity: pdus.UserIdentity | None = None) -> Channel:
     """An established association with `peer`, or a :class:`~dicomscu.errors.DicomscuError` saying why not."""
-    address = resolve(peer.host, peer.port)
+    address = peer.host if peer.host.endswith(IN_MEMORY_SUFFIX) else resolve(peer.host, peer.port)
     request = request_pdu(peer, proposals, roles, identity)
     link = Link(connect(peer, address), m.Association(m.REQUESTOR, peer.max_pdu), peer.timeouts.network)
     accept = _negotiate(link, peer, request)

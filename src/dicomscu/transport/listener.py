@@ -123,13 +123,18 @@ class Listener:
                 client, peer_address = sock.accept()
             except OSError:  # closed by stop()
                 return
-            with self._lock:
-                self.connections += 1
-            thread = threading.Thread(target=self._connection, args=(client, peer_address), daemon=True,
-                                      name=f"association-{peer_address[0]}:{peer_address[1]}")
-            with self._lock:
-                self._threads.add(thread)
-            thread.start()
+            self.take(client, peer_address)
+
+    def take(self, client: socket.socket, peer_address) -> None:
+        """Serve one connected socket in a thread of its own (an accepted connection, or the far end of a
+        socket pair: :mod:`dicomscu.transport.memory`)."""
+        with self._lock:
+            self.connections += 1
+        thread = threading.Thread(target=self._connection, args=(client, peer_address), daemon=True,
+                                  name=f"association-{peer_address[0]}:{peer_address[1]}")
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
 
     def stop(self) -> None:
         """Stop accepting (associations under way go on; see :meth:`wait`)."""

@@ -138,6 +138,11 @@ class TLS:
         return context
 
 
+#: Hosts under this name are providers served in memory (:mod:`dicomscu.transport.memory`); ``.invalid``
+#: never resolves (RFC 2606), so no real host can be taken for one.
+IN_MEMORY_SUFFIX = ".memory.invalid"
+
+
 @dataclass(frozen=True)
 class Peer:
     """A remote DICOM application entity and the settings we use to reach it."""
