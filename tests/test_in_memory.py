@@ -100,3 +100,31 @@ def test_an_in_memory_host_is_never_a_real_one():
 
     with pytest.raises(dicomscu.UnknownHost):
         resolve("peer-1.memory.invalid", 104)  # .invalid never resolves (RFC 2606): no collision possible
+
+
+def test_the_command_line_reaches_every_kind_of_peer_through_one_target_interface(archive, dataset_dir, tmp_path):
+    """app.py asks a Target (operations/target.py) and never looks at what kind it is: the DIMSE one here, in
+    memory; the DICOMweb and cluster ones map the same calls onto their protocols, or refuse in their words."""
+    from dicomscu.operations.target import ClusterTarget, DimseTarget, WebTarget, target_for
+    from dicomscu.web.service import WebPeer
+
+    server, _ = archive
+    target = target_for(server.peer())
+    assert isinstance(target, DimseTarget) and target.echo().status.ok
+    assert target.store([str(dataset_dir / "big")], journal=str(tmp_path / "journal.sqlite")).stored == 6
+    query = dicomscu.build_query("studyroot", "study", ["StudyInstanceUID"])
+    answers = []
+    assert target.find(query, on_answer=answers.append).matches == len(answers) > 0
+    study = dicomscu.build_query("studyroot", "study", [f"StudyInstanceUID={answers[0].StudyInstanceUID}"])
+    report = target.retrieve("get", study, dicomscu.RetrieveOptions(output=str(tmp_path / "out")))
+    assert report.ok and report.written > 0 and target.retrieval_name("get") == "C-GET"
+    web = target_for(server.peer(), WebPeer.parse("http://127.0.0.1:1/dicom-web"))
+    assert isinstance(web, WebTarget) and web.retrieval_name("get") == "WADO-RS" and not web.query_needed([{}])
+    with pytest.raises(dicomscu.UsageError, match="C-MOVE has no DICOMweb counterpart"):
+        web.retrieval_name("move")
+    with pytest.raises(dicomscu.UsageError, match="DIMSE service"):
+        web.store(["x.dcm"], commit=True)
+    cluster = target_for(server.peer(), cluster="tcp://127.0.0.1:1")
+    assert isinstance(cluster, ClusterTarget) and not cluster.light_identifiers
+    with pytest.raises(dicomscu.UsageError, match="runs from this machine"):
+        cluster.store(["x.dcm"], commit=True)

@@ -160,7 +160,7 @@ def run(request: Request, env: Environment) -> int:
             operation = "storage commitment" if request.operation == "commit" else "C-" + request.operation.upper()
             report = getattr(exc, "report", None)
             document = (text.retrieve_json(report, request.output or ".", exc) if report is not None
-                        else text.failure_json(operation, request.web or request.peer, exc))
+                        else text.failure_json(operation, _target_or_none(request), exc))
             env.out(_json(document))
         elif request.format == "json" and request.operation == "find" and not request.answers_opened:
             env.out("[]")  # stopped before the answer array was opened: it is empty, and still a document
@@ -176,7 +176,6 @@ def run_queryhelp(request: Request, env: Environment) -> int:
 
 
 def run_find(request: Request, env: Environment) -> int:
-    from dicomscu.operations.find import find
     from dicomscu.output import text
     from dicomscu.output.answers import writer_for
     from dicomscu.query.build import build_query
@@ -207,12 +206,7 @@ def run_find(request: Request, env: Environment) -> int:
             if request.then:
                 matches.append(answer.dataset())
 
-        if request.web is not None:
-            from dicomscu.web import qido
-
-            report = qido.find(request.web, query, on_answer=on_answer, limit=request.limit, raw=True)
-        else:
-            report = find(request.target, query, on_answer=on_answer, limit=request.limit, raw=True)
+        report = _target(request).find(query, on_answer=on_answer, limit=request.limit, raw=True)
     finally:
         if writer is not None:
             writer.close()
@@ -236,14 +230,7 @@ def version_text() -> str:
 def run_echo(request: Request, env: Environment) -> int:
     from dicomscu.output import text
 
-    if request.web is not None:
-        from dicomscu.web.echo import echo as web_echo
-
-        result = web_echo(request.web)
-    else:
-        from dicomscu.operations.echo import echo
-
-        result = echo(request.target)
+    result = _target(request).echo()
     if request.format == "json":
         env.out(_json(text.echo_json(result)))
     else:
@@ -252,7 +239,7 @@ def run_echo(request: Request, env: Environment) -> int:
 
 
 def run_store(request: Request, env: Environment) -> int:
-    from dicomscu.operations.store import ALREADY, FAILED, OK, SKIPPED, store
+    from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED
     from dicomscu.output import text
 
     verbose = request.log_level in (VERBOSE, DEBUG)
@@ -276,7 +263,7 @@ def run_store(request: Request, env: Environment) -> int:
         if bar is not None:
             bar.start(plan.files, plan.bytes)
 
-    as_json = text.StoreJsonStream(request.web or request.peer, env.stdout) if request.format == "json" else None
+    as_json = text.StoreJsonStream(_target(request).peer, env.stdout) if request.format == "json" else None
 
     def on_result(result) -> None:
         if bar is not None and result.outcome != SKIPPED:
@@ -290,29 +277,12 @@ def run_store(request: Request, env: Environment) -> int:
         elif (result.outcome != OK and result.outcome != ALREADY) or verbose:
             say(text.file_line(result), env.stdout)
 
-    journal = None
-    if request.journal and not request.cluster:  # on a cluster the workers journal (see operations/cluster.py)
-        from dicomscu.files.journal import Journal
-
-        journal = Journal(request.journal, peer=str(request.web if request.web is not None else request.target))
     try:
         with bar if bar is not None else nullcontext():
-            if request.cluster:
-                from dicomscu.operations.cluster import store_on_cluster
-
-                report = store_on_cluster(request.target, request.files, scheduler=request.cluster,
-                                          recursive=request.recursive, on_result=on_result, jobs=request.jobs,
-                                          journal=request.journal, max_per_peer=request.max_per_peer)
-            elif request.web is not None:
-                from dicomscu.web import stow
-
-                report = stow.store(request.web, request.files, recursive=request.recursive, on_result=on_result,
-                                    jobs=request.jobs, journal=journal)
-            else:
-                report = store(request.target, request.files, recursive=request.recursive,
-                               on_plan=on_plan, on_result=on_result, decompress=request.decompress,
-                               jobs=request.jobs, journal=journal, commit=request.commit,
-                               commit_timeout=request.commit_timeout, port_scp=request.port_scp)
+            report = _target(request).store(request.files, recursive=request.recursive, on_plan=on_plan,
+                                            on_result=on_result, decompress=request.decompress, jobs=request.jobs,
+                                            journal=request.journal, commit=request.commit,
+                                            commit_timeout=request.commit_timeout, port_scp=request.port_scp)
     except (DicomscuError, KeyboardInterrupt) as exc:
         if as_json is not None:
             as_json.fail(Stopped(exc) if isinstance(exc, KeyboardInterrupt) else exc)
@@ -395,16 +365,17 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
     from dicomscu.output import text
 
     query = None
-    if identifiers is None and request.charset is None and not (
-            request.store_query or request.from_json or request.skip_existing or request.cluster):
+    target = _target(request)
+    if identifiers is None and request.charset is None and target.light_identifiers and not (
+            request.store_query or request.from_json or request.skip_existing):
         from dicomscu.query.identifier import from_keys, query_of
 
-        operation = "WADO-RS" if request.web is not None else f"C-{request.operation.upper()}"
+        operation = target.retrieval_name(request.operation)
         light = from_keys(request.model, request.level, request.keys, operation, env.environ)  # no pydicom
         if light is not None:
             LOGGER.info("%s identifier: %s", operation, light)
             identifiers, query = [light], query_of(request.model, light)
-    if query is None and (request.web is None or identifiers is None):  # WADO-RS of given ones needs none
+    if query is None and target.query_needed(identifiers):
         from dicomscu.operations import retrieve
         from dicomscu.query.build import build_query
 
@@ -443,13 +414,7 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         bar = RetrieveProgress(f"C-{request.operation.upper()}", env.stderr)
     progress = bar.update if bar else None
     with bar if bar is not None else nullcontext():
-        if request.web is not None and identifiers is not None:  # (no query built: none is needed)
-            from dicomscu.web import wado
-
-            report = wado.get(request.web, identifiers, options, progress, jobs=request.jobs)
-        else:
-            assert query is not None  # built above for every other retrieval
-            report = _retrieve_with_query(request, query, options, identifiers, progress)
+        report = target.retrieve(request.operation, query, options, identifiers, progress, jobs=request.jobs)
     for problem in report.write_errors:
         _error(env, f"not written: {problem}")
     if request.format == "json":
@@ -459,23 +424,16 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
     return 0 if report.ok else 1
 
 
-def _retrieve_with_query(request: Request, query, options, identifiers, progress):
-    from dicomscu.operations import retrieve
+def _target(request: Request):
+    """Where the operation goes (:mod:`dicomscu.operations.target`): what kind of peer it is stays there."""
+    from dicomscu.operations.target import target_for
 
-    if request.cluster:
-        from dicomscu.operations.cluster import retrieve_on_cluster
+    return target_for(request.peer, request.web, request.cluster, request.max_per_peer)
 
-        return retrieve_on_cluster(request.target, query, options, identifiers, scheduler=request.cluster,
-                                   operation=request.operation, jobs=request.jobs,
-                                   max_per_peer=request.max_per_peer, on_progress=progress)
-    if request.web is not None:
-        from dicomscu.web import wado
 
-        return wado.get(request.web, [retrieve.retrieve_identifier(query, "WADO-RS")], options, progress,
-                        jobs=request.jobs)
-    if request.operation == "move":
-        return retrieve.move(request.target, query, options, progress, identifiers, jobs=request.jobs)
-    return retrieve.get(request.target, query, options, progress, identifiers, jobs=request.jobs)
+def _target_or_none(request: Request):
+    """The peer a failure document names (None when the command line named none)."""
+    return request.web if request.web is not None else request.peer
 
 
 def run_sample(argv: list[str], env: Environment) -> int:
