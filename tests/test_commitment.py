@@ -277,3 +277,72 @@ def test_commit_the_answers_of_an_image_level_find(dataset_dir, tmp_path):
                              stdin=json.dumps([{"00100020": {"vr": "LO", "Value": ["X"]}}]))
     assert len(answers) == 6 and done.returncode == 0 and "6 of 6 instance(s) committed" in done.stdout
     assert bare.returncode == 2 and "SOPClassUID and SOPInstanceUID" in bare.stderr
+
+
+def test_serve_refuses_malformed_requests_and_keeps_the_association(tmp_path):
+    """A request without its Transaction UID, or for another action, is refused with the status PS3.7 names;
+    the association goes on (a third implementation, pynetdicom, as the requestor)."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE
+
+    push, instance = "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1"
+    with dicomscu.serve(tmp_path / "archive") as served:
+        ae = AE(ae_title="PROBE")
+        ae.add_requested_context(push)
+        ae.add_requested_context("1.2.840.10008.1.1")
+        assoc = ae.associate("127.0.0.1", served.port, ae_title="DICOMSCU")
+        assert assoc.is_established
+        no_transaction = Dataset()
+        no_transaction.ReferencedSOPSequence = []
+        status, _ = assoc.send_n_action(no_transaction, 1, push, instance)
+        assert status.Status == 0x0120
+        request = Dataset()
+        request.TransactionUID = "2.25.7"
+        request.ReferencedSOPSequence = []
+        status, _ = assoc.send_n_action(request, 2, push, instance)
+        assert status.Status == 0x0123  # no such action
+        status, _ = assoc.send_n_action(request, 1, push, "1.2.3")
+        assert status.Status == 0x0117  # the well-known instance is the only one
+        assert assoc.send_c_echo().Status == 0x0000  # and the association goes on
+        assoc.release()
+
+
+def test_unreadable_or_stray_results_are_answered_and_never_counted(dataset_dir):
+    """A result whose data set is cut, and one for a transaction this run never asked about, are answered with
+    a failure or ignored; the instances stay unanswered (exit 1), never committed."""
+    import threading
+
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, build_role, evt
+
+    from peers import pynetdicom_scp
+
+    port_scp = free_port()
+    answers = []
+
+    def report(transaction: str) -> None:
+        time.sleep(0.3)
+        ae = AE(ae_title="ODD")
+        ae.add_requested_context("1.2.840.10008.1.20.1")
+        assoc = ae.associate("127.0.0.1", port_scp, ae_title="GDCMSCU",
+                             ext_neg=[build_role("1.2.840.10008.1.20.1", scp_role=True, scu_role=False)])
+        stray = Dataset()
+        stray.TransactionUID = "2.25.12345"  # asked by nobody
+        stray.ReferencedSOPSequence = []
+        answers.append(assoc.send_n_event_report(stray, 1, "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1")[0])
+        empty = Dataset()  # no Transaction UID at all
+        empty.ReferencedSOPSequence = []
+        answers.append(assoc.send_n_event_report(empty, 1, "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1")[0])
+        assoc.release()
+
+    def on_action(event):
+        threading.Thread(target=report, args=(event.action_information.TransactionUID,)).start()
+        return 0x0000, None
+
+    contexts = [("1.2.840.10008.1.20.1", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])]
+    with pynetdicom_scp("ANY-SCP", contexts, evt.EVT_N_ACTION, on_action) as port:
+        done = run_inprocess("--commit", "--format", "json", "--port-scp", str(port_scp), "--commit-timeout", "3",
+                             "127.0.0.1", str(port), str(dataset_dir / "big"))
+    document = json.loads(done.stdout)
+    assert [status.Status for status in answers] == [0x0000, 0x0120]  # ignored; missing attribute
+    assert document["committed"] == 0 and len(document["unanswered"]) == 6 and done.returncode == 1

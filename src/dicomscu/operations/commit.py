@@ -158,7 +158,7 @@ class _ReportReceiver(Provider):
                 event = read_event(message.dataset, context.transfer_syntax)
             except BadCommitment as exc:
                 LOGGER.warning("%s: a storage commitment result we cannot read: %s", channel, exc)
-                status, comment = 0x0110, str(exc)[:64]
+                status, comment = (0x0120 if exc.missing else 0x0110), str(exc)[:64]
             else:
                 if not self.transactions.answer(event, self.on_new_association):
                     LOGGER.warning("%s: a storage commitment result for transaction %s, which this run did not "
