@@ -46,3 +46,30 @@ def test_a_wrong_argument_is_a_type_error_and_the_readme_example_is_clean(tmp_pa
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert [line.split(":")[0] for line in errors] == ["wrong.py"], result.stdout
     assert 'incompatible type "str"; expected "Peer"' in errors[0]
+
+
+def test_the_names_options_take_are_types_equal_to_the_runtime_tables(tmp_path):
+    """A misspelt model, level or layout is a type error (dicomscu/choices.py), and each Literal lists exactly
+    the names the runtime knows."""
+    import os
+    from typing import get_args
+
+    from dicomscu import choices
+    from dicomscu.cli.options import OPTIONS
+    from dicomscu.query.model import MODELS
+
+    assert set(choices.MODEL_NAMES) == set(MODELS)
+    levels = {level.name for model in MODELS.values() for level in model.levels}
+    assert set(get_args(choices.LevelName)) == levels | {level.lower() for level in levels}
+    format_option = next(option for option in OPTIONS if "--format" in option.flags)
+    layout_option = next(option for option in OPTIONS if "--layout" in option.flags)
+    assert tuple(format_option.read["choices"]) == choices.FORMATS
+    assert tuple(layout_option.read["choices"]) == choices.LAYOUTS
+    (tmp_path / "misspelt.py").write_text(
+        'import dicomscu\n\ndicomscu.build_query("studyrot", "study", [])\n'
+        'dicomscu.RetrieveOptions(layout="tree")\n')
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-incremental",
+                             "--cache-dir", str(tmp_path / ".mypy"), "misspelt.py"], capture_output=True, text=True,
+                            cwd=tmp_path, env={**os.environ, "MYPYPATH": str(ROOT / "src")})
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 2 and "studyrot" in errors[0] and "tree" in errors[1], result.stdout

@@ -14,8 +14,9 @@ import argparse
 import os
 import re
 import sys
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, cast
 
+from dicomscu.choices import Layout, LevelName, ModelName
 from dicomscu.cli.options import OPTIONS, SAMPLE_SECTIONS, SERVE_SECTIONS, add_to, spelling
 from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING, Request
 from dicomscu.errors import MissingHost, UsageError
@@ -101,8 +102,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
         request.config = ns.config
         return request
 
-    request.model = _one(ns.models, "query model", "--patientroot, --studyroot or --worklist")
-    request.level = _one(ns.levels, "query level", "--patient, --study, --series or --image")
+    request.model = cast("ModelName | None", _one(ns.models, "query model", "--patientroot, --studyroot or --worklist"))
+    request.level = cast("LevelName | None", _one(ns.levels, "query level", "--patient, --study, --series or --image"))
     request.keys = list(ns.key)
     request.store_query = ns.store_query
     request.output = ns.output
@@ -110,7 +111,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
     request.progress = ns.progress
     request.root_uid = _root_uid(ns.root_uid, environ)
     request.format = ns.format
-    request.layout = ns.layout
+    request.layout = cast(Layout, ns.layout)  # (argparse checked it among the choices)
     request.accept_all_syntaxes = ns.accept_all_syntaxes
     request.skip_existing = ns.skip_existing
     request.decompress = ns.decompress

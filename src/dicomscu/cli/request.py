@@ -5,15 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dicomscu.choices import Layout, LevelName, ModelName
 from dicomscu.errors import UsageError
 from dicomscu.transport.peer import Peer
 
 if TYPE_CHECKING:  # pragma: no cover
     from dicomscu.web.service import WebPeer
 
-OPERATIONS = ("echo", "store", "find", "move", "get", "commit")
-MODELS = ("patientroot", "studyroot", "worklist")
-LEVELS = ("patient", "study", "series", "image")
 
 # Log levels, from quiet to chatty (gdcmscu's -E, -W, -V, -D).
 ERROR, WARNING, VERBOSE, DEBUG = "error", "warning", "verbose", "debug"
@@ -36,8 +34,8 @@ class Request:
     files: list[str] = field(default_factory=list)
     recursive: bool = False
     # Query / retrieve (C-FIND, C-MOVE, C-GET)
-    model: str | None = None
-    level: str | None = None
+    model: ModelName | None = None
+    level: LevelName | None = None
     keys: list[str] = field(default_factory=list)
     store_query: str | None = None
     output: str | None = None
@@ -45,7 +43,7 @@ class Request:
     format: str | None = None  # None: a table on a terminal, a dump otherwise
     limit: int | None = None
     charset: str | None = None  # None: from the locale
-    layout: str = "flat"
+    layout: Layout = "flat"
     move_destination: str | None = None
     accept_all_syntaxes: bool = False
     skip_existing: bool = False

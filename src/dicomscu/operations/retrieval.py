@@ -7,6 +7,8 @@ UIDs) starts without loading it.
 
 from __future__ import annotations
 
+from dicomscu.choices import LAYOUTS, Layout
+
 from collections.abc import MutableSequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -47,7 +49,7 @@ AS_THEY_COME = (*COMPRESSED_SYNTAXES, ExplicitVRLittleEndian, DeflatedExplicitVR
 @dataclass
 class RetrieveOptions:
     output: str = "."
-    layout: str = "flat"
+    layout: Layout = "flat"
     #: Accept every transfer syntax for incoming instances (gdcmscu: Implicit VR LE only).
     accept_all_syntaxes: bool = False
     #: C-MOVE to this AE instead of our own SCP.
@@ -61,7 +63,7 @@ class RetrieveOptions:
     tag: str = ""
 
     def __post_init__(self) -> None:
-        if self.layout not in ("flat", "hierarchical"):
+        if self.layout not in LAYOUTS:
             raise UsageError(f"layout {self.layout!r}: choose flat or hierarchical", option="layout")
 
     @property

@@ -24,8 +24,9 @@ import dataclasses
 import logging
 import time
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from dicomscu.choices import LevelName
 from dicomscu.errors import DicomscuError, OperationFailed, PeerTimeout, UsageError
 from dicomscu.files.instances import InstanceWriter
 from dicomscu.files.probe import valid_uid
@@ -422,7 +423,8 @@ def _query_below(query: Query, identifier, level: str, wanted: list[str]) -> Que
         return query_of(query.model.name, flat)
     from dicomscu.query.build import build_query
 
-    return build_query(query.model.name, level.lower(), [*_keys_of(identifier), *wanted], charset="")
+    return build_query(query.model.name, cast(LevelName, level.lower()), [*_keys_of(identifier), *wanted],
+                       charset="")
 
 
 def _with_values(dataset: Dataset) -> Dataset:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from dicomscu.choices import ModelName
 from dicomscu.errors import OperationFailed, UsageError
 from dicomscu.operations.status import Status, decode
 from dicomscu.protocol import commands
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 class Association:
     """An association with `peer` proposing Verification and C-FIND in each of `query_models`."""
 
-    def __init__(self, peer: Peer, *, query_models: Sequence[str] = ("studyroot",)) -> None:
+    def __init__(self, peer: Peer, *, query_models: Sequence[ModelName] = ("studyroot",)) -> None:
         self.peer = peer
         unknown = [name for name in query_models if name not in MODELS]
         if unknown:

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.valuerep import PersonName
 
+from dicomscu.choices import LevelName, ModelName
 from dicomscu.errors import UsageError
 from dicomscu.printable import printable
 from dicomscu.query.values import problem
@@ -29,8 +30,8 @@ _INT_VRS = {"US", "UL", "SS", "SL", "UV", "SV"}
 _FLOAT_VRS = {"FL", "FD"}
 _BYTE_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 def build_query(
-    model_name: str | None,
-    level: str | None,
+    model_name: ModelName | None,
+    level: LevelName | None,
     key_texts: list[str],
     *,
     charset: str | None = None,

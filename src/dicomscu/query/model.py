@@ -7,6 +7,8 @@ the unique key of every level down to the requested one; so do we.
 
 from __future__ import annotations
 
+from dicomscu.choices import ModelName
+
 from dataclasses import dataclass
 
 from dicomscu import uids
@@ -22,7 +24,7 @@ class Level:
 
 @dataclass(frozen=True)
 class Model:
-    name: str  # patientroot, studyroot, worklist
+    name: ModelName
     title: str
     find: str
     move: str | None
@@ -89,7 +91,7 @@ STUDY_ROOT = Model(
 )
 WORKLIST = Model("worklist", "Modality Worklist", uids.MODALITY_WORKLIST_FIND, None, None, ())
 
-MODELS = {model.name: model for model in (PATIENT_ROOT, STUDY_ROOT, WORKLIST)}
+MODELS: dict[str, Model] = {model.name: model for model in (PATIENT_ROOT, STUDY_ROOT, WORKLIST)}
 
 #: Return keys a worklist query gets when the user names none (PS3.4 K.6.1.2.2).
 WORKLIST_DEFAULT_KEYS = (
