@@ -73,9 +73,13 @@ def write_atomically(path: str | os.PathLike, chunks: list, create_folder: bool 
     if os.path.lexists(path) and not os.path.isfile(path):
         raise OSError(errno.EEXIST, "exists and is not a regular file: not replaced", str(path))
     folder = os.path.dirname(path)
-    if create_folder:
+    try:  # the folder is there for all but a series' first file: made only when missing
+        handle, temporary = tempfile.mkstemp(prefix=partial_prefix(tag), suffix=PARTIAL_SUFFIX, dir=folder)
+    except FileNotFoundError:
+        if not create_folder:
+            raise
         os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=partial_prefix(tag), suffix=PARTIAL_SUFFIX, dir=folder)
+        handle, temporary = tempfile.mkstemp(prefix=partial_prefix(tag), suffix=PARTIAL_SUFFIX, dir=folder)
     try:
         os.fchmod(handle, FILE_MODE)
         with os.fdopen(handle, "wb") as out:

@@ -290,7 +290,8 @@ class Pacs:
             except (OSError, BadFile) as exc:
                 LOGGER.error("cannot store %s: %s", sop_instance, exc)
                 return 0xA700  # Refused: out of resources
-            row["path"] = os.path.relpath(path, self.storage)
+            inside = self.storage + os.sep  # (the writer names every file inside the storage)
+            row["path"] = path[len(inside):] if path.startswith(inside) else os.path.relpath(path, self.storage)
             try:
                 self.index.add(row)
             except sqlite3.Error as exc:  # "database or disk is full" is not an OSError
