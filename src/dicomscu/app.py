@@ -295,7 +295,7 @@ def run_store(request: Request, env: Environment) -> int:
         env.out(text.store_summary(report))
         if report.commitment is not None:
             _say_commitment(report.commitment, env)
-    return text.store_exit_code(report)
+    return text.exit_code(report)
 
 
 def run_commit(request: Request, env: Environment) -> int:
@@ -344,7 +344,7 @@ def run_commit(request: Request, env: Environment) -> int:
         env.out(_json(document))
     else:
         _say_commitment(report, env)
-    code = text.commit_exit_code(report)
+    code = text.exit_code(report)
     return code if code or not problems else 1
 
 
@@ -421,7 +421,7 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         env.out(_json(text.retrieve_json(report, options.output)))
     else:
         env.out(text.retrieve_summary(report, options.output))
-    return 0 if report.ok else 1
+    return text.exit_code(report)
 
 
 def _target(request: Request):

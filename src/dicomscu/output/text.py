@@ -139,11 +139,16 @@ def store_json_summary(report: StoreReport) -> dict:
             "error": str(report.error) if report.error else None}
 
 
-def store_exit_code(report: StoreReport) -> int:
-    if report.error is not None:
-        return report.error.exit_code
-    if report.commitment is not None and report.commitment.error is not None:
-        return report.commitment.error.exit_code
+def exit_code(report, error=None) -> int:
+    """The one mapping from an operation's outcome to the exit status: the code of the error that stopped it
+    (given, the report's own, or its storage commitment's), else 0 when everything asked for was done, else 1
+    (see the README's exit status table)."""
+    if error is None:
+        error = getattr(report, "error", None)
+    if error is None and getattr(report, "commitment", None) is not None:
+        error = report.commitment.error
+    if error is not None:
+        return error.exit_code
     return 0 if report.ok else 1
 
 
@@ -168,12 +173,6 @@ def commit_failure_lines(report: CommitReport) -> list[str]:
     return lines
 
 
-def commit_exit_code(report: CommitReport) -> int:
-    if report.error is not None:
-        return report.error.exit_code
-    return 0 if report.ok else 1
-
-
 def commit_json(report: CommitReport) -> dict:
     """``--format json`` of a storage commitment: counts, each failure with its reason, what got no answer."""
     return {"operation": "storage commitment", "peer": str(report.peer), "requested": report.requested,
@@ -185,18 +184,18 @@ def commit_json(report: CommitReport) -> dict:
             "refused_requests": [status_json(status) for status in report.refused],
             "transactions": report.transactions, "results_on_new_association": report.reports_on_new_association,
             "seconds": round(report.seconds, 4), "error": error_json(report.error),
-            "exit_code": commit_exit_code(report)}
+            "exit_code": exit_code(report)}
 
 
 def retrieve_json(report: RetrieveReport, directory: str, error=None) -> dict:
-    exit_code = error.exit_code if error is not None else 0 if report.ok else 1
+    status = exit_code(report, error)
     return {"operation": report.operation, "peer": str(report.peer), "status": status_json(report.status),
             "completed": report.completed, "failed": report.failed, "warning": report.warning,
             "written": report.written, "write_errors": report.write_errors,
             "already_present": report.already_present, "requests": report.requests, "directory": directory,
             "refused_classes": report.refused_classes, "renamed": report.renamed,
             "conflicting": report.conflicting, "outside": report.outside,
-            "seconds": round(report.seconds, 4), "error": error_json(error), "exit_code": exit_code}
+            "seconds": round(report.seconds, 4), "error": error_json(error), "exit_code": status}
 
 
 class StoreJsonStream:
@@ -219,7 +218,7 @@ class StoreJsonStream:
 
     def end(self, report: StoreReport) -> None:
         commitment = commit_json(report.commitment) if report.commitment is not None else None
-        self._close(store_json_summary(report), error_json(report.error), store_exit_code(report), commitment)
+        self._close(store_json_summary(report), error_json(report.error), exit_code(report), commitment)
 
     def fail(self, error) -> None:
         """Close the document after an error that left no report."""
