@@ -543,3 +543,44 @@ def test_local_actions_follow_their_table():
                 with pytest.raises(m.LocalProtocolError):
                     call()
                 assert core.state == state, (action, state)
+
+
+def test_any_stream_of_pdus_and_bytes_gives_events_or_the_error_state():
+    """Property (hypothesis): whatever arrives, well-formed PDUs in any order or raw bytes, the core gives only
+    events until a ProtocolError; after one it is in its error state, sends nothing but one A-ABORT, and
+    raises again."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    pieces = st.one_of(st.sampled_from(list(_sample_pdus().values())), st.binary(max_size=24))
+    events = (m.AssociationRequested, m.AssociationAccepted, m.AssociationRejected, m.MessageReceived,
+              m.ReleaseRequested, m.ReleaseConfirmed, m.Aborted, m.ConnectionClosed)
+
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
+    @given(st.lists(pieces, max_size=12), st.sampled_from([m.REQUESTOR, m.ACCEPTOR]))
+    def check(stream, role):
+        core = m.Association(role, 16384)
+        if role == m.REQUESTOR:
+            core.request(full_request())
+        before = core.state
+        try:
+            for piece in stream:
+                core.receive_data(piece)
+                while True:
+                    before = core.state  # (the state the failing read, if any, starts from)
+                    event = core.next_event()
+                    if event is m.NEED_DATA:
+                        break
+                    assert isinstance(event, events)
+                    if isinstance(event, m.ConnectionClosed):  # (an empty read: the peer closed)
+                        return
+        except ProtocolError:
+            assert core.state == "Sta13" and core.failure is not None
+            with pytest.raises(m.LocalProtocolError):
+                core.send_message(1, commands.c_echo_rq(1))
+            owed = P.encode(P.Abort(2, 0)) if before not in ("Sta1", "Sta13") else b""  # (over already: none)
+            assert core.abort(2, 0) == owed and core.abort(2, 0) == b""
+            with pytest.raises(ProtocolError):
+                core.next_event()
+
+    check()
