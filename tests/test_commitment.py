@@ -346,3 +346,26 @@ def test_unreadable_or_stray_results_are_answered_and_never_counted(dataset_dir)
     document = json.loads(done.stdout)
     assert [status.Status for status in answers] == [0x0000, 0x0120]  # ignored; missing attribute
     assert document["committed"] == 0 and len(document["unanswered"]) == 6 and done.returncode == 1
+
+
+def test_a_peer_without_storage_commitment_is_said_so_after_the_store(storescp, dataset_dir):
+    """DCMTK storescp stores but offers no commitment: the files are stored, the error says the context was
+    refused, and the exit status says the instances are not committed."""
+    done = run_inprocess("--store", "--commit", "127.0.0.1", str(storescp.port), str(dataset_dir / "big"))
+    assert "6 of 6 file(s) stored" in done.stdout and "0 of 6 instance(s) committed" in done.stdout
+    assert "every presentation context was refused (Storage Commitment Push Model SOP Class)" in done.stderr
+    assert "the association failed" in done.stderr and done.returncode == 6
+
+
+def test_a_refused_request_leaves_its_instances_unanswered_with_the_status(dataset_dir):
+    from pynetdicom import evt
+
+    from peers import pynetdicom_scp
+
+    contexts = [("1.2.840.10008.1.20.1", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])]
+    with pynetdicom_scp("ANY-SCP", contexts, evt.EVT_N_ACTION, lambda event: (0x0213, None)) as port:
+        done = run_inprocess("--commit", "--format", "json", "127.0.0.1", str(port), str(dataset_dir / "big"))
+        said = run_inprocess("--commit", "127.0.0.1", str(port), str(dataset_dir / "big"))
+    document = json.loads(done.stdout)
+    assert document["refused_requests"][0]["code"] == 0x0213 and len(document["unanswered"]) == 6
+    assert done.returncode == 1 and "the request was refused (0x0213" in said.stderr

@@ -294,7 +294,7 @@ def run_store(request: Request, env: Environment) -> int:
     else:
         env.out(text.store_summary(report))
         if report.commitment is not None:
-            _say_commitment(report.commitment, env)
+            _say_commitment(report.commitment, env, as_part_of_store=True)
     return text.exit_code(report)
 
 
@@ -348,9 +348,11 @@ def run_commit(request: Request, env: Environment) -> int:
     return code if code or not problems else 1
 
 
-def _say_commitment(report, env: Environment) -> None:
+def _say_commitment(report, env: Environment, as_part_of_store: bool = False) -> None:
     from dicomscu.output import text
 
+    if report.error is not None and as_part_of_store:  # (alone, the error line is printed first, as for others)
+        _error(env, report.error.render(flag_of))
     for line in text.commit_failure_lines(report):
         env.err(f"dicomscu: {line}")
     env.out(text.commit_summary(report))

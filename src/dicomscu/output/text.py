@@ -165,8 +165,12 @@ def commit_failure_lines(report: CommitReport) -> list[str]:
     """One line per instance not committed: its UID and why (the Failure Reason, or no answer)."""
     lines = [f"{printable(f.reference.sop_instance)}: not committed: {f.reason_text}" for f in report.failed]
     if report.unanswered:
-        why = (f"the request was refused ({report.refused[0]})" if report.refused and not report.committed
-               and not report.failed else "no result came")
+        if report.error is not None:
+            why = "not asked, or not answered: the association failed (see the error)"
+        elif report.refused and not report.committed and not report.failed:
+            why = f"the request was refused ({report.refused[0]})"
+        else:
+            why = "no result came"
         lines += [f"{printable(ref.sop_instance)}: not committed: {why}" for ref in report.unanswered[:20]]
         if len(report.unanswered) > 20:
             lines.append(f"... and {len(report.unanswered) - 20} more without a result")
