@@ -364,42 +364,24 @@ def _say_commitment(report, env: Environment, as_part_of_store: bool = False) ->
 def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
     from dicomscu.files.instances import prepare_directory
     from dicomscu.operations.retrieval import RetrieveOptions
+    from dicomscu.operations.retrieval_plan import plan_retrieval
     from dicomscu.output import text
 
-    query = None
     target = _target(request)
-    if identifiers is None and request.charset is None and target.light_identifiers and not (
-            request.store_query or request.from_json or request.skip_existing):
-        from dicomscu.query.identifier import from_keys, query_of
+    answers = _read_json_answers(request.from_json, env) if request.from_json else None
+    plan = plan_retrieval(target, request.operation, request.model, request.level, request.keys,
+                          charset=request.charset, environ=env.environ, identifiers=identifiers, answers=answers,
+                          light=not (request.store_query or request.skip_existing))
+    if request.store_query and identifiers is None and plan.query is not None:  # gdcmscu writes it for --move too
+        from dicomscu.query.files import write_query
 
-        operation = target.retrieval_name(request.operation)
-        light = from_keys(request.model, request.level, request.keys, operation, env.environ)  # no pydicom
-        if light is not None:
-            LOGGER.info("%s identifier: %s", operation, light)
-            identifiers, query = [light], query_of(request.model, light)
-    if query is None and target.query_needed(identifiers):
-        from dicomscu.operations import retrieve
-        from dicomscu.query.build import build_query
-
-        query = build_query(request.model, request.level, request.keys, charset=request.charset,
-                            level_key=False, environ=env.environ)
-        if request.store_query and identifiers is None:  # gdcmscu writes it for --move (and --get) too
-            import dataclasses
-
-            from dicomscu.query.files import write_query
-
-            # what is sent: the keys that have values (an empty key is no key value in a retrieval); a
-            # retrieval refused here sends nothing, and the file is the query as gdcmscu writes it
-            try:
-                sent = retrieve.retrieve_identifier(query, f"C-{request.operation.upper()}")
-            except UsageError:
-                write_query(query, request.store_query, request.root_uid)
-                raise
-            write_query(dataclasses.replace(query, dataset=sent), request.store_query, request.root_uid)
-        if request.from_json:
-            identifiers = retrieve.identifiers_from_answers(_read_json_answers(request.from_json, env), query,
-                                                            request.level)
-        LOGGER.info("%s identifier:\n%s", request.operation.upper(), query.dataset)
+        try:  # what is sent; a retrieval refused here sends nothing, and the file is the query as gdcmscu writes it
+            sent = plan.sent()
+        except UsageError:
+            write_query(plan.query, request.store_query, request.root_uid)
+            raise
+        write_query(sent, request.store_query, request.root_uid)
+    query, identifiers = plan.query, plan.identifiers
     options = RetrieveOptions(
         output=prepare_directory(request.output or "."),
         layout=request.layout,
