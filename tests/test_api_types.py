@@ -66,10 +66,16 @@ def test_the_names_options_take_are_types_equal_to_the_runtime_tables(tmp_path):
     assert tuple(format_option.read["choices"]) == choices.FORMATS
     assert tuple(layout_option.read["choices"]) == choices.LAYOUTS
     (tmp_path / "misspelt.py").write_text(
-        'import dicomscu\n\ndicomscu.build_query("studyrot", "study", [])\n'
-        'dicomscu.RetrieveOptions(layout="tree")\n')
+        'import dicomscu\nfrom pydicom.dataset import Dataset\n\n'
+        'dicomscu.build_query("studyrot", "study", [])\n'
+        'dicomscu.RetrieveOptions(layout="tree")\n'
+        'def named(answer: Dataset) -> None: ...\n'
+        'peer, query = dicomscu.Peer("pacs"), dicomscu.build_query("studyroot", "study", [])\n'
+        'dicomscu.find(peer, query, on_answer=named)\n'  # a Dataset each: right
+        'dicomscu.find(peer, query, on_answer=named, raw=True)\n')  # raw answers are not Datasets: wrong
     result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-incremental",
                              "--cache-dir", str(tmp_path / ".mypy"), "misspelt.py"], capture_output=True, text=True,
                             cwd=tmp_path, env={**os.environ, "MYPYPATH": str(ROOT / "src")})
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
-    assert len(errors) == 2 and "studyrot" in errors[0] and "tree" in errors[1], result.stdout
+    assert [line.split(":")[1] for line in errors] == ["4", "5", "9"], result.stdout
+    assert "studyrot" in errors[0] and "tree" in errors[1] and "find" in errors[2], result.stdout

@@ -14,7 +14,7 @@ import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Literal, overload
 
 from dicomscu.errors import DicomscuError, OperationFailed
 from dicomscu.files.probe import top_level_bytes
@@ -78,11 +78,21 @@ class FindReport:
         return self.status is not None and self.status.category not in (FAILURE,)
 
 
+@overload
+def find(peer: Peer, query: Query, *, on_answer: Callable[[Dataset], object] | None = None, limit: int | None = None,
+         raw: Literal[False] = False) -> FindReport: ...
+
+
+@overload
+def find(peer: Peer, query: Query, *, on_answer: Callable[[RawAnswer], object] | None = None,
+         limit: int | None = None, raw: Literal[True]) -> FindReport: ...
+
+
 def find(
     peer: Peer,
     query: Query,
     *,
-    on_answer: Callable[[Dataset], None] | None = None,
+    on_answer: Callable[[Any], object] | None = None,
     limit: int | None = None,
     raw: bool = False,
 ) -> FindReport:
