@@ -369,3 +369,24 @@ def test_a_refused_request_leaves_its_instances_unanswered_with_the_status(datas
     document = json.loads(done.stdout)
     assert document["refused_requests"][0]["code"] == 0x0213 and len(document["unanswered"]) == 6
     assert done.returncode == 1 and "the request was refused (0x0213" in said.stderr
+
+
+def test_making_commitments_durable_waits_for_no_query(tmp_path):
+    """The commitment's sync of the index takes no lock and waits for no checkpoint: a reader holding a
+    snapshot (a long QIDO stream, say) delays neither it nor the stores behind it."""
+    from dicomscu.server.index import Index
+
+    index = Index(str(tmp_path / "index.sqlite"))
+    index.add({"sop_uid": "1.2.3", "sop_class": "1.2.840.10008.5.1.4.1.1.7", "path": "a.dcm"})
+    reader = sqlite3.connect(str(tmp_path / "index.sqlite"))
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT COUNT(*) FROM instances").fetchone() == (1,)  # a snapshot held open...
+    index.add({"sop_uid": "1.2.4", "sop_class": "1.2.840.10008.5.1.4.1.1.7", "path": "b.dcm"})  # ...now old
+    began = time.monotonic()
+    index.make_durable()  # (a FULL checkpoint would wait for that reader, holding the index's lock, 5 s)
+    index.add({"sop_uid": "1.2.5", "sop_class": "1.2.840.10008.5.1.4.1.1.7", "path": "c.dcm"})
+    assert time.monotonic() - began < 1.0
+    reader.rollback()
+    reader.close()
+    assert index.count() == 3
+    index.close()

@@ -3,8 +3,9 @@
 An N-ACTION-RQ names instances by (SOP Class, SOP Instance); it is answered at once,
 then each instance is checked: indexed, of the SOP Class the request names, its file
 present and whole (walked to its last element, as a retrieval would send it).  What
-passes is made durable (the file and its folder fsync'd, the index checkpointed): a
-C-STORE's "stored" survives a crash of serve, a commitment survives a power cut too.
+passes is made durable (the file and its folder fsync'd, the index's write-ahead log
+synced): a C-STORE's "stored" survives a crash of serve, a commitment survives a power
+cut too.
 A missing instance fails with 0x0112 (no such object instance), a cut or unreadable
 file with 0x0110 (processing failure), another class with 0x0119; nothing that fails
 is ever reported committed.
