@@ -145,7 +145,7 @@ SECTIONS: list[tuple[str, list[Option]]] = [
         _flag("--then", metavar="get|move", choices=("get", "move"),
               help="After --find, retrieve exactly its matches (same options as --get/--move)."),
         _flag("--from-json", metavar="FILE", api="from_json",
-              help="--get/--move the answers of an earlier --find --format json\n"
+              help="--get/--move (or --commit) the answers of an earlier --find --format json\n"
                    "(FILE or - for stdin), e.g. dicomscu --find ... --format json |\n"
                    "jq 'map(select(...))' | dicomscu --get HOST PORT --from-json -"),
         _switch("--decompress",
