@@ -111,7 +111,7 @@ def test_a_page_of_answers_reads_a_page_of_rows(tmp_path, monkeypatch):
 KEYS = {
     "PatientID": ["", "P001", "P00*", "P001\\P002", "p001", "*"],
     "PatientName": ["", "DOE^*", "doe^john", "D?E^JANE", "ROE^R", "*ss*", "STRASSE*", "m*", "*\tname", "*%*",
-                    "d_e*"],
+                    "d_e*", "STRASSE^ANNA", "doe^j?hn", "DOE^JOHN", "Do", "müller*"],
     "StudyInstanceUID": ["", "1.2.3.5", "1.2.3.5\\1.2.3.17\\1.2.3.99", "1.2.3.*"],
     "SeriesInstanceUID": ["", "1.2.3.5.11", "1.2.3.5.10\\1.2.3.5.11"],
     "StudyDate": ["", "20200301-20200630", "-20200201", "20201201-", "20200115", "20200115-20200115", "-"],
@@ -347,3 +347,18 @@ def test_three_hundred_clients_against_32_associations_each_read_accept_or_rejec
         serve.wait(timeout=30)
     assert set(outcomes) <= {"accepted", "rejected (transient)"}, outcomes
     assert outcomes["rejected (transient)"] > 0 and outcomes["accepted"] >= 32, outcomes
+
+
+def test_a_patient_name_or_its_prefix_is_read_by_an_index(tmp_path):
+    """A name query (exact, or a prefix before its first wildcard) reads through the folded-name index the
+    names it can match and those SQL cannot fold: it does not scan the archive."""
+    from dicomscu.server.index import _prefilter
+
+    index = _index(tmp_path / "index.sqlite", _rows(50))
+    for key in ("DOE^42*", "doe^john", "D?E^*"):
+        clause, parameters = _prefilter("patient_name", "PN", key)
+        plan = str(index._db.execute(f"EXPLAIN QUERY PLAN SELECT sop_uid FROM instances WHERE {clause}",
+                                     parameters).fetchall())
+        assert "by_patient_name_fold" in plan, (key, plan)
+    assert _prefilter("patient_name", "PN", "*42") is not None  # no prefix: LIKE narrows, the scan stays
+    index.close()

@@ -79,6 +79,11 @@ _CHARSET = 0x00080005
 _TEXT = {"PN", "LO", "SH"}  # VRs whose text may use the Specific Character Set
 COLUMNS = list(dict.fromkeys([column for column, _, _ in ATTRIBUTES.values()] + ["transfer_syntax", "path"]))
 
+#: A patient's name folded for matching without regard to case, when SQL can fold it (printable ASCII: what
+#: upper() folds); '' for a name with any other character, which the rules match ("ß" folds to "ss").  Indexed:
+#: a name or name prefix query reads the names it can match, and those with other characters.
+NAME_FOLD = "(CASE WHEN patient_name GLOB '*[^ -~]*' THEN '' ELSE upper(patient_name) END)"
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS instances (
     {", ".join(f"{c} TEXT" + (" PRIMARY KEY" if c == "sop_uid" else "") for c in COLUMNS)}
@@ -88,6 +93,7 @@ CREATE INDEX IF NOT EXISTS by_study ON instances (study_uid);
 CREATE INDEX IF NOT EXISTS by_series ON instances (series_uid);
 CREATE INDEX IF NOT EXISTS by_accession ON instances (accession_number);
 CREATE INDEX IF NOT EXISTS by_study_date ON instances (study_date);
+CREATE INDEX IF NOT EXISTS by_patient_name_fold ON instances ({NAME_FOLD});
 """
 
 _INSERT = f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
@@ -472,17 +478,33 @@ def _prefilter(column: str, vr: str, key: str) -> tuple[str, list[str]] | None:
         if not all(part.isdigit() or not part for part in (low, high)):
             return None
         return f"({column} BETWEEN ? AND ? OR {column} GLOB '*[^0-9]*')", [low, high or "~"]
+    folded = _name_fold(column, key)
     if vr in WILDCARD_VRS and ("*" in key or "?" in key):
         if not key.isascii():
             return None  # LIKE ignores the case of ASCII letters only
         pattern = "".join("%" if c == "*" else "_" if c == "?" else "\\" + c if c in "%_\\" else c for c in key)
-        return f"({column} LIKE ? ESCAPE '\\' OR {column} GLOB '*[^ -~]*')", [pattern]
+        like = f"({column} LIKE ? ESCAPE '\\' OR {column} GLOB '*[^ -~]*')"
+        return (f"{folded[0]} AND {like}", [*folded[1], pattern]) if folded else (like, [pattern])
     if vr == "PN":
-        return None  # compared ignoring case, beyond ASCII too
+        return folded  # compared ignoring case, beyond ASCII too: SQL narrows a patient's name only
     values = sorted({part.strip() for part in key.split("\\")}) if vr == "UI" else key.split("\\")
     if len(values) > _MOST_SQL_VALUES:
         return None
     return f"{column} IN ({', '.join('?' for _ in values)})", values
+
+
+def _name_fold(column: str, key: str) -> tuple[str, list[str]] | None:
+    """For a patient's name key of printable ASCII: the indexed condition (:data:`NAME_FOLD`) its matches
+    meet, by the literal text before its first wildcard (all of it, when it has none); else None."""
+    if column != "patient_name" or not key.isascii() or not key.isprintable() or "\\" in key:
+        return None
+    cut = min((key.index(c) for c in "*?" if c in key), default=None)
+    prefix = (key if cut is None else key[:cut]).upper()
+    if not prefix:
+        return None
+    if cut is None:
+        return f"({NAME_FOLD} = ? OR {NAME_FOLD} = '')", [prefix]
+    return f"({NAME_FOLD} >= ? AND {NAME_FOLD} < ? OR {NAME_FOLD} = '')", [prefix, prefix + "\x7f"]
 
 
 class _Budget:
