@@ -362,3 +362,16 @@ def test_a_patient_name_or_its_prefix_is_read_by_an_index(tmp_path):
         assert "by_patient_name_fold" in plan, (key, plan)
     assert _prefilter("patient_name", "PN", "*42") is not None  # no prefix: LIKE narrows, the scan stays
     index.close()
+
+
+def test_an_index_made_before_the_folded_name_gets_it_when_opened(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "index.sqlite"
+    _index(path, _rows(20)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX by_patient_name_fold")  # as an earlier version left it
+    index = Index(str(path))
+    names = {row[0] for row in index._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "by_patient_name_fold" in names and index.count() == 20
+    index.close()
