@@ -120,6 +120,9 @@ class _Transactions:
             self.report.unanswered += [ref for ref in asked if ref not in told]
             self.report.reports_on_new_association += on_new_association
             self.changed.notify_all()
+        LOGGER.info("storage commitment result for transaction %s (%s): %d committed, %d failed, %d not named",
+                    event.transaction, "on an association of the peer's" if on_new_association else
+                    "on our association", len(committed), len(failed), len(asked) - len(told))
         if self.on_report is not None:
             self.on_report(EventReport(event.transaction, tuple(committed), tuple(failed)))
         return True
@@ -280,7 +283,10 @@ def _run(peer: Peer, wanted: list[Reference], transactions: _Transactions, port_
                 LOGGER.warning("%s: the peer released the association before answering the request for "
                                "commitment of %d instance(s)", peer, len(chunk))
                 break
-            if not status.ok:
+            if status.ok:
+                LOGGER.info("%s: asked to commit %d instance(s) in transaction %s: %s", peer, len(chunk),
+                            transaction, status)
+            else:
                 LOGGER.error("%s: the request for commitment of %d instance(s) was refused: %s", peer, len(chunk),
                              status)
                 transactions.report.refused.append(status)
