@@ -513,3 +513,26 @@ def test_refused_and_unfinished_spooled_data_sets_leave_no_file(pacs, tmp_path):
     while list(Path(pacs.storage).rglob("*.part")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not list(Path(pacs.storage).rglob("*.part")) and not stored_files(pacs)
+
+
+def test_a_received_instance_is_written_before_the_write_lock_is_taken(tmp_path, dataset_dir, monkeypatch):
+    """Associations storing at once write their files at once: the write lock covers only the rename into
+    place and the index row (what "stored" waits for), never the writing of the file."""
+    from dicomscu.files import spool as spool_module
+    from dicomscu.files.probe import probe
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    pacs = Pacs(ServerConfig(storage=str(tmp_path / "archive")))
+    held_while_writing = []
+    write = spool_module.Spool.write
+
+    def watched(self, fragment):
+        held_while_writing.append(pacs._write_lock.locked())
+        return write(self, fragment)
+
+    monkeypatch.setattr(spool_module.Spool, "write", watched)
+    data = next(iter(sorted((dataset_dir / "small").iterdir()))).read_bytes()
+    info = probe(data)
+    assert pacs.store(info.sop_class, info.sop_instance, data[info.dataset_offset:], info.transfer_syntax) == 0
+    assert held_while_writing == [False] and pacs.index.count() == 1
+    pacs.stop()

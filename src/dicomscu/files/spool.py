@@ -121,6 +121,10 @@ class Spool:
         return copy
 
     def place(self, path: str) -> None:
-        """Rename the file to `path` (its folders made): the instance is stored."""
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        os.replace(self.path, path)
+        """Rename the file to `path` (its folders made when missing): the instance is stored."""
+        self.finish()
+        try:
+            os.replace(self.path, path)
+        except FileNotFoundError:  # a series' first file: its folders are made now
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(self.path, path)

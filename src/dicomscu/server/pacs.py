@@ -24,8 +24,7 @@ from typing import Any, Callable, Sequence
 from dicomscu import uids
 from dicomscu.errors import DicomscuError, UsageError
 from dicomscu.files.codec import decode, encode
-from dicomscu.files.instances import (InstanceWriter, discard, file_header, remove_partial_files,
-                                      write_atomically)
+from dicomscu.files.instances import InstanceWriter, discard, remove_partial_files
 from dicomscu.files.probe import BadFile, even_fragments, odd_fragments, probe, valid_uid
 from dicomscu.files.sending import REENCODE_INTO, payload, syntax_to_send
 from dicomscu.files.spool import Spool
@@ -211,9 +210,10 @@ class Pacs:
     def store(self, sop_class: str, sop_instance: str, data: bytes | bytearray | Spool, syntax: str) -> int:
         """Check, write and index one received instance; the C-STORE status.
 
-        The file and its row are one unit: the file is written (temporary name,
-        then renamed), then indexed; if the row cannot be written the file is
-        removed.  An instance sent again under another study or series replaces
+        The file and its row are one unit: the file is written under a temporary
+        name (outside the write lock: associations storing at once write at once),
+        renamed into place and indexed under the lock; if the row cannot be written
+        the file is removed.  An instance sent again under another study or series replaces
         its old file.  So the index and the files always agree.  A spooled data set
         (already in its temporary file) is checked through a memory map and renamed.
         """
@@ -226,9 +226,22 @@ class Pacs:
             row, status = self._checked_row(data, sop_class, sop_instance, syntax)
             if row is None:
                 return status
-            data = _with_even_fragments(data, syntax, sop_instance)
-            header = file_header(sop_class, sop_instance, syntax)
-            return self._keep(row, sop_instance, lambda path: write_atomically(path, [header, data]))
+            received = _with_even_fragments(data, syntax, sop_instance)
+            # written to a temporary file before the lock, so that associations storing at once write their
+            # files at once; under the lock only the rename and the row (what "stored" waits for)
+            try:
+                spool = Spool.for_instance(self.storage, sop_class, sop_instance, syntax)
+            except OSError as exc:
+                LOGGER.error("cannot store %s: %s", sop_instance, exc.strerror or exc)
+                return 0xA700  # Refused: out of resources
+            spool.write(memoryview(received))
+            try:
+                if spool.error is not None:
+                    LOGGER.error("cannot store %s: %s", sop_instance, spool.error)
+                    return 0xA700  # Refused: out of resources
+                return self._keep(row, sop_instance, spool.place)
+            finally:
+                spool.discard()  # refused, or failed: the temporary file goes (once placed there is none)
         spool = data
         try:
             if spool.error is not None:
