@@ -536,3 +536,30 @@ def test_a_received_instance_is_written_before_the_write_lock_is_taken(tmp_path,
     assert pacs.store(info.sop_class, info.sop_instance, data[info.dataset_offset:], info.transfer_syntax) == 0
     assert held_while_writing == [False] and pacs.index.count() == 1
     pacs.stop()
+
+
+def test_a_disk_that_fills_at_the_last_flush_keeps_nothing(tmp_path, dataset_dir, monkeypatch):
+    """A write failure that shows only when the temporary file is closed (buffered data, a full disk) refuses
+    the instance (0xA700): no cut file is renamed into place, no row written, no temporary file left."""
+    import errno
+    import os
+
+    from dicomscu.files import spool as spool_module
+    from dicomscu.files.probe import probe
+    from dicomscu.server.pacs import Pacs, ServerConfig
+
+    pacs = Pacs(ServerConfig(storage=str(tmp_path / "archive")))
+    finish = spool_module.Spool.finish
+
+    def full(self):
+        finish(self)
+        self.error = self.error or OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module.Spool, "finish", full)
+    data = next(iter(sorted((dataset_dir / "small").iterdir()))).read_bytes()
+    info = probe(data)
+    assert pacs.store(info.sop_class, info.sop_instance, data[info.dataset_offset:], info.transfer_syntax) == 0xA700
+    left = [name for _, _, names in os.walk(tmp_path / "archive") for name in names
+            if not name.startswith(("index.sqlite", ".dicomscu"))]
+    assert left == [] and pacs.index.count() == 0
+    pacs.stop()

@@ -121,8 +121,11 @@ class Spool:
         return copy
 
     def place(self, path: str) -> None:
-        """Rename the file to `path` (its folders made when missing): the instance is stored."""
+        """Rename the file to `path` (its folders made when missing): the instance is stored.  Raises the write
+        failure, if any (a full disk shows at the last flush): a cut file is never put in place."""
         self.finish()
+        if self.error is not None:
+            raise self.error
         try:
             os.replace(self.path, path)
         except FileNotFoundError:  # a series' first file: its folders are made now

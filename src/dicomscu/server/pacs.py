@@ -235,6 +235,7 @@ class Pacs:
                 LOGGER.error("cannot store %s: %s", sop_instance, exc.strerror or exc)
                 return 0xA700  # Refused: out of resources
             spool.write(memoryview(received))
+            spool.finish()  # (a full disk may show only at the last flush)
             try:
                 if spool.error is not None:
                     LOGGER.error("cannot store %s: %s", sop_instance, spool.error)
