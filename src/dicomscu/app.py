@@ -323,17 +323,8 @@ def run_commit(request: Request, env: Environment) -> int:
             references.append(Reference(str(sop_class), str(sop_instance)))
     else:
         references = list(references_in(request.files, request.recursive, on_problem))
-    journal = None
-    if request.journal:
-        from dicomscu.files.journal import Journal
-
-        journal = Journal(request.journal, peer=str(request.target))
-    try:
-        report = commit(request.target, references, port_scp=request.port_scp, journal=journal,
-                        timeout=request.commit_timeout or COMMIT_TIMEOUT, root_uid=request.root_uid)
-    finally:
-        if journal is not None:
-            journal.close()
+    report = commit(request.target, references, port_scp=request.port_scp, journal=request.journal or None,
+                    timeout=request.commit_timeout or COMMIT_TIMEOUT, root_uid=request.root_uid)
     if report.error is not None:
         _error(env, report.error.render(flag_of))
     if request.format == "json":

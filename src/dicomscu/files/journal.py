@@ -17,9 +17,12 @@ when opened.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from dicomscu.errors import UsageError
 
@@ -101,3 +104,17 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+@contextmanager
+def journal_for(journal, peer) -> Iterator[Journal | None]:
+    """A `journal` argument as the API takes it (None, a :class:`Journal`, or the path of one) as an open
+    Journal or None: a path is opened for `peer` (another peer's journal is refused) and closed after."""
+    if journal is None or isinstance(journal, Journal):
+        yield journal
+        return
+    opened = Journal(os.fspath(journal), peer=str(peer))
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -21,6 +21,7 @@ The sequence (PS3.4 J.3, Push Model):
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import ExitStack
@@ -203,11 +204,18 @@ def commit(peer: Peer, instances: Iterable[Reference], *, port_scp: int | None =
     `timeout` s for its results.
 
     `port_scp` listens for results sent on an association the peer opens back to us (its AE table must
-    know our calling AE title at this port).  `journal` (a :class:`~dicomscu.files.journal.Journal`) skips
-    instances committed in an earlier run and records those committed now.  Association failures are kept in
+    know our calling AE title at this port).  `journal` (a :class:`~dicomscu.files.journal.Journal` or the path
+    of one, as for :func:`~dicomscu.operations.store.store`) skips instances committed in an earlier run and
+    records those committed now.  Association failures are kept in
     ``report.error`` with what was learned before them; a peer without Storage Commitment raises
     :class:`~dicomscu.errors.OperationFailed`.
     """
+    if isinstance(journal, (str, os.PathLike)):
+        from dicomscu.files.journal import journal_for
+
+        with journal_for(journal, peer) as opened:
+            return commit(peer, instances, port_scp=port_scp, timeout=timeout, batch=batch, journal=opened,
+                          root_uid=root_uid, on_report=on_report)
     if batch < 1:
         raise UsageError(f"batch {batch}: at least one instance per request", option="commit_batch")
     if timeout <= 0:

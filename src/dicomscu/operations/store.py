@@ -144,15 +144,12 @@ def store(
     """
     paths = as_paths(paths)
     if isinstance(journal, (str, os.PathLike)):
-        from dicomscu.files.journal import Journal
+        from dicomscu.files.journal import journal_for
 
-        opened = Journal(os.fspath(journal), peer=str(peer))
-        try:
+        with journal_for(journal, peer) as opened:
             return store(peer, paths, recursive=recursive, on_plan=on_plan, on_result=on_result,
                          decompress=decompress, jobs=jobs, journal=opened, commit=commit,
                          commit_timeout=commit_timeout, port_scp=port_scp)
-        finally:
-            opened.close()
     if commit:
         return _store_and_commit(peer, paths, recursive, on_plan, on_result, decompress, jobs, journal,
                                  commit_timeout, port_scp)

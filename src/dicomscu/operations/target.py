@@ -60,14 +60,6 @@ class Target(Protocol):
                  jobs: int = 1) -> "RetrieveReport": ...
 
 
-def _journal(path: str | None, peer) -> Any:
-    if not path:
-        return None
-    from dicomscu.files.journal import Journal
-
-    return Journal(path, peer=str(peer))
-
-
 class DimseTarget:
     """A DICOM application entity reached over the upper layer protocol (TLS or not)."""
 
@@ -91,14 +83,9 @@ class DimseTarget:
               commit=False, commit_timeout=None, port_scp=None) -> "StoreReport":
         from dicomscu.operations.store import store
 
-        opened = _journal(journal, self.peer)
-        try:
-            return store(self.peer, paths, recursive=recursive, on_plan=on_plan, on_result=on_result,
-                         decompress=decompress, jobs=jobs, journal=opened, commit=commit,
-                         commit_timeout=commit_timeout, port_scp=port_scp)
-        finally:
-            if opened is not None:
-                opened.close()
+        return store(self.peer, paths, recursive=recursive, on_plan=on_plan, on_result=on_result,
+                     decompress=decompress, jobs=jobs, journal=journal or None, commit=commit,
+                     commit_timeout=commit_timeout, port_scp=port_scp)  # (store opens a journal's path itself)
 
     def find(self, query, *, on_answer=None, limit=None, raw=False) -> "FindReport":
         from dicomscu.operations.find import find
@@ -142,13 +129,11 @@ class WebTarget:
 
         if commit:
             raise UsageError("storage commitment is a DIMSE service: give the archive's DIMSE address (HOST PORT)")
-        opened = _journal(journal, self.peer)
-        try:
+        from dicomscu.files.journal import journal_for
+
+        with journal_for(journal or None, self.peer) as opened:
             return stow.store(self.peer, list(paths), recursive=recursive, on_result=on_result, jobs=jobs,
                               journal=opened)
-        finally:
-            if opened is not None:
-                opened.close()
 
     def find(self, query, *, on_answer=None, limit=None, raw=False) -> "FindReport":
         from dicomscu.web import qido
