@@ -13,6 +13,7 @@ import os
 import sqlite3
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,49 @@ import dicomscu
 from conftest import run_dicomscu, run_inprocess
 from dicomscu.operations.commit import references_in
 from peers import Orthanc, free_port
+
+PUSH, PUSH_INSTANCE = "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1"
+#: What a pynetdicom storage commitment SCP accepts for the push model.
+PUSH_CONTEXTS = [(PUSH, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])]
+
+
+@contextmanager
+def answering_peer(on_action):
+    """A pynetdicom storage commitment SCP whose N-ACTIONs go to `on_action(event)`; yields its port."""
+    from pynetdicom import evt
+
+    from peers import pynetdicom_scp
+
+    with pynetdicom_scp("ANY-SCP", PUSH_CONTEXTS, evt.EVT_N_ACTION, on_action) as port:
+        yield port
+
+
+@contextmanager
+def reporting_peer(port_scp: int, ae_title: str, delay: float, send):
+    """An SCP that answers each N-ACTION with success, then `delay` s later opens an association of its own to
+    `port_scp`, taking the SCP role (PS3.4 J.3.3), and calls ``send(association, action information)`` on it;
+    yields its port."""
+    import threading
+
+    from pynetdicom import AE, build_role
+
+    def report(information) -> None:
+        time.sleep(delay)
+        ae = AE(ae_title=ae_title)
+        ae.add_requested_context(PUSH)
+        assoc = ae.associate("127.0.0.1", port_scp, ae_title="GDCMSCU",
+                             ext_neg=[build_role(PUSH, scp_role=True, scu_role=False)])
+        try:
+            send(assoc, information)
+        finally:
+            assoc.release()
+
+    def on_action(event):
+        threading.Thread(target=report, args=(event.action_information,)).start()
+        return 0x0000, None
+
+    with answering_peer(on_action) as port:
+        yield port
 
 
 def stored_files(storage) -> list[str]:
@@ -94,18 +138,13 @@ def test_a_journal_from_before_commitment_is_upgraded_in_place(tmp_path):
 
 
 def test_a_peer_that_never_sends_the_result_is_a_bounded_wait_and_an_unanswered_count(dataset_dir):
-    from pynetdicom import evt
-
-    from peers import pynetdicom_scp
-
     asked = []
 
     def on_action(event):
         asked.append(event.request.MessageID)
         return 0x0000, None  # "I will look", and never a word more
 
-    contexts = [("1.2.840.10008.1.20.1", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])]
-    with pynetdicom_scp("ANY-SCP", contexts, evt.EVT_N_ACTION, on_action) as port:
+    with answering_peer(on_action) as port:
         started = time.monotonic()
         done = run_inprocess("--commit", "--commit-timeout", "1", "127.0.0.1", str(port), str(dataset_dir / "big"))
         took = time.monotonic() - started
@@ -219,42 +258,25 @@ def test_commit_api_returns_a_typed_report(dataset_dir, tmp_path):
 def test_a_late_result_on_a_new_association_after_ours_closed_is_matched(dataset_dir):
     """A third implementation (pynetdicom) answers the request, lets our association go, and reports seconds later
     on an association of its own, taking the SCP role: the Transaction UID ties it to the request."""
-    import threading
-
     from pydicom.dataset import Dataset
-    from pynetdicom import AE, build_role, evt
-
-    from peers import pynetdicom_scp
 
     port_scp = free_port()
     delivered = []
 
-    def report_later(transaction: str, references) -> None:
-        time.sleep(3.0)  # past our quiet wait on the association: it is released by then
-        ae = AE(ae_title="LATE")
-        ae.add_requested_context("1.2.840.10008.1.20.1")
-        assoc = ae.associate("127.0.0.1", port_scp, ae_title="GDCMSCU",
-                             ext_neg=[build_role("1.2.840.10008.1.20.1", scp_role=True, scu_role=False)])
-        info = Dataset()
-        info.TransactionUID = transaction
-        info.ReferencedSOPSequence = references[1:]
+    def send(assoc, information) -> None:
+        references = list(information.ReferencedSOPSequence)
+        result = Dataset()
+        result.TransactionUID = information.TransactionUID
+        result.ReferencedSOPSequence = references[1:]
         failed = Dataset()
         failed.ReferencedSOPClassUID = references[0].ReferencedSOPClassUID
         failed.ReferencedSOPInstanceUID = references[0].ReferencedSOPInstanceUID
         failed.FailureReason = 0x0110
-        info.FailedSOPSequence = [failed]
-        status, _ = assoc.send_n_event_report(info, 2, "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1")
-        delivered.append(status.Status)
-        assoc.release()
+        result.FailedSOPSequence = [failed]
+        delivered.append(assoc.send_n_event_report(result, 2, PUSH, PUSH_INSTANCE)[0].Status)
 
-    def on_action(event):
-        information = event.action_information
-        threading.Thread(target=report_later, args=(information.TransactionUID,
-                                                    list(information.ReferencedSOPSequence))).start()
-        return 0x0000, None
-
-    contexts = [("1.2.840.10008.1.20.1", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])]
-    with pynetdicom_scp("ANY-SCP", contexts, evt.EVT_N_ACTION, on_action) as port:
+    # 3 s: past our quiet wait on the association, which is released by then
+    with reporting_peer(port_scp, "LATE", 3.0, send) as port:
         done = run_inprocess("--commit", "--format", "json", "--port-scp", str(port_scp), "--commit-timeout", "20",
                              "127.0.0.1", str(port), str(dataset_dir / "big"))
     document = json.loads(done.stdout)
@@ -284,23 +306,22 @@ def test_serve_refuses_malformed_requests_and_keeps_the_association(tmp_path):
     from pydicom.dataset import Dataset
     from pynetdicom import AE
 
-    push, instance = "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1"
     with dicomscu.serve(tmp_path / "archive") as served:
         ae = AE(ae_title="PROBE")
-        ae.add_requested_context(push)
+        ae.add_requested_context(PUSH)
         ae.add_requested_context("1.2.840.10008.1.1")
         assoc = ae.associate("127.0.0.1", served.port, ae_title="DICOMSCU")
         assert assoc.is_established
         no_transaction = Dataset()
         no_transaction.ReferencedSOPSequence = []
-        status, _ = assoc.send_n_action(no_transaction, 1, push, instance)
+        status, _ = assoc.send_n_action(no_transaction, 1, PUSH, PUSH_INSTANCE)
         assert status.Status == 0x0120
         request = Dataset()
         request.TransactionUID = "2.25.7"
         request.ReferencedSOPSequence = []
-        status, _ = assoc.send_n_action(request, 2, push, instance)
+        status, _ = assoc.send_n_action(request, 2, PUSH, PUSH_INSTANCE)
         assert status.Status == 0x0123  # no such action
-        status, _ = assoc.send_n_action(request, 1, push, "1.2.3")
+        status, _ = assoc.send_n_action(request, 1, PUSH, "1.2.3")
         assert status.Status == 0x0117  # the well-known instance is the only one
         assert assoc.send_c_echo().Status == 0x0000  # and the association goes on
         assoc.release()
@@ -309,37 +330,21 @@ def test_serve_refuses_malformed_requests_and_keeps_the_association(tmp_path):
 def test_unreadable_or_stray_results_are_answered_and_never_counted(dataset_dir):
     """A result whose data set is cut, and one for a transaction this run never asked about, are answered with
     a failure or ignored; the instances stay unanswered (exit 1), never committed."""
-    import threading
-
     from pydicom.dataset import Dataset
-    from pynetdicom import AE, build_role, evt
-
-    from peers import pynetdicom_scp
 
     port_scp = free_port()
     answers = []
 
-    def report(transaction: str) -> None:
-        time.sleep(0.3)
-        ae = AE(ae_title="ODD")
-        ae.add_requested_context("1.2.840.10008.1.20.1")
-        assoc = ae.associate("127.0.0.1", port_scp, ae_title="GDCMSCU",
-                             ext_neg=[build_role("1.2.840.10008.1.20.1", scp_role=True, scu_role=False)])
+    def send(assoc, information) -> None:
         stray = Dataset()
         stray.TransactionUID = "2.25.12345"  # asked by nobody
         stray.ReferencedSOPSequence = []
-        answers.append(assoc.send_n_event_report(stray, 1, "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1")[0])
+        answers.append(assoc.send_n_event_report(stray, 1, PUSH, PUSH_INSTANCE)[0])
         empty = Dataset()  # no Transaction UID at all
         empty.ReferencedSOPSequence = []
-        answers.append(assoc.send_n_event_report(empty, 1, "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.1.1")[0])
-        assoc.release()
+        answers.append(assoc.send_n_event_report(empty, 1, PUSH, PUSH_INSTANCE)[0])
 
-    def on_action(event):
-        threading.Thread(target=report, args=(event.action_information.TransactionUID,)).start()
-        return 0x0000, None
-
-    contexts = [("1.2.840.10008.1.20.1", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])]
-    with pynetdicom_scp("ANY-SCP", contexts, evt.EVT_N_ACTION, on_action) as port:
+    with reporting_peer(port_scp, "ODD", 0.3, send) as port:
         done = run_inprocess("--commit", "--format", "json", "--port-scp", str(port_scp), "--commit-timeout", "3",
                              "127.0.0.1", str(port), str(dataset_dir / "big"))
     document = json.loads(done.stdout)
@@ -357,12 +362,7 @@ def test_a_peer_without_storage_commitment_is_said_so_after_the_store(storescp, 
 
 
 def test_a_refused_request_leaves_its_instances_unanswered_with_the_status(dataset_dir):
-    from pynetdicom import evt
-
-    from peers import pynetdicom_scp
-
-    contexts = [("1.2.840.10008.1.20.1", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])]
-    with pynetdicom_scp("ANY-SCP", contexts, evt.EVT_N_ACTION, lambda event: (0x0213, None)) as port:
+    with answering_peer(lambda event: (0x0213, None)) as port:
         done = run_inprocess("--commit", "--format", "json", "127.0.0.1", str(port), str(dataset_dir / "big"))
         said = run_inprocess("--commit", "127.0.0.1", str(port), str(dataset_dir / "big"))
     document = json.loads(done.stdout)
