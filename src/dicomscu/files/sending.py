@@ -18,7 +18,7 @@ So one file is sent the same way by every path, and a fix to the rule reaches th
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from dicomscu import uids
 from dicomscu.files.probe import DicomFile, dataset_to_send
@@ -27,6 +27,13 @@ from dicomscu.files.probe import DicomFile, dataset_to_send
 REENCODE_INTO = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE, uids.EXPLICIT_VR_BE)
 #: What a compressed file may be decompressed into.
 DECOMPRESS_INTO = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE)
+
+
+def offered_to(info: DicomFile, context_for: Callable[[str, str], object | None]) -> list[str]:
+    """The syntaxes a file may go in that the peer accepted for its class (``context_for(class, syntax)``: an
+    association's accepted context, or None): its own first, then :data:`REENCODE_INTO`."""
+    return [syntax for syntax in (info.transfer_syntax, *REENCODE_INTO)
+            if context_for(info.sop_class, syntax) is not None]
 
 
 def syntax_to_send(stored: str, accepted: Sequence[str] | None, *, decompress: bool = False) -> str | None:

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 from dicomscu.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomscuError
 from dicomscu.files.inputs import InputProblem, Paths, as_paths, expand
 from dicomscu.files.probe import BadFile, DicomFile, probe
-from dicomscu.files.sending import REENCODE_INTO, payload, syntax_to_send
+from dicomscu.files.sending import offered_to, payload, syntax_to_send
 from dicomscu.operations.status import SUCCESS, WARNING, decode
 from dicomscu.operations.fanout import fan_out
 from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport, recorder
@@ -369,8 +369,7 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
     `decompress` asks for uncompressed data), else re-encoded or decompressed into an accepted uncompressed one.
     """
     compressed = info.transfer_syntax not in CONVERTIBLE
-    accepted = [syntax for syntax in (info.transfer_syntax, *REENCODE_INTO)
-                if channel.context_for(info.sop_class, syntax) is not None]
+    accepted = offered_to(info, channel.context_for)
     syntax = syntax_to_send(info.transfer_syntax, accepted, decompress=decompress)
     if syntax is None:
         uncompressed = next((s for s in accepted if s != info.transfer_syntax), None)

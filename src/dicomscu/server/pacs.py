@@ -26,12 +26,13 @@ from dicomscu.errors import DicomscuError, UsageError
 from dicomscu.files.codec import decode, encode
 from dicomscu.files.instances import InstanceWriter, discard, remove_partial_files
 from dicomscu.files.probe import BadFile, even_fragments, odd_fragments, probe, valid_uid
-from dicomscu.files.sending import REENCODE_INTO, payload, syntax_to_send
+from dicomscu.files.sending import offered_to, payload, syntax_to_send
 from dicomscu.files.spool import Spool
 from dicomscu.operations.provider import Provider
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.messages import Message
 from dicomscu.protocol.negotiation import Proposal
+from dicomscu.server import SERVE_PORT  # (defined where the command line reads it cheaply)
 from dicomscu.server.access import AccessPolicy, Credentials
 from dicomscu.server.index import Index, QueryTooLong, index_row
 from dicomscu.storage_classes import STORAGE_UIDS
@@ -53,9 +54,6 @@ QR_CLASSES = {
 }
 #: Identifiers of queries and retrievals: as DCMTK and Orthanc, the three little-endian uncompressed syntaxes.
 QUERY_SYNTAXES = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE, uids.DEFLATED_EXPLICIT_VR_LE)
-
-
-from dicomscu.server import SERVE_PORT  # noqa: E402  (defined where the command line can read it cheaply)
 
 
 @dataclass
@@ -236,32 +234,27 @@ class Pacs:
                 return 0xA700  # Refused: out of resources
             spool.write(memoryview(received))
             spool.finish()  # (a full disk may show only at the last flush)
-            try:
-                if spool.error is not None:
-                    LOGGER.error("cannot store %s: %s", sop_instance, spool.error)
-                    return 0xA700  # Refused: out of resources
-                return self._keep(row, sop_instance, spool.place)
-            finally:
-                spool.discard()  # refused, or failed: the temporary file goes (once placed there is none)
-        spool = data
+        else:
+            spool, row = data, None
         try:
             if spool.error is not None:
                 LOGGER.error("cannot store %s: %s", sop_instance, spool.error)
                 return 0xA700  # Refused: out of resources
-            with spool.mapped() as dataset:
-                row, status = self._checked_row(dataset, sop_class, sop_instance, syntax)
-                odd = odd_fragments(dataset, syntax) if row is not None and syntax not in uids.CONVERTIBLE_SYNTAXES \
-                    else []
-            if row is None:
-                return status
-            if odd:  # padded as an instance received in memory is (PS3.5 A.4), by a copy of the file
-                padded = spool.with_even_fragments(odd, syntax != uids.EXPLICIT_VR_BE)
-                spool.discard()
-                spool = padded
-                if spool.error is not None:
-                    LOGGER.error("cannot store %s: %s", sop_instance, spool.error)
-                    return 0xA700
-                _padded(sop_instance, len(odd))
+            if row is None:  # spooled as it arrived: checked (and padded) through its file
+                with spool.mapped() as dataset:
+                    row, status = self._checked_row(dataset, sop_class, sop_instance, syntax)
+                    odd = odd_fragments(dataset, syntax) if row is not None and \
+                        syntax not in uids.CONVERTIBLE_SYNTAXES else []
+                if row is None:
+                    return status
+                if odd:  # padded as an instance received in memory is (PS3.5 A.4), by a copy of the file
+                    padded = spool.with_even_fragments(odd, syntax != uids.EXPLICIT_VR_BE)
+                    spool.discard()
+                    spool = padded
+                    if spool.error is not None:
+                        LOGGER.error("cannot store %s: %s", sop_instance, spool.error)
+                        return 0xA700
+                    _padded(sop_instance, len(odd))
             return self._keep(row, sop_instance, spool.place)
         finally:
             spool.discard()  # refused, or failed: the temporary file goes (once placed there is none)
@@ -587,9 +580,7 @@ def _payload_for(target: Channel, info, data: bytes, need_scp_role: bool):
     (:mod:`dicomscu.files.sending`); (None, None) when no accepted context can carry it."""
     if need_scp_role and not target.roles.get(info.sop_class, (True, False))[1]:
         return None, None  # C-GET: the requestor did not take the storage SCP role for this class
-    accepted = [syntax for syntax in (info.transfer_syntax, *REENCODE_INTO)
-                if target.context_for(info.sop_class, syntax) is not None]
-    syntax = syntax_to_send(info.transfer_syntax, accepted)
+    syntax = syntax_to_send(info.transfer_syntax, offered_to(info, target.context_for))
     if syntax is None:
         return None, None
     if syntax == info.transfer_syntax and info.odd_fragments:
