@@ -1,8 +1,9 @@
 """The closed sets of names dicomscu's options take, as types: a misspelt one is a type error before it is a
 :class:`~dicomscu.errors.UsageError`.
 
-Each Literal here is the one list of its names; the runtime tables that give the names their meaning (query
-models, levels, layouts, output formats) are checked equal to them by tests/test_api_types.py.
+Each Literal here is the one list of its names: the option table's choices are these tuples, and the runtime
+tables that give the names their meaning (query models, levels) are checked equal to them by
+tests/test_api_types.py.
 """
 
 from __future__ import annotations
@@ -15,14 +16,9 @@ ModelName = Literal["patientroot", "studyroot", "worklist"]
 LevelName = Literal["patient", "study", "series", "image", "PATIENT", "STUDY", "SERIES", "IMAGE"]
 #: How retrieved files are named (``--layout``).
 Layout = Literal["flat", "hierarchical"]
-#: The retrievals (``--get``, ``--move``, ``--then``).
-RetrieveOperation = Literal["get", "move"]
-#: What a command line runs.
-Operation = Literal["echo", "store", "find", "move", "get", "commit"]
 #: ``--format``.
 OutputFormat = Literal["table", "json", "csv", "dump"]
 
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 LAYOUTS: tuple[str, ...] = get_args(Layout)
-OPERATIONS: tuple[str, ...] = get_args(Operation)
 FORMATS: tuple[str, ...] = get_args(OutputFormat)

@@ -12,6 +12,8 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from dicomscu.choices import FORMATS, LAYOUTS
+
 #: Help text starts in this column.
 HELP_COLUMN = 24
 
@@ -111,14 +113,14 @@ SECTIONS: list[tuple[str, list[Option]]] = [
         _flag("--dimse-timeout", type=float, label="", api="dimse_timeout"),
         _flag("--max-pdu", metavar="N", help="Largest PDU we accept, in bytes (default 1048576; 0 = no limit).",
               api="max_pdu"),
-        _flag("--format", metavar="F", choices=("table", "json", "csv", "dump"),
+        _flag("--format", metavar="F", choices=FORMATS,
               help="C-FIND output: table (default on a terminal), json (DICOM JSON\n"
                    "model), csv, dump (default when piped)."),
         _flag("--limit", metavar="N", help="Stop after N matches (sends a C-CANCEL).", api="limit"),
         _flag("--charset", metavar="CS", api="charset",
               help="Specific Character Set of the query (default from the locale,\n"
                    'e.g. ISO_IR 192 for UTF-8; "" for none).'),
-        _flag("--layout", metavar="L", choices=("flat", "hierarchical"), default="flat",
+        _flag("--layout", metavar="L", choices=LAYOUTS, default="flat",
               help="Retrieved files: flat (DIR/<SOPInstanceUID>.dcm, default) or\n"
                    "hierarchical (DIR/<PatientID>/<Study>/<Series>/<SOP>.dcm)."),
         _flag("--move-dest", metavar="AE", help="C-MOVE to another AE (no SCP of ours is started).",

@@ -20,7 +20,6 @@ from dicomscu.output.flat import read_flat
 from dicomscu.transport import interrupts
 from dicomscu.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, IMPLICIT_VR_LE
 
-FORMATS = ("table", "json", "csv", "dump")
 Columns = list[tuple[str, int]]
 
 
