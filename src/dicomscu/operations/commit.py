@@ -318,7 +318,7 @@ def _run(peer: Peer, wanted: list[Reference], transactions: _Transactions, port_
                 open_ = False
                 continue
             if message is not None:
-                receiver.handlers.get(message.command.CommandField or 0, receiver.unrecognized)(channel, message)
+                receiver.handle(channel, message)
                 last_heard = time.monotonic()
 
 
@@ -330,7 +330,7 @@ def _action_answer(channel: Channel, message_id: int, receiver: _ReportReceiver)
         if command.CommandField == dimse.N_ACTION_RSP and command.MessageIDBeingRespondedTo == message_id:
             return decode(command.Status if command.Status is not None else 0xC000, "commit")
         if not command.is_response:  # the peer's own request (a result, on this association): answered now
-            receiver.handlers.get(command.CommandField or 0, receiver.unrecognized)(channel, message)
+            receiver.handle(channel, message)
             continue
         channel.abort()
         raise AssociationAborted(f"{channel}: the peer sent a {command.name} answering message "

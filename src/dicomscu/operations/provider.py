@@ -53,8 +53,7 @@ class Provider:
                     LOGGER.warning("%s: idle for %g s: association aborted", channel, channel.dimse_timeout)
                     channel.abort()
                     return
-                handler = self.handlers.get(message.command.CommandField or 0, self.unrecognized)
-                handler(channel, message)
+                self.handle(channel, message)
             except AssociationEnded:
                 channel.release()
                 return
@@ -62,6 +61,10 @@ class Provider:
                 LOGGER.info("%s", exc)
                 channel.abort()
                 return
+
+    def handle(self, channel: Channel, message: Message) -> None:
+        """Answer one request by its handler (:attr:`handlers`), or as an unrecognized operation."""
+        self.handlers.get(message.command.CommandField or 0, self.unrecognized)(channel, message)
 
     def _sink(self, channel: Channel, context_id: int, command) -> DataSink | None:
         """A sink for the data set of a C-STORE-RQ we will store (others stay in memory: identifiers)."""
