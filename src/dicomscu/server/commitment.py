@@ -57,18 +57,16 @@ def check(pacs: "Pacs", references: Sequence[Reference]) -> tuple[list[Reference
     failed: list[Failure] = []
     folders: set[str] = set()
     for reference in references:
-        reason, path = _problem(pacs, reference)
+        reason, path, why = _problem(pacs, reference)
+        if reason is None:
+            try:
+                fsync(path)
+            except OSError as exc:
+                reason, why = PROCESSING_FAILURE, f"{path}: {exc.strerror or exc}"
         if reason is not None:
-            LOGGER.warning("storage commitment: %s not committed: %s", reference.sop_instance,
-                           Failure(reference, reason).reason_text)
+            LOGGER.warning("storage commitment: %s not committed: %s: %s", reference.sop_instance,
+                           Failure(reference, reason).reason_text, why)
             failed.append(Failure(reference, reason))
-            continue
-        try:
-            fsync(path)
-        except OSError as exc:
-            LOGGER.error("storage commitment: %s not committed: %s: %s", reference.sop_instance, path,
-                         exc.strerror or exc)
-            failed.append(Failure(reference, PROCESSING_FAILURE))
             continue
         folders.add(os.path.dirname(path))
         committed.append(reference)
@@ -82,30 +80,26 @@ def check(pacs: "Pacs", references: Sequence[Reference]) -> tuple[list[Reference
     return committed, failed
 
 
-def _problem(pacs: "Pacs", reference: Reference) -> tuple[int | None, str]:
-    """(the Failure Reason, or None when the instance is kept whole; its file path)."""
+def _problem(pacs: "Pacs", reference: Reference) -> tuple[int | None, str, str]:
+    """(the Failure Reason, or None when the instance is kept whole; its file path; why, in words)."""
     found = pacs.index.stored_as(reference.sop_instance)
     if found is None:
-        return NO_SUCH_INSTANCE, ""
+        return NO_SUCH_INSTANCE, "", "not in the index"
     stored_path, sop_class = found
     if reference.sop_class and reference.sop_class != sop_class:
-        return CLASS_INSTANCE_CONFLICT, ""
+        return CLASS_INSTANCE_CONFLICT, "", f"stored as {sop_class}, asked as {reference.sop_class}"
     path = pacs.resolve(stored_path)
     try:
         info = _probed(path)
     except FileNotFoundError:
-        LOGGER.error("storage commitment: %s is indexed but its file %s is gone", reference.sop_instance, path)
-        return NO_SUCH_INSTANCE, path
+        return NO_SUCH_INSTANCE, path, f"indexed, but its file {path} is gone"
     except OSError as exc:
-        LOGGER.error("storage commitment: %s: %s", path, exc.strerror or exc)
-        return PROCESSING_FAILURE, path
+        return PROCESSING_FAILURE, path, f"{path}: {exc.strerror or exc}"
     if isinstance(info, str):
-        LOGGER.error("storage commitment: %s: %s", path, info)
-        return PROCESSING_FAILURE, path
+        return PROCESSING_FAILURE, path, f"{path}: {info}"
     if (info.sop_instance, info.sop_class) != (reference.sop_instance, sop_class):
-        LOGGER.error("storage commitment: %s holds %s, not %s", path, info.sop_instance, reference.sop_instance)
-        return PROCESSING_FAILURE, path
-    return None, path
+        return PROCESSING_FAILURE, path, f"{path} holds {info.sop_instance}, not {reference.sop_instance}"
+    return None, path, ""
 
 
 def _probed(path: str):
