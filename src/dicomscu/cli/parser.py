@@ -20,6 +20,7 @@ from dicomscu.choices import Layout, LevelName, ModelName
 from dicomscu.cli.options import OPTIONS, SAMPLE_SECTIONS, SERVE_SECTIONS, add_to, spelling
 from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING, Request
 from dicomscu.errors import MissingHost, UsageError
+from dicomscu.operations.target import COMMIT_ON_CLUSTER, COMMIT_OVER_WEB, MOVE_OVER_WEB
 from dicomscu.transport.peer import (
     DEFAULT_CALLED_AE,
     DEFAULT_CALLING_AE,
@@ -245,11 +246,9 @@ def _web_request(request: Request, ns: argparse.Namespace, environ, url: str | N
     request.web = WebPeer.parse(url, token=token, tls=_tls(ns) or (_profile_tls(setting) if setting else None),
                                 timeouts=_timeouts(ns, setting("timeout") if setting else None))
     if request.commit:
-        raise UsageError("storage commitment (--commit) is a DIMSE service: DICOMweb has no request that an archive "
-                         "took responsibility for instances; give the archive's DIMSE address (HOST PORT)")
+        raise UsageError(COMMIT_OVER_WEB)
     if request.operation == "move":
-        raise UsageError("C-MOVE has no DICOMweb counterpart: use --get with a URL (WADO-RS), or a DIMSE peer "
-                         "(HOST PORT) for --move")
+        raise UsageError(MOVE_OVER_WEB)
     if request.then == "move":
         raise UsageError("--then move needs a DIMSE peer: use --then get with a URL")
     if request.model == "worklist" and not request.keys:  # a UPS-RS search: the UPS's own attributes
@@ -384,8 +383,7 @@ def _check_combinations(request: Request) -> None:
     if request.operation == "commit" and request.files and request.from_json:
         raise UsageError("--commit takes FILES or --from-json, not both")
     if request.commit and request.cluster:
-        raise UsageError("--commit runs from this machine: store with --cluster first, then ask with "
-                         "dicomscu --commit HOST PORT FILES (--journal skips what is committed)")
+        raise UsageError(COMMIT_ON_CLUSTER)
     if request.operation not in ("store", "commit") and request.files:
         raise UsageError(
             f"files are only sent with --store (got {len(request.files)} file argument(s) with --{request.operation})"

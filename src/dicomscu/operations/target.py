@@ -27,6 +27,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from dicomscu.web.service import WebPeer
 
 
+#: What each kind of target refuses, in one place: the command line refuses the same before anything runs.
+MOVE_OVER_WEB = ("C-MOVE has no DICOMweb counterpart: use --get with a URL (WADO-RS), or a DIMSE peer (HOST PORT) "
+                 "for --move")
+COMMIT_OVER_WEB = ("storage commitment (--commit) is a DIMSE service: DICOMweb has no request that an archive took "
+                   "responsibility for instances; give the archive's DIMSE address (HOST PORT)")
+COMMIT_ON_CLUSTER = ("--commit runs from this machine: store with --cluster first, then ask with dicomscu --commit "
+                     "HOST PORT FILES (--journal skips what is committed)")
+
+
 class Target(Protocol):
     """What every kind of target does."""
 
@@ -114,8 +123,7 @@ class WebTarget:
 
     def retrieval_name(self, operation: str) -> str:
         if operation == "move":
-            raise UsageError("C-MOVE has no DICOMweb counterpart: use --get with a URL (WADO-RS), or a DIMSE peer "
-                             "(HOST PORT) for --move")
+            raise UsageError(MOVE_OVER_WEB)
         return "WADO-RS"
 
     def echo(self) -> "EchoResult":
@@ -128,7 +136,7 @@ class WebTarget:
         from dicomscu.web import stow
 
         if commit:
-            raise UsageError("storage commitment is a DIMSE service: give the archive's DIMSE address (HOST PORT)")
+            raise UsageError(COMMIT_OVER_WEB)
         from dicomscu.files.journal import journal_for
 
         with journal_for(journal or None, self.peer) as opened:
@@ -181,8 +189,7 @@ class ClusterTarget:
         from dicomscu.operations.cluster import store_on_cluster
 
         if commit:
-            raise UsageError("--commit runs from this machine: store with --cluster first, then ask with "
-                             "dicomscu --commit HOST PORT FILES (--journal skips what is committed)")
+            raise UsageError(COMMIT_ON_CLUSTER)
         return store_on_cluster(self.peer, list(paths), scheduler=self.scheduler, recursive=recursive,
                                 on_result=on_result, jobs=jobs, journal=journal, max_per_peer=self.max_per_peer)
 
