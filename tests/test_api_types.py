@@ -31,16 +31,20 @@ def test_type_checkers_see_every_runtime_export_from_its_module():
         assert getattr(dicomscu, name) is not None
 
 
-def test_a_wrong_argument_is_a_type_error_and_the_readme_example_is_clean(tmp_path):
-    """One mypy --strict run over two files: a call with a wrong argument, and the README's example."""
+def test_a_wrong_argument_is_a_type_error_and_the_readme_and_api_guide_examples_are_clean(tmp_path):
+    """One mypy --strict run over three files: a call with a wrong argument, the README's example, and every
+    example of docs/api.md in order (a later one uses what an earlier one made)."""
     import os
 
     readme = (ROOT / "README.md").read_text()
     example = re.search(r"## Python API\n\n```python\n(.*?)```", readme, re.S).group(1)  # type: ignore[union-attr]
+    guide = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "api.md").read_text(), re.S)
+    assert len(guide) >= 8
     (tmp_path / "wrong.py").write_text('import dicomscu\n\ndicomscu.echo("not a peer")\n')
     (tmp_path / "example.py").write_text(example)
+    (tmp_path / "guide.py").write_text("\n".join(guide))
     result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-incremental",
-                             "--cache-dir", str(tmp_path / ".mypy"), "wrong.py", "example.py"],
+                             "--cache-dir", str(tmp_path / ".mypy"), "wrong.py", "example.py", "guide.py"],
                             capture_output=True, text=True, cwd=tmp_path,
                             env={**os.environ, "MYPYPATH": str(ROOT / "src")})  # this checkout's package
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]

@@ -45,7 +45,7 @@ def test_store_with_input_option():
 
 def test_store_input_repeatable_and_recursive():
     r = p("--store -r -i a -i b host 11112 c")
-    assert r.files == ["a", "b", "c"] and r.recursive
+    assert r.files == ["a", "b", "c"] and r.store.recursive
 
 
 def test_find_gdcm_key_form():
@@ -62,7 +62,7 @@ def test_find_dcmtk_key_form_and_return_key():
 def test_move_example():
     r = p('--move --patient --aetitle ACME1 --call ACME_STORE dicom.example.com 5678 '
           '--patientroot -k 10,20="ABCD1234" --port-scp 1234')
-    assert (r.operation, r.port_scp, r.peer.port, r.peer.calling_ae) == ("move", 1234, 5678, "ACME1")
+    assert (r.operation, r.retrieve.port_scp, r.peer.port, r.peer.calling_ae) == ("move", 1234, 5678, "ACME1")
 
 
 def test_image_level_and_store_query():

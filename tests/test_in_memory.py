@@ -111,10 +111,11 @@ def test_the_command_line_reaches_every_kind_of_peer_through_one_target_interfac
     server, _ = archive
     target = target_for(server.peer())
     assert isinstance(target, DimseTarget) and target.echo().status.ok
-    assert target.store([str(dataset_dir / "big")], journal=str(tmp_path / "journal.sqlite")).stored == 6
+    assert target.store([str(dataset_dir / "big")],
+                        dicomscu.StoreOptions(journal=str(tmp_path / "journal.sqlite"))).stored == 6
     query = dicomscu.build_query("studyroot", "study", ["StudyInstanceUID"])
     answers = []
-    assert target.find(query, on_answer=answers.append).matches == len(answers) > 0
+    assert target.find(query, dicomscu.FindOptions(), on_answer=answers.append).matches == len(answers) > 0
     study = dicomscu.build_query("studyroot", "study", [f"StudyInstanceUID={answers[0].StudyInstanceUID}"])
     report = target.retrieve("get", study, dicomscu.RetrieveOptions(output=str(tmp_path / "out")))
     assert report.ok and report.written > 0 and target.retrieval_name("get") == "C-GET"
@@ -123,11 +124,11 @@ def test_the_command_line_reaches_every_kind_of_peer_through_one_target_interfac
     with pytest.raises(dicomscu.UsageError, match="C-MOVE has no DICOMweb counterpart"):
         web.retrieval_name("move")
     with pytest.raises(dicomscu.UsageError, match="DIMSE service"):
-        web.store(["x.dcm"], commit=True)
+        web.store(["x.dcm"], dicomscu.StoreOptions(commit=True))
     cluster = target_for(server.peer(), cluster="tcp://127.0.0.1:1")
     assert isinstance(cluster, ClusterTarget) and not cluster.light_identifiers
     with pytest.raises(dicomscu.UsageError, match="runs from this machine"):
-        cluster.store(["x.dcm"], commit=True)
+        cluster.store(["x.dcm"], dicomscu.StoreOptions(commit=True))
 
 
 def test_what_a_retrieval_brings_equals_what_was_stored_element_by_element(archive, tmp_path):

@@ -6,7 +6,7 @@ available from Python::
     import dicomscu
     peer = dicomscu.Peer("pacs.example.org", 11112, called_ae="PACS")
     dicomscu.echo(peer)
-    report = dicomscu.store(peer, ["study/"], recursive=True)
+    report = dicomscu.store(peer, ["study/"], dicomscu.StoreOptions(recursive=True, jobs=4))
     query = dicomscu.build_query("studyroot", "study", ["PatientName=A*", "StudyDate"])
     dicomscu.find(peer, query, on_answer=print)
     dicomscu.get(peer, query, dicomscu.RetrieveOptions(output="out"))
@@ -38,6 +38,9 @@ _EXPORTS = {
     "move": "dicomscu.operations.retrieve",
     "store_on_cluster": "dicomscu.operations.cluster",
     "retrieve_on_cluster": "dicomscu.operations.cluster",
+    "StoreOptions": "dicomscu.operations.options",
+    "FindOptions": "dicomscu.operations.options",
+    "CommitOptions": "dicomscu.operations.options",
     "RetrieveOptions": "dicomscu.operations.retrieval",
     "RetrieveReport": "dicomscu.operations.retrieval",
     "Association": "dicomscu.operations.session",
@@ -83,6 +86,11 @@ if TYPE_CHECKING:  # what type checkers see: the same names, imported (tests/tes
     from dicomscu.operations.commitment import Failure as Failure, Reference as Reference
     from dicomscu.operations.echo import EchoResult as EchoResult, echo as echo
     from dicomscu.operations.find import FindReport as FindReport, find as find
+    from dicomscu.operations.options import (
+        CommitOptions as CommitOptions,
+        FindOptions as FindOptions,
+        StoreOptions as StoreOptions,
+    )
     from dicomscu.operations.retrieval import RetrieveOptions as RetrieveOptions, RetrieveReport as RetrieveReport
     from dicomscu.operations.retrieve import get as get, move as move
     from dicomscu.operations.session import Association as Association

@@ -9,6 +9,7 @@ bug, and is still reported in one line (with the traceback only under -D).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -159,7 +160,7 @@ def run(request: Request, env: Environment) -> int:
 
             operation = "storage commitment" if request.operation == "commit" else "C-" + request.operation.upper()
             report = getattr(exc, "report", None)
-            document = (text.retrieve_json(report, request.output or ".", exc) if report is not None
+            document = (text.retrieve_json(report, request.retrieve.output, exc) if report is not None
                         else text.failure_json(operation, _target_or_none(request), exc))
             env.out(_json(document))
         elif request.format == "json" and request.operation == "find" and not request.answers_opened:
@@ -206,7 +207,7 @@ def run_find(request: Request, env: Environment) -> int:
             if request.then:
                 matches.append(answer.dataset())
 
-        report = _target(request).find(query, on_answer=on_answer, limit=request.limit, raw=True)
+        report = _target(request).find(query, request.find, on_answer=on_answer, raw=True)
     finally:
         if writer is not None:
             writer.close()
@@ -279,10 +280,7 @@ def run_store(request: Request, env: Environment) -> int:
 
     try:
         with bar if bar is not None else nullcontext():
-            report = _target(request).store(request.files, recursive=request.recursive, on_plan=on_plan,
-                                            on_result=on_result, decompress=request.decompress, jobs=request.jobs,
-                                            journal=request.journal, commit=request.commit,
-                                            commit_timeout=request.commit_timeout, port_scp=request.port_scp)
+            report = _target(request).store(request.files, request.store, on_plan=on_plan, on_result=on_result)
     except (DicomscuError, KeyboardInterrupt) as exc:
         if as_json is not None:
             as_json.fail(Stopped(exc) if isinstance(exc, KeyboardInterrupt) else exc)
@@ -300,7 +298,7 @@ def run_store(request: Request, env: Environment) -> int:
 
 def run_commit(request: Request, env: Environment) -> int:
     """``--commit`` alone: ask the peer to commit instances already sent (files, or --from-json answers)."""
-    from dicomscu.operations.commit import COMMIT_TIMEOUT, commit, references_in
+    from dicomscu.operations.commit import commit, references_in
     from dicomscu.operations.commitment import Reference
     from dicomscu.output import text
     from dicomscu.printable import printable
@@ -322,9 +320,8 @@ def run_commit(request: Request, env: Environment) -> int:
                                  "-k 8,16 -k 8,18")
             references.append(Reference(str(sop_class), str(sop_instance)))
     else:
-        references = list(references_in(request.files, request.recursive, on_problem))
-    report = commit(request.target, references, port_scp=request.port_scp, journal=request.journal or None,
-                    timeout=request.commit_timeout or COMMIT_TIMEOUT, root_uid=request.root_uid)
+        references = list(references_in(request.files, request.store.recursive, on_problem))
+    report = commit(request.target, references, request.commitment)
     if report.error is not None:
         _error(env, report.error.render(flag_of))
     if request.format == "json":
@@ -354,7 +351,6 @@ def _say_commitment(report, env: Environment, as_part_of_store: bool = False) ->
 
 def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
     from dicomscu.files.instances import prepare_directory
-    from dicomscu.operations.retrieval import RetrieveOptions
     from dicomscu.operations.retrieval_plan import plan_retrieval
     from dicomscu.output import text
 
@@ -362,7 +358,7 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
     answers = _read_json_answers(request.from_json, env) if request.from_json else None
     plan = plan_retrieval(target, request.operation, request.model, request.level, request.keys,
                           charset=request.charset, environ=env.environ, identifiers=identifiers, answers=answers,
-                          light=not (request.store_query or request.skip_existing))
+                          light=not (request.store_query or request.retrieve.skip_existing))
     if request.store_query and identifiers is None and plan.query is not None:  # gdcmscu writes it for --move too
         from dicomscu.query.files import write_query
 
@@ -373,14 +369,7 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
             raise
         write_query(sent, request.store_query, request.root_uid)
     query, identifiers = plan.query, plan.identifiers
-    options = RetrieveOptions(
-        output=prepare_directory(request.output or "."),
-        layout=request.layout,
-        accept_all_syntaxes=request.accept_all_syntaxes,
-        move_destination=request.move_destination,
-        port_scp=request.port_scp,
-        skip_existing=request.skip_existing,
-    )
+    options = dataclasses.replace(request.retrieve, output=prepare_directory(request.retrieve.output))
     show_bar = request.progress if request.progress is not None else env.stderr_isatty
     bar = None
     if show_bar:
@@ -389,7 +378,7 @@ def run_retrieve(request: Request, env: Environment, identifiers=None) -> int:
         bar = RetrieveProgress(f"C-{request.operation.upper()}", env.stderr)
     progress = bar.update if bar else None
     with bar if bar is not None else nullcontext():
-        report = target.retrieve(request.operation, query, options, identifiers, progress, jobs=request.jobs)
+        report = target.retrieve(request.operation, query, options, identifiers, progress)
     for problem in report.write_errors:
         _error(env, f"not written: {problem}")
     if request.format == "json":

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from dicomscu.choices import FORMATS, LAYOUTS
+from dicomscu.errors import UsageError
 
 #: Help text starts in this column.
 HELP_COLUMN = 24
@@ -29,6 +30,13 @@ class Option:
     api: str | None = None
     #: The left column of its help line, when not its flags and metavar; "" when another line covers it.
     label: str | None = None
+    #: Turns the text given into the library setting's value (a number...), raising UsageError if it cannot.
+    convert: Callable[[str], Any] | None = None
+
+    @property
+    def dest(self) -> str:
+        """Where argparse keeps what was given."""
+        return self.read.get("dest") or [f for f in self.flags if f.startswith("--")][0][2:].replace("-", "_")
 
     def left(self) -> str:
         if self.label is not None:
@@ -40,12 +48,24 @@ class Option:
 
 
 def _flag(*flags: str, help: str = "", metavar: str = "", api: str | None = None, label: str | None = None,
-          **read: Any) -> Option:
-    return Option(tuple(flags), help, metavar, read, api, label)
+          convert: Callable[[str], Any] | None = None, **read: Any) -> Option:
+    return Option(tuple(flags), help, metavar, read, api, label, convert)
 
 
-def _switch(*flags: str, help: str = "", label: str | None = None, **read: Any) -> Option:
-    return Option(tuple(flags), help, "", {"action": "store_true", **read}, None, label)
+def _switch(*flags: str, help: str = "", label: str | None = None, api: str | None = None, **read: Any) -> Option:
+    return Option(tuple(flags), help, "", {"action": "store_true", **read}, api, label)
+
+
+def number(text: str) -> int:
+    """A count or a port as the command line gives it (decimal digits)."""
+    try:
+        return int(text, 10)
+    except (TypeError, ValueError):
+        raise UsageError(f"'{text}' is not a number") from None
+
+
+def _path(text: str) -> str | None:
+    return text or None
 
 
 def _const(flag: str, dest: str, help: str) -> Option:
@@ -69,7 +89,7 @@ SECTIONS: list[tuple[str, list[Option]]] = [
     ("C-STORE options:", [
         _flag("-i", "--input", metavar="FILE", help="DICOM file or directory to send (repeatable).",
               action="append", default=[]),
-        _switch("-r", "--recursive", help="Recursively process (sub-)directories."),
+        _switch("-r", "--recursive", help="Recursively process (sub-)directories.", api="recursive"),
     ]),
     ("C-FIND options:", [
         _const("--worklist", "models", "C-FIND Modality Worklist model."),
@@ -88,7 +108,7 @@ SECTIONS: list[tuple[str, list[Option]]] = [
     ("C-MOVE/C-GET options:", [
         _flag("-o", "--output", metavar="DIR", help="Directory for retrieved files.", api="output"),
         _flag("--port-scp", metavar="PORT", help="Port for incoming associations (C-MOVE, --commit).",
-              api="port_scp"),
+              api="port_scp", convert=number),
     ]),
     ("General options:", [
         _flag("--root-uid", metavar="UID", help="Root UID (also from the GDCM_ROOT_UID environment variable).",
@@ -116,28 +136,28 @@ SECTIONS: list[tuple[str, list[Option]]] = [
         _flag("--format", metavar="F", choices=FORMATS,
               help="C-FIND output: table (default on a terminal), json (DICOM JSON\n"
                    "model), csv, dump (default when piped)."),
-        _flag("--limit", metavar="N", help="Stop after N matches (sends a C-CANCEL).", api="limit"),
+        _flag("--limit", metavar="N", help="Stop after N matches (sends a C-CANCEL).", api="limit", convert=number),
         _flag("--charset", metavar="CS", api="charset",
               help="Specific Character Set of the query (default from the locale,\n"
                    'e.g. ISO_IR 192 for UTF-8; "" for none).'),
-        _flag("--layout", metavar="L", choices=LAYOUTS, default="flat",
+        _flag("--layout", metavar="L", choices=LAYOUTS, default="flat", api="layout",
               help="Retrieved files: flat (DIR/<SOPInstanceUID>.dcm, default) or\n"
                    "hierarchical (DIR/<PatientID>/<Study>/<Series>/<SOP>.dcm)."),
         _flag("--move-dest", metavar="AE", help="C-MOVE to another AE (no SCP of ours is started).",
-              api="move_destination"),
-        _switch("--accept-all-syntaxes",
+              api="move_destination", convert=str.strip),
+        _switch("--accept-all-syntaxes", api="accept_all_syntaxes",
                 help="Accept every transfer syntax for retrieved instances (default,\n"
                      "as gdcmscu: Implicit VR Little Endian only)."),
-        _switch("--skip-existing", help="Find first (QIDO-RS for a URL), then retrieve only instances not\n"
+        _switch("--skip-existing", api="skip_existing", help="Find first (QIDO-RS for a URL), then retrieve only instances not\n"
                                         "already in -o DIR."),
-        _flag("-j", "--jobs", metavar="N", default="1", api="jobs",
+        _flag("-j", "--jobs", metavar="N", default="1", api="jobs", convert=number,
               help="C-STORE (files split by size), C-GET or C-MOVE (work split by\n"
                    "series) over N associations in parallel (default 1, as gdcmscu);\n"
                    "STOW-RS and WADO-RS over N connections."),
-        _flag("--journal", metavar="FILE", api="journal",
+        _flag("--journal", metavar="FILE", api="journal", convert=_path,
               help="C-STORE: record each instance the peer confirmed in FILE\n"
                    "(SQLite); a re-run skips them (resume after Ctrl-C or a crash)."),
-        _switch("--commit",
+        _switch("--commit", api="commit",
                 help="Storage commitment (PS3.4 J): after --store, or alone for files\n"
                      "already sent (FILES, or --from-json answers). The result comes on\n"
                      "our association, or to --port-scp; exit 0 only when every instance\n"
@@ -150,7 +170,7 @@ SECTIONS: list[tuple[str, list[Option]]] = [
               help="--get/--move (or --commit) the answers of an earlier --find --format json\n"
                    "(FILE or - for stdin), e.g. dicomscu --find ... --format json |\n"
                    "jq 'map(select(...))' | dicomscu --get HOST PORT --from-json -"),
-        _switch("--decompress",
+        _switch("--decompress", api="decompress",
                 help="C-STORE: send compressed files uncompressed (decoders from\n"
                      "pip install 'dicomscu[compressed]'). Without it, a file is\n"
                      "decompressed only when the peer refuses its transfer syntax."),
@@ -267,6 +287,35 @@ SAMPLE_SECTIONS: list[tuple[str, list[Option]]] = [
         _switch("-h", "--help", label="  -h, --help", help="This help."),
     ]),
 ]
+
+
+_Settings = TypeVar("_Settings")
+
+
+def settings(kind: type[_Settings], ns: argparse.Namespace, options: Iterable[Option], **computed: Any) -> _Settings:
+    """An operation's options object (:mod:`dicomscu.operations.options`) filled from the command line: each of
+    its fields is the setting of the option whose ``api`` names it (converted by the option's `convert`), or
+    one of `computed`; the object checks the values itself, and its errors are spelled with our flags."""
+    import dataclasses
+
+    options = list(options)
+    by_api = {option.api: option for option in options if option.api}
+    values: dict[str, Any] = {}
+    try:
+        for field_ in dataclasses.fields(kind):  # type: ignore[arg-type]
+            option = by_api.get(field_.name)
+            if field_.name in computed:
+                values[field_.name] = computed[field_.name]
+            elif option is not None and getattr(ns, option.dest, None) is not None:
+                given = getattr(ns, option.dest)
+                try:
+                    values[field_.name] = option.convert(given) if option.convert is not None else given
+                except UsageError as exc:
+                    raise UsageError(exc.message, option=field_.name) from None
+        return kind(**values)
+    except UsageError as exc:
+        spelling_of = spelling(options)
+        raise UsageError(exc.render(lambda name: spelling_of.get(name, name))) from None
 
 
 def add_to(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:

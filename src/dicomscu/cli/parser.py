@@ -16,10 +16,12 @@ import re
 import sys
 from typing import Callable, Mapping, Sequence, cast
 
-from dicomscu.choices import Layout, LevelName, ModelName
-from dicomscu.cli.options import OPTIONS, SAMPLE_SECTIONS, SERVE_SECTIONS, add_to, spelling
+from dicomscu.choices import LevelName, ModelName
+from dicomscu.cli.options import OPTIONS, SAMPLE_SECTIONS, SERVE_SECTIONS, add_to, number, settings, spelling
 from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING, Request
 from dicomscu.errors import MissingHost, UsageError
+from dicomscu.operations.options import COMMIT_TIMEOUT, CommitOptions, FindOptions, StoreOptions
+from dicomscu.operations.retrieval import RetrieveOptions
 from dicomscu.operations.target import COMMIT_ON_CLUSTER, COMMIT_OVER_WEB, MOVE_OVER_WEB
 from dicomscu.transport.peer import (
     DEFAULT_CALLED_AE,
@@ -29,7 +31,6 @@ from dicomscu.transport.peer import (
     TLS,
     Peer,
     Timeouts,
-    check_ae_title,
     check_port,
 )
 
@@ -107,21 +108,9 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
     request.level = cast("LevelName | None", _one(ns.levels, "query level", "--patient, --study, --series or --image"))
     request.keys = list(ns.key)
     request.store_query = ns.store_query
-    request.output = ns.output
-    request.recursive = ns.recursive
     request.progress = ns.progress
     request.root_uid = _root_uid(ns.root_uid, environ)
     request.format = ns.format
-    request.layout = cast(Layout, ns.layout)  # (argparse checked it among the choices)
-    request.accept_all_syntaxes = ns.accept_all_syntaxes
-    request.skip_existing = ns.skip_existing
-    request.decompress = ns.decompress
-    request.journal = ns.journal
-    request.commit = ns.commit
-    if ns.commit_timeout is not None:
-        if not ns.commit_timeout > 0:
-            raise UsageError(f"--commit-timeout {ns.commit_timeout:g}: give a positive number of seconds")
-        request.commit_timeout = ns.commit_timeout
     request.cluster = ns.cluster
     if ns.max_associations_per_peer is not None:
         request.max_per_peer = _int(ns.max_associations_per_peer, "--max-associations-per-peer")
@@ -129,27 +118,22 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
             raise UsageError("--max-associations-per-peer N: at least 1, and with --cluster")
     request.then = ns.then
     request.from_json = ns.from_json
-    request.jobs = _int(ns.jobs, "--jobs")
-    if not 1 <= request.jobs <= 32:
-        raise UsageError(f"--jobs {request.jobs}: give 1 to 32 parallel associations")
-    if ns.move_dest is not None:
-        request.move_destination = check_ae_title(ns.move_dest, "--move-dest")
     request.charset = ns.charset
-    if ns.limit is not None:
-        request.limit = _int(ns.limit, "--limit")
-        if request.limit < 1:
-            raise UsageError(f"--limit {request.limit}: give at least 1")
-    if ns.port_scp is not None:
-        request.port_scp = check_port(_int(ns.port_scp, "--port-scp"), "--port-scp")
+    # each operation's options, from the option table (checked by the objects themselves)
+    request.store = settings(StoreOptions, ns, OPTIONS)
+    request.find = settings(FindOptions, ns, OPTIONS)
+    request.retrieve = settings(RetrieveOptions, ns, OPTIONS, output=ns.output or ".")
+    request.commitment = settings(CommitOptions, ns, OPTIONS, timeout=ns.commit_timeout or COMMIT_TIMEOUT,
+                                  root_uid=request.root_uid)
     if ns.queryhelp:
         request.action = "queryhelp"
         return request
 
     default = "find" if request.model == "worklist" else "echo"  # gdcmscu: --worklist alone is the worklist query
     request.operation = _one(ns.operations, "operation", "--echo, --store, --find, --move or --get") or default
-    if request.commit and not ns.operations:
+    if request.store.commit and not ns.operations:
         request.operation = "commit"  # --commit alone: commitment of files already sent
-    elif request.commit and request.operation != "store":
+    elif request.store.commit and request.operation != "store":
         raise UsageError(f"--commit follows --store (or stands alone, for files already sent), not --{request.operation}")
     if _web_target(ns):
         return _web_request(request, ns, environ)
@@ -164,7 +148,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
         return _web_request(request, ns, environ, str(setting("url")), files, setting)
     if profile is not None:
         host = str(setting("host"))
-        if _bulk(request) and (request.move_destination or "move" not in (request.operation, request.then)):
+        if _bulk(request) and (request.retrieve.move_destination or "move" not in (request.operation, request.then)):
             request.cluster = request.cluster or setting("cluster")  # a profile's cluster: what runs there
     request.files = list(ns.input) + files
     max_pdu = ns.max_pdu if ns.max_pdu is not None else setting("max_pdu")
@@ -245,7 +229,7 @@ def _web_request(request: Request, ns: argparse.Namespace, environ, url: str | N
     request.files = list(ns.input) + list(files or [])
     request.web = WebPeer.parse(url, token=token, tls=_tls(ns) or (_profile_tls(setting) if setting else None),
                                 timeouts=_timeouts(ns, setting("timeout") if setting else None))
-    if request.commit:
+    if request.store.commit:
         raise UsageError(COMMIT_OVER_WEB)
     if request.operation == "move":
         raise UsageError(MOVE_OVER_WEB)
@@ -294,9 +278,9 @@ def _positionals(values: list[str], hostname: str | None, port: str | None) -> t
 
 def _int(value: str, what: str) -> int:
     try:
-        return int(value, 10)
-    except (TypeError, ValueError):
-        raise UsageError(f"{what}: '{value}' is not a number") from None
+        return number(value)
+    except UsageError as exc:
+        raise UsageError(f"{what}: {exc.message}") from None
 
 
 def _one(values: list[str] | None, what: str, choices: str) -> str | None:
@@ -363,7 +347,7 @@ def _bulk(request: Request) -> bool:
 def _check_combinations(request: Request) -> None:
     if request.cluster and not _bulk(request):
         raise UsageError("--cluster runs --store, --get and --move (also --find ... --then) on a Dask cluster")
-    if request.cluster and "move" in (request.operation, request.then) and request.move_destination is None:
+    if request.cluster and "move" in (request.operation, request.then) and request.retrieve.move_destination is None:
         raise UsageError("--move --cluster needs --move-dest AE (a destination the server knows): the workers "
                          "cannot all listen as one move destination; or use --get")
     if request.cluster and request.web is not None:
@@ -382,7 +366,7 @@ def _check_combinations(request: Request) -> None:
                          "--from-json FILE (answers of an image-level --find --format json)")
     if request.operation == "commit" and request.files and request.from_json:
         raise UsageError("--commit takes FILES or --from-json, not both")
-    if request.commit and request.cluster:
+    if request.store.commit and request.cluster:
         raise UsageError(COMMIT_ON_CLUSTER)
     if request.operation not in ("store", "commit") and request.files:
         raise UsageError(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dicomscu.choices import Layout, LevelName, ModelName
+from dicomscu.choices import LevelName, ModelName
 from dicomscu.errors import UsageError
+from dicomscu.operations.options import CommitOptions, FindOptions, StoreOptions
+from dicomscu.operations.retrieval import RetrieveOptions
 from dicomscu.transport.peer import Peer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,33 +32,25 @@ class Request:
     peer: Peer | None = None
     #: A DICOMweb service, when the peer was given as a URL (then `peer` is None).
     web: "WebPeer | None" = None
-    # C-STORE
+    # C-STORE (what the store is asked to do is in `store`)
     files: list[str] = field(default_factory=list)
-    recursive: bool = False
     # Query / retrieve (C-FIND, C-MOVE, C-GET)
     model: ModelName | None = None
     level: LevelName | None = None
     keys: list[str] = field(default_factory=list)
     store_query: str | None = None
-    output: str | None = None
-    port_scp: int | None = None
     format: str | None = None  # None: a table on a terminal, a dump otherwise
-    limit: int | None = None
     charset: str | None = None  # None: from the locale
-    layout: Layout = "flat"
-    move_destination: str | None = None
-    accept_all_syntaxes: bool = False
-    skip_existing: bool = False
-    decompress: bool = False
-    jobs: int = 1
-    journal: str | None = None
-    #: Storage commitment: after a --store, or the operation itself ("commit") for files already sent.
-    commit: bool = False
-    commit_timeout: float | None = None  # None: the library's default
     cluster: str | None = None  # a Dask scheduler address (--cluster)
     max_per_peer: int | None = None  # --max-associations-per-peer
     then: str | None = None  # "get" or "move" after a --find
     from_json: str | None = None  # identifiers for --get/--move from a --format json file ("-": stdin)
+    #: Each operation's options object, filled from the option table (the same objects the Python API takes).
+    store: StoreOptions = field(default_factory=StoreOptions)
+    find: FindOptions = field(default_factory=FindOptions)
+    retrieve: RetrieveOptions = field(default_factory=RetrieveOptions)
+    #: ``--commit`` alone (the operation "commit", for files already sent); after a --store, ``store.commitment``.
+    commitment: CommitOptions = field(default_factory=CommitOptions)
     # General
     root_uid: str | None = None
     log_level: str = WARNING

@@ -54,7 +54,8 @@ from dicomscu.errors import AssociationAborted, ConnectionFailed, DicomscuError,
 from dicomscu.files.inputs import InputProblem, expand
 from dicomscu.files.instances import remove_partial_files
 from dicomscu.files.journal import Journal
-from dicomscu.operations.retrieval import COUNTS, LISTS
+from dicomscu.operations.options import StoreOptions, given
+from dicomscu.operations.retrieval import COUNTS, LISTS, RetrieveOptions
 from dicomscu.operations.results import ALREADY, OK, SKIPPED, WARNED, FileResult, StoreReport, recorder
 from dicomscu.operations.share_events import TICK, FileStream, Publisher, RetrievalProgress, topic_of
 from dicomscu.operations.status import Status
@@ -320,10 +321,23 @@ def _shares(paths: Sequence[str], recursive: bool, emit, workers: int) -> list[l
     return [share for share in shares if share]
 
 
-def store_on_cluster(peer: Peer, paths: Sequence[str], *, scheduler: str, recursive: bool = False,
-                     on_result: Callable[[FileResult], None] | None = None, jobs: int = 1,
-                     journal: str | None = None, max_per_peer: int | None = None) -> StoreReport:
-    """Store `paths` to `peer` from the workers of the Dask cluster at `scheduler`."""
+def store_on_cluster(peer: Peer, paths: Sequence[str], options: StoreOptions | None = None, *, scheduler: str,
+                     on_result: Callable[[FileResult], object] | None = None, recursive: bool | None = None,
+                     jobs: int | None = None, journal: str | None = None,
+                     max_per_peer: int | None = None) -> StoreReport:
+    """Store `paths` to `peer` from the workers of the Dask cluster at `scheduler`, as `options` (or the
+    keywords) say: each worker over ``jobs`` associations, the journal at the path ``journal`` (storage the
+    workers share)."""
+    options = given(options, StoreOptions, recursive=recursive, jobs=jobs, journal=journal)
+    if options.commit:
+        from dicomscu.operations.target import COMMIT_ON_CLUSTER
+
+        raise UsageError(COMMIT_ON_CLUSTER, option="cluster")
+    if options.journal is not None and not isinstance(options.journal, (str, os.PathLike)):
+        raise UsageError(f"{options.journal!r}: on a cluster, give the path of a journal the workers share",
+                         option="journal")
+    journal = os.fspath(options.journal) if options.journal is not None else None
+    recursive, jobs = options.recursive, options.jobs
     started = time.perf_counter()
     if journal:
         Journal(journal, peer=str(peer)).close()  # another peer's journal is refused before anything runs
@@ -442,13 +456,14 @@ def retrieve_share(peer: Peer, query, options, identifiers: list, jobs: int, ope
     todo = [series for series in identifiers if _series_uid(series) not in earlier]
     parts = [retrieve.RetrieveReport(peer, name) for _ in range(min(jobs, len(todo)))]
     publish = Publisher(topic, n, key=lambda item: item[0])
+    one_by_one = dataclasses.replace(options, jobs=1)  # (the share's own associations are its parallelism)
     for uid, report in earlier.items():  # the client may have missed them when the earlier try died
         publish((uid, report))
 
     def one_association(index: int) -> None:
         for series in todo[index::len(parts)]:
             uid = _series_uid(series)
-            part = run(peer, query, options, lambda report: publish((uid, dataclasses.replace(
+            part = run(peer, query, one_by_one, lambda report: publish((uid, dataclasses.replace(
                 report, write_errors=list(report.write_errors), refused_classes=list(report.refused_classes)))),
                 [series])
             journal.record(uid, part)
@@ -468,12 +483,16 @@ def _series_uid(series) -> str:
     return str(series.get("SeriesInstanceUID", ""))
 
 
-def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *, scheduler: str,
-                        operation: str = "get", jobs: int = 1, max_per_peer: int | None = None, on_progress=None):
+def retrieve_on_cluster(peer: Peer, query, options: RetrieveOptions, identifiers: list | None, *, scheduler: str,
+                        operation: str = "get", jobs: int | None = None, max_per_peer: int | None = None,
+                        on_progress=None):
     """C-GET or C-MOVE what `query` (or `identifiers`) selects, series by series, on the workers at
-    `scheduler`; C-GET into ``options.output`` (storage the workers share), C-MOVE to
-    ``options.move_destination`` (the workers cannot all be one move destination)."""
+    `scheduler`, each over ``options.jobs`` (or `jobs`) associations; C-GET into ``options.output`` (storage
+    the workers share), C-MOVE to ``options.move_destination`` (the workers cannot all be one move
+    destination)."""
     from dicomscu.operations import retrieve
+
+    options = given(options, RetrieveOptions, jobs=jobs)
 
     if operation == "move" and options.move_destination is None:
         raise UsageError("on a cluster, C-MOVE needs a destination the server knows (--move-dest AE): the "
@@ -494,7 +513,7 @@ def retrieve_on_cluster(peer: Peer, query, options, identifiers: list | None, *,
     # once every share is over, knows to be nobody's.
     options = dataclasses.replace(options, tag=secrets.token_hex(6))
     limit = _peer_limit(peer, max_per_peer)
-    jobs = _cap(jobs, max_per_peer)
+    jobs = _cap(options.jobs, max_per_peer)
     topic = topic_of(client)
     progress = RetrievalProgress(client, topic, lambda parts: retrieve.combine(peer, parts))
 

@@ -2,7 +2,7 @@
 
 The sequence (PS3.4 J.3, Push Model):
 
-1. **Ask** — the instances go in requests of :data:`COMMIT_BATCH`, one N-ACTION each
+1. **Ask** — the instances go in requests of :data:`~dicomscu.operations.options.COMMIT_BATCH`, one N-ACTION each
    with its own Transaction UID; each is answered at once by an N-ACTION-RSP, which
    only says the peer will look.
 2. **Wait** — the results come as N-EVENT-REPORTs, on our association while it is
@@ -20,6 +20,7 @@ The sequence (PS3.4 J.3, Push Model):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -33,6 +34,7 @@ from dicomscu.files.inputs import InputProblem, Paths, as_paths, expand
 from dicomscu.files.probe import BadFile, probe
 from dicomscu.operations.commitment import (ALL_COMMITTED, REQUEST_COMMITMENT, SOME_FAILED, BadCommitment,
                                             EventReport, Failure, Reference, action_information, read_event)
+from dicomscu.operations.options import COMMIT_BATCH, COMMIT_TIMEOUT, CommitOptions, given
 from dicomscu.operations.provider import Provider
 from dicomscu.operations.status import Status, decode
 from dicomscu.protocol import commands as dimse
@@ -46,10 +48,6 @@ from dicomscu.uids import (EXPLICIT_VR_LE, IMPLICIT_VR_LE, STORAGE_COMMITMENT_IN
 
 LOGGER = logging.getLogger("dicomscu.commit")
 
-#: Instances per N-ACTION request: small enough for any archive to check in seconds, few requests for 10^4.
-COMMIT_BATCH = 1000
-#: How long to wait for the results (N-EVENT-REPORTs) after the last request was answered.
-COMMIT_TIMEOUT = 60.0
 #: With a listener for reports, our association is released after this long without a report on it.
 QUIET_ON_ASSOCIATION = 2.0
 #: Bytes read per file to learn its SOP Class and Instance UIDs.
@@ -197,12 +195,13 @@ def references_in(paths: Paths, recursive: bool = False,
         yield Reference(info.sop_class, info.sop_instance)
 
 
-def commit(peer: Peer, instances: Iterable[Reference], *, port_scp: int | None = None,
-           timeout: float = COMMIT_TIMEOUT, batch: int = COMMIT_BATCH, journal=None, root_uid: str | None = None,
-           on_report: Callable[[EventReport], None] | None = None) -> CommitReport:
+def commit(peer: Peer, instances: Iterable[Reference], options: CommitOptions | None = None, *,
+           port_scp: int | None = None, timeout: float | None = None, batch: int | None = None, journal=None,
+           root_uid: str | None = None, on_report: Callable[[EventReport], None] | None = None) -> CommitReport:
     """Ask `peer` to commit `instances` ((SOP Class, SOP Instance) pairs: :class:`Reference`) and wait up to
-    `timeout` s for its results.
+    ``options.timeout`` s for its results.
 
+    `options` (:class:`~dicomscu.operations.options.CommitOptions`), or the same fields as keywords:
     `port_scp` listens for results sent on an association the peer opens back to us (its AE table must
     know our calling AE title at this port).  `journal` (a :class:`~dicomscu.files.journal.Journal` or the path
     of one, as for :func:`~dicomscu.operations.store.store`) skips instances committed in an earlier run and
@@ -210,16 +209,14 @@ def commit(peer: Peer, instances: Iterable[Reference], *, port_scp: int | None =
     ``report.error`` with what was learned before them; a peer without Storage Commitment raises
     :class:`~dicomscu.errors.OperationFailed`.
     """
-    if isinstance(journal, (str, os.PathLike)):
+    options = given(options, CommitOptions, port_scp=port_scp, timeout=timeout, batch=batch, journal=journal,
+                    root_uid=root_uid)
+    if isinstance(options.journal, (str, os.PathLike)):
         from dicomscu.files.journal import journal_for
 
-        with journal_for(journal, peer) as opened:
-            return commit(peer, instances, port_scp=port_scp, timeout=timeout, batch=batch, journal=opened,
-                          root_uid=root_uid, on_report=on_report)
-    if batch < 1:
-        raise UsageError(f"batch {batch}: at least one instance per request", option="commit_batch")
-    if timeout <= 0:
-        raise UsageError(f"timeout {timeout:g}: give a positive number of seconds", option="commit_timeout")
+        with journal_for(options.journal, peer) as opened:
+            return commit(peer, instances, dataclasses.replace(options, journal=opened), on_report=on_report)
+    journal = options.journal
     started = time.perf_counter()
     report = CommitReport(peer)
     wanted: list[Reference] = []
@@ -246,7 +243,7 @@ def commit(peer: Peer, instances: Iterable[Reference], *, port_scp: int | None =
     transactions = _Transactions(report, recorded)
     if wanted:
         try:
-            _run(peer, wanted, transactions, port_scp, timeout, batch, root_uid)
+            _run(peer, wanted, transactions, options.port_scp, options.timeout, options.batch, options.root_uid)
         except DicomscuError as exc:
             if isinstance(exc, (UsageError, OperationFailed)):
                 raise

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Literal, o
 
 from dicomscu.errors import DicomscuError, OperationFailed
 from dicomscu.files.probe import top_level_bytes
+from dicomscu.operations.options import FindOptions, given
 from dicomscu.operations.status import FAILURE, PENDING, Status, decode as decode_status
 from dicomscu.query.identifier import Query
 from dicomscu.protocol import commands as dimse
@@ -79,18 +80,21 @@ class FindReport:
 
 
 @overload
-def find(peer: Peer, query: Query, *, on_answer: Callable[[Dataset], object] | None = None, limit: int | None = None,
+def find(peer: Peer, query: Query, options: FindOptions | None = None, *,
+         on_answer: Callable[[Dataset], object] | None = None, limit: int | None = None,
          raw: Literal[False] = False) -> FindReport: ...
 
 
 @overload
-def find(peer: Peer, query: Query, *, on_answer: Callable[[RawAnswer], object] | None = None,
-         limit: int | None = None, raw: Literal[True]) -> FindReport: ...
+def find(peer: Peer, query: Query, options: FindOptions | None = None, *,
+         on_answer: Callable[[RawAnswer], object] | None = None, limit: int | None = None,
+         raw: Literal[True]) -> FindReport: ...
 
 
 def find(
     peer: Peer,
     query: Query,
+    options: FindOptions | None = None,
     *,
     on_answer: Callable[[Any], object] | None = None,
     limit: int | None = None,
@@ -98,13 +102,15 @@ def find(
 ) -> FindReport:
     """Run `query` on `peer`; each match goes to `on_answer`; returns the totals.
 
-    `on_answer` gets a pydicom Dataset, or with `raw` a :class:`RawAnswer` (decoding
-    left to the caller: the command line's machine formats read the bytes directly).
+    `options` (:class:`~dicomscu.operations.options.FindOptions`), or its `limit` as a keyword: stop after
+    that many matches (a C-CANCEL).  `on_answer` gets a pydicom Dataset, or with `raw` a :class:`RawAnswer`
+    (decoding left to the caller: the command line's machine formats read the bytes directly).
 
     A failure status raises :class:`~dicomscu.errors.OperationFailed` (after the
     matches received so far were handed over); association problems raise the
     other :class:`~dicomscu.errors.DicomscuError` subclasses.
     """
+    limit = given(options, FindOptions, limit=limit).limit
     started = time.perf_counter()
     report = FindReport(peer, query)
     with associate(peer, [_context(query)]) as channel:

@@ -60,7 +60,7 @@ class StoreReport:
         return self.counts[OK] + self.counts[WARNED]
 
 
-def recorder(report: StoreReport, journal, on_result: Callable[[FileResult], None] | None) -> Callable[[FileResult], None]:
+def recorder(report: StoreReport, journal, on_result: Callable[[FileResult], object] | None) -> Callable[[FileResult], None]:
     """What a store does with each file's result, whatever the protocol: count it, journal what the peer
     confirmed, hand it on.  Thread-safe (``-j`` sends from several threads)."""
     lock = threading.Lock()

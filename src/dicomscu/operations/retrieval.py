@@ -7,7 +7,7 @@ UIDs) starts without loading it.
 
 from __future__ import annotations
 
-from dicomscu.choices import LAYOUTS, Layout
+from dicomscu.choices import Layout
 
 from collections.abc import MutableSequence
 from dataclasses import dataclass, field
@@ -61,10 +61,14 @@ class RetrieveOptions:
     #: Marks the temporary names of the files written (a cluster run's, removed by its client when a killed
     #: worker leaves some).
     tag: str = ""
+    #: Associations (DICOMweb connections; per worker on a cluster) at once, the work split by series.
+    jobs: int = 1
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise UsageError(f"layout {self.layout!r}: choose flat or hierarchical", option="layout")
+        """Checked here for the command line and the API alike (see :mod:`dicomscu.operations.options`)."""
+        from dicomscu.operations.options import check_retrieval
+
+        check_retrieval(self)
 
     @property
     def syntaxes(self) -> list[str]:
@@ -110,7 +114,7 @@ class RetrieveReport:
             self.failed or self.write_errors)
 
 
-Progress = Callable[[RetrieveReport], None]
+Progress = Callable[[RetrieveReport], object]
 
 
 #: A report's counts, which reports of parts of one retrieval add up to (:func:`combine`), and its lists.

@@ -31,6 +31,7 @@ from dicomscu.errors import DicomscuError, OperationFailed, PeerTimeout, UsageEr
 from dicomscu.files.instances import InstanceWriter
 from dicomscu.files.probe import valid_uid
 from dicomscu.operations.fanout import fan_out
+from dicomscu.operations.options import given
 from dicomscu.operations.retrieval import (  # noqa: F401 - names of this module's API since the start
     AS_THEY_COME,
     COMPRESSED_SYNTAXES,
@@ -122,13 +123,16 @@ def identifiers_from_answers(answers, query: Query, level: str | None = None,
 
 
 def move(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None,
-         identifiers: list[Dataset] | None = None, jobs: int = 1) -> RetrieveReport:
+         identifiers: list[Dataset] | None = None, jobs: int | None = None) -> RetrieveReport:
     """C-MOVE the instances matching `query` (or `identifiers`) to our SCP (or ``options.move_destination``).
 
-    With `jobs` > 1 the work is split by series over that many associations; the
-    instances of all of them arrive at the one SCP.
+    With ``options.jobs`` (or `jobs`, which overrides it) > 1 the work is split by series over that many
+    associations; the instances of all of them arrive at the one SCP.
     """
     import threading
+
+    options = given(options, RetrieveOptions, jobs=jobs)
+    jobs = options.jobs
 
     from dicomscu.operations.scp import StorageSCP
 
@@ -211,10 +215,12 @@ def _move_advice(report: RetrieveReport, options: RetrieveOptions, destination: 
 
 
 def get(peer: Peer, query: Query, options: RetrieveOptions, on_progress: Progress | None = None,
-        identifiers: list[Dataset] | None = None, jobs: int = 1) -> RetrieveReport:
-    """C-GET the instances matching `query` (or `identifiers`) over one association (or `jobs`)."""
-    if jobs > 1:
-        return _get_in_parallel(peer, query, options, on_progress, identifiers, jobs)
+        identifiers: list[Dataset] | None = None, jobs: int | None = None) -> RetrieveReport:
+    """C-GET the instances matching `query` (or `identifiers`) over one association (or ``options.jobs``, or
+    `jobs`, which overrides it)."""
+    options = given(options, RetrieveOptions, jobs=jobs)
+    if options.jobs > 1:
+        return _get_in_parallel(peer, query, options, on_progress, identifiers, options.jobs)
     report = RetrieveReport(peer, "C-GET")
     started = time.perf_counter()
     identifiers = identifiers_for(peer, query, options, report, "C-GET", identifiers)
@@ -457,7 +463,8 @@ def _get_in_parallel(peer, query, options, on_progress, identifiers, jobs) -> Re
                 total = combine(peer, parts)
             on_progress(total)
 
-    once = dataclasses.replace(options, skip_existing=False)  # (the identifiers name what is missing already)
+    # one association each; the identifiers name what is missing already
+    once = dataclasses.replace(options, skip_existing=False, jobs=1)
 
     def run(share: list[Dataset], part: RetrieveReport) -> None:
         result = get(peer, query, once, combined_progress, share)

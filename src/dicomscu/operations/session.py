@@ -32,6 +32,7 @@ from dicomscu.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION
 
 if TYPE_CHECKING:
     from dicomscu.operations.find import FindReport
+    from dicomscu.operations.options import FindOptions
 
 
 class Association:
@@ -79,10 +80,13 @@ class Association:
             raise OperationFailed(f"C-ECHO to {self.peer} answered {status}")
         return status
 
-    def find(self, query, *, limit: int | None = None) -> Iterator:
-        """C-FIND: each match as a pydicom Dataset, as it arrives (stop early with ``break``: a C-CANCEL goes)."""
+    def find(self, query, options: "FindOptions | None" = None, *, limit: int | None = None) -> Iterator:
+        """C-FIND: each match as a pydicom Dataset, as it arrives (stop early with ``break``, or after
+        `options`' or the keyword's `limit`: a C-CANCEL goes)."""
         from dicomscu.operations.find import FindReport, _raise_on_failure, answers
+        from dicomscu.operations.options import FindOptions, given
 
+        limit = given(options, FindOptions, limit=limit).limit
         report = FindReport(self.peer, query)
         self.last_find = report  # (the find's report: matches, status, whether a C-CANCEL went)
         stream = answers(self.channel, query, report, limit)

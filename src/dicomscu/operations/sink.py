@@ -24,7 +24,7 @@ class InstanceSink:
     deliver over several associations at once)."""
 
     def __init__(self, writer: InstanceWriter, report: "RetrieveReport",
-                 on_progress: Callable[["RetrieveReport"], None] | None = None) -> None:
+                 on_progress: Callable[["RetrieveReport"], object] | None = None) -> None:
         self.writer = writer
         self.report = report
         self.on_progress = on_progress

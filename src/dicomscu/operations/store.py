@@ -18,6 +18,7 @@ The sequence:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import Counter
@@ -29,6 +30,7 @@ from dicomscu.errors import AssociationAborted, AssociationRejected, ConnectionF
 from dicomscu.files.inputs import InputProblem, Paths, as_paths, expand
 from dicomscu.files.probe import BadFile, DicomFile, probe
 from dicomscu.files.sending import offered_to, payload, syntax_to_send
+from dicomscu.operations.options import JournalLike, StoreOptions, given
 from dicomscu.operations.status import SUCCESS, WARNING, decode
 from dicomscu.operations.fanout import fan_out
 from dicomscu.operations.results import ALREADY, FAILED, OK, SKIPPED, WARNED, FileResult, StoreReport, recorder
@@ -116,45 +118,50 @@ def _group_contexts(pairs: Counter) -> list[_Group]:
 def store(
     peer: Peer,
     paths: Paths,
+    options: StoreOptions | None = None,
     *,
-    recursive: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
-    on_result: Callable[[FileResult], None] | None = None,
-    decompress: bool = False,
-    jobs: int = 1,
-    journal=None,
-    commit: bool = False,
+    on_result: Callable[[FileResult], object] | None = None,
+    recursive: bool | None = None,
+    decompress: bool | None = None,
+    jobs: int | None = None,
+    journal: JournalLike = None,
+    commit: bool | None = None,
     commit_timeout: float | None = None,
     port_scp: int | None = None,
 ) -> StoreReport:
     """Send the DICOM files among `paths` (files and directories) to `peer`.
 
-    With `commit`, the peer is then asked to take responsibility for every instance it stored (storage
-    commitment, :func:`dicomscu.operations.commit.commit`, its results awaited up to `commit_timeout` s, on
-    our association or at `port_scp`): ``report.commitment`` says what it committed, and ``report.ok``
+    How is `options` (:class:`~dicomscu.operations.options.StoreOptions`, the command line's too), or its
+    fields as keywords (``recursive=True, jobs=4``), which override those of `options`.
+
+    With ``commit``, the peer is then asked to take responsibility for every instance it stored (storage
+    commitment, :func:`dicomscu.operations.commit.commit`, its results awaited up to ``commit_timeout`` s, on
+    our association or at ``port_scp``): ``report.commitment`` says what it committed, and ``report.ok``
     requires every instance committed.
 
     Problems with single files never stop the run: they are reported through
     `on_result` and counted.  A compressed file whose transfer syntax the peer
-    refuses is decompressed (when pydicom has a decoder for it); `decompress`
+    refuses is decompressed (when pydicom has a decoder for it); ``decompress``
     sends every compressed file uncompressed.  An association that cannot be opened or is lost is
-    recorded in ``report.error``; files it could not carry count as ``not_sent``.  `journal` is a
+    recorded in ``report.error``; files it could not carry count as ``not_sent``.  ``journal`` is a
     :class:`~dicomscu.files.journal.Journal` or the path of one (opened for this peer: another peer's is
     refused).
     """
+    options = given(options, StoreOptions, recursive=recursive, decompress=decompress, jobs=jobs, journal=journal,
+                    commit=commit, commit_timeout=commit_timeout, port_scp=port_scp)
     paths = as_paths(paths)
-    if isinstance(journal, (str, os.PathLike)):
+    if isinstance(options.journal, (str, os.PathLike)):
         from dicomscu.files.journal import journal_for
 
-        with journal_for(journal, peer) as opened:
-            return store(peer, paths, recursive=recursive, on_plan=on_plan, on_result=on_result,
-                         decompress=decompress, jobs=jobs, journal=opened, commit=commit,
-                         commit_timeout=commit_timeout, port_scp=port_scp)
-    if commit:
-        return _store_and_commit(peer, paths, recursive, on_plan, on_result, decompress, jobs, journal,
-                                 commit_timeout, port_scp)
-    if jobs > 1:
-        return _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, jobs, journal)
+        with journal_for(options.journal, peer) as opened:
+            return store(peer, paths, dataclasses.replace(options, journal=opened), on_plan=on_plan,
+                         on_result=on_result)
+    if options.commit:
+        return _store_and_commit(peer, paths, options, on_plan, on_result)
+    recursive, decompress, journal = options.recursive, options.decompress, options.journal
+    if options.jobs > 1:
+        return _store_in_parallel(peer, paths, recursive, on_plan, on_result, decompress, options.jobs, journal)
     started = time.perf_counter()
     the_plan = plan(paths, recursive)
     report = StoreReport(peer, the_plan.files, the_plan.bytes)
@@ -198,10 +205,9 @@ def store(
     return report
 
 
-def _store_and_commit(peer, paths, recursive, on_plan, on_result, decompress, jobs, journal, commit_timeout,
-                      port_scp) -> StoreReport:
+def _store_and_commit(peer: Peer, paths: list[str], options: StoreOptions, on_plan, on_result) -> StoreReport:
     """Store, then ask for commitment of every instance the peer holds now (stored, or already per journal)."""
-    from dicomscu.operations.commit import COMMIT_TIMEOUT, commit as request_commitment
+    from dicomscu.operations.commit import commit as request_commitment
     from dicomscu.operations.commitment import Reference
 
     kept: list[Reference] = []
@@ -212,10 +218,8 @@ def _store_and_commit(peer, paths, recursive, on_plan, on_result, decompress, jo
         if on_result:
             on_result(result)
 
-    report = store(peer, paths, recursive=recursive, on_plan=on_plan, on_result=collect, decompress=decompress,
-                   jobs=jobs, journal=journal)
-    report.commitment = request_commitment(peer, kept, port_scp=port_scp, journal=journal,
-                                           timeout=commit_timeout or COMMIT_TIMEOUT)
+    report = store(peer, paths, dataclasses.replace(options, commit=False), on_plan=on_plan, on_result=collect)
+    report.commitment = request_commitment(peer, kept, options.commitment)
     return report
 
 

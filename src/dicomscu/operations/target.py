@@ -21,6 +21,7 @@ from dicomscu.transport.peer import Peer
 if TYPE_CHECKING:  # pragma: no cover
     from dicomscu.operations.echo import EchoResult
     from dicomscu.operations.find import FindReport
+    from dicomscu.operations.options import FindOptions, StoreOptions
     from dicomscu.operations.results import FileResult, StoreReport
     from dicomscu.operations.retrieval import RetrieveOptions, RetrieveReport
     from dicomscu.query.build import Query
@@ -37,7 +38,8 @@ COMMIT_ON_CLUSTER = ("--commit runs from this machine: store with --cluster firs
 
 
 class Target(Protocol):
-    """What every kind of target does."""
+    """What every kind of target does, each operation asked by its options object
+    (:mod:`dicomscu.operations.options`, :class:`~dicomscu.operations.retrieval.RetrieveOptions`)."""
 
     #: What the target is, as summaries and journals name it (``str()`` of its peer).
     peer: Any
@@ -56,17 +58,14 @@ class Target(Protocol):
 
     def echo(self) -> "EchoResult": ...
 
-    def store(self, paths: Sequence[str], *, recursive: bool = False, on_plan: Callable | None = None,
-              on_result: Callable[["FileResult"], None] | None = None, decompress: bool = False, jobs: int = 1,
-              journal: str | None = None, commit: bool = False, commit_timeout: float | None = None,
-              port_scp: int | None = None) -> "StoreReport": ...
+    def store(self, paths: Sequence[str], options: "StoreOptions", *, on_plan: Callable | None = None,
+              on_result: Callable[["FileResult"], object] | None = None) -> "StoreReport": ...
 
-    def find(self, query: "Query", *, on_answer: Callable | None = None, limit: int | None = None,
+    def find(self, query: "Query", options: "FindOptions", *, on_answer: Callable | None = None,
              raw: bool = False) -> "FindReport": ...
 
     def retrieve(self, operation: str, query: "Query | None", options: "RetrieveOptions",
-                 identifiers: list | None = None, on_progress: Callable | None = None,
-                 jobs: int = 1) -> "RetrieveReport": ...
+                 identifiers: list | None = None, on_progress: Callable | None = None) -> "RetrieveReport": ...
 
 
 class DimseTarget:
@@ -88,26 +87,23 @@ class DimseTarget:
 
         return echo(self.peer)
 
-    def store(self, paths, *, recursive=False, on_plan=None, on_result=None, decompress=False, jobs=1, journal=None,
-              commit=False, commit_timeout=None, port_scp=None) -> "StoreReport":
+    def store(self, paths, options, *, on_plan=None, on_result=None) -> "StoreReport":
         from dicomscu.operations.store import store
 
-        return store(self.peer, paths, recursive=recursive, on_plan=on_plan, on_result=on_result,
-                     decompress=decompress, jobs=jobs, journal=journal or None, commit=commit,
-                     commit_timeout=commit_timeout, port_scp=port_scp)  # (store opens a journal's path itself)
+        return store(self.peer, paths, options, on_plan=on_plan, on_result=on_result)
 
-    def find(self, query, *, on_answer=None, limit=None, raw=False) -> "FindReport":
+    def find(self, query, options, *, on_answer=None, raw=False) -> "FindReport":
         from dicomscu.operations.find import find
 
-        return find(self.peer, query, on_answer=on_answer, limit=limit, raw=raw)
+        return find(self.peer, query, options, on_answer=on_answer, raw=raw)
 
-    def retrieve(self, operation, query, options, identifiers=None, on_progress=None, jobs=1) -> "RetrieveReport":
+    def retrieve(self, operation, query, options, identifiers=None, on_progress=None) -> "RetrieveReport":
         from dicomscu.operations import retrieve
 
         if query is None:
             raise UsageError(f"{self.retrieval_name(operation)} needs a query")
         run = retrieve.move if operation == "move" else retrieve.get
-        return run(self.peer, query, options, on_progress, identifiers, jobs=jobs)
+        return run(self.peer, query, options, on_progress, identifiers)
 
 
 class WebTarget:
@@ -131,24 +127,17 @@ class WebTarget:
 
         return echo(self.peer)
 
-    def store(self, paths, *, recursive=False, on_plan=None, on_result=None, decompress=False, jobs=1, journal=None,
-              commit=False, commit_timeout=None, port_scp=None) -> "StoreReport":
+    def store(self, paths, options, *, on_plan=None, on_result=None) -> "StoreReport":
         from dicomscu.web import stow
 
-        if commit:
-            raise UsageError(COMMIT_OVER_WEB)
-        from dicomscu.files.journal import journal_for
+        return stow.store(self.peer, list(paths), options, on_result=on_result)
 
-        with journal_for(journal or None, self.peer) as opened:
-            return stow.store(self.peer, list(paths), recursive=recursive, on_result=on_result, jobs=jobs,
-                              journal=opened)
-
-    def find(self, query, *, on_answer=None, limit=None, raw=False) -> "FindReport":
+    def find(self, query, options, *, on_answer=None, raw=False) -> "FindReport":
         from dicomscu.web import qido
 
-        return qido.find(self.peer, query, on_answer=on_answer, limit=limit, raw=raw)
+        return qido.find(self.peer, query, options, on_answer=on_answer, raw=raw)
 
-    def retrieve(self, operation, query, options, identifiers=None, on_progress=None, jobs=1) -> "RetrieveReport":
+    def retrieve(self, operation, query, options, identifiers=None, on_progress=None) -> "RetrieveReport":
         from dicomscu.operations import retrieve
         from dicomscu.web import wado
 
@@ -157,7 +146,7 @@ class WebTarget:
             if query is None:
                 raise UsageError(f"{name} needs a query or identifiers")
             identifiers = [retrieve.retrieve_identifier(query, name)]
-        return wado.get(self.peer, identifiers, options, on_progress, jobs=jobs)
+        return wado.get(self.peer, identifiers, options, on_progress)
 
 
 class ClusterTarget:
@@ -179,26 +168,22 @@ class ClusterTarget:
     def echo(self) -> "EchoResult":
         raise UsageError("--cluster runs --store, --get and --move (also --find ... --then) on a Dask cluster")
 
-    def find(self, query, *, on_answer=None, limit=None, raw=False) -> "FindReport":
+    def find(self, query, options, *, on_answer=None, raw=False) -> "FindReport":
         from dicomscu.operations.find import find  # the survey before a --then runs here; the retrieval there
 
-        return find(self.peer, query, on_answer=on_answer, limit=limit, raw=raw)
+        return find(self.peer, query, options, on_answer=on_answer, raw=raw)
 
-    def store(self, paths, *, recursive=False, on_plan=None, on_result=None, decompress=False, jobs=1, journal=None,
-              commit=False, commit_timeout=None, port_scp=None) -> "StoreReport":
+    def store(self, paths, options, *, on_plan=None, on_result=None) -> "StoreReport":
         from dicomscu.operations.cluster import store_on_cluster
 
-        if commit:
-            raise UsageError(COMMIT_ON_CLUSTER)
-        return store_on_cluster(self.peer, list(paths), scheduler=self.scheduler, recursive=recursive,
-                                on_result=on_result, jobs=jobs, journal=journal, max_per_peer=self.max_per_peer)
+        return store_on_cluster(self.peer, list(paths), options, scheduler=self.scheduler, on_result=on_result,
+                                max_per_peer=self.max_per_peer)
 
-    def retrieve(self, operation, query, options, identifiers=None, on_progress=None, jobs=1) -> "RetrieveReport":
+    def retrieve(self, operation, query, options, identifiers=None, on_progress=None) -> "RetrieveReport":
         from dicomscu.operations.cluster import retrieve_on_cluster
 
         return retrieve_on_cluster(self.peer, query, options, identifiers, scheduler=self.scheduler,
-                                   operation=operation, jobs=jobs, max_per_peer=self.max_per_peer,
-                                   on_progress=on_progress)
+                                   operation=operation, max_per_peer=self.max_per_peer, on_progress=on_progress)
 
 
 def target_for(peer: Peer | None = None, web: "WebPeer | None" = None, cluster: str | None = None,

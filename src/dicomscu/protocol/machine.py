@@ -137,7 +137,7 @@ class Association:
         self.request_pdu: pdus.AssociateRQ | None = None
         self.accept_pdu: pdus.AssociateAC | None = None
         self._buffer = bytearray()
-        self._events: deque = deque()
+        self._events: deque[Event] = deque()
         self._reassembler = Reassembler(max_dataset)
         self._closed = False
         #: The protocol error that put the machine in its error state (AA-8), or None.
@@ -179,7 +179,7 @@ class Association:
         else:
             self._buffer += data
 
-    def next_event(self):
+    def next_event(self) -> "Event | _NeedData":
         """The next event, or :data:`NEED_DATA`; raises ProtocolError when the peer broke the protocol (and
         again on every later call: the machine is in its error state)."""
         if self.failure is not None:

@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 from dicomscu.errors import OperationFailed, UsageError
 from dicomscu.operations.find import FindReport, RawAnswer
+from dicomscu.operations.options import FindOptions, given
 from dicomscu.operations.status import Status
 from dicomscu.query.build import QUERY_LEVEL, Query
 from dicomscu.web.service import WebPeer, WebService
@@ -148,9 +149,11 @@ def as_answer(item: dict) -> RawAnswer:
     return RawAnswer(encode(dataset, ExplicitVRLittleEndian), ExplicitVRLittleEndian)
 
 
-def find(peer: WebPeer, query: Query, *, on_answer: Callable | None = None, limit: int | None = None,
-         raw: bool = False) -> FindReport:
-    """QIDO-RS `query` on `peer`; each match to `on_answer` (a Dataset, or with `raw` a RawAnswer)."""
+def find(peer: WebPeer, query: Query, options: FindOptions | None = None, *, on_answer: Callable | None = None,
+         limit: int | None = None, raw: bool = False) -> FindReport:
+    """QIDO-RS `query` on `peer`; each match to `on_answer` (a Dataset, or with `raw` a RawAnswer); as
+    :func:`dicomscu.operations.find.find`, `options` or `limit` stop after that many matches."""
+    limit = given(options, FindOptions, limit=limit).limit
     started = time.perf_counter()
     report = FindReport(peer, query)  # type: ignore[arg-type]
     with WebService(peer) as service:

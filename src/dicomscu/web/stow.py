@@ -10,15 +10,18 @@ mention failed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import time
 import uuid
 from typing import Callable, Iterator, Sequence
 
-from dicomscu.errors import DicomscuError, OperationFailed
+from dicomscu.errors import DicomscuError, OperationFailed, UsageError
 from dicomscu.files.inputs import expand
 from dicomscu.files.probe import DicomFile
 from dicomscu.operations.fanout import fan_out
+from dicomscu.operations.options import StoreOptions, given
 from dicomscu.operations.results import ALREADY, FAILED, OK, WARNED, FileResult, StoreReport, recorder
 from dicomscu.operations.store import load_input
 from dicomscu.web.service import WebPeer, WebService
@@ -106,11 +109,24 @@ def _outcomes(answer: dict, sent: dict[str, tuple[str, DicomFile, int]]) -> Iter
                              size=size)
 
 
-def store(peer: WebPeer, paths: Sequence[str], *, recursive: bool = False,
-          on_result: Callable[[FileResult], None] | None = None, jobs: int = 1, journal=None) -> StoreReport:
-    """STOW-RS the DICOM files among `paths` to `peer`, `jobs` batches at a time."""
+def store(peer: WebPeer, paths: Sequence[str], options: StoreOptions | None = None, *,
+          on_result: Callable[[FileResult], object] | None = None, recursive: bool | None = None,
+          jobs: int | None = None, journal=None) -> StoreReport:
+    """STOW-RS the DICOM files among `paths` to `peer`, ``jobs`` batches at a time, as `options` (or the
+    keywords: :class:`~dicomscu.operations.options.StoreOptions`) say; storage commitment is DIMSE's."""
     import threading
 
+    options = given(options, StoreOptions, recursive=recursive, jobs=jobs, journal=journal)
+    if options.commit:
+        from dicomscu.operations.target import COMMIT_OVER_WEB
+
+        raise UsageError(COMMIT_OVER_WEB, option="commit")
+    if isinstance(options.journal, (str, os.PathLike)):
+        from dicomscu.files.journal import journal_for
+
+        with journal_for(options.journal, peer) as opened:
+            return store(peer, paths, dataclasses.replace(options, journal=opened), on_result=on_result)
+    recursive, jobs, journal = options.recursive, options.jobs, options.journal
     started = time.perf_counter()
     report = StoreReport(peer)  # type: ignore[arg-type]
     lock = threading.Lock()

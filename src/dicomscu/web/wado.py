@@ -22,6 +22,7 @@ from dicomscu.files.instances import PATIENT_ID, SERIES_UID, STUDY_UID, Instance
 from dicomscu.files.probe import BadFile, probe, valid_uid
 from dicomscu.files.spool import Spool
 from dicomscu.operations.fanout import fan_out
+from dicomscu.operations.options import given
 from dicomscu.operations.retrieval import RetrieveOptions, RetrieveReport, Scope, combine
 from dicomscu.operations.status import Status
 from dicomscu.web.service import WebPeer, WebService
@@ -241,10 +242,13 @@ def _digest(path: str) -> bytes:
     return digest.digest()
 
 
-def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=None, jobs: int = 1) -> RetrieveReport:
-    """WADO-RS each study, series or instance named by `identifiers` into ``options.output``; with `jobs` > 1
-    that many at once (over as many connections), a study split into its series when there are fewer
-    resources than that."""
+def get(peer: WebPeer, identifiers: list, options: RetrieveOptions, on_progress=None,
+        jobs: int | None = None) -> RetrieveReport:
+    """WADO-RS each study, series or instance named by `identifiers` into ``options.output``; with
+    ``options.jobs`` (or `jobs`, which overrides it) > 1 that many at once (over as many connections), a study
+    split into its series when there are fewer resources than that."""
+    options = given(options, RetrieveOptions, jobs=jobs)
+    jobs = options.jobs
     started = time.perf_counter()
     report = RetrieveReport(peer, "WADO-RS")  # type: ignore[arg-type]
     report.scope = Scope.of(identifiers)
