@@ -152,10 +152,10 @@ def file_header(sop_class: str, sop_instance: str, transfer_syntax: str) -> byte
 
 
 @functools.lru_cache(maxsize=4096)
-def _real_folder(folder: str) -> str:
-    """realpath() of a folder files are written to: a study's or series' folder holds many files, and
-    resolving it walks every component (an lstat each)."""
-    return os.path.realpath(folder)
+def _inside(directory: str, folder: str) -> bool:
+    """Whether `folder`, resolved, is `directory` (resolved) or under it.  Cached: a study's or series' folder
+    holds many files, and resolving it walks every component (an lstat each)."""
+    return os.path.commonpath([directory, os.path.realpath(folder)]) == directory
 
 
 @dataclass
@@ -182,7 +182,7 @@ class InstanceWriter:
         else:
             parts = [name]
         path = os.path.join(self.directory, *parts)
-        if os.path.commonpath([self.directory, _real_folder(os.path.dirname(path))]) != self.directory:
+        if not _inside(self.directory, os.path.dirname(path)):
             raise BadFile(f"refusing to write outside {self.directory}")  # defence in depth
         return path
 

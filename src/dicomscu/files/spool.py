@@ -13,18 +13,43 @@ a refused or unfinished one is removed, and one left by a kill is removed at sta
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
-import tempfile
 from contextlib import contextmanager
 from typing import Iterator
 
 from dicomscu.files.instances import FILE_MODE, PARTIAL_SUFFIX, discard, file_header, partial_prefix
 
 
+#: Numbers this process's temporary names (with its pid: unique without mkstemp's random names and retries).
+_NUMBERS = itertools.count()
+
+
+def _create(folder: str, prefix: str) -> tuple[int, str]:
+    """A new file of ours in `folder` (O_EXCL: never one that exists), open for writing; (descriptor, path)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        path = os.path.join(folder, f"{prefix}{os.getpid()}-{next(_NUMBERS)}{PARTIAL_SUFFIX}")
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:  # left by an earlier process of the same pid: the next number
+            continue
+
+
+def _write_all(handle: int, data: memoryview | bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(handle, view)
+        view = view[written:]
+
+
 class Spool:
     """A temporary file in `folder`: `header` (a file meta, when what comes is a bare data set), then the
-    bytes as they come.  WADO-RS parts, whole files each, take one without a header."""
+    bytes as they come.  WADO-RS parts, whole files each, take one without a header.
+
+    Written through its descriptor, unbuffered: the fragments a peer sends are large, and a small instance
+    is one write (a store of thousands of small files spends nothing on buffering or random names)."""
 
     @classmethod
     def for_instance(cls, folder: str, sop_class: str, sop_instance: str, transfer_syntax: str) -> "Spool":
@@ -32,15 +57,14 @@ class Spool:
         return cls(folder, file_header(sop_class, sop_instance, transfer_syntax))
 
     def __init__(self, folder: str, header: bytes = b"", tag: str = "") -> None:
-        handle, self.path = tempfile.mkstemp(prefix=partial_prefix(tag), suffix=PARTIAL_SUFFIX, dir=folder)
-        self._file = os.fdopen(handle, "wb")
+        self._handle, self.path = _create(folder, partial_prefix(tag))
         self.header_length = len(header)
         self.size = 0
         #: The first write failure (a full disk, say), kept for the owner: a sink never raises.
         self.error: OSError | None = None
         try:
-            os.fchmod(handle, FILE_MODE)
-            self._file.write(header)
+            os.fchmod(self._handle, FILE_MODE)  # (the umask's mode, as open() gives: not 0600)
+            _write_all(self._handle, header)
         except OSError as exc:
             self.error = exc
 
@@ -48,26 +72,24 @@ class Spool:
         if self.error is not None:
             return
         try:
-            self._file.write(fragment)
+            _write_all(self._handle, fragment)
             self.size += len(fragment)
         except OSError as exc:
             self.error = exc
 
     def finish(self) -> None:
-        """All fragments are in: flush and close (a failure is kept in :attr:`error`)."""
-        if self._file.closed:
+        """All fragments are in: close (a failure is kept in :attr:`error`)."""
+        if self._handle < 0:
             return
+        handle, self._handle = self._handle, -1
         try:
-            self._file.close()
+            os.close(handle)
         except OSError as exc:
             self.error = self.error or exc
 
     def discard(self) -> None:
         """Drop the file (the instance was refused, or never arrived whole)."""
-        try:
-            self._file.close()
-        except OSError:
-            pass
+        self.finish()
         discard(self.path)
 
     @contextmanager

@@ -241,6 +241,15 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
             "(serve --reindex fills them)", ", ".join(missing))
 
 
+@dataclass
+class _Batch:
+    """Rows staged for one transaction, and whether (and how) it was written."""
+
+    rows: list[dict[str, str]] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    error: sqlite3.Error | None = None
+
+
 class QueryTooLong(Exception):
     """A query ran past its deadline (:data:`QUERY_SECONDS`)."""
 
@@ -251,6 +260,13 @@ class Index:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # group commit: rows staged by the associations storing at once, written in one transaction
+        self._stage_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self._staged = _Batch()
+        self._pending: dict[str, tuple[str, _Batch]] = {}  # sop_uid -> (path, batch) of a row staged, not written
+        #: Transactions that wrote stored instances' rows (fewer than the rows when associations store at once).
+        self.transactions = 0
         discard(path + REBUILD_SUFFIX)  # a --reindex killed before its swap: the index in place is whole
         self._db = self._connect()
 
@@ -267,13 +283,79 @@ class Index:
             self._db.close()
 
     def add(self, row: dict[str, str]) -> None:
+        """Write one row now (its own transaction, or that of the rows staged with it)."""
+        self.commit(self.stage(row))
+
+    def stage(self, row: dict[str, str]) -> "_Batch":
+        """Put `row` in the next transaction; :meth:`commit` of the batch returned writes it.  Until then
+        :meth:`path_of` answers from it, so that a writer holding its own lock (serve's) sees what another
+        staged: the order of staging is the order of writing."""
+        with self._stage_lock:
+            batch = self._staged
+            batch.rows.append(row)
+            self._pending[row["sop_uid"]] = (row.get("path", ""), batch)
+            return batch
+
+    def commit(self, batch: "_Batch") -> None:
+        """Return once `batch`'s rows are written (raise what writing them raised: none of them is).
+
+        Group commit: the first caller to get here writes every row staged so far, in one transaction, while
+        the others wait; rows staged meanwhile go in the next one, written by the first of their callers.  A
+        lone writer's row is written at once; associations storing at once share transactions (the cost of a
+        commit is mostly its index pages, paid once for the batch).  Nobody returns before its row is in."""
+        with self._commit_lock:
+            if not batch.done.is_set():
+                with self._stage_lock:  # the batch waiting is the one staged: what is staged from now on waits
+                    rows, self._staged = batch.rows, _Batch()
+                try:
+                    self.write_rows(rows)
+                    self.transactions += 1
+                except sqlite3.Error as exc:
+                    batch.error = exc
+                finally:
+                    with self._stage_lock:
+                        for row in rows:
+                            if self._pending.get(row["sop_uid"], (None, None))[1] is batch:
+                                del self._pending[row["sop_uid"]]
+                    batch.done.set()
+        if batch.error is not None:
+            raise batch.error
+
+    def write_rows(self, rows: list[dict[str, str]]) -> None:
+        """`rows` in one transaction (all, or none on an error)."""
         with self._lock:
-            self._db.execute(_INSERT, [row.get(c, "") for c in COLUMNS])
+            if len(rows) == 1:  # (a lone writer's: SQLite's own transaction, two statements fewer)
+                self._db.execute(_INSERT, [rows[0].get(c, "") for c in COLUMNS])
+                return
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(_INSERT, [[row.get(c, "") for c in COLUMNS] for row in rows])
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def path_of(self, sop_uid: str) -> str | None:
+        with self._stage_lock:
+            staged = self._pending.get(sop_uid)
+        if staged is not None:
+            return staged[0]
         with self._lock:
             found = self._db.execute("SELECT path FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
         return found[0] if found else None
+
+    def written_path_of(self, sop_uid: str) -> str | None:
+        """:meth:`path_of` once a row staged for `sop_uid` is written (or failed to be: then the row before it,
+        if any), for a decision that must not rest on a row that may yet fail (--no-overwrite's)."""
+        with self._stage_lock:
+            staged = self._pending.get(sop_uid)
+        if staged is not None:
+            try:
+                self.commit(staged[1])
+            except sqlite3.Error:
+                pass  # (its writer reports it)
+        return self.path_of(sop_uid)
 
     def stored_as(self, sop_uid: str) -> tuple[str, str] | None:
         """(index path, SOP Class UID) of an indexed instance, or None."""

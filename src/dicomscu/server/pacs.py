@@ -287,7 +287,9 @@ class Pacs:
         "stored" (and that content is what is kept); the others get 0x0111.
         """
         with self._write_lock:
-            earlier = self.index.path_of(sop_instance)
+            earlier = self.index.path_of(sop_instance)  # (a row staged by another association counts)
+            if earlier is not None and not self.config.overwrite:
+                earlier = self.index.written_path_of(sop_instance)  # refused only for a row that is written
             if earlier is not None and not self.config.overwrite:
                 LOGGER.warning("refused %s: already stored (--no-overwrite)", sop_instance)
                 return 0x0111  # Duplicate SOP Instance
@@ -299,16 +301,17 @@ class Pacs:
                 return 0xA700  # Refused: out of resources
             inside = self.storage + os.sep  # (the writer names every file inside the storage)
             row["path"] = path[len(inside):] if path.startswith(inside) else os.path.relpath(path, self.storage)
-            try:
-                self.index.add(row)
-            except sqlite3.Error as exc:  # "database or disk is full" is not an OSError
-                LOGGER.error("cannot index %s (%s): its file is removed", sop_instance, exc)
-                if earlier is None or self.resolve(earlier) != path:
-                    discard(path)
-                return 0xA700
-            if earlier is not None and self.resolve(earlier) != path:
-                discard(self.resolve(earlier))  # the same instance, now under another study or series
-        return 0x0000
+            batch = self.index.stage(row)
+        try:  # outside the lock: associations storing at once share one transaction (Index.commit)
+            self.index.commit(batch)
+        except sqlite3.Error as exc:  # "database or disk is full" is not an OSError
+            LOGGER.error("cannot index %s (%s): its file is removed", sop_instance, exc)
+            if earlier is None or self.resolve(earlier) != path:
+                discard(path)
+            return 0xA700
+        if earlier is not None and self.resolve(earlier) != path:
+            discard(self.resolve(earlier))  # the same instance, now under another study or series
+        return 0x0000  # said only now: the row is written
 
     def resolve(self, path: str) -> str:
         """An index path (relative to the storage, or absolute from older indexes) as a file path."""
