@@ -52,7 +52,7 @@ class Server:
 
     def __init__(self, tmp_path: Path, **settings) -> None:
         settings.setdefault("http_port", 0)
-        self.pacs = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+        self.pacs = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                       **settings))
 
     def __enter__(self) -> "Server":
@@ -64,7 +64,7 @@ class Server:
 
     @property
     def dimse(self) -> tuple[str, ...]:
-        return ("127.0.0.1", str(self.pacs.config.port), "--call", "DICOMSCU")
+        return ("127.0.0.1", str(self.pacs.port), "--call", "DICOMSCU")
 
     def url(self, scheme: str = "http", userinfo: str = "") -> str:
         return f"{scheme}://{userinfo}127.0.0.1:{self.pacs.http_port}/dicom-web"
@@ -284,7 +284,7 @@ def test_of_eight_associations_sending_one_new_uid_exactly_one_is_told_stored(tm
             reports: dict[int, object] = {}
 
             def send(sender: int) -> None:
-                peer = Peer("127.0.0.1", server.pacs.config.port, called_ae="DICOMSCU")
+                peer = Peer("127.0.0.1", server.pacs.port, called_ae="DICOMSCU")
                 barrier.wait()
                 reports[sender] = store(peer, [str(paths[sender])])
 

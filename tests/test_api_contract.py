@@ -31,10 +31,10 @@ def test_an_association_refuses_a_second_operation_while_a_find_is_in_flight(tmp
     sample = write_sample(tmp_path / "sample", SampleSpec(patients=3, studies=1, series=1, count=3, matrix=8))
     studies = {__import__("pydicom").dcmread(path, stop_before_pixels=True).StudyInstanceUID for path in sample.files}
     assert len(studies) == 3
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage")))
     server.start()
     try:
-        peer = dicomscu.Peer("127.0.0.1", server.config.port)
+        peer = dicomscu.Peer("127.0.0.1", server.port)
         assert dicomscu.store(peer, [str(path) for path in sample.files]).stored == len(sample.files)
         query = dicomscu.build_query("studyroot", "study", ["PatientID"])
         with dicomscu.Association(peer) as association:

@@ -93,10 +93,10 @@ def test_retrieve_options_default_output_is_usable(tmp_path, monkeypatch):
 
 @pytest.fixture
 def filled_pacs(tmp_path):
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage")))
     server.start()
     files = write_sample(tmp_path / "sample", SampleSpec(patients=3, studies=2, series=1, images=1, matrix=8)).files
-    peer = dicomscu.Peer("127.0.0.1", server.config.port, called_ae="DICOMSCU")
+    peer = dicomscu.Peer("127.0.0.1", server.port, called_ae="DICOMSCU")
     assert dicomscu.store(peer, [str(f) for f in files]).stored == 6
     yield peer
     server.stop()

@@ -152,10 +152,10 @@ def test_client_fallback_and_serve_retrievals_keep_big_endian_pixels(tmp_path):
         copy.file_meta.TransferSyntaxUID = UID(IMPLICIT)
         assert numpy.array_equal(_pixels(copy), _pixels(original)), uid
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage")))
     server.start()
     try:
-        host = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+        host = ("127.0.0.1", str(server.port), "--call", "DICOMSCU")
         sent = run_dicomscu("--store", *host, *(get_testdata_file(name) for name in names))
         assert sent.returncode == 0, sent.stderr
         got = [run_dicomscu("--get", "--study", "--studyroot", *host, "-k", f"StudyInstanceUID={study}",

@@ -68,7 +68,7 @@ def slow_scp():
 def _serve(tmp_path, **config):
     from dicomscu.server.pacs import Pacs, ServerConfig
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"), **config))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"), **config))
     server.start()
     return server
 
@@ -284,7 +284,7 @@ def test_get_on_the_cluster_series_by_series(cluster, dataset_dir, tmp_path):
     folder; every instance arrives, as one whole file."""
     address, _ = cluster
     server = _serve(tmp_path)
-    host = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+    host = ("127.0.0.1", str(server.port), "--call", "DICOMSCU")
     find_then_get = ("--find", "--study", "--studyroot", *host, "-k", "PatientID", "--then", "get")
     try:
         assert run_dicomscu("--store", "-r", *host, str(dataset_dir)).returncode == 0
@@ -333,7 +333,7 @@ def test_move_on_the_cluster_to_a_third_application_with_a_worker_killed(cluster
     address, workers = cluster
     port, received = slow_scp
     server = _serve(tmp_path, destinations={"SLOW": ("127.0.0.1", port)})
-    host = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+    host = ("127.0.0.1", str(server.port), "--call", "DICOMSCU")
     series: Counter = Counter()
     for path in dataset_dir.rglob("*.dcm"):
         series[pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID] += 1
@@ -377,7 +377,7 @@ def test_retrieval_progress_comes_back_while_the_shares_run(cluster, big_set, tm
     progress: list[int] = []
     with storage_scp("HOLD", [SecondaryCaptureImageStorage], on_store) as port:
         server = _serve(tmp_path, destinations={"HOLD": ("127.0.0.1", port)})
-        peer = dicomscu.Peer("127.0.0.1", server.config.port, called_ae="DICOMSCU")
+        peer = dicomscu.Peer("127.0.0.1", server.port, called_ae="DICOMSCU")
         try:
             assert dicomscu.store(peer, [str(big_set)], recursive=True).stored == 2000
             query = dicomscu.build_query("studyroot", "study", ["StudyInstanceUID"])

@@ -237,11 +237,11 @@ def through_storescp(files: list[Path], work: Path, problems: list) -> None:
 
 def through_serve(files: list[Path], work: Path, problems: list) -> None:
     move_port = free_port()
-    pacs = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(work / "serve"),
+    pacs = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(work / "serve"),
                              destinations={MOVE_AE: ("127.0.0.1", move_port)}))
     pacs.start()
     try:
-        peer = Peer("127.0.0.1", pacs.config.port, called_ae="DICOMSCU", calling_ae=MOVE_AE)
+        peer = Peer("127.0.0.1", pacs.port, called_ae="DICOMSCU", calling_ae=MOVE_AE)
         arrived = store_round(peer, files, "serve", problems)
         compare(arrived, by_uid(work / "serve"), "serve", problems)
         compare(arrived, retrieve_all(peer, work / "serve-get", "get", problems), "serve --get", problems)

@@ -28,10 +28,10 @@ def archive(tmp_path_factory) -> Path:
 
     data = write_bench_set(tmp_path_factory.mktemp("crash-data"), big=0, small=1500, patients=15)
     storage = tmp_path_factory.mktemp("crash") / "storage"
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(storage)))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(storage)))
     server.start()
     try:
-        stored = run_dicomscu("--store", "127.0.0.1", str(server.config.port), "--call", "DICOMSCU", "-r",
+        stored = run_dicomscu("--store", "127.0.0.1", str(server.port), "--call", "DICOMSCU", "-r",
                               str(data / "small"), "-j", "2")
         assert stored.returncode == 0, stored.stderr
     finally:
@@ -44,7 +44,7 @@ def _files(storage: Path) -> set[str]:
 
 
 def _rows(storage: Path) -> set[str]:
-    server = Pacs(ServerConfig(port=free_port(), storage=str(storage)))
+    server = Pacs(ServerConfig(port=0, storage=str(storage)))
     try:
         return {row["path"] for row in server.index.rows()}
     finally:
@@ -91,7 +91,7 @@ def test_a_complete_file_without_its_row_is_adopted_at_start(archive, tmp_path):
     shutil.copytree(archive, storage)
     orphan = next(storage.rglob("*.dcm"))
     uid = pydicom.dcmread(orphan).SOPInstanceUID
-    server = Pacs(ServerConfig(port=free_port(), storage=str(storage)))  # the row goes, as if the kill came first
+    server = Pacs(ServerConfig(port=0, storage=str(storage)))  # the row goes, as if the kill came first
     server.index._db.execute("DELETE FROM instances WHERE sop_uid = ?", (uid,))
     server.index.close()
     server.release_storage()
@@ -113,7 +113,7 @@ def test_a_complete_file_without_its_row_is_adopted_at_start(archive, tmp_path):
     logger.addHandler(handler)
     level, logger.level = logger.level, logging.WARNING
     try:
-        server = Pacs(ServerConfig(port=free_port(), storage=str(storage)))
+        server = Pacs(ServerConfig(port=0, storage=str(storage)))
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -133,15 +133,15 @@ def test_a_complete_file_without_its_row_is_adopted_at_start(archive, tmp_path):
 
 def test_one_storage_has_one_serve(tmp_path):
     storage = tmp_path / "storage"
-    first = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(storage)))
+    first = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(storage)))
     first.start()
     try:
         with pytest.raises(UsageError, match="in use by another dicomscu serve"):
-            Pacs(ServerConfig(port=free_port(), storage=str(storage)))
+            Pacs(ServerConfig(port=0, storage=str(storage)))
         second = run_dicomscu("serve", "--port", str(free_port()), "--storage", str(storage), timeout=60)
         assert second.returncode == 2 and f"process {os.getpid()}" in second.stderr, second.stderr
     finally:
         first.stop()
-    again = Pacs(ServerConfig(port=free_port(), storage=str(storage)))  # free once the first has stopped
+    again = Pacs(ServerConfig(port=0, storage=str(storage)))  # free once the first has stopped
     again.index.close()
     again.release_storage()

@@ -52,10 +52,10 @@ def test_an_odd_fragment_is_padded_on_send_and_store(tmp_path):
     assert numpy.array_equal(copy.pixel_array, original.pixel_array)
     assert _elements(copy) == _elements(pydicom.dcmread(path))  # every other element as sent
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage")))
     server.start()
     try:
-        host = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+        host = ("127.0.0.1", str(server.port), "--call", "DICOMSCU")
         server.store(original.SOPClassUID, original.SOPInstanceUID,
                      memoryview(path.read_bytes())[probe(path.read_bytes()).dataset_offset:],
                      str(original.file_meta.TransferSyntaxUID))  # as a C-STORE hands it over
@@ -92,7 +92,7 @@ def test_a_spooled_instance_with_an_odd_fragment_is_padded_when_kept(tmp_path):
     big += struct.pack("<HH2sHL", 0x0009, 0x1001, b"OB", 0, 9 << 20) + bytes(9 << 20)
     pixels_at = data.index(struct.pack("<HH", 0x7FE0, 0x0010) + b"OB")
     dataset = data[info.dataset_offset:pixels_at] + big + data[pixels_at:]
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage")))
     server.start()
     try:
         spool = server.spool(original.SOPClassUID, original.SOPInstanceUID, info.transfer_syntax)

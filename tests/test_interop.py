@@ -236,12 +236,12 @@ def serve_with_compressed(tmp_path):
                                             seed=7), compress=("rle",))
     files = [*sorted((sample / "jpeg2000").rglob("*.dcm")), *sorted((sample / "rle" / "rle").rglob("*.dcm"))]
     move_port = free_port()
-    pacs = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "pacs"),
+    pacs = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "pacs"),
                              destinations={"MOVESCU": ("127.0.0.1", move_port)}))
     pacs.start()
     try:
-        assert dicomscu.store(Peer("127.0.0.1", pacs.config.port, called_ae="DICOMSCU"), list(map(str, files))).ok
-        yield pacs.config.port, move_port, files
+        assert dicomscu.store(Peer("127.0.0.1", pacs.port, called_ae="DICOMSCU"), list(map(str, files))).ok
+        yield pacs.port, move_port, files
     finally:
         pacs.stop()
 

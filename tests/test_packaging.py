@@ -78,11 +78,11 @@ def test_a_retrieval_by_uids_loads_no_pydicom(dataset_dir, tmp_path, operation):
     from peers import free_port
 
     port_scp = free_port()
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                destinations={"GDCMSCU": ("127.0.0.1", port_scp)}))
     server.start()
     try:
-        peer = ["127.0.0.1", str(server.config.port), "--call", "DICOMSCU"]
+        peer = ["127.0.0.1", str(server.port), "--call", "DICOMSCU"]
         assert subprocess.run([sys.executable, "-m", "dicomscu", "--store", *peer, str(dataset_dir), "-r"],
                               capture_output=True).returncode == 0
         study = pydicom.dcmread(next((dataset_dir / "small").iterdir())).StudyInstanceUID

@@ -373,16 +373,16 @@ def test_a_routine_c_move_ends_without_a_stopping_warning(tmp_path, dataset_dir)
     from dicomscu.server.pacs import Pacs, ServerConfig
 
     move_port = free_port()
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                destinations={"ME": ("127.0.0.1", move_port)}))
     server.start()
     try:
         files = sorted((dataset_dir / "small").iterdir())[:3]
-        assert run_inprocess("--store", "127.0.0.1", str(server.config.port), *map(str, files)).returncode == 0
+        assert run_inprocess("--store", "127.0.0.1", str(server.port), *map(str, files)).returncode == 0
         patient = pydicom.dcmread(files[0], stop_before_pixels=True).PatientID
         for attempt in range(12):
             result = run_dicomscu("--move", "--patient", "--patientroot", "-k", f"10,20={patient}", "127.0.0.1",
-                                  str(server.config.port), "--aetitle", "ME", "--port-scp", str(move_port),
+                                  str(server.port), "--aetitle", "ME", "--port-scp", str(move_port),
                                   "-o", str(tmp_path / f"out{attempt}"))
             assert result.returncode == 0, result.stderr
             assert "stopping" not in result.stderr, (attempt, result.stderr)
@@ -458,10 +458,10 @@ def test_c_get_spreads_over_associations_when_127_contexts_do_not_fit(tmp_path):
         ds.InstanceNumber = number + 1
         ds.save_as(sent / f"{number}.dcm", enforce_file_format=True, little_endian=not big, implicit_vr=False)
         kept_in[ds.SOPInstanceUID] = ds.file_meta.TransferSyntaxUID
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage")))
     server.start()
     try:
-        base = ["127.0.0.1", str(server.config.port)]
+        base = ["127.0.0.1", str(server.port)]
         stored = run_dicomscu("--store", *base, str(sent), "--accept-all-syntaxes")
         assert stored.returncode == 0, stored.stdout + stored.stderr
         got = {}

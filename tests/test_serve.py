@@ -278,10 +278,10 @@ def test_compressed_instances_go_decompressed_to_a_requestor_that_takes_only_unc
     broken.save_as(tmp_path / "broken.dcm")
 
     move_port = free_port()
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                http_port=free_port(), destinations={"MOVER": ("127.0.0.1", move_port)}))
     server.start()
-    host = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+    host = ("127.0.0.1", str(server.port), "--call", "DICOMSCU")
     url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
     try:
         stored = run_dicomscu("--store", *host, *(str(tmp_path / f"{n}.dcm") for n in range(3)),

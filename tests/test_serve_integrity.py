@@ -26,14 +26,14 @@ SC = "1.2.840.10008.5.1.4.1.1.7"
 
 @pytest.fixture
 def pacs(tmp_path):
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage")))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage")))
     server.start()
     yield server
     server.stop()
 
 
 def peer_of(server: Pacs) -> Peer:
-    return Peer("127.0.0.1", server.config.port, called_ae="DICOMSCU")
+    return Peer("127.0.0.1", server.port, called_ae="DICOMSCU")
 
 
 def stored_files(server: Pacs) -> list[Path]:
@@ -52,7 +52,7 @@ def send_as_the_file_meta_says(server: Pacs, path: Path) -> int:
     meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
     ae.add_requested_context(meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID)
     chunked, _config.STORE_SEND_CHUNKED_DATASET = _config.STORE_SEND_CHUNKED_DATASET, True
-    assoc = ae.associate("127.0.0.1", server.config.port, ae_title="DICOMSCU")
+    assoc = ae.associate("127.0.0.1", server.port, ae_title="DICOMSCU")
     try:
         return assoc.send_c_store(path).Status
     finally:
@@ -122,7 +122,7 @@ def test_a_row_that_cannot_be_written_takes_its_file_with_it(pacs, sample):
 
 def test_partial_files_are_removed_at_start_and_paths_survive_a_move(tmp_path, sample):
     storage = tmp_path / "storage"
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(storage)))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(storage)))
     server.start()
     try:
         assert dicomscu.store(peer_of(server), [str(p) for p in sample]).stored == len(sample)
@@ -132,13 +132,13 @@ def test_partial_files_are_removed_at_start_and_paths_survive_a_move(tmp_path, s
     leftover.write_bytes(b"half an instance")
     moved = tmp_path / "elsewhere"
     shutil.move(storage, moved)  # mv: the index must not hold absolute paths
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(moved)))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(moved)))
     server.start()
     try:
         assert not leftover.exists() and not list(moved.rglob("*.part"))
         patient = pydicom.dcmread(sample[0]).PatientID
         out = tmp_path / "out"
-        result = run_dicomscu("--get", "--patient", "--patientroot", "127.0.0.1", str(server.config.port),
+        result = run_dicomscu("--get", "--patient", "--patientroot", "127.0.0.1", str(server.port),
                               "--call", "DICOMSCU", "-k", f"PatientID={patient}", "-o", str(out))
         assert result.returncode == 0, result.stdout + result.stderr
         assert len(list(out.glob("*.dcm"))) == len(sample) // 2
@@ -165,7 +165,7 @@ def test_deflated_and_retired_class_instances_are_stored_as_received(pacs, sampl
 
 
 def find_json(server: Pacs, *args: str) -> list[dict]:
-    result = run_dicomscu("--find", "--studyroot", "127.0.0.1", str(server.config.port), "--call", "DICOMSCU",
+    result = run_dicomscu("--find", "--studyroot", "127.0.0.1", str(server.port), "--call", "DICOMSCU",
                           *args, "--format", "json", timeout=60)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -198,7 +198,7 @@ def test_a_pathological_wildcard_neither_freezes_nor_slows_the_server(pacs, samp
     answers = find_json(pacs, "--study", "-k", "PatientName=" + "*" * 25 + "X")
     answers += find_json(pacs, "--study", "-k", "PatientName=" + "*a" * 25 + "X")
     assert answers == []
-    echo = run_dicomscu("127.0.0.1", str(pacs.config.port), "--call", "DICOMSCU", timeout=30)
+    echo = run_dicomscu("127.0.0.1", str(pacs.port), "--call", "DICOMSCU", timeout=30)
     assert echo.returncode == 0
     assert time.monotonic() - started < 60  # a generous bound on a hang, not a timing claim
 
@@ -286,7 +286,7 @@ def test_sigterm_while_clients_store_leaves_every_file_indexed(tmp_path):
 @pytest.mark.parametrize("operation", ["--get", "--move"])
 def test_cut_and_missing_files_are_failed_sub_operations_and_the_rest_goes(tmp_path, sample, operation):
     move_port = free_port()
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                destinations={"BACK": ("127.0.0.1", move_port)}))
     server.start()
     try:
@@ -299,7 +299,7 @@ def test_cut_and_missing_files_are_failed_sub_operations_and_the_rest_goes(tmp_p
         gone.unlink()
         out = tmp_path / "out"
         extra = ["--aetitle", "BACK", "--port-scp", str(move_port)] if operation == "--move" else []
-        result = run_dicomscu(operation, "--patient", "--patientroot", "127.0.0.1", str(server.config.port),
+        result = run_dicomscu(operation, "--patient", "--patientroot", "127.0.0.1", str(server.port),
                               "--call", "DICOMSCU", "-k", f"PatientID={patient}", "-o", str(out), "--format", "json",
                               *extra, timeout=60)
     finally:
@@ -315,14 +315,14 @@ def test_idle_and_slow_connections_do_not_lock_clients_out(tmp_path):
     import socket as sockets
     import threading
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                max_associations=8))
     server.start()
-    idle = [sockets.create_connection(("127.0.0.1", server.config.port)) for _ in range(12)]
+    idle = [sockets.create_connection(("127.0.0.1", server.port)) for _ in range(12)]
     stop = threading.Event()
 
     def slowloris() -> None:
-        with sockets.create_connection(("127.0.0.1", server.config.port)) as conn:
+        with sockets.create_connection(("127.0.0.1", server.port)) as conn:
             for byte in b"\x01\x00\x00\x00\x10\x00" * 10:
                 if stop.wait(2):
                     return
@@ -336,7 +336,7 @@ def test_idle_and_slow_connections_do_not_lock_clients_out(tmp_path):
     try:
         started = time.monotonic()
         while True:
-            echo = run_dicomscu("127.0.0.1", str(server.config.port), "--call", "DICOMSCU", "--timeout", "5",
+            echo = run_dicomscu("127.0.0.1", str(server.port), "--call", "DICOMSCU", "--timeout", "5",
                                 timeout=30)
             if echo.returncode == 0 or time.monotonic() - started > 40:
                 break
@@ -361,12 +361,12 @@ def test_a_plain_connection_to_a_tls_port_does_not_block_tls_clients(tmp_path):
                     "-out", "server.crt"], cwd=folder, check=True, capture_output=True)
     from dicomscu.transport.peer import TLS
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                tls=TLS(cert=str(folder / "server.crt"), key=str(folder / "server.key"))))
     server.start()
-    plain = sockets.create_connection(("127.0.0.1", server.config.port))  # sends nothing, ever
+    plain = sockets.create_connection(("127.0.0.1", server.port))  # sends nothing, ever
     try:
-        echo = run_dicomscu("localhost", str(server.config.port), "--call", "DICOMSCU", "--tls", "--tls-ca",
+        echo = run_dicomscu("localhost", str(server.port), "--call", "DICOMSCU", "--tls", "--tls-ca",
                             str(folder / "server.crt"), "--timeout", "5", timeout=30)
         assert echo.returncode == 0, echo.stderr
     finally:
@@ -378,7 +378,7 @@ def test_data_sets_past_max_size_are_refused_and_never_kept(tmp_path):
     big = write_sample(tmp_path / "big", SampleSpec(patients=1, series=1, images=1, modalities=("CT",))).files[0]
     small = write_sample(tmp_path / "small", SampleSpec(patients=1, series=1, images=1, modalities=("OT",),
                                                         matrix=16, seed=3)).files[0]
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                max_size=64 << 10))
     server.start()
     try:
@@ -408,11 +408,11 @@ def test_max_associations_counts_established_associations_only(tmp_path):
     from dicomscu.protocol.negotiation import Proposal
     from dicomscu.transport.association import open_channel
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                max_associations=2))
     server.start()
     verification = [Proposal("1.2.840.10008.1.1", ["1.2.840.10008.1.2"])]
-    idle = [sockets.create_connection(("127.0.0.1", server.config.port)) for _ in range(5)]
+    idle = [sockets.create_connection(("127.0.0.1", server.port)) for _ in range(5)]
     try:
         held = [open_channel(peer_of(server), verification) for _ in range(2)]
         with pytest.raises(AssociationRejected, match="transient.*local limit exceeded"):

@@ -40,9 +40,9 @@ def served(tmp_path_factory):
     for patient, code, others in [("P1", "CT123", ["Smith^Anna", "Jones^A"]), ("P2", "MR456", []),
                                   ("P3", None, ["Smythe^Bob"])]:
         studies[patient] = _instance(folder / f"{patient}.dcm", patient, code, others)
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(folder / "storage"), http_port=0))
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(folder / "storage"), http_port=0))
     server.start()
-    peer = dicomscu.Peer("127.0.0.1", server.config.port)
+    peer = dicomscu.Peer("127.0.0.1", server.port)
     report = dicomscu.store(peer, [str(folder / f"{p}.dcm") for p in studies])
     assert report.stored == 3
     yield peer, server, studies

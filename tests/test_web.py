@@ -217,11 +217,11 @@ def test_serve_speaks_dicomweb_over_the_same_index(dataset_dir, tmp_path):
     identical to the originals, and instances stored by DIMSE visible over HTTP (one index)."""
     from dicomscu.server.pacs import Pacs, ServerConfig
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                http_port=free_port()))
     server.start()
     url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
-    dimse = ("127.0.0.1", str(server.config.port), "--call", "DICOMSCU")
+    dimse = ("127.0.0.1", str(server.port), "--call", "DICOMSCU")
     try:
         stow = run_dicomscu("--store", url, str(dataset_dir / "small"), "--format", "json")
         assert stow.returncode == 0 and json.loads(stow.stdout)["summary"]["stored"] == 60, stow.stderr
@@ -256,7 +256,7 @@ def test_wado_skip_existing_fetches_only_what_is_missing(dataset_dir, tmp_path):
 
     from dicomscu.server.pacs import Pacs, ServerConfig
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                http_port=free_port()))
     server.start()
     url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
@@ -291,7 +291,7 @@ def test_wado_with_jobs_spreads_a_study_over_connections_by_series(tmp_path):
     write_sample(sample, SampleSpec(patients=1, studies=1, series=3, images=4, modalities=("CT",), matrix=32))
     files = sorted(sample.rglob("*.dcm"))
     study = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                http_port=free_port()))
     server.start()
     url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
@@ -321,7 +321,7 @@ def test_serve_survives_a_client_that_goes_away_mid_answer_quietly(dataset_dir, 
 
     from dicomscu.server.pacs import Pacs, ServerConfig
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                http_port=free_port()))
     server.start()
     url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
@@ -356,7 +356,7 @@ def test_serve_wado_sends_the_transfer_syntax_asked_for(dataset_dir, tmp_path):
 
     from dicomscu.server.pacs import Pacs, ServerConfig
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                http_port=free_port()))
     server.start()
     url = f"http://127.0.0.1:{server.config.http_port}/dicom-web"
@@ -424,7 +424,7 @@ def test_serve_stow_refuses_bad_parts_and_bad_requests(tmp_path, dataset_dir):
 
     from dicomscu.server.pacs import Pacs, ServerConfig
 
-    server = Pacs(ServerConfig(port=free_port(), host="127.0.0.1", storage=str(tmp_path / "storage"),
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"),
                                http_port=free_port()))
     server.start()
     base = f"http://127.0.0.1:{server.config.http_port}/dicom-web"

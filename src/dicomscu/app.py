@@ -216,10 +216,10 @@ def run_find(request: Request, env: Environment) -> int:
         return 0
     from dicomscu.operations.retrieve import identifiers_from_answers
 
-    request.operation = request.then
-    request.format = None
-    # stdout holds the answers: the retrieval's summary goes to stderr
-    return run_retrieve(request, env.with_stdout(env.stderr), identifiers_from_answers(matches, query))
+    # the retrieval of exactly those matches, as a request of its own (the find's is left as it was); stdout
+    # holds the answers: the retrieval's summary goes to stderr
+    retrieval = dataclasses.replace(request, operation=request.then, format=None, then=None)
+    return run_retrieve(retrieval, env.with_stdout(env.stderr), identifiers_from_answers(matches, query))
 
 
 def version_text() -> str:
