@@ -301,7 +301,7 @@ def test_a_rejected_requestor_is_left_to_close_first(tmp_path):
         request = pdus.encode(pdus.AssociateRQ(
             "DICOMSCU", "STRANGER", (pdus.ProposedContext(1, "1.2.840.10008.1.1", ("1.2.840.10008.1.2",)),),
             pdus.UserInformation(max_length=16384, implementation_class="1.2.3")))
-        connection = socket.create_connection(("127.0.0.1", server.pacs.config.port), timeout=5)
+        connection = socket.create_connection(("127.0.0.1", server.pacs.port), timeout=5)
         connection.sendall(request)
         assert connection.recv(10)[:1] == b"\x03"  # A-ASSOCIATE-RJ
         connection.settimeout(0.5)
