@@ -635,3 +635,16 @@ def test_a_transaction_that_fails_fails_every_row_in_it_and_no_overwrite_waits_f
     index.add(rows[0])
     assert index.path_of("1.2.0") == "a/0.dcm" and index.transactions == 1
     index.close()
+
+
+def test_closing_the_index_writes_the_rows_staged_first(tmp_path):
+    """serve's stop closes the index under its write lock, after which nothing is staged; a row staged before
+    (a store between its file's rename and its row) is written, not lost with the connection."""
+    from dicomscu.server.index import COLUMNS, Index
+
+    index = Index(str(tmp_path / "index.sqlite"))
+    index.stage({column: "" for column in COLUMNS} | {"sop_uid": "1.2.3", "path": "a/3.dcm"})
+    index.close()
+    again = Index(str(tmp_path / "index.sqlite"))
+    assert again.path_of("1.2.3") == "a/3.dcm" and again.count() == 1
+    again.close()

@@ -279,7 +279,16 @@ class Index:
         return db
 
     def close(self) -> None:
-        with self._lock:
+        """Close once every row staged is written: a store between its file's rename and its row (group
+        commit) completes first, as its caller (serve's stop) expects."""
+        with self._stage_lock:
+            staged = self._staged
+        if staged.rows:
+            try:
+                self.commit(staged)
+            except sqlite3.Error:
+                pass  # (each of its writers reports it and removes its file)
+        with self._commit_lock, self._lock:
             self._db.close()
 
     def add(self, row: dict[str, str]) -> None:

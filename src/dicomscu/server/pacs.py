@@ -210,8 +210,9 @@ class Pacs:
 
         The file and its row are one unit: the file is written under a temporary
         name (outside the write lock: associations storing at once write at once),
-        renamed into place and indexed under the lock; if the row cannot be written
-        the file is removed.  An instance sent again under another study or series replaces
+        renamed into place and its row staged under the lock, the row then written by group commit
+        (:meth:`Index.commit`, shared with the associations storing at once) before "stored" is said; if the
+        row cannot be written the file is removed.  An instance sent again under another study or series replaces
         its old file.  So the index and the files always agree.  A spooled data set
         (already in its temporary file) is checked through a memory map and renamed.
         """
