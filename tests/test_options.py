@@ -24,7 +24,7 @@ PEER = dicomscu.Peer("127.0.0.1", 1)
 COMPUTED = {
     (dicomscu.RetrieveOptions, "output"): "-o DIR, made ready (created) when the retrieval starts",
     (dicomscu.RetrieveOptions, "tag"): "a cluster run's own mark, never the user's",
-    (CommitOptions, "timeout"): "--commit-timeout (--timeout is the peer's)",
+    (CommitOptions, "timeout"): "--commit-timeout, through StoreOptions.commitment (--timeout is the peer's)",
     (CommitOptions, "batch"): "the library's request size",
     (CommitOptions, "root_uid"): "--root-uid or GDCM_ROOT_UID",
 }

@@ -11,6 +11,7 @@ value is a :class:`~dicomscu.errors.UsageError` naming the option.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -20,7 +21,7 @@ from dicomscu.choices import LevelName, ModelName
 from dicomscu.cli.options import OPTIONS, SAMPLE_SECTIONS, SERVE_SECTIONS, add_to, number, settings, spelling
 from dicomscu.cli.request import DEBUG, ERROR, VERBOSE, WARNING, Request
 from dicomscu.errors import MissingHost, UsageError
-from dicomscu.operations.options import COMMIT_TIMEOUT, CommitOptions, FindOptions, StoreOptions
+from dicomscu.operations.options import FindOptions, StoreOptions
 from dicomscu.operations.retrieval import RetrieveOptions
 from dicomscu.operations.target import COMMIT_ON_CLUSTER, COMMIT_OVER_WEB, MOVE_OVER_WEB
 from dicomscu.transport.peer import (
@@ -123,8 +124,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
     request.store = settings(StoreOptions, ns, OPTIONS)
     request.find = settings(FindOptions, ns, OPTIONS)
     request.retrieve = settings(RetrieveOptions, ns, OPTIONS, output=ns.output or ".")
-    request.commitment = settings(CommitOptions, ns, OPTIONS, timeout=ns.commit_timeout or COMMIT_TIMEOUT,
-                                  root_uid=request.root_uid)
+    # --commit alone asks as a store's commitment would (port, timeout, journal), with the Transaction UIDs' root
+    request.commitment = dataclasses.replace(request.store.commitment, root_uid=request.root_uid)
     if ns.queryhelp:
         request.action = "queryhelp"
         return request

@@ -30,6 +30,7 @@ COMMIT_BATCH = 1000
 #: Most associations (or DICOMweb connections) one operation opens at once.
 MAX_JOBS = 32
 
+
 class Records(Protocol):
     """What keeps a journal: a :class:`~dicomscu.files.journal.Journal`, or a layered one on a cluster's worker."""
 
@@ -122,7 +123,7 @@ class FindOptions:
     def __post_init__(self) -> None:
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
                                        or self.limit < 1):
-            raise UsageError(f"{self.limit!r}: give at least 1 match, or None for all", option="limit")
+            raise UsageError(f"{self.limit!r}: give at least 1 match", option="limit")
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,9 @@ class CommitOptions:
 
     def __post_init__(self) -> None:
         _check_port_scp(self.port_scp)
-        _check_seconds(self.timeout, "commit_timeout")
         if self.timeout is None:
             raise UsageError("None: give a positive number of seconds", option="commit_timeout")
+        _check_seconds(self.timeout, "commit_timeout")
         _check_journal(self.journal)
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
             raise UsageError(f"{self.batch!r}: at least one instance per request", option="commit_batch")
