@@ -60,30 +60,51 @@ def _serve(storage: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     return process, port
 
 
+def _wait_for_rebuild(storage: Path, process: subprocess.Popen, timeout: float = 60) -> float | None:
+    """When the aside index ``index.sqlite.rebuild`` appeared (monotonic), or None if the server got past
+    the rebuild (or ended) before it was seen."""
+    rebuilding = storage / "index.sqlite.rebuild"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if rebuilding.exists():
+            return time.monotonic()
+        time.sleep(0.001)
+    return None
+
+
 def test_a_kill_at_any_moment_of_reindex_leaves_a_whole_index(archive, tmp_path):
+    """Kills land at start-up, at spread moments of the rebuild (timed from when the aside file appears, so a
+    slow or loaded machine still lands them inside it), and around the swap; each leaves a whole index."""
     storage = tmp_path / "storage"
     shutil.copytree(archive, storage)
     files = _files(storage)
     assert len(files) == 1500 and _rows(storage) == files
-    started = time.monotonic()
+    rebuilding = storage / "index.sqlite.rebuild"
     process, port = _serve(storage, "--reindex")
+    began = _wait_for_rebuild(storage, process)
+    assert began is not None, "the rebuild was never seen"
+    while rebuilding.exists():
+        time.sleep(0.001)
+    rebuild = time.monotonic() - began  # how long the aside index takes to build and swap in
     wait_for_port(port, process, timeout=60)
-    whole = time.monotonic() - started  # start-up, reindex and listening
     process.send_signal(signal.SIGTERM)
     process.wait(30)
-    seen_rebuilding = 0
-    for step in range(12):
+    killed_rebuilding = 0
+    moments = [None] + [rebuild * step / 10 for step in range(12)]  # None: during start-up, before the rebuild
+    for moment in moments:
         process, _ = _serve(storage, "--reindex")
-        delay = whole * (0.15 + 0.85 * step / 12)
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline:
-            seen_rebuilding += any(storage.glob("index.sqlite.rebuild"))
-            time.sleep(0.01)
+        if moment is None:
+            time.sleep(0.05)
+        else:
+            began = _wait_for_rebuild(storage, process)
+            if began is not None:
+                time.sleep(max(0.0, began + moment - time.monotonic()))
+        killed_rebuilding += rebuilding.exists()
         process.kill()
         process.wait(30)
-        assert _rows(storage) == files, f"after a kill at {delay:.2f} s"  # a plain restart sees every file
+        assert _rows(storage) == files, f"after a kill at {moment} s into the rebuild"  # a plain restart sees every file
         assert not any(storage.glob("index.sqlite.rebuild"))  # the half-built one is gone at start
-    assert seen_rebuilding, "no kill landed while the new index was being built"
+    assert killed_rebuilding >= 3, "too few kills landed while the new index was being built"
 
 
 def test_a_complete_file_without_its_row_is_adopted_at_start(archive, tmp_path):
