@@ -41,21 +41,31 @@ SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 
 def _rows(count: int, seed: int = 7) -> list[dict[str, str]]:
-    """`count` index rows over patients, studies and series, with values that exercise every key kind."""
+    """`count` index rows over patients, studies and series, with values that exercise every key kind; each
+    entity's attributes agree across its instances (as the level tables keep one value per entity)."""
     pick = random.Random(seed)
+    patients, studies, series_of = {}, {}, {}
     rows = []
     for number in range(count):
         patient, study, series = number // 50, number // 10, number // 5
+        if patient not in patients:
+            patients[patient] = {
+                "patient_id": f"P{patient:03d}",
+                "patient_name": pick.choice(["DOE^JOHN", "doe^jane", "ROE^R", "", "Straße^Anna", "MÜLLER^Ö", "TAB\tNAME"]),
+                "patient_birth_date": pick.choice(["19700101", "19851231", ""]), "patient_sex": pick.choice("MFO")}
+        if study not in studies:
+            studies[study] = {
+                "study_uid": f"1.2.3.{study}", "study_date": pick.choice([f"2020{pick.randint(1, 12):02d}{pick.randint(1, 28):02d}", "", "2020-03-04",
+                                           "0", "999999990"]),
+                "study_time": pick.choice(["083000", "1200", "235959.5"]), "accession_number": f"A{study % 7}",
+                "study_id": str(study % 3), "study_description": pick.choice(["CHEST", "HEAD CT", "chest"]),
+                "referring_physician": ""}
+        if series not in series_of:
+            series_of[series] = {"series_uid": f"1.2.3.{study}.{series}", "modality": pick.choice(["CT", "MR", "OT"]),
+                                 "series_number": str(series % 4), "series_description": ""}
         rows.append({
-            "patient_id": f"P{patient:03d}", "patient_name": pick.choice(["DOE^JOHN", "doe^jane", "ROE^R", "", "Straße^Anna", "MÜLLER^Ö", "TAB\tNAME"]),
-            "patient_birth_date": pick.choice(["19700101", "19851231", ""]), "patient_sex": pick.choice("MFO"),
-            "study_uid": f"1.2.3.{study}", "study_date": pick.choice([f"2020{pick.randint(1, 12):02d}{pick.randint(1, 28):02d}", "", "2020-03-04",
-                                       "0", "999999990"]),
-            "study_time": pick.choice(["083000", "1200", "235959.5"]), "accession_number": f"A{study % 7}",
-            "study_id": str(study % 3), "study_description": pick.choice(["CHEST", "HEAD CT", "chest"]),
-            "referring_physician": "", "series_uid": f"1.2.3.{study}.{series}",
-            "modality": pick.choice(["CT", "MR", "OT"]), "series_number": str(series % 4),
-            "series_description": "", "sop_uid": f"1.2.3.{study}.{series}.{number}", "sop_class": SECONDARY_CAPTURE,
+            **patients[patient], **studies[study], **series_of[series],
+            "sop_uid": f"1.2.3.{study}.{series}.{number}", "sop_class": SECONDARY_CAPTURE,
             "instance_number": str(number % 5), "transfer_syntax": "1.2.840.10008.1.2.1", "path": f"x/{number}.dcm",
         })
     return rows
@@ -136,7 +146,7 @@ def test_what_sql_selects_never_leaves_out_a_row_the_matching_rules_accept(tmp_p
         level = pick.choice(LEVELS)
         chosen = {keyword: pick.choice(values) for keyword, values in pick.sample(sorted(KEYS.items()), 3)}
         identifier = _identifier(level, **chosen)
-        got = {match.rows[0][ATTRIBUTES[UNIQUE[level]][0]]: sorted(row["sop_uid"] for row in match.rows)
+        got = {match.rows[0][ATTRIBUTES[UNIQUE[level]][0]]: sorted(row["sop_uid"] for row in match.instances())
                for match in index.query(identifier, level)}
         assert got == _brute_force(rows, level, chosen), (level, chosen)
     index.close()
@@ -356,22 +366,84 @@ def test_a_patient_name_or_its_prefix_is_read_by_an_index(tmp_path):
 
     index = _index(tmp_path / "index.sqlite", _rows(50))
     for key in ("DOE^42*", "doe^john", "D?E^*"):
-        clause, parameters = _prefilter("patient_name", "PN", key)
-        plan = str(index._db.execute(f"EXPLAIN QUERY PLAN SELECT sop_uid FROM instances WHERE {clause}",
+        clause, parameters = _prefilter("studies.patient_name", "PN", key)
+        plan = str(index._db.execute(f"EXPLAIN QUERY PLAN SELECT study_uid FROM studies WHERE {clause}",
                                      parameters).fetchall())
-        assert "by_patient_name_fold" in plan, (key, plan)
-    assert _prefilter("patient_name", "PN", "*42") is not None  # no prefix: LIKE narrows, the scan stays
+        assert "studies_by_name_fold" in plan, (key, plan)
+    assert _prefilter("studies.patient_name", "PN", "*42") is not None  # no prefix: LIKE narrows, the scan stays
     index.close()
 
 
-def test_an_index_made_before_the_folded_name_gets_it_when_opened(tmp_path):
+def test_an_index_dropped_from_the_index_comes_back_when_it_is_opened(tmp_path):
     import sqlite3
 
     path = tmp_path / "index.sqlite"
     _index(path, _rows(20)).close()
     with sqlite3.connect(path) as db:
-        db.execute("DROP INDEX by_patient_name_fold")  # as an earlier version left it
+        db.execute("DROP INDEX studies_by_name_fold")  # (by hand, or by a tool)
     index = Index(str(path))
     names = {row[0] for row in index._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "by_patient_name_fold" in names and index.count() == 20
+    assert "studies_by_name_fold" in names and index.count() == 20
     index.close()
+
+
+#: The index as version 1 made it (one table of instances, its indexes on it; user_version 0), kept here as
+#: it was, without the columns added since (read as empty until --reindex).
+VERSION_1 = """
+CREATE TABLE instances (patient_id TEXT, patient_name TEXT, patient_birth_date TEXT, patient_sex TEXT,
+    study_uid TEXT, study_date TEXT, study_time TEXT, accession_number TEXT, study_id TEXT, study_description TEXT,
+    referring_physician TEXT, series_uid TEXT, modality TEXT, series_number TEXT, series_description TEXT,
+    sop_uid TEXT PRIMARY KEY, sop_class TEXT, instance_number TEXT, transfer_syntax TEXT, path TEXT);
+CREATE INDEX by_patient ON instances (patient_id);
+CREATE INDEX by_study ON instances (study_uid);
+CREATE INDEX by_series ON instances (series_uid);
+CREATE INDEX by_accession ON instances (accession_number);
+CREATE INDEX by_study_date ON instances (study_date);
+CREATE INDEX by_patient_name_fold ON instances ((CASE WHEN patient_name GLOB '*[^ -~]*' THEN '' ELSE upper(patient_name) END));
+"""
+
+
+def test_an_index_of_the_previous_version_is_upgraded_in_place(tmp_path):
+    """A version-1 index opens: its study and series rows are built with their counts, the columns added since
+    read empty, the indexes that moved to the study table are gone, and stores after it keep counts."""
+    import sqlite3
+
+    from dicomscu.server.schema import VERSION
+
+    path = tmp_path / "index.sqlite"
+    rows = _rows(200)
+    old = [c for c in COLUMNS if c not in ("rows", "columns", "bits_allocated", "number_of_frames")]
+    db = sqlite3.connect(path)
+    db.executescript(VERSION_1)
+    db.executemany(f"INSERT INTO instances ({', '.join(old)}) VALUES ({', '.join('?' for _ in old)})",
+                   [[row[c] for c in old] for row in rows])
+    db.commit()
+    db.close()
+    index = Index(str(path))
+    try:
+        assert index._db.execute("PRAGMA user_version").fetchone()[0] == VERSION
+        names = {row[0] for row in index._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "studies_by_name_fold" in names and "by_patient_name_fold" not in names and index.count() == 200
+        study = _identifier("STUDY", StudyInstanceUID="1.2.3.4", NumberOfStudyRelatedInstances="",
+                            NumberOfStudyRelatedSeries="", ModalitiesInStudy="", PatientName="")
+        (match,) = index.query(study, "STUDY")
+        modalities = sorted({row["modality"] for row in rows if row["study_uid"] == "1.2.3.4"})
+        assert (match.identifier.NumberOfStudyRelatedInstances, match.identifier.NumberOfStudyRelatedSeries) == (10, 2)
+        assert _values(match.identifier.ModalitiesInStudy) == modalities and len(match.instances()) == 10
+        added = dict(rows[40], sop_uid="1.2.3.4.9.999", path="x/new.dcm", modality="US", series_uid="1.2.3.4.99")
+        index.add(added)
+        (match,) = index.query(study, "STUDY")
+        assert (match.identifier.NumberOfStudyRelatedInstances, match.identifier.NumberOfStudyRelatedSeries) == (11, 3)
+        assert _values(match.identifier.ModalitiesInStudy) == sorted({*modalities, "US"})
+        (image,) = index.query(_identifier("IMAGE", SOPInstanceUID="1.2.3.4.9.45", Rows=""), "IMAGE")
+        assert "Rows" in image.identifier and image.identifier.Rows is None  # added since version 1: empty
+    finally:
+        index.close()
+    reopened = Index(str(path))  # opening the upgraded index again changes nothing
+    assert reopened.count() == 201 and len(list(reopened.query(_identifier("STUDY", StudyInstanceUID=""), "STUDY"))) == 20
+    reopened.close()
+
+
+def _values(value) -> list[str]:
+    """A multi-valued element's values (pydicom gives one value as itself)."""
+    return [value] if isinstance(value, str) else sorted(value)

@@ -11,6 +11,7 @@ so that its copies are checked for presence, not for identity.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -78,14 +79,18 @@ def test_dcmtk_storescu_into_serve_loses_and_changes_nothing(serve, instances):
     assert len(files) >= 80 and not missing and not changed, (missing, changed, result.stderr[-2000:])
 
 
-def test_pynetdicom_storescu_into_serve_loses_and_changes_nothing(serve, instances):
+def test_pynetdicom_storescu_into_serve_loses_and_changes_nothing(serve, instances, caplog):
+    caplog.set_level(logging.INFO, logger="dicomscu")
     result = subprocess.run([sys.executable, "-m", "pynetdicom", "storescu", "-cx", "-aet", "PYNETSCU", "-aec",
                              serve.config.aetitle, "127.0.0.1", str(serve.port), *map(str, instances)],
                             capture_output=True, text=True, timeout=600)
     kept = _kept(serve)
     missing = sorted(path.name for path in instances if _uid(path) not in kept and not _refused_by_serve(path))
     changed = [path.name for path in instances if _uid(path) in kept and not same_data_set(path, kept[_uid(path)])]
-    assert missing == sorted(PYNETDICOM_CANNOT_READ) and not changed, (missing, changed, result.stderr[-2000:])
+    # (on a failure: the sender's first complaints and what serve said, short enough to be shown whole)
+    said = [line for line in result.stderr.splitlines() if any(w in line.lower() for w in ("error", "abort", "timeout", "releas", "reject"))]
+    assert missing == sorted(PYNETDICOM_CANNOT_READ) and not changed, (
+        len(missing), missing[:5], changed, said[:8], [r.getMessage()[:200] for r in caplog.records if r.name.startswith("dicomscu")][-8:])
 
 
 def _node() -> str:

@@ -1,13 +1,13 @@
-"""The embedded PACS's index: one SQLite table of instances (WAL mode), queried per level.
+"""The embedded PACS's index: SQLite (WAL mode), a table per level of the query model (:mod:`.schema`).
 
-Each row holds an instance's patient, study, series and instance attributes (as
-decoded text) and its file path.  A query reads candidate rows with SQL (exact UID
-and value keys pushed into the WHERE clause, rows in the order of the level's unique
-key on an index), matches every key in Python (:mod:`.matching`, whose verdict
-decides) and yields one answer per unique key as soon as its rows are read: taking
-ten answers reads about ten answers' rows, whatever the archive's size.  Writes are
-serialized by a lock; queries read on connections of their own (WAL snapshots).  The
-index survives restarts and can be rebuilt from the files (``reindex``).
+Each instance's row holds its patient, study, series and instance attributes (as decoded text) and its file
+path; triggers keep one row per study and per series, with their counts, in step.  A query reads the rows
+of its level's table (a study query one row per study, joined to its study for a series or an instance),
+with the keys SQL can narrow pushed into the WHERE clause, in the order of the level's unique key on an
+index; it matches every key in Python (:mod:`.matching`, whose verdict decides) and yields each answer as
+soon as its row is read: taking ten answers reads about ten rows, whatever the archive's size.  Writes are
+serialized by a lock; queries read on connections of their own (WAL snapshots).  The index survives
+restarts, is upgraded in place from an earlier version, and can be rebuilt from the files (``reindex``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pydicom.sequence import Sequence
 
 from dicomscu.files.instances import discard
 from dicomscu.files.probe import BadFile, probe
+from dicomscu.server import schema
 from dicomscu.server.matching import RANGE_VRS, WILDCARD_VRS, key_text, matches
 from dicomscu.server.stored_keys import all_match, read_stored, returned, stored_keys
 
@@ -66,9 +67,9 @@ ATTRIBUTES = {
 }
 #: Keys answered from how an instance is stored rather than read from its data set.
 STORED_AS = {"AvailableTransferSyntaxUID"}
-#: Study-level keys computed over a study's instances (PS3.4 C.6.2.1.2), matched when any instance's
-#: value matches: keyword -> (column, VR).
-AGGREGATED = {"ModalitiesInStudy": ("modality", "CS"), "SOPClassesInStudy": ("sop_class", "UI")}
+#: Study-level keys computed over a study's instances (PS3.4 C.6.2.1.2), matched when any of the study's
+#: values matches: keyword -> (column of the studies table: values separated by commas, VR).
+AGGREGATED = {"ModalitiesInStudy": ("modalities", "CS"), "SOPClassesInStudy": ("sop_classes", "UI")}
 #: A query that runs longer than this is stopped (its C-FIND answered "out of resources").
 QUERY_SECONDS = 30.0
 #: The name (after the index's own) under which ``--reindex`` builds the new index before swapping it in.
@@ -79,32 +80,18 @@ _CHARSET = 0x00080005
 _TEXT = {"PN", "LO", "SH"}  # VRs whose text may use the Specific Character Set
 COLUMNS = list(dict.fromkeys([column for column, _, _ in ATTRIBUTES.values()] + ["transfer_syntax", "path"]))
 
-#: A patient's name folded for matching without regard to case, when SQL can fold it (printable ASCII: what
-#: upper() folds); '' for a name with any other character, which the rules match ("ß" folds to "ss").  Indexed:
-#: a name or name prefix query reads the names it can match, and those with other characters.
-NAME_FOLD = "(CASE WHEN patient_name GLOB '*[^ -~]*' THEN '' ELSE upper(patient_name) END)"
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS instances (
-    {", ".join(f"{c} TEXT" + (" PRIMARY KEY" if c == "sop_uid" else "") for c in COLUMNS)}
-);
-CREATE INDEX IF NOT EXISTS by_patient ON instances (patient_id);
-CREATE INDEX IF NOT EXISTS by_study ON instances (study_uid);
-CREATE INDEX IF NOT EXISTS by_series ON instances (series_uid);
-CREATE INDEX IF NOT EXISTS by_accession ON instances (accession_number);
-CREATE INDEX IF NOT EXISTS by_study_date ON instances (study_date);
-CREATE INDEX IF NOT EXISTS by_patient_name_fold ON instances ({NAME_FOLD});
-"""
-
 _INSERT = f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 
 
 class Match:
-    """One answer of a query: the index rows of the instances under it, and the identifier to return,
-    built from them only when asked for (a page of answers costs its page, an offset skips for free)."""
+    """One answer of a query: the rows of its level it stands for (a study's, a series' joined to its study's,
+    an instance's joined to both; a patient's studies'), and the identifier to return, built from them only
+    when asked for (a page of answers costs its page, an offset skips for free)."""
 
-    def __init__(self, request: Dataset, level: str, rows: list[dict[str, str]], stored: Dataset | None = None) -> None:
+    def __init__(self, request: Dataset, level: str, rows: list[dict[str, str]], stored: Dataset | None = None,
+                 index: "Index | None" = None) -> None:
         self._request = request
+        self._index = index
         self.level = level
         self.rows = rows
         #: The keys the index does not hold, read from the stored instance that stands for this answer.
@@ -114,9 +101,17 @@ class Match:
     def identifier(self) -> Dataset:
         return _answer(self._request, self.level, self.rows, self.stored)
 
+    def instances(self) -> list[dict[str, str]]:
+        """The instances rows of every instance under this answer (what a retrieval of it sends)."""
+        if self.level == "IMAGE" or self._index is None:
+            return self.rows
+        if self.level == "SERIES":
+            return self._index.instance_rows("series_uid", [row["series_uid"] for row in self.rows])
+        return self._index.instance_rows("study_uid", [row["study_uid"] for row in self.rows])
+
     @property
     def paths(self) -> list[str]:
-        return [row["path"] for row in self.rows]
+        return [row["path"] for row in self.instances()]
 
 
 def index_row(raw: bytes | bytearray | memoryview, transfer_syntax: str) -> dict[str, str]:
@@ -226,21 +221,6 @@ def fsync(path: str) -> None:
         os.close(descriptor)
 
 
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """An index from an earlier version gets the columns added since (empty for the instances it holds until
-    ``--reindex`` reads them again), so that it opens and is upgraded in place."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(instances)")}
-    missing = [column for column in COLUMNS if column not in present]
-    for column in missing:
-        db.execute(f"ALTER TABLE instances ADD COLUMN {column} TEXT")
-    if missing and db.execute("SELECT 1 FROM instances LIMIT 1").fetchone():
-        import logging
-
-        logging.getLogger("dicomscu.server").warning(
-            "the index was made by an earlier version: %s added, empty for the instances already kept "
-            "(serve --reindex fills them)", ", ".join(missing))
-
-
 @dataclass
 class _Batch:
     """Rows staged for one transaction, and whether (and how) it was written."""
@@ -271,11 +251,10 @@ class Index:
         self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db = schema.connect(self.path, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-        _add_missing_columns(db)
+        schema.prepare(db, COLUMNS)
         return db
 
     def close(self) -> None:
@@ -413,11 +392,11 @@ class Index:
         newest: dict[str, tuple[float, str]] = {}
         rebuilt = self.path + REBUILD_SUFFIX
         discard(rebuilt)
-        fresh = sqlite3.connect(rebuilt, isolation_level=None)
+        fresh = schema.connect(rebuilt)
         try:
             fresh.execute("PRAGMA journal_mode=DELETE")
             fresh.execute("PRAGMA synchronous=OFF")  # durability comes from the fsync before the swap
-            fresh.executescript(_SCHEMA)
+            schema.prepare(fresh, COLUMNS)
             fresh.execute("BEGIN")
             for path in _instance_files(storage):
                 found = _read_stored(path, storage, result)
@@ -480,26 +459,41 @@ class Index:
             result.indexed += 1
         return result
 
+    def instance_rows(self, column: str, values: list[str]) -> list[dict[str, str]]:
+        """The instances rows whose `column` (``study_uid`` or ``series_uid``: indexed) is one of `values`, in
+        the order they were stored within each."""
+        found: list[dict[str, str]] = []
+        for start in range(0, len(values), _MOST_SQL_VALUES):
+            chunk = values[start:start + _MOST_SQL_VALUES]
+            sql = (f"SELECT {', '.join(COLUMNS)} FROM instances WHERE {column} IN "
+                   f"({', '.join('?' for _ in chunk)})")
+            with self._lock:
+                found.extend(dict(zip(COLUMNS, values)) for values in self._db.execute(sql, chunk).fetchall())
+        return found
+
     # -- queries ---------------------------------------------------------------
     def query(self, identifier: Dataset, level: str, seconds: float = QUERY_SECONDS) -> Iterator[Match]:
         """Answers to `identifier` at `level`: one per distinct unique key of that level, in the order of
-        that key, each yielded as soon as its rows are read.
+        that key, each yielded as soon as its row is read.
 
-        The rows come from SQL in unique-key order on an index, prefiltered on exact UID and value keys,
-        on a connection of the query's own: a consumer that takes one page of answers reads one page of
-        rows (QIDO-RS ``limit``), and a slow consumer holds no lock a store needs.  Raises
-        :class:`QueryTooLong` once the query's own work (not the consumer's) passes `seconds`.
+        The rows are those of the level's table (one per study for a study query; a series' and an
+        instance's joined to their study's), from SQL in unique-key order on an index, prefiltered on the
+        keys SQL can narrow, on a connection of the query's own: a consumer that takes one page of answers
+        reads one page of rows (QIDO-RS ``limit``), and a slow consumer holds no lock a store needs.  A
+        patient is answered from the rows of its studies.  Raises :class:`QueryTooLong` once the query's own
+        work (not the consumer's) passes `seconds`.
         """
         if level not in LEVELS:
             return
         depth = LEVELS.index(level)
-        keys, aggregated, prefilter = _plan(identifier, depth)
+        source = _SOURCES[level]
+        keys, aggregated, prefilter = _plan(identifier, depth, source.columns)
         extra = stored_keys(identifier, ATTRIBUTES)  # matched and answered from a stored file (stored_keys)
         storage = os.path.dirname(os.path.abspath(self.path))
         unique_column = ATTRIBUTES[UNIQUE[level]][0]
-        sql = (f"SELECT {', '.join(COLUMNS)} FROM instances"
+        sql = (f"SELECT {source.select} FROM {source.tables}"
                + (f" WHERE {' AND '.join(clause for clause, _ in prefilter)}" if prefilter else "")
-               + f" ORDER BY {unique_column}")
+               + f" ORDER BY {source.columns[unique_column]}")
         budget = _Budget(seconds)
         reader = sqlite3.connect(self.path, check_same_thread=False)
         try:
@@ -509,15 +503,16 @@ class Index:
             for number, values in enumerate(itertools.chain(cursor, [None])):
                 if number % 1024 == 0:
                     budget.check()
-                row = dict(zip(COLUMNS, values)) if values is not None else None
+                row = dict(zip(source.names, values)) if values is not None else None
                 if group and (row is None or row[unique_column] != group[0][unique_column]):
-                    # a study matches an aggregated key when any of its instances does (multi-valued attribute)
-                    if all(any(matches(vr, text, r[column]) for r in group) for column, vr, text in aggregated):
+                    # a study matches an aggregated key when any of its values does (multi-valued attribute)
+                    if all(any(matches(vr, text, value) for r in group for value in _listed(r[column]))
+                           for column, vr, text in aggregated):
                         stored = read_stored(os.path.join(storage, group[0]["path"]), extra) if extra else None
                         if not extra or (stored is not None and all_match(extra, stored)) or (
                                 stored is None and not any(_has_value(key) for key in extra)):
                             with budget.paused():
-                                yield Match(identifier, level, group, stored)
+                                yield Match(identifier, level, group, stored, self)
                     group = []
                 if row is not None and all(matches(vr, text, row[column]) for column, vr, text in keys):
                     group.append(row)
@@ -525,10 +520,51 @@ class Index:
             reader.close()
 
 
-def _plan(identifier: Dataset, depth: int):
-    """(keys matched on each row, study-level keys matched over a study's rows, SQL prefilter: (clause, its
-    parameters) each) of a query at level ``LEVELS[depth]``.  The prefilter selects a superset of the rows
-    the matching rules accept (:func:`_prefilter`); the rules decide."""
+@dataclass(frozen=True)
+class _Source:
+    """What a query at one level reads: its tables, and each column's qualified name there."""
+
+    tables: str
+    columns: dict[str, str]  # column -> table.column
+
+    @functools.cached_property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    @functools.cached_property
+    def select(self) -> str:
+        return ", ".join(self.columns.values())
+
+
+def _sources() -> dict[str, _Source]:
+    """The patient and study columns come from the study's row, the series' from the series' row, the
+    instance's from its own: each level's attributes from that level's table.  UIDs are read where the
+    table named first holds them, so that a UID key narrows on that table's index."""
+    study = {c: f"studies.{c}" for c in schema.PATIENT_COLUMNS + schema.STUDY_COLUMNS + schema.STUDY_COUNTS}
+    studies = _Source("studies", {**study, "path": "studies.path"})
+    series = {c: f"series.{c}" for c in schema.SERIES_COLUMNS + schema.SERIES_COUNTS}
+    in_series = _Source("series JOIN studies ON studies.study_uid = series.study_uid",
+                        {**study, "study_uid": "series.study_uid", **series, "path": "series.path"})
+    own = [c for c in COLUMNS if c not in study and c not in series]
+    in_instances = _Source("instances JOIN studies ON studies.study_uid = instances.study_uid "
+                           "JOIN series ON series.series_uid = instances.series_uid",
+                           {**study, **series, "study_uid": "instances.study_uid",
+                            "series_uid": "instances.series_uid", **{c: f"instances.{c}" for c in own}})
+    return {"PATIENT": studies, "STUDY": studies, "SERIES": in_series, "IMAGE": in_instances}
+
+
+_SOURCES = _sources()
+
+
+def _listed(value: str) -> list[str]:
+    """The values of a computed multi-valued column (comma-separated; '' when it has none)."""
+    return value.split(",") if value else [""]
+
+
+def _plan(identifier: Dataset, depth: int, columns: dict[str, str]):
+    """(keys matched on each row, study-level keys matched over a study's values, SQL prefilter: (clause, its
+    parameters) each) of a query at level ``LEVELS[depth]`` reading `columns`.  The prefilter selects a
+    superset of the rows the matching rules accept (:func:`_prefilter`); the rules decide."""
     keys = []
     aggregated = []
     prefilter: list[tuple[str, list[str]]] = []
@@ -536,7 +572,15 @@ def _plan(identifier: Dataset, depth: int):
         keyword = element.keyword
         if keyword in AGGREGATED and depth <= LEVELS.index("STUDY"):
             column, vr = AGGREGATED[keyword]
-            aggregated.append((column, vr, key_text(element.value)))
+            text = key_text(element.value)
+            aggregated.append((column, vr, text))
+            # a study with a series of a modality asked for (series_by_modality); a patient is matched on all
+            # its studies' (the rules, in Python: its answer stands for every study, not only those)
+            narrow = keyword == "ModalitiesInStudy" and depth == LEVELS.index("STUDY")
+            clause = _prefilter("series.modality", vr, text) if narrow else None
+            if clause is not None:
+                prefilter.append((f"studies.study_uid IN (SELECT study_uid FROM series WHERE {clause[0]})",
+                                  clause[1]))
             continue
         if keyword not in ATTRIBUTES:
             continue
@@ -545,7 +589,7 @@ def _plan(identifier: Dataset, depth: int):
             continue  # keys below the query level are not matched (hierarchical model)
         text = key_text(element.value)
         keys.append((column, vr, text))
-        clause = _prefilter(column, vr, text)
+        clause = _prefilter(columns[column], vr, text)
         if clause is not None:
             prefilter.append(clause)
     return keys, aggregated, prefilter
@@ -585,17 +629,20 @@ def _prefilter(column: str, vr: str, key: str) -> tuple[str, list[str]] | None:
 
 
 def _name_fold(column: str, key: str) -> tuple[str, list[str]] | None:
-    """For a patient's name key of printable ASCII: the indexed condition (:data:`NAME_FOLD`) its matches
-    meet, by the literal text before its first wildcard (all of it, when it has none); else None."""
-    if column != "patient_name" or not key.isascii() or not key.isprintable() or "\\" in key:
+    """For a patient's name key of printable ASCII: the indexed condition (:data:`.schema.NAME_FOLD`) its
+    matches meet, by the literal text before its first wildcard (all of it, when it has none); else None.
+    `column` is ``studies.patient_name`` (or unqualified: then the expression is too)."""
+    table, _, name = column.rpartition(".")
+    if name != "patient_name" or not key.isascii() or not key.isprintable() or "\\" in key:
         return None
+    fold = schema.name_fold(table) if table else schema.NAME_FOLD
     cut = min((key.index(c) for c in "*?" if c in key), default=None)
     prefix = (key if cut is None else key[:cut]).upper()
     if not prefix:
         return None
     if cut is None:
-        return f"({NAME_FOLD} = ? OR {NAME_FOLD} = '')", [prefix]
-    return f"({NAME_FOLD} >= ? AND {NAME_FOLD} < ? OR {NAME_FOLD} = '')", [prefix, prefix + "\x7f"]
+        return f"({fold} = ? OR {fold} = '')", [prefix]
+    return f"({fold} >= ? AND {fold} < ? OR {fold} = '')", [prefix, prefix + "\x7f"]
 
 
 class _Budget:
@@ -654,17 +701,18 @@ def _answer(identifier: Dataset, level: str, rows: list[dict[str, str]], stored:
 
 
 def _aggregate(keyword: str, rows: Iterable[dict[str, str]]):
-    """Values computed over the instances of a match (PS3.4 C.3 optional keys)."""
-    rows = list(rows)
-    if keyword in ("NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances",
-                   "NumberOfPatientRelatedInstances"):
-        return str(len(rows))
+    """Values computed over the instances of a match (PS3.4 C.3 optional keys), from the counts its level rows
+    carry (kept as instances arrive: :mod:`.schema`).  A patient's rows are its studies'."""
+    studies = list({row["study_uid"]: row for row in rows}.values())
+    if keyword in ("NumberOfStudyRelatedInstances", "NumberOfPatientRelatedInstances"):
+        return str(sum(int(row["study_instances"]) for row in studies))
+    if keyword == "NumberOfSeriesRelatedInstances":
+        return str(studies[0]["series_instances"]) if "series_instances" in studies[0] else None
     if keyword in ("NumberOfStudyRelatedSeries", "NumberOfPatientRelatedSeries"):
-        return str(len({row["series_uid"] for row in rows}))
+        return str(sum(int(row["study_series"]) for row in studies))
     if keyword == "NumberOfPatientRelatedStudies":
-        return str(len({row["study_uid"] for row in rows}))
-    if keyword == "ModalitiesInStudy":
-        return sorted({row["modality"] for row in rows if row["modality"]}) or None
-    if keyword == "SOPClassesInStudy":
-        return sorted({row["sop_class"] for row in rows if row["sop_class"]}) or None
+        return str(len(studies))
+    if keyword in AGGREGATED:
+        column = AGGREGATED[keyword][0]
+        return sorted({value for row in studies for value in _listed(row[column]) if value}) or None
     return None

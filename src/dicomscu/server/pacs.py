@@ -497,7 +497,7 @@ class QueryRetrieve(Provider):
         if found is None:
             self._final(channel, message, field, 0xA701)  # out of resources: unable to calculate the matches
             return None
-        return [row for match in found for row in match.rows]
+        return [row for match in found for row in match.instances()]
 
     def _retrieve(self, channel: Channel, message: Message, field: int, paths: list[str], target: Channel,
                   originator) -> None:

@@ -531,7 +531,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         _, found = self.pacs.matches(identifier)
         if found is None:
             raise HttpError(503, "the query ran past its deadline")
-        rows = [row for match in found for row in match.rows]
+        rows = [row for match in found for row in match.instances()]
         if not rows:
             raise HttpError(404, f"no such {UNIQUE[level]} {uids[-1]}")
         return rows
