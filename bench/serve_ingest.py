@@ -3,6 +3,7 @@
 Orthanc, and serve again with 100,000 instances already in its index.
 
 usage: python bench/serve_ingest.py [--files 2000] [--repeat 3] [--archive 100000] [--no-orthanc] [--dir DIR]
+                                   [--jobs N]
 
 Each receiver gets a fresh storage per run, on the same file system; the sender is ``dicomscu --store`` (one
 association), timed as a whole process (best of R).  storescp ``--ignore`` (receives, writes nothing) is the
@@ -10,8 +11,9 @@ floor: what is left above it is the receiver's own work.  "into an archive" pre-
 --archive rows (as bench/serve_scale.py does) before the same files are sent: ingest is flat in archive size
 when that costs what an empty archive does.  ``--dir /dev/shm`` puts every storage in memory: what is left is
 the receivers' CPU, without the file system's noise (creating a file costs 0.4-0.9 ms on this machine's disk,
-and varies run to run more than the receivers differ).  Prints times, ratios and serve's peak RSS; asserts
-nothing.
+and varies run to run more than the receivers differ).  ``--jobs N`` sends over N associations at once
+(storescp then forks one process per association; serve's associations share index transactions by group
+commit).  Prints times, ratios and serve's peak RSS; asserts nothing.
 """
 
 from __future__ import annotations
@@ -34,17 +36,22 @@ from peers import Orthanc, free_port, wait_for_port  # noqa: E402
 from serve_scale import fill, peak_rss_mb  # noqa: E402
 
 
+#: --jobs: associations the sender opens at once.
+JOBS = 1
+
+
 def send(folder: Path, port: int, called: str = "ANY-SCP") -> float:
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dicomscu", "--store", "--call", called, "127.0.0.1", str(port),
-                    str(folder)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "dicomscu", "--store", "--call", called, "-j", str(JOBS), "127.0.0.1",
+                    str(port), str(folder)], check=True, capture_output=True)
     return time.perf_counter() - began
 
 
 def storescp(folder: Path, *extra: str) -> float:
     with tempfile.TemporaryDirectory(dir=BASE) as out:
         port = free_port()
-        server = subprocess.Popen(["/usr/bin/storescp", *extra, "-od", out, str(port)])
+        forks = ["--fork"] if JOBS > 1 else []  # (one association at a time otherwise)
+        server = subprocess.Popen(["/usr/bin/storescp", *extra, *forks, "-od", out, str(port)])
         try:
             wait_for_port(port, server)
             return send(folder, port)
@@ -88,9 +95,10 @@ def main() -> int:
     parser.add_argument("--archive", type=int, default=100_000)
     parser.add_argument("--no-orthanc", action="store_true")
     parser.add_argument("--dir", default=str(HERE), help="where the receivers' storages go (default: bench/)")
+    parser.add_argument("--jobs", type=int, default=1, help="associations the sender opens at once")
     args = parser.parse_args()
-    global BASE
-    BASE = args.dir
+    global BASE, JOBS
+    BASE, JOBS = args.dir, args.jobs
     ensure_bytecode()
     from dicomscu.sample import write_bench_set
 
@@ -112,7 +120,8 @@ def main() -> int:
             runs.setdefault("Orthanc (writes and indexes)", []).append(orthanc(folder))
     best = {name: min(times) for name, times in runs.items()}
     writes = best["storescp (writes files)"]
-    print(f"{args.files} small files, one association, best of {args.repeat} (whole sending process)")
+    associations = "one association" if JOBS == 1 else f"{JOBS} associations at once"
+    print(f"{args.files} small files, {associations}, best of {args.repeat} (whole sending process)")
     for name, seconds in best.items():
         print(f"  {name:36} {seconds:7.2f} s   {seconds / writes:5.2f}x storescp writing")
     print(f"  serve peak RSS: {rss.get('serve', 0):.0f} MB (empty), {rss.get('archive', 0):.0f} MB (into the archive)")
