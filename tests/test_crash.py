@@ -166,3 +166,53 @@ def test_one_storage_has_one_serve(tmp_path):
     again = Pacs(ServerConfig(port=0, storage=str(storage)))  # free once the first has stopped
     again.index.close()
     again.release_storage()
+
+
+def test_a_clean_stop_spares_the_next_start_its_walk_and_a_kill_does_not(tmp_path, monkeypatch):
+    """serve stopped cleanly (SIGTERM) leaves a mark: the next start removes it, reads the storage's top folder
+    only (a temporary file there is still removed) and adopts nothing; a start after a kill finds no mark and
+    walks the storage (adopting a file a kill left without its row)."""
+    from dicomscu.server.index import Index, Reindexed
+    from dicomscu.server.pacs import CLEAN_NAME
+
+    storage = tmp_path / "storage"
+    process, port = _serve(storage)
+    wait_for_port(port, process, timeout=60)
+    stored = run_dicomscu("--store", "127.0.0.1", str(port), "--call", "DICOMSCU", "-r",
+                          str(_sample(tmp_path, 3)))
+    assert stored.returncode == 0, stored.stderr
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert (storage / CLEAN_NAME).exists()
+    walks: list[str] = []
+    adopt = Index.adopt
+
+    def counted(self, where):
+        walks.append(where)
+        return adopt(self, where)
+
+    monkeypatch.setattr(Index, "adopt", counted)
+    stray = storage / ".dicomscu-99999-0.part"  # a temporary file in the top folder, where serve makes them
+    stray.write_bytes(b"partial")
+    server = Pacs(ServerConfig(port=0, storage=str(storage)))
+    assert walks == [] and not stray.exists() and not (storage / CLEAN_NAME).exists()
+    assert server.index.count() == 3
+    server.index.close()
+    server.release_storage()  # as a kill leaves it: no mark
+    process, port = _serve(storage)
+    wait_for_port(port, process, timeout=60)
+    process.kill()
+    process.wait(30)
+    assert not (storage / CLEAN_NAME).exists()  # the mark went at start, before serving
+    server = Pacs(ServerConfig(port=0, storage=str(storage)))
+    try:
+        assert walks == [str(storage)] and server.index.count() == 3
+    finally:
+        server.index.close()
+        server.release_storage()
+
+
+def _sample(tmp_path: Path, count: int) -> Path:
+    from dicomscu.sample import write_bench_set
+
+    return write_bench_set(tmp_path / "sample", big=0, small=count, patients=1) / "small"

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import errno
 import functools
+import itertools
 import os
 import re
 import struct
@@ -101,12 +102,14 @@ def discard(path: str) -> None:
         logging.getLogger("dicomscu.files").error("cannot remove %s: %s", path, exc.strerror or exc)
 
 
-def remove_partial_files(directory: str, tag: str = "") -> list[str]:
+def remove_partial_files(directory: str, tag: str = "", top_only: bool = False) -> list[str]:
     """Remove the temporary files a killed writer left under `directory`: all of them (serve, at start, before
-    any writer runs), or those marked with `tag` (a finished run's)."""
+    any writer runs), or those marked with `tag` (a finished run's); in `directory` itself only with
+    `top_only` (where serve makes every one of its own)."""
     removed = []
     prefix = partial_prefix(tag)
-    for folder, _, names in os.walk(directory):
+    walk = os.walk(directory)
+    for folder, _, names in (itertools.islice(walk, 1) if top_only else walk):
         for name in names:
             if name.startswith(prefix) and name.endswith(PARTIAL_SUFFIX):
                 discard(os.path.join(folder, name))

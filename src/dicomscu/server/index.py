@@ -367,8 +367,9 @@ class Index:
             return self._db.execute("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone() is not None
 
     def count(self) -> int:
+        """The instances indexed (from the studies' counts: a row per study read, not one per instance)."""
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+            return self._db.execute("SELECT COALESCE(SUM(study_instances), 0) FROM studies").fetchone()[0]
 
     def rows(self, where: dict[str, str] | None = None) -> list[dict[str, str]]:
         """Rows whose columns equal `where` (exact SQL prefilter)."""

@@ -34,7 +34,7 @@ from dicomscu.protocol.messages import Message
 from dicomscu.protocol.negotiation import Proposal
 from dicomscu.server import SERVE_PORT  # (defined where the command line reads it cheaply)
 from dicomscu.server.access import AccessPolicy, Credentials
-from dicomscu.server.index import Index, QueryTooLong, index_row
+from dicomscu.server.index import Index, QueryTooLong, Reindexed, fsync, index_row
 from dicomscu.storage_classes import STORAGE_UIDS
 from dicomscu.transport.association import associate
 from dicomscu.transport.channel import Channel
@@ -183,6 +183,7 @@ class Pacs:
             listener.wait(grace)
         with self._write_lock:  # a store still finishing its file and row completes first
             self.index.close()
+            _mark_clean(self.storage)  # files and rows agree: the next start need not walk the storage
         self.release_storage()
 
     def release_storage(self) -> None:
@@ -594,6 +595,35 @@ def _payload_for(target: Channel, info, data: bytes, need_scp_role: bool):
 
 #: The file in the storage a running serve holds locked (and writes its process ID in).
 LOCK_NAME = ".dicomscu-serve.lock"
+#: Left in the storage by a serve that stopped cleanly (its index closed after every store ended), removed by
+#: the next start before it serves: a start that does not find it (the first one, or after a kill or a power
+#: cut) walks the storage for what a kill can leave (temporary files, files without a row); one that finds it
+#: reads only the storage's top folder, where every temporary file is made.  Start-up then costs the same
+#: whatever the archive's size.
+CLEAN_NAME = ".dicomscu-stopped-cleanly"
+
+
+def _mark_clean(storage: str) -> None:
+    """Say, durably, that the storage's files and index agree (after a clean stop)."""
+    path = os.path.join(storage, CLEAN_NAME)
+    try:
+        with open(path, "w") as handle:
+            handle.write("files and index agree: the next start does not walk the storage\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        fsync(storage)
+    except OSError as exc:  # the next start walks the storage: slower, as safe
+        LOGGER.warning("cannot mark the storage as stopped cleanly: %s", exc.strerror or exc)
+
+
+def _stopped_cleanly(storage: str) -> bool:
+    """Whether the last serve stopped cleanly; the mark is removed (durably) either way, before serving."""
+    path = os.path.join(storage, CLEAN_NAME)
+    if not os.path.exists(path):
+        return False
+    os.unlink(path)
+    fsync(storage)  # a kill from now on leaves no mark: the next start walks
+    return True
 
 
 def _open_storage(storage: str, given: str):
@@ -607,14 +637,15 @@ def _open_storage(storage: str, given: str):
     try:
         os.makedirs(storage, exist_ok=True)
         lock = _lock_storage(storage, given)
-        for path in remove_partial_files(storage):  # left by a kill -9: never a whole instance
+        clean = _stopped_cleanly(storage)
+        for path in remove_partial_files(storage, top_only=clean):  # left by a kill -9: never a whole instance
             LOGGER.warning("removed the partial file %s", path)
         probe = os.path.join(storage, ".dicomscu-write-check")
         with open(probe, "wb"):
             pass
         os.unlink(probe)
         index = Index(os.path.join(storage, "index.sqlite"))
-        adopted = index.adopt(storage)
+        adopted = index.adopt(storage) if not clean else Reindexed()
         if adopted.indexed or adopted.dropped:
             LOGGER.warning("indexed %d complete file(s) that had no index row (left by a stop during a store)%s",
                            adopted.indexed, f"; removed {len(adopted.dropped)} older duplicate(s)"
