@@ -135,7 +135,8 @@ def _drop_padding(ds) -> None:
 
 def by_uid(folder: Path) -> dict[str, Path]:
     return {probe(p.read_bytes()).sop_instance: p for p in folder.rglob("*") if p.is_file()
-            and not p.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm", ".log", ".lock"))}
+            and not p.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm", ".log", ".lock"))
+            and not p.name.startswith(".dicomscu-")}  # serve's own (its lock, its clean-stop mark)
 
 
 def test_files_that_are_not_instances_are_refused_for_their_reason(corpus):
