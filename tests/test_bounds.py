@@ -160,7 +160,7 @@ def _brute_force(rows, level: str, keys: dict[str, str]) -> dict[str, list[str]]
                for keyword, value in keys.items()
                if keyword in ATTRIBUTES and LEVELS.index(ATTRIBUTES[keyword][1]) <= depth):
             groups.setdefault(row[ATTRIBUTES[UNIQUE[level]][0]], []).append(row)
-    if "ModalitiesInStudy" in keys and depth <= 1:
+    if "ModalitiesInStudy" in keys and depth == 1:  # a study's key: matched at the study level only
         groups = {key: group for key, group in groups.items()
                   if any(matches("CS", keys["ModalitiesInStudy"], row["modality"]) for row in group)}
     return {key: sorted(row["sop_uid"] for row in group) for key, group in groups.items()}
@@ -447,3 +447,32 @@ def test_an_index_of_the_previous_version_is_upgraded_in_place(tmp_path):
 def _values(value) -> list[str]:
     """A multi-valued element's values (pydicom gives one value as itself)."""
     return [value] if isinstance(value, str) else sorted(value)
+
+
+def test_an_index_of_version_2_gets_its_patients_table(tmp_path):
+    """Version 2 had studies and series but no patients: opening it builds the patients' rows and counts."""
+    import sqlite3
+
+    path = tmp_path / "index.sqlite"
+    _index(path, _rows(200)).close()
+    db = sqlite3.connect(path)
+    for trigger in ("study_added", "study_changed", "study_removed", "instance_added", "instance_removed"):
+        db.execute(f"DROP TRIGGER {trigger}")
+    db.execute("DROP TABLE patients")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    index = Index(str(path))
+    try:
+        patient = _identifier("PATIENT", PatientID="P001", NumberOfPatientRelatedStudies="",
+                              NumberOfPatientRelatedSeries="", NumberOfPatientRelatedInstances="")
+        (match,) = index.query(patient, "PATIENT")
+        answer = match.identifier
+        assert (answer.NumberOfPatientRelatedStudies, answer.NumberOfPatientRelatedSeries,
+                answer.NumberOfPatientRelatedInstances) == (5, 10, 50)
+        assert len(match.instances()) == 50
+        index.add(dict(_rows(200)[60], sop_uid="1.2.3.6.99.999", series_uid="1.2.3.6.99", path="x/new.dcm"))
+        (match,) = index.query(patient, "PATIENT")
+        assert (match.identifier.NumberOfPatientRelatedSeries, match.identifier.NumberOfPatientRelatedInstances) == (11, 51)
+    finally:
+        index.close()

@@ -1,6 +1,6 @@
-"""The index's study and series tables stay equal to what its instances make of them, whatever the writes.
+"""The index's patient, study and series tables stay equal to what its instances make of them, whatever the writes.
 
-The study and series rows (counts, modalities, SOP classes, a file of theirs, their attributes) are kept by
+The patient, study and series rows (counts, modalities, SOP classes, a file of theirs, their attributes) are kept by
 triggers as instances are added, replaced (sent again, under another series or study) and removed.  A model
 in Python, fed the same random writes, says what they must be after each.
 """
@@ -20,7 +20,7 @@ def _instance(pick: random.Random, sop: int) -> dict[str, str]:
     study = pick.randrange(4)
     row = {column: "" for column in COLUMNS}
     row.update(sop_uid=f"1.9.{sop}", study_uid=f"1.8.{study}", series_uid=f"1.7.{pick.randrange(6)}",
-               patient_id=f"P{study % 2}", patient_name=pick.choice(["DOE^A", "DOE^B"]),
+               patient_id=pick.choice(["P0", "P1", "P2"]), patient_name=pick.choice(["DOE^A", "DOE^B"]),
                study_description=pick.choice(["CHEST", "HEAD", ""]), modality=pick.choice(["CT", "MR", "", "OT"]),
                sop_class=pick.choice([CT, MR, ""]), path=f"f/{sop}-{pick.randrange(10**6)}.dcm")
     return row
@@ -32,12 +32,14 @@ class _Model:
 
     def __init__(self) -> None:
         self.instances: dict[str, dict[str, str]] = {}
+        self.patient_values: dict[str, dict[str, str]] = {}
         self.study_values: dict[str, dict[str, str]] = {}
         self.series_values: dict[str, dict[str, str]] = {}
 
     def add(self, row: dict[str, str]) -> None:
         self.remove(row["sop_uid"])
         self.instances[row["sop_uid"]] = row
+        self.patient_values[row["patient_id"]] = {"patient_name": row["patient_name"]}
         self.study_values[row["study_uid"]] = {k: row[k] for k in ("patient_id", "patient_name", "study_description")}
         self.series_values[row["series_uid"]] = {"study_uid": row["study_uid"], "modality": row["modality"]}
 
@@ -47,6 +49,8 @@ class _Model:
             return
         if not any(r["study_uid"] == row["study_uid"] for r in self.instances.values()):
             del self.study_values[row["study_uid"]]
+        if not any(r["patient_id"] == row["patient_id"] for r in self.instances.values()):
+            del self.patient_values[row["patient_id"]]
         if not any(r["series_uid"] == row["series_uid"] for r in self.instances.values()):
             del self.series_values[row["series_uid"]]
 
@@ -76,9 +80,19 @@ def _check(index: Index, model: _Model) -> None:
         assert set(filter(None, classes.split(","))) == {
             r["sop_class"] for r in model.instances.values() if r["series_uid"] in in_study} - {""}
         assert path in {r["path"] for r in members}
+    patients = {row[0]: row[1:] for row in db.execute(
+        "SELECT patient_id, patient_name, patient_studies, patient_series, patient_instances, path FROM patients")}
+    assert set(patients) == set(model.patient_values)
+    for uid, (name, study_count, series_count, count, path) in patients.items():
+        members = [r for r in model.instances.values() if r["patient_id"] == uid]
+        their_studies = [s for s, values in model.study_values.items() if values["patient_id"] == uid]
+        assert {"patient_name": name} == model.patient_values[uid] and count == len(members), uid
+        assert study_count == len(their_studies), uid
+        assert series_count == sum(values["study_uid"] in their_studies for values in model.series_values.values())
+        assert path in {r["path"] for r in members}
 
 
-def test_study_and_series_rows_follow_every_add_replace_and_removal(tmp_path):
+def test_patient_study_and_series_rows_follow_every_add_replace_and_removal(tmp_path):
     pick = random.Random(5)
     index = Index(str(tmp_path / "index.sqlite"))
     model = _Model()

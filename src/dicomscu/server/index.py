@@ -107,7 +107,9 @@ class Match:
             return self.rows
         if self.level == "SERIES":
             return self._index.instance_rows("series_uid", [row["series_uid"] for row in self.rows])
-        return self._index.instance_rows("study_uid", [row["study_uid"] for row in self.rows])
+        if self.level == "STUDY":
+            return self._index.instance_rows("study_uid", [row["study_uid"] for row in self.rows])
+        return self._index.instance_rows("patient_id", [row["patient_id"] for row in self.rows])
 
     @property
     def paths(self) -> list[str]:
@@ -461,13 +463,15 @@ class Index:
         return result
 
     def instance_rows(self, column: str, values: list[str]) -> list[dict[str, str]]:
-        """The instances rows whose `column` (``study_uid`` or ``series_uid``: indexed) is one of `values`, in
-        the order they were stored within each."""
+        """The instances rows whose `column` (``study_uid`` or ``series_uid``: indexed; ``patient_id``: through
+        the studies the patient's row holds) is one of `values`, in the order they were stored within each."""
         found: list[dict[str, str]] = []
         for start in range(0, len(values), _MOST_SQL_VALUES):
             chunk = values[start:start + _MOST_SQL_VALUES]
-            sql = (f"SELECT {', '.join(COLUMNS)} FROM instances WHERE {column} IN "
-                   f"({', '.join('?' for _ in chunk)})")
+            marks = ", ".join("?" for _ in chunk)
+            where = (f"study_uid IN (SELECT study_uid FROM studies WHERE patient_id IN ({marks}))"
+                     if column == "patient_id" else f"{column} IN ({marks})")
+            sql = f"SELECT {', '.join(COLUMNS)} FROM instances WHERE {where}"
             with self._lock:
                 found.extend(dict(zip(COLUMNS, values)) for values in self._db.execute(sql, chunk).fetchall())
         return found
@@ -538,9 +542,12 @@ class _Source:
 
 
 def _sources() -> dict[str, _Source]:
-    """The patient and study columns come from the study's row, the series' from the series' row, the
-    instance's from its own: each level's attributes from that level's table.  UIDs are read where the
-    table named first holds them, so that a UID key narrows on that table's index."""
+    """Each level's attributes from that level's table: a patient's from its row, a study's with its
+    patient's as the study's row holds them, a series' from its own row joined to its study's, an
+    instance's from its own joined to both.  UIDs are read where the table named first holds them, so that a
+    UID key narrows on that table's index."""
+    patients = _Source("patients", {c: f"patients.{c}" for c in schema.PATIENT_COLUMNS + schema.PATIENT_COUNTS
+                                    + ["path"]})
     study = {c: f"studies.{c}" for c in schema.PATIENT_COLUMNS + schema.STUDY_COLUMNS + schema.STUDY_COUNTS}
     studies = _Source("studies", {**study, "path": "studies.path"})
     series = {c: f"series.{c}" for c in schema.SERIES_COLUMNS + schema.SERIES_COUNTS}
@@ -551,7 +558,7 @@ def _sources() -> dict[str, _Source]:
                            "JOIN series ON series.series_uid = instances.series_uid",
                            {**study, **series, "study_uid": "instances.study_uid",
                             "series_uid": "instances.series_uid", **{c: f"instances.{c}" for c in own}})
-    return {"PATIENT": studies, "STUDY": studies, "SERIES": in_series, "IMAGE": in_instances}
+    return {"PATIENT": patients, "STUDY": studies, "SERIES": in_series, "IMAGE": in_instances}
 
 
 _SOURCES = _sources()
@@ -571,14 +578,14 @@ def _plan(identifier: Dataset, depth: int, columns: dict[str, str]):
     prefilter: list[tuple[str, list[str]]] = []
     for element in identifier:
         keyword = element.keyword
-        if keyword in AGGREGATED and depth <= LEVELS.index("STUDY"):
+        if keyword in AGGREGATED:
+            if depth != LEVELS.index("STUDY"):
+                continue  # a study's key: not matched at another level (hierarchical model)
             column, vr = AGGREGATED[keyword]
             text = key_text(element.value)
             aggregated.append((column, vr, text))
-            # a study with a series of a modality asked for (series_by_modality); a patient is matched on all
-            # its studies' (the rules, in Python: its answer stands for every study, not only those)
-            narrow = keyword == "ModalitiesInStudy" and depth == LEVELS.index("STUDY")
-            clause = _prefilter("series.modality", vr, text) if narrow else None
+            # a study with a series of a modality asked for (series_by_modality)
+            clause = _prefilter("series.modality", vr, text) if keyword == "ModalitiesInStudy" else None
             if clause is not None:
                 prefilter.append((f"studies.study_uid IN (SELECT study_uid FROM series WHERE {clause[0]})",
                                   clause[1]))
@@ -701,19 +708,21 @@ def _answer(identifier: Dataset, level: str, rows: list[dict[str, str]], stored:
     return answer
 
 
+#: Keys computed over the instances under an answer (PS3.4 C.3 optional keys): the column of the level rows
+#: that carries each (kept as instances arrive: :mod:`.schema`).
+COUNTED = {"NumberOfPatientRelatedStudies": "patient_studies", "NumberOfPatientRelatedSeries": "patient_series",
+           "NumberOfPatientRelatedInstances": "patient_instances", "NumberOfStudyRelatedSeries": "study_series",
+           "NumberOfStudyRelatedInstances": "study_instances", "NumberOfSeriesRelatedInstances": "series_instances"}
+
+
 def _aggregate(keyword: str, rows: Iterable[dict[str, str]]):
-    """Values computed over the instances of a match (PS3.4 C.3 optional keys), from the counts its level rows
-    carry (kept as instances arrive: :mod:`.schema`).  A patient's rows are its studies'."""
-    studies = list({row["study_uid"]: row for row in rows}.values())
-    if keyword in ("NumberOfStudyRelatedInstances", "NumberOfPatientRelatedInstances"):
-        return str(sum(int(row["study_instances"]) for row in studies))
-    if keyword == "NumberOfSeriesRelatedInstances":
-        return str(studies[0]["series_instances"]) if "series_instances" in studies[0] else None
-    if keyword in ("NumberOfStudyRelatedSeries", "NumberOfPatientRelatedSeries"):
-        return str(sum(int(row["study_series"]) for row in studies))
-    if keyword == "NumberOfPatientRelatedStudies":
-        return str(len(studies))
+    """A computed key's value for an answer, from its level row (None when that row does not carry it: a
+    study's count asked of a patient, say)."""
+    row = next(iter(rows))
+    if keyword in COUNTED:
+        column = COUNTED[keyword]
+        return str(row[column]) if column in row else None
     if keyword in AGGREGATED:
         column = AGGREGATED[keyword][0]
-        return sorted({value for row in studies for value in _listed(row[column]) if value}) or None
+        return sorted({value for value in _listed(row.get(column, "")) if value}) or None
     return None
