@@ -476,3 +476,30 @@ def test_an_index_of_version_2_gets_its_patients_table(tmp_path):
         assert (match.identifier.NumberOfPatientRelatedSeries, match.identifier.NumberOfPatientRelatedInstances) == (11, 51)
     finally:
         index.close()
+
+
+def test_a_c_find_is_streamed_from_the_cursor_and_a_cancel_stops_the_query(tmp_path, monkeypatch):
+    """Over 20,000 instances a C-FIND that the client cancels after 5 answers reads about 5 rows: its answers
+    are made as the cursor reads them (not all gathered first), and the C-CANCEL closes the cursor."""
+    import dicomscu
+
+    made = collections.Counter()
+    match_init = index_module.Match.__init__
+
+    def counted(self, *args, **kwargs):
+        made["matches"] += 1
+        match_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(index_module.Match, "__init__", counted)
+    with dicomscu.serve(tmp_path / "storage") as served:
+        served.pacs.index.close()
+        served.pacs.index = _index(Path(served.pacs.storage) / "index.sqlite", _rows(20_000))
+        query = dicomscu.build_query("studyroot", "image", ["SOPInstanceUID", "StudyInstanceUID=",
+                                                             "SeriesInstanceUID="])
+        answers: list = []
+        report = dicomscu.find(served.peer, query, dicomscu.FindOptions(limit=5), on_answer=answers.append)
+        assert len(answers) == 5 and report.cancelled and not report.cancel_ignored
+        assert made["matches"] < 100, made  # (before: all 20,000 gathered, whatever the client took)
+        made.clear()
+        report = dicomscu.find(served.peer, dicomscu.build_query("studyroot", "study", ["StudyInstanceUID"]))
+        assert report.ok and made["matches"] == 2_000  # a whole answer: every study, one row each

@@ -14,6 +14,7 @@ storage directory and an index.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -34,7 +35,7 @@ from dicomscu.protocol.messages import Message
 from dicomscu.protocol.negotiation import Proposal
 from dicomscu.server import SERVE_PORT  # (defined where the command line reads it cheaply)
 from dicomscu.server.access import AccessPolicy, Credentials
-from dicomscu.server.index import Index, QueryTooLong, Reindexed, fsync, index_row
+from dicomscu.server.index import LEVELS, Index, QueryTooLong, Reindexed, fsync, index_row
 from dicomscu.storage_classes import STORAGE_UIDS
 from dicomscu.transport.association import associate
 from dicomscu.transport.channel import Channel
@@ -438,19 +439,24 @@ class QueryRetrieve(Provider):
         if decoded is None:
             return
         identifier, syntax = decoded
-        level, found = self.pacs.matches(identifier)
-        if found is None:
-            return self._final(channel, message, dimse.C_FIND_RSP, 0xA700)  # out of resources
-        if not found and level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
+        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        if level not in LEVELS:
             return self._final(channel, message, dimse.C_FIND_RSP, 0xA900)
         request = message.command
         pending = dimse.c_find_rsp(request.MessageID, request.AffectedSOPClassUID, 0xFF00, has_identifier=True)
-        try:
-            for match in found:
-                self._check_cancel(channel, request.MessageID)
-                channel.send_encoded(message.context_id, pending, encode(match.identifier, syntax), "C-FIND-RSP")
-        except Cancelled:
-            return self._final(channel, message, dimse.C_FIND_RSP, 0xFE00)
+        # streamed from the query's cursor: each answer is built and sent as its row is read, so memory stays
+        # flat in the number of answers, and a C-CANCEL stops the query itself (its cursor closed), not only
+        # the responses
+        with contextlib.closing(self.pacs.query(identifier)) as found:
+            try:
+                for match in found:
+                    self._check_cancel(channel, request.MessageID)
+                    channel.send_encoded(message.context_id, pending, encode(match.identifier, syntax), "C-FIND-RSP")
+            except Cancelled:
+                return self._final(channel, message, dimse.C_FIND_RSP, 0xFE00)
+            except QueryTooLong as exc:
+                LOGGER.warning("query stopped: %s", exc)
+                return self._final(channel, message, dimse.C_FIND_RSP, 0xA700)  # out of resources
         self._final(channel, message, dimse.C_FIND_RSP, 0x0000)
 
     # -- Storage Commitment --------------------------------------------------------------------------
