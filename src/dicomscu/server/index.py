@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
+import typing
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
@@ -101,19 +102,17 @@ class Match:
     def identifier(self) -> Dataset:
         return _answer(self._request, self.level, self.rows, self.stored)
 
-    def instances(self) -> list[dict[str, str]]:
-        """The instances rows of every instance under this answer (what a retrieval of it sends)."""
+    def instances(self, columns: typing.Sequence[str] = COLUMNS) -> list[dict[str, str]]:
+        """`columns` of the instances rows of every instance under this answer (what a retrieval of it sends;
+        a retrieval of many instances asks for the few columns it needs)."""
         if self.level == "IMAGE" or self._index is None:
             return self.rows
-        if self.level == "SERIES":
-            return self._index.instance_rows("series_uid", [row["series_uid"] for row in self.rows])
-        if self.level == "STUDY":
-            return self._index.instance_rows("study_uid", [row["study_uid"] for row in self.rows])
-        return self._index.instance_rows("patient_id", [row["patient_id"] for row in self.rows])
+        key = {"SERIES": "series_uid", "STUDY": "study_uid", "PATIENT": "patient_id"}[self.level]
+        return self._index.instance_rows(key, [row[key] for row in self.rows], columns)
 
     @property
     def paths(self) -> list[str]:
-        return [row["path"] for row in self.instances()]
+        return [row["path"] for row in self.instances(["path"])]
 
 
 def index_row(raw: bytes | bytearray | memoryview, transfer_syntax: str) -> dict[str, str]:
@@ -462,18 +461,19 @@ class Index:
             result.indexed += 1
         return result
 
-    def instance_rows(self, column: str, values: list[str]) -> list[dict[str, str]]:
-        """The instances rows whose `column` (``study_uid`` or ``series_uid``: indexed; ``patient_id``: through
-        the studies the patient's row holds) is one of `values`, in the order they were stored within each."""
+    def instance_rows(self, column: str, values: list[str], columns: typing.Sequence[str] = COLUMNS) -> list[dict[str, str]]:
+        """`columns` of the instances rows whose `column` (``study_uid`` or ``series_uid``: indexed;
+        ``patient_id``: through the studies the patient's row holds) is one of `values`, in the order they were
+        stored within each."""
         found: list[dict[str, str]] = []
         for start in range(0, len(values), _MOST_SQL_VALUES):
             chunk = values[start:start + _MOST_SQL_VALUES]
             marks = ", ".join("?" for _ in chunk)
             where = (f"study_uid IN (SELECT study_uid FROM studies WHERE patient_id IN ({marks}))"
                      if column == "patient_id" else f"{column} IN ({marks})")
-            sql = f"SELECT {', '.join(COLUMNS)} FROM instances WHERE {where}"
+            sql = f"SELECT {', '.join(columns)} FROM instances WHERE {where}"
             with self._lock:
-                found.extend(dict(zip(COLUMNS, values)) for values in self._db.execute(sql, chunk).fetchall())
+                found.extend(dict(zip(columns, values)) for values in self._db.execute(sql, chunk).fetchall())
         return found
 
     # -- queries ---------------------------------------------------------------

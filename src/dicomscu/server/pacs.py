@@ -504,7 +504,7 @@ class QueryRetrieve(Provider):
         if found is None:
             self._final(channel, message, field, 0xA701)  # out of resources: unable to calculate the matches
             return None
-        return [row for match in found for row in match.instances()]
+        return [row for match in found for row in match.instances(_RETRIEVED)]
 
     def _retrieve(self, channel: Channel, message: Message, field: int, paths: list[str], target: Channel,
                   originator) -> None:
@@ -692,6 +692,10 @@ def _lock_storage(storage: str, given: str):
     handle.write(f"process {os.getpid()} on {os.uname().nodename}\n")
     handle.flush()
     return handle
+
+
+#: What a C-GET or C-MOVE needs of each instance it sends: its file, and what its presentation context needs.
+_RETRIEVED = ("path", "sop_class", "transfer_syntax")
 
 
 def _contexts_for(rows) -> list[Proposal]:
