@@ -374,16 +374,25 @@ def test_a_patient_name_or_its_prefix_is_read_by_an_index(tmp_path):
     index.close()
 
 
-def test_an_index_dropped_from_the_index_comes_back_when_it_is_opened(tmp_path):
+def test_an_index_or_trigger_dropped_or_changed_is_made_again_when_the_index_is_opened(tmp_path):
+    """Indexes come back when dropped; triggers are made again at each opening (an index keeps the bodies of
+    the version that opened it last: here one that would count each instance twice)."""
     import sqlite3
 
     path = tmp_path / "index.sqlite"
     _index(path, _rows(20)).close()
-    with sqlite3.connect(path) as db:
-        db.execute("DROP INDEX studies_by_name_fold")  # (by hand, or by a tool)
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX studies_by_name_fold")  # (by hand, or by a tool)
+    db.execute("DROP TRIGGER instance_added")
+    db.execute("CREATE TRIGGER instance_added AFTER INSERT ON instances BEGIN "
+               "UPDATE studies SET study_instances = study_instances + 2 WHERE study_uid = NEW.study_uid; END")
+    db.commit()
+    db.close()
     index = Index(str(path))
     names = {row[0] for row in index._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "studies_by_name_fold" in names and index.count() == 20
+    index.add(dict(_rows(20)[0], sop_uid="1.2.3.0.0.99", path="x/99.dcm"))
+    assert index.count() == 21
     index.close()
 
 

@@ -1,8 +1,8 @@
 """The embedded PACS's index: SQLite (WAL mode), a table per level of the query model (:mod:`.schema`).
 
 Each instance's row holds its patient, study, series and instance attributes (as decoded text) and its file
-path; triggers keep one row per study and per series, with their counts, in step.  A query reads the rows
-of its level's table (a study query one row per study, joined to its study for a series or an instance),
+path; triggers keep one row per patient, study and series, with their counts, in step.  A query reads the
+rows of its level's table (one per patient or study; a series' or an instance's joined to its study's),
 with the keys SQL can narrow pushed into the WHERE clause, in the order of the level's unique key on an
 index; it matches every key in Python (:mod:`.matching`, whose verdict decides) and yields each answer as
 soon as its row is read: taking ten answers reads about ten rows, whatever the archive's size.  Writes are
@@ -19,9 +19,9 @@ import os
 import sqlite3
 import threading
 import time
+import typing
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
-import typing
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
@@ -85,9 +85,9 @@ _INSERT = f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) VALUES ({', 
 
 
 class Match:
-    """One answer of a query: the rows of its level it stands for (a study's, a series' joined to its study's,
-    an instance's joined to both; a patient's studies'), and the identifier to return, built from them only
-    when asked for (a page of answers costs its page, an offset skips for free)."""
+    """One answer of a query: the row of its level it stands for (a patient's, a study's, a series' joined to
+    its study's, an instance's joined to both), and the identifier to return, built from it only when asked
+    for (a page of answers costs its page, an offset skips for free)."""
 
     def __init__(self, request: Dataset, level: str, rows: list[dict[str, str]], stored: Dataset | None = None,
                  index: "Index | None" = None) -> None:
@@ -481,12 +481,11 @@ class Index:
         """Answers to `identifier` at `level`: one per distinct unique key of that level, in the order of
         that key, each yielded as soon as its row is read.
 
-        The rows are those of the level's table (one per study for a study query; a series' and an
-        instance's joined to their study's), from SQL in unique-key order on an index, prefiltered on the
-        keys SQL can narrow, on a connection of the query's own: a consumer that takes one page of answers
-        reads one page of rows (QIDO-RS ``limit``), and a slow consumer holds no lock a store needs.  A
-        patient is answered from the rows of its studies.  Raises :class:`QueryTooLong` once the query's own
-        work (not the consumer's) passes `seconds`.
+        The rows are those of the level's table (one per patient or study; a series' and an instance's
+        joined to their study's), from SQL in unique-key order on an index, prefiltered on the keys SQL can
+        narrow, on a connection of the query's own: a consumer that takes one page of answers reads one page
+        of rows (QIDO-RS ``limit``), and a slow consumer holds no lock a store needs.  Raises
+        :class:`QueryTooLong` once the query's own work (not the consumer's) passes `seconds`.
         """
         if level not in LEVELS:
             return

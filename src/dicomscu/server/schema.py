@@ -104,14 +104,26 @@ def _set_when_different(table: str, key: str, columns: list[str]) -> str:
 
 
 def _repick_path(table: str, key: str) -> str:
-    """Point `table`'s row at another of its instances' files when the one it named goes."""
+    """Point `table`'s row at another of its instances' files when the one it named goes (through the
+    instances' index on `key`)."""
     return (f"UPDATE {table} SET path = COALESCE((SELECT path FROM instances WHERE {key} = OLD.{key} LIMIT 1), '') "
             f"WHERE {key} = OLD.{key} AND path IS OLD.path")
 
 
+#: A patient's row's file when the one it named goes: an instance of the patient's found through its studies
+#: (the instances table has no index on patient_id); only for an instance filed under another patient's study
+#: (data that disagrees with itself) the instances are scanned (COALESCE stops at its first value).
+_REPICK_PATIENT_PATH = (
+    "UPDATE patients SET path = COALESCE("
+    "(SELECT i.path FROM studies s JOIN instances i ON i.study_uid = s.study_uid "
+    "WHERE s.patient_id = OLD.patient_id AND i.patient_id = OLD.patient_id LIMIT 1), "
+    "(SELECT path FROM instances WHERE patient_id = OLD.patient_id LIMIT 1), '') "
+    "WHERE patient_id = OLD.patient_id AND path IS OLD.path")
+
+
 _study_values = PATIENT_COLUMNS + STUDY_COLUMNS[1:]
 _TRIGGERS = f"""
-CREATE TRIGGER IF NOT EXISTS instance_added AFTER INSERT ON instances BEGIN
+CREATE TRIGGER instance_added AFTER INSERT ON instances BEGIN
     INSERT INTO patients ({", ".join(PATIENT_COLUMNS)}, patient_instances, path)
         VALUES ({", ".join(f"NEW.{c}" for c in PATIENT_COLUMNS)}, 1, NEW.path)
         ON CONFLICT (patient_id) DO UPDATE SET patient_instances = patient_instances + 1, path = excluded.path;
@@ -129,7 +141,7 @@ CREATE TRIGGER IF NOT EXISTS instance_added AFTER INSERT ON instances BEGIN
         WHERE series_uid = NEW.series_uid AND NEW.sop_class <> ''
         AND instr(',' || sop_classes || ',', ',' || NEW.sop_class || ',') = 0;
 END;
-CREATE TRIGGER IF NOT EXISTS instance_removed AFTER DELETE ON instances BEGIN
+CREATE TRIGGER instance_removed AFTER DELETE ON instances BEGIN
     UPDATE series SET series_instances = series_instances - 1 WHERE series_uid = OLD.series_uid;
     DELETE FROM series WHERE series_uid = OLD.series_uid AND series_instances <= 0;
     {_repick_path("series", "series_uid")};
@@ -142,26 +154,26 @@ CREATE TRIGGER IF NOT EXISTS instance_removed AFTER DELETE ON instances BEGIN
     {_repick_path("studies", "study_uid")};
     UPDATE patients SET patient_instances = patient_instances - 1 WHERE patient_id = OLD.patient_id;
     DELETE FROM patients WHERE patient_id = OLD.patient_id AND patient_instances <= 0;
-    {_repick_path("patients", "patient_id")};
+    {_REPICK_PATIENT_PATH};
 END;
-CREATE TRIGGER IF NOT EXISTS study_added AFTER INSERT ON studies BEGIN
+CREATE TRIGGER study_added AFTER INSERT ON studies BEGIN
     {_refresh_patient("NEW.patient_id")};
 END;
-CREATE TRIGGER IF NOT EXISTS study_changed AFTER UPDATE OF patient_id, study_series ON studies BEGIN
+CREATE TRIGGER study_changed AFTER UPDATE OF patient_id, study_series ON studies BEGIN
     {_refresh_patient("OLD.patient_id")};
     {_refresh_patient("NEW.patient_id")};
 END;
-CREATE TRIGGER IF NOT EXISTS study_removed AFTER DELETE ON studies BEGIN
+CREATE TRIGGER study_removed AFTER DELETE ON studies BEGIN
     {_refresh_patient("OLD.patient_id")};
 END;
-CREATE TRIGGER IF NOT EXISTS series_added AFTER INSERT ON series BEGIN
+CREATE TRIGGER series_added AFTER INSERT ON series BEGIN
     {_refresh_study("NEW.study_uid")};
 END;
-CREATE TRIGGER IF NOT EXISTS series_changed AFTER UPDATE OF study_uid, modality, sop_classes ON series BEGIN
+CREATE TRIGGER series_changed AFTER UPDATE OF study_uid, modality, sop_classes ON series BEGIN
     {_refresh_study("OLD.study_uid")};
     {_refresh_study("NEW.study_uid")};
 END;
-CREATE TRIGGER IF NOT EXISTS series_removed AFTER DELETE ON series BEGIN
+CREATE TRIGGER series_removed AFTER DELETE ON series BEGIN
     {_refresh_study("OLD.study_uid")};
 END;
 """
@@ -186,14 +198,9 @@ def connect(path: str, *, check_same_thread: bool = True) -> sqlite3.Connection:
 
 def prepare(db: sqlite3.Connection, columns: list[str]) -> None:
     """Create the tables of an empty index, or upgrade an earlier version's in place, in one transaction (a
-    kill leaves the index as it was)."""
+    kill leaves the index as it was).  The triggers are made again at each opening: they are code, and the
+    index keeps the bodies of the version that opened it last."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version >= VERSION:
-        _add_missing_columns(db, columns)
-        for statement in [*_statements(_instances(columns)), *_statements(_LEVEL_TABLES),
-                          *_statements(_TRIGGERS, "END;")]:
-            db.execute(statement)  # (IF NOT EXISTS: what was dropped by hand comes back)
-        return
     db.execute("BEGIN IMMEDIATE")
     try:
         existed = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'instances'").fetchone() is not None
@@ -201,16 +208,17 @@ def prepare(db: sqlite3.Connection, columns: list[str]) -> None:
             db.execute(statement)
         if existed:
             _add_missing_columns(db, columns)
-        for name in _TRIGGER_NAMES:  # (an earlier version's bodies: made again below)
+        for name in _TRIGGER_NAMES:
             db.execute(f"DROP TRIGGER IF EXISTS {name}")
         for statement in _statements(_LEVEL_TABLES):
-            db.execute(statement)
-        _fill_level_tables(db)
+            db.execute(statement)  # (IF NOT EXISTS: an index dropped by hand comes back)
+        if version < VERSION:
+            _fill_level_tables(db)
+            for name in _FORMER_INDEXES:
+                db.execute(f"DROP INDEX IF EXISTS {name}")
+            db.execute(f"PRAGMA user_version = {VERSION}")
         for statement in _statements(_TRIGGERS, "END;"):
             db.execute(statement)
-        for name in _FORMER_INDEXES:
-            db.execute(f"DROP INDEX IF EXISTS {name}")
-        db.execute(f"PRAGMA user_version = {VERSION}")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
