@@ -4,13 +4,14 @@
 transfer syntax and its file.  It is the truth: ``--reindex`` rebuilds it from the files.  ``patients``,
 ``studies`` (patient and study attributes) and ``series`` hold one row per patient, study and series, with
 the counts a query answers (NumberOfStudyRelatedInstances, ...), a study's modalities and SOP classes, and
-the file of one of their instances (for the keys read from a stored file).  SQLite triggers keep them in step with ``instances`` on
-every insert, replacement and deletion, whatever the path that writes (a C-STORE, STOW-RS, group commit,
-``--reindex``, adoption at start): a study query reads one row per study, not one per instance.
+the file of one of their instances (for the keys read from a stored file).  SQLite triggers keep them in
+step with ``instances`` on every insert, replacement and deletion, whatever the path that writes (a C-STORE,
+STOW-RS, group commit, ``--reindex``, adoption at start): a study query reads one row per study, not one per
+instance.
 
-A patient's (a study's, a series') attributes are those of the instance stored last in it: a corrected instance sent again
-corrects its study.  Written once per new value: an instance that agrees with its study (the usual case)
-only adds one to its counts.
+A patient's (a study's, a series') attributes are those of the instance stored last in it: a corrected
+instance sent again corrects its study.  Written once per new value: an instance that agrees with its study
+(the usual case) only adds one to its counts.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ PATIENT_COUNTS = ["patient_studies", "patient_series", "patient_instances"]
 STUDY_COUNTS = ["study_series", "study_instances", "modalities", "sop_classes"]
 SERIES_COUNTS = ["series_instances"]
 
-#: An instance table column folded for matching a person's name without regard to case, when SQL can fold it
-#: (printable ASCII: what upper() folds); '' for a name with any other character, which the rules match ("ß"
-#: folds to "ss").  Indexed on studies: a name or name prefix query reads the names it can match, and those
-#: with other characters.
+#: A patient's name folded for matching without regard to case, when SQL can fold it (printable ASCII: what
+#: upper() folds); '' for a name with any other character, which the rules match ("ß" folds to "ss").  Indexed
+#: on patients and studies: a name or name prefix query reads the names it can match, and those with other
+#: characters.
 NAME_FOLD = "(CASE WHEN patient_name GLOB '*[^ -~]*' THEN '' ELSE upper(patient_name) END)"
 
 
