@@ -366,10 +366,11 @@ def test_a_patient_name_or_its_prefix_is_read_by_an_index(tmp_path):
 
     index = _index(tmp_path / "index.sqlite", _rows(50))
     for key in ("DOE^42*", "doe^john", "D?E^*"):
-        clause, parameters = _prefilter("studies.patient_name", "PN", key)
-        plan = str(index._db.execute(f"EXPLAIN QUERY PLAN SELECT study_uid FROM studies WHERE {clause}",
-                                     parameters).fetchall())
-        assert "studies_by_name_fold" in plan, (key, plan)
+        for table, unique in (("studies", "study_uid"), ("patients", "patient_id")):  # study and patient queries
+            clause, parameters = _prefilter(f"{table}.patient_name", "PN", key)
+            plan = str(index._db.execute(f"EXPLAIN QUERY PLAN SELECT {unique} FROM {table} WHERE {clause}",
+                                         parameters).fetchall())
+            assert f"{table}_by_name_fold" in plan, (key, plan)
     assert _prefilter("studies.patient_name", "PN", "*42") is not None  # no prefix: LIKE narrows, the scan stays
     index.close()
 
