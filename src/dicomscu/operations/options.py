@@ -68,10 +68,7 @@ def _check_journal(journal: object) -> None:
 
 def _check_port_scp(port_scp: object) -> None:
     if port_scp is not None:
-        try:
-            check_port(port_scp, "")  # type: ignore[arg-type]
-        except UsageError as exc:
-            raise UsageError(exc.message.strip(), option="port_scp") from None
+        check_port(port_scp, option="port_scp")  # type: ignore[arg-type]
 
 
 def _check_switch(value: object, option: str) -> None:
@@ -165,10 +162,7 @@ def check_retrieval(options: "RetrieveOptions") -> None:
     if options.move_destination is not None:
         if not isinstance(options.move_destination, str):
             raise UsageError(f"{options.move_destination!r}: give an AE title", option="move_destination")
-        try:
-            check_ae_title(options.move_destination, "")
-        except UsageError as exc:
-            raise UsageError(exc.message.strip(), option="move_destination") from None
+        check_ae_title(options.move_destination, option="move_destination")
     _check_port_scp(options.port_scp)
     _check_jobs(options.jobs)
 

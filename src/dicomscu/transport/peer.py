@@ -40,21 +40,30 @@ class Timeouts:
         return cls(seconds, seconds, seconds, seconds)
 
 
-def check_ae_title(value: str, what: str) -> str:
-    """An AE title is 1-16 characters of the default repertoire, no backslash or control."""
+def _named(what: str, option: str | None) -> str:
+    """How a check's message starts: `what` in words, or nothing when the error names its `option` itself."""
+    return "" if option is not None else f"{what} "
+
+
+def check_ae_title(value: str, what: str = "AE title", *, option: str | None = None) -> str:
+    """An AE title is 1-16 characters of the default repertoire, no backslash or control.  With `option`, the
+    error names that setting (an options object's field) instead of starting with `what`."""
     stripped = value.strip()
     if not stripped or len(stripped) > 16:
-        raise UsageError(f"{what} {value!r} must be 1 to 16 characters")
+        raise UsageError(f"{_named(what, option)}{value!r} must be 1 to 16 characters", option=option)
     if any(ord(c) < 0x20 or ord(c) > 0x7E or c == "\\" for c in stripped):
-        raise UsageError(f"{what} {value!r} may contain only printable ASCII characters, no backslash")
+        raise UsageError(f"{_named(what, option)}{value!r} may contain only printable ASCII characters, no backslash",
+                         option=option)
     return stripped
 
 
-def check_port(value: int, what: str = "port") -> int:
+def check_port(value: int, what: str = "port", *, option: str | None = None) -> int:
+    """A TCP port number (1-65535), given as an int.  With `option`, the error names that setting."""
     if isinstance(value, bool) or not isinstance(value, int):  # (from Python: "104" is no port number)
-        raise UsageError(f"{what} {value!r} is not a number: give an int between 1 and 65535")
+        raise UsageError(f"{_named(what, option)}{value!r} is not a number: give an int between 1 and 65535",
+                         option=option)
     if not 1 <= value <= 65535:
-        raise UsageError(f"{what} {value} is out of range (1-65535)")
+        raise UsageError(f"{_named(what, option)}{value} is out of range (1-65535)", option=option)
     return value
 
 
