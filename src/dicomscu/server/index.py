@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import os
 import sqlite3
 import threading
 import time
 import typing
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
@@ -89,26 +88,26 @@ class Match:
     its study's, an instance's joined to both), and the identifier to return, built from it only when asked
     for (a page of answers costs its page, an offset skips for free)."""
 
-    def __init__(self, request: Dataset, level: str, rows: list[dict[str, str]], stored: Dataset | None = None,
-                 index: "Index | None" = None) -> None:
+    def __init__(self, request: Dataset, level: str, row: dict[str, str], stored: Dataset | None,
+                 index: "Index") -> None:
         self._request = request
         self._index = index
         self.level = level
-        self.rows = rows
+        self.row = row
         #: The keys the index does not hold, read from the stored instance that stands for this answer.
         self.stored = stored
 
     @functools.cached_property
     def identifier(self) -> Dataset:
-        return _answer(self._request, self.level, self.rows, self.stored)
+        return _answer(self._request, self.level, self.row, self.stored)
 
     def instances(self, columns: typing.Sequence[str] = COLUMNS) -> list[dict[str, str]]:
         """`columns` of the instances rows of every instance under this answer (what a retrieval of it sends;
         a retrieval of many instances asks for the few columns it needs)."""
-        if self.level == "IMAGE" or self._index is None:
-            return self.rows
+        if self.level == "IMAGE":
+            return [self.row]
         key = {"SERIES": "series_uid", "STUDY": "study_uid", "PATIENT": "patient_id"}[self.level]
-        return self._index.instance_rows(key, [row[key] for row in self.rows], columns)
+        return self._index.instance_rows(key, [self.row[key]], columns)
 
     @property
     def paths(self) -> list[str]:
@@ -494,32 +493,29 @@ class Index:
         keys, aggregated, prefilter = _plan(identifier, depth, source.columns)
         extra = stored_keys(identifier, ATTRIBUTES)  # matched and answered from a stored file (stored_keys)
         storage = os.path.dirname(os.path.abspath(self.path))
-        unique_column = ATTRIBUTES[UNIQUE[level]][0]
         sql = (f"SELECT {source.select} FROM {source.tables}"
                + (f" WHERE {' AND '.join(clause for clause, _ in prefilter)}" if prefilter else "")
-               + f" ORDER BY {source.columns[unique_column]}")
+               + f" ORDER BY {source.columns[ATTRIBUTES[UNIQUE[level]][0]]}")
         budget = _Budget(seconds)
         reader = sqlite3.connect(self.path, check_same_thread=False)
         try:
             reader.execute("PRAGMA query_only=1")
             cursor = reader.execute(sql, [value for _, values in prefilter for value in values])
-            group: list[dict[str, str]] = []
-            for number, values in enumerate(itertools.chain(cursor, [None])):
+            for number, values in enumerate(cursor):  # (one row per answer: each level's table is keyed by it)
                 if number % 1024 == 0:
                     budget.check()
-                row = dict(zip(source.names, values)) if values is not None else None
-                if group and (row is None or row[unique_column] != group[0][unique_column]):
-                    # a study matches an aggregated key when any of its values does (multi-valued attribute)
-                    if all(any(matches(vr, text, value) for r in group for value in _listed(r[column]))
+                row = dict(zip(source.names, values))
+                if not all(matches(vr, text, row[column]) for column, vr, text in keys):
+                    continue
+                # a study matches an aggregated key when any of its values does (multi-valued attribute)
+                if not all(any(matches(vr, text, value) for value in _listed(row[column]))
                            for column, vr, text in aggregated):
-                        stored = read_stored(os.path.join(storage, group[0]["path"]), extra) if extra else None
-                        if not extra or (stored is not None and all_match(extra, stored)) or (
-                                stored is None and not any(_has_value(key) for key in extra)):
-                            with budget.paused():
-                                yield Match(identifier, level, group, stored, self)
-                    group = []
-                if row is not None and all(matches(vr, text, row[column]) for column, vr, text in keys):
-                    group.append(row)
+                    continue
+                stored = read_stored(os.path.join(storage, row["path"]), extra) if extra else None
+                if not extra or (stored is not None and all_match(extra, stored)) or (
+                        stored is None and not any(_has_value(key) for key in extra)):
+                    with budget.paused():
+                        yield Match(identifier, level, row, stored, self)
         finally:
             reader.close()
 
@@ -638,11 +634,11 @@ def _prefilter(column: str, vr: str, key: str) -> tuple[str, list[str]] | None:
 def _name_fold(column: str, key: str) -> tuple[str, list[str]] | None:
     """For a patient's name key of printable ASCII: the indexed condition (:data:`.schema.NAME_FOLD`) its
     matches meet, by the literal text before its first wildcard (all of it, when it has none); else None.
-    `column` is ``studies.patient_name`` (or unqualified: then the expression is too)."""
+    `column` is qualified by its table (``studies.patient_name``), whose index on the expression is used."""
     table, _, name = column.rpartition(".")
     if name != "patient_name" or not key.isascii() or not key.isprintable() or "\\" in key:
         return None
-    fold = schema.name_fold(table) if table else schema.NAME_FOLD
+    fold = schema.name_fold(table)
     cut = min((key.index(c) for c in "*?" if c in key), default=None)
     prefix = (key if cut is None else key[:cut]).upper()
     if not prefix:
@@ -678,10 +674,9 @@ def _has_value(key) -> bool:
     return not all_match([key], Dataset())
 
 
-def _answer(identifier: Dataset, level: str, rows: list[dict[str, str]], stored: Dataset | None = None) -> Dataset:
-    """The response identifier: every requested key filled from the rows, or from `stored` for the keys the
-    index does not hold (empty when unknown)."""
-    first = rows[0]
+def _answer(identifier: Dataset, level: str, row: dict[str, str], stored: Dataset | None = None) -> Dataset:
+    """The response identifier: every requested key filled from the level's row, or from `stored` for the keys
+    the index does not hold (empty when unknown)."""
     depth = LEVELS.index(level)
     answer = Dataset()
     answer.SpecificCharacterSet = "ISO_IR 192"
@@ -692,10 +687,10 @@ def _answer(identifier: Dataset, level: str, rows: list[dict[str, str]], stored:
         if keyword == "QueryRetrieveLevel":
             answer.QueryRetrieveLevel = level
             continue
-        value = _aggregate(keyword, rows)
+        value = _aggregate(keyword, row)
         if value is None and keyword in ATTRIBUTES:
             column, where, _ = ATTRIBUTES[keyword]
-            value = first[column] if LEVELS.index(where) <= depth else ""
+            value = row[column] if LEVELS.index(where) <= depth else ""
         elif value is None and stored is not None:
             value = returned(element, stored)
         if element.VR == "SQ":
@@ -714,10 +709,9 @@ COUNTED = {"NumberOfPatientRelatedStudies": "patient_studies", "NumberOfPatientR
            "NumberOfStudyRelatedInstances": "study_instances", "NumberOfSeriesRelatedInstances": "series_instances"}
 
 
-def _aggregate(keyword: str, rows: Iterable[dict[str, str]]):
+def _aggregate(keyword: str, row: dict[str, str]):
     """A computed key's value for an answer, from its level row (None when that row does not carry it: a
     study's count asked of a patient, say)."""
-    row = next(iter(rows))
     if keyword in COUNTED:
         column = COUNTED[keyword]
         return str(row[column]) if column in row else None

@@ -46,6 +46,17 @@ def name_fold(table: str) -> str:
     return NAME_FOLD.replace("patient_name", f"{table}.patient_name")
 
 
+def _statements(script: str, end: str = ";") -> list[str]:
+    """The statements of `script`, ended by `end` at a line's end (a trigger's body holds ';' of its own)."""
+    parts, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        if line.rstrip().endswith(end) and (end == ";" or line.strip() == end):
+            parts.append("\n".join(current))
+            current = []
+    return parts
+
+
 def _instances(columns: list[str]) -> str:
     return (f"CREATE TABLE IF NOT EXISTS instances ("
             f"{', '.join(f'{c} TEXT' + (' PRIMARY KEY' if c == 'sop_uid' else '') for c in columns)});\n"
@@ -179,8 +190,8 @@ CREATE TRIGGER series_removed AFTER DELETE ON series BEGIN
 END;
 """
 
-_TRIGGER_NAMES = ["instance_added", "instance_removed", "study_added", "study_changed", "study_removed",
-                  "series_added", "series_changed", "series_removed"]
+#: The triggers' names, as :data:`_TRIGGERS` makes them (dropped before they are made again).
+_TRIGGER_NAMES = [statement.split()[2] for statement in _statements(_TRIGGERS, "END;")]
 #: Indexes of the instances table that version 1 kept, now on ``studies``.
 _FORMER_INDEXES = ["by_patient", "by_accession", "by_study_date", "by_patient_name_fold"]
 
@@ -228,17 +239,6 @@ def prepare(db: sqlite3.Connection, columns: list[str]) -> None:
     if existed and version < VERSION:
         logging.getLogger("dicomscu.server").info("the index was upgraded to version %d (tables per level)",
                                                   VERSION)
-
-
-def _statements(script: str, end: str = ";") -> list[str]:
-    """The statements of `script`, ended by `end` at a line's end (a trigger's body holds ';' of its own)."""
-    parts, current = [], []
-    for line in script.strip().splitlines():
-        current.append(line)
-        if line.rstrip().endswith(end) and (end == ";" or line.strip() == end):
-            parts.append("\n".join(current))
-            current = []
-    return parts
 
 
 def _fill_level_tables(db: sqlite3.Connection) -> None:

@@ -846,7 +846,7 @@ def _qido_json(match, base: str) -> bytes:
     for keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
         if keyword in answer:
             delattr(answer, keyword)
-    row = match.rows[0]
+    row = match.row
     url = f"{base}/studies/{row['study_uid']}"
     if match.level in ("SERIES", "IMAGE"):
         url += f"/series/{row['series_uid']}"
