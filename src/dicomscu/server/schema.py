@@ -242,8 +242,9 @@ def prepare(db: sqlite3.Connection, columns: list[str]) -> None:
 
 
 def _fill_level_tables(db: sqlite3.Connection) -> None:
-    """The study and series rows of the instances already indexed (an upgrade; nothing for a new index).  The
-    values of one instance per study (series), as the triggers keep them for the next ones."""
+    """The patient, study and series rows of the instances already indexed (an upgrade; nothing for a new
+    index): the values of one instance per patient (study, series), as the triggers keep them for the next ones;
+    the counts computed."""
     db.execute("DELETE FROM series")
     db.execute("DELETE FROM studies")
     db.execute("DELETE FROM patients")
