@@ -146,3 +146,66 @@ def _study(description: str) -> Dataset:
     query.StudyDescription = description
     query.NumberOfStudyRelatedInstances = ""
     return query
+
+
+#: Per level: the model, the unique key, and the keys asked (every attribute the index answers at that level or
+#: above, and the level's computed keys).
+LEVEL_QUERIES = {
+    "patient": ("patientroot", "PatientID", ["PatientName", "PatientBirthDate", "PatientSex",
+                                             "NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries",
+                                             "NumberOfPatientRelatedInstances"]),
+    "study": ("studyroot", "StudyInstanceUID", ["PatientID", "PatientName", "PatientBirthDate", "PatientSex",
+                                                "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
+                                                "StudyDescription", "ReferringPhysicianName", "ModalitiesInStudy",
+                                                "SOPClassesInStudy", "NumberOfStudyRelatedSeries",
+                                                "NumberOfStudyRelatedInstances"]),
+    "series": ("studyroot", "SeriesInstanceUID", ["StudyInstanceUID", "PatientID", "StudyDate", "Modality",
+                                                  "SeriesNumber", "SeriesDescription",
+                                                  "NumberOfSeriesRelatedInstances"]),
+    "image": ("studyroot", "SOPInstanceUID", ["StudyInstanceUID", "SeriesInstanceUID", "PatientName", "Modality",
+                                              "SOPClassUID", "InstanceNumber", "Rows", "Columns"]),
+}
+_COUNTS = {"NumberOfPatientRelatedStudies": ("PatientID", "StudyInstanceUID"),
+           "NumberOfPatientRelatedSeries": ("PatientID", "SeriesInstanceUID"),
+           "NumberOfPatientRelatedInstances": ("PatientID", "SOPInstanceUID"),
+           "NumberOfStudyRelatedSeries": ("StudyInstanceUID", "SeriesInstanceUID"),
+           "NumberOfStudyRelatedInstances": ("StudyInstanceUID", "SOPInstanceUID"),
+           "NumberOfSeriesRelatedInstances": ("SeriesInstanceUID", "SOPInstanceUID")}
+
+
+def test_every_level_answers_with_the_stored_instances_values_element_by_element(tmp_path):
+    """C-FINDs at each level over stored sample instances: every answer's attributes equal those of the
+    instances under it as pydicom reads the files sent, its counts and study sets are counted from them, and
+    every entity of the level is answered once."""
+    import pydicom
+
+    import dicomscu
+    from dicomscu.sample import SampleSpec, write_sample
+
+    files = write_sample(tmp_path / "sent", SampleSpec(patients=2, studies=2, series=2, images=3, matrix=8,
+                                                       seed=4)).files
+    sent = [pydicom.dcmread(path, stop_before_pixels=True) for path in files]
+    with dicomscu.serve(tmp_path / "storage") as served:
+        assert dicomscu.store(served.peer, [str(path) for path in files]).stored == len(files)
+        for level, (model, unique, keys) in LEVEL_QUERIES.items():
+            answers: list = []
+            query = dicomscu.build_query(model, level, [unique, *keys])
+            assert dicomscu.find(served.peer, query, on_answer=answers.append).ok
+            assert sorted(str(a.get(unique)) for a in answers) == sorted({str(d.get(unique)) for d in sent}), level
+            for answer in answers:
+                under = [d for d in sent if str(d.get(unique)) == str(answer.get(unique))]
+                for keyword in keys:
+                    got = answer.get(keyword)
+                    if keyword in _COUNTS:
+                        owner, counted = _COUNTS[keyword]
+                        expected = len({str(d.get(counted)) for d in sent if str(d.get(owner)) == str(answer.get(owner))})
+                        assert int(got) == expected, (level, keyword)
+                    elif keyword in ("ModalitiesInStudy", "SOPClassesInStudy"):
+                        source = "Modality" if keyword == "ModalitiesInStudy" else "SOPClassUID"
+                        assert _values(got) == sorted({str(d.get(source)) for d in under}), (level, keyword)
+                    else:
+                        assert str(got if got is not None else "") == str(under[0].get(keyword, "") or ""), (level, keyword)
+
+
+def _values(value) -> list[str]:
+    return [] if value is None else [str(value)] if isinstance(value, str) else sorted(str(v) for v in value)

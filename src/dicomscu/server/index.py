@@ -689,8 +689,10 @@ def _answer(identifier: Dataset, level: str, row: dict[str, str], stored: Datase
             continue
         value = _aggregate(keyword, row)
         if value is None and keyword in ATTRIBUTES:
-            column, where, _ = ATTRIBUTES[keyword]
+            column, where, vr = ATTRIBUTES[keyword]
             value = row[column] if LEVELS.index(where) <= depth else ""
+            if vr == "US" and value:  # kept as text (index_row reads the binary value); a US element holds a number
+                value = int(value)
         elif value is None and stored is not None:
             value = returned(element, stored)
         if element.VR == "SQ":
