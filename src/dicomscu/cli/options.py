@@ -133,6 +133,9 @@ SECTIONS: list[tuple[str, list[Option]]] = [
         _flag("--dimse-timeout", type=float, label="", api="dimse_timeout"),
         _flag("--max-pdu", metavar="N", help="Largest PDU we accept, in bytes (default 1048576; 0 = no limit).",
               api="max_pdu"),
+        _flag("--window", metavar="N", api="window",
+              help="--store: up to N C-STOREs outstanding at once, if the peer agrees\n"
+                   "(PS3.7 asynchronous operations window; default 1, none proposed)."),
         _flag("--format", metavar="F", choices=FORMATS,
               help="C-FIND output: table (default on a terminal), json (DICOM JSON\n"
                    "model), csv, dump (default when piped)."),

@@ -153,6 +153,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
             request.cluster = request.cluster or setting("cluster")  # a profile's cluster: what runs there
     request.files = list(ns.input) + files
     max_pdu = ns.max_pdu if ns.max_pdu is not None else setting("max_pdu")
+    window = ns.window if ns.window is not None else setting("window")
     request.peer = Peer(
         host=host,
         port=check_port(_int(str(port if port is not None else setting("port", DEFAULT_PORT)), "port")),
@@ -160,6 +161,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None, as_gdcm
         calling_ae=ns.aetitle or setting("aetitle", DEFAULT_CALLING_AE),
         timeouts=_timeouts(ns, setting("timeout")),
         max_pdu=_int(str(max_pdu), "--max-pdu") if max_pdu is not None else DEFAULT_MAX_PDU,
+        window=_int(str(window), "--window") if window is not None else 1,
         tls=_tls(ns) or _profile_tls(setting),
     )
     _check_combinations(request)

@@ -25,7 +25,7 @@ from dicomscu.errors import UsageError
 
 #: Every setting and the TOML type it must have.
 TYPES: dict[str, type | tuple[type, ...]] = {
-    "host": str, "port": int, "call": str, "aetitle": str, "timeout": (int, float), "max_pdu": int,
+    "host": str, "port": int, "call": str, "aetitle": str, "timeout": (int, float), "max_pdu": int, "window": int,
     "tls": bool, "tls_ca": str, "tls_cert": str, "tls_key": str, "tls_no_verify": bool,
     "url": str, "token": str,  # a DICOMweb service instead of host and port; its bearer token
     "cluster": str,  # a Dask scheduler for --store (--cluster)

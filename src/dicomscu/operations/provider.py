@@ -23,8 +23,12 @@ LOGGER = logging.getLogger("dicomscu.server")
 #: A C-STORE data set larger than this goes to its sink (a file) as it arrives instead of memory: a big one
 #: costs no more memory than this, a small one is never read back from a file.
 SPILL_OVER = 8 << 20
-#: on_store(sop_class, sop_instance, data set (bytes, or the sink it went to), transfer syntax) -> status
-StoreCallback = Callable[[str, str, Any, str], int]
+#: What makes a C-STORE's status when called: the last of its work (serve's index transaction), done for every
+#: C-STORE held back on an association at once (:meth:`Provider.serve`).
+Later = Callable[[], int]
+#: on_store(sop_class, sop_instance, data set (bytes, or the sink it went to), transfer syntax) -> status, or
+#: what makes it (:data:`Later`)
+StoreCallback = Callable[[str, str, Any, str], "int | Later"]
 #: open_sink(sop_class, sop_instance, transfer syntax) -> where a C-STORE data set goes as it arrives, or None
 SinkFactory = Callable[[str, str, str], Optional[DataSink]]
 
@@ -42,24 +46,45 @@ class Provider:
         }
 
     def serve(self, channel: Channel) -> None:
-        """Answer requests until the peer releases, aborts or goes silent."""
+        """Answer requests until the peer releases, aborts or goes silent.
+
+        With an asynchronous operations window (the requestor may have several C-STOREs outstanding), the
+        responses to C-STOREs are held back while more requests are already here, up to the window: then
+        they are made together (serve writes their rows in one transaction) and sent in one write, in the
+        order of their requests, before anything else is answered or awaited.  Without one, each is answered
+        as it is stored.
+        """
         if self.open_sink is not None and self.on_store is not None:
             channel.link.core.set_sink_factory(lambda context_id, command: self._sink(channel, context_id, command),
                                                SPILL_OVER)
         while True:
             try:
+                if channel.holding and (channel.holding >= channel.window or not channel.input_ready()):
+                    channel.send_held()
                 message = channel.poll(channel.dimse_timeout)
                 if message is None:
                     LOGGER.warning("%s: idle for %g s: association aborted", channel, channel.dimse_timeout)
                     channel.abort()
                     return
+                if channel.holding and message.command.CommandField != dimse.C_STORE_RQ:
+                    channel.send_held()  # every earlier response goes first
                 self.handle(channel, message)
             except AssociationEnded:
+                try:
+                    channel.send_held()  # (allowed after the peer's release request: PS3.8 AR-7)
+                except DicomscuError as exc:
+                    LOGGER.info("%s", exc)
+                    channel.abort()
+                    return
                 channel.release()
                 return
             except DicomscuError as exc:  # aborted, lost, timed out: logged once, the association is over
                 LOGGER.info("%s", exc)
                 channel.abort()
+                try:
+                    channel.send_held()  # their work is still done (nothing can be sent)
+                except DicomscuError:
+                    pass
                 return
 
     def handle(self, channel: Channel, message: Message) -> None:
@@ -97,12 +122,25 @@ class Provider:
             status = 0xC000  # a C-STORE-RQ without a data set: cannot understand
         else:
             try:
-                status = self.on_store(sop_class, sop_instance, data, context.transfer_syntax)
+                outcome = self.on_store(sop_class, sop_instance, data, context.transfer_syntax)
             except Exception as exc:  # a bug must not kill the association
                 LOGGER.exception("storing %s failed: %s", sop_instance, exc)
-                status = 0x0110  # Processing failure
+                outcome = 0x0110  # Processing failure
                 if message.sink is not None:
                     message.sink.discard()  # whatever on_store made of it, nothing half kept
+            if not isinstance(outcome, int):
+                later = outcome
+
+                def response() -> bytes:
+                    return dimse.c_store_rsp(request.MessageID or 0, sop_class, sop_instance,
+                                             _settled(later, sop_instance))
+
+                if channel.window > 1:
+                    channel.send_later(message.context_id, response, "C-STORE-RSP")
+                else:
+                    channel.send_encoded(message.context_id, response(), None, "C-STORE-RSP")
+                return
+            status = outcome
         channel.send_encoded(message.context_id, dimse.c_store_rsp(request.MessageID or 0, sop_class, sop_instance,
                                                                    status), None, "C-STORE-RSP")
 
@@ -121,3 +159,12 @@ class Provider:
                                 MessageIDBeingRespondedTo=request.MessageID, CommandDataSetType=dimse.NO_DATASET,
                                 Status=0x0211)
         channel.send_encoded(message.context_id, response, None, "response")
+
+
+def _settled(later: Later, sop_instance: str) -> int:
+    """The status `later` makes (a failure to make it is a processing failure, never a lost association)."""
+    try:
+        return later()
+    except Exception as exc:
+        LOGGER.exception("storing %s failed: %s", sop_instance, exc)
+        return 0x0110

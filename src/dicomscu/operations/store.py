@@ -193,9 +193,12 @@ def store(
                     emit(FileResult(path, ALREADY, "already stored (journal)", sop_instance=info.sop_instance,
                                         sop_class=info.sop_class))
                     continue
-                result = link.send(path, data, info)
-                if result is None:  # no association could be (re)opened: the rest of the group stays
+                results = link.send(path, data, info)
+                if results is None:  # no association could be (re)opened: the rest of the group stays
                     break
+                for result in results:
+                    emit(result)
+            for result in link.finish():  # the responses still outstanding (an asynchronous window)
                 emit(result)
         if link.error is not None:
             report.error = report.error or link.error
@@ -302,11 +305,13 @@ def load_input(entry) -> FileResult | tuple[str, bytes, DicomFile]:
 class _LazyAssociation:
     """The association of one group: opened at its first file, reopened after a loss, closed at the end.
 
-    A peer that aborts (or drops the connection) while a file is in flight fails
-    that file, with the reason; the next file goes over a new association, after a
-    short backoff.  A peer that stops answering (a timeout) is not tried again.  A refused or rejected first association is not retried (the
-    command fails fast), and after :data:`MAX_LOST_IN_A_ROW` losses in a row, or
-    when reopening fails :data:`MAX_REOPEN_TRIES` times, :meth:`send` gives up.
+    Up to the window agreed with the peer (:attr:`Peer.window <dicomscu.transport.peer.Peer.window>`, 1 unless
+    asked for) C-STORE requests are outstanding at once: :meth:`send` returns the results whose responses came
+    in, :meth:`finish` those still awaited.  A peer that aborts (or drops the connection) while files are in
+    flight fails those files, with the reason; the next file goes over a new association, after a
+    short backoff.  A peer that stops answering (a timeout) is not tried again.  A refused or rejected first
+    association is not retried (the command fails fast), and after :data:`MAX_LOST_IN_A_ROW` losses in a row,
+    or when reopening fails :data:`MAX_REOPEN_TRIES` times, :meth:`send` gives up.
     :attr:`error` keeps the last association failure.
     """
 
@@ -319,6 +324,8 @@ class _LazyAssociation:
         self._stack = ExitStack()
         self._opened = False
         self._lost_in_a_row = 0
+        #: message ID -> the file it carries, response awaited
+        self._in_flight: dict[int, _InFlight] = {}
 
     def __enter__(self) -> "_LazyAssociation":
         return self
@@ -326,25 +333,54 @@ class _LazyAssociation:
     def __exit__(self, *exc_info) -> None:
         self._stack.__exit__(*exc_info)  # released, or aborted on an exception
 
-    def send(self, path: str, data: bytes, info: DicomFile) -> FileResult | None:
-        """The file's result; None when no association can be opened for it (give up)."""
+    def send(self, path: str, data: bytes, info: DicomFile) -> list[FileResult] | None:
+        """The results this file's sending completed (its own, or earlier files' whose responses came in
+        meanwhile); None when no association can be opened for it (give up)."""
         if self.channel is None and not self._open():
             return None
         channel = self.channel
         if channel is None:  # pragma: no cover - _open() set it
             return None
         try:
-            result = send_file(channel, path, data, info, self.decompress)
+            submitted = submit_file(channel, path, data, info, self.decompress)
         except DicomscuError as exc:
-            self.error = type(exc)(f"{exc} (while sending {path})")
-            # a peer that aborted or dropped us gets a new association; one that stalls (a timeout) does not
-            self._lost_in_a_row += 1 if isinstance(exc, (AssociationAborted, ConnectionFailed)) else MAX_LOST_IN_A_ROW
-            self._stack.__exit__(type(exc), exc, exc.__traceback__)  # aborts the association
-            self._stack, self.channel = ExitStack(), None
-            return FileResult(path, FAILED, f"{exc} (the association was lost with this file in flight"
-                              f"{_odd_elements_note(info)})", sop_instance=info.sop_instance, size=len(data))
-        self._lost_in_a_row = 0
-        return result
+            return self._lost(exc, _InFlight(path, info, len(data), info.transfer_syntax))
+        if isinstance(submitted, FileResult):
+            return [submitted]
+        message_id, flight = submitted
+        self._in_flight[message_id] = flight
+        return self._collect(channel.window)
+
+    def finish(self) -> list[FileResult]:
+        """The results of every file still in flight (waiting for their responses)."""
+        return self._collect(1)
+
+    def _collect(self, window: int) -> list[FileResult]:
+        """Responses read until fewer than `window` files are in flight."""
+        results: list[FileResult] = []
+        channel = self.channel
+        while channel is not None and len(self._in_flight) >= window:
+            try:
+                response = channel.receive(self._in_flight.keys(), "C-STORE").command
+            except DicomscuError as exc:
+                return results + self._lost(exc)
+            results.append(file_result(response, self._in_flight.pop(response.MessageIDBeingRespondedTo)))
+            self._lost_in_a_row = 0
+        return results
+
+    def _lost(self, exc: DicomscuError, sending: "_InFlight | None" = None) -> list[FileResult]:
+        """The association failed: every file in flight (and the one being sent) fails with the reason."""
+        flights = list(self._in_flight.values()) + ([sending] if sending is not None else [])
+        self._in_flight.clear()
+        where = flights[-1].path if flights else "?"
+        self.error = type(exc)(f"{exc} (while sending {where})")
+        # a peer that aborted or dropped us gets a new association; one that stalls (a timeout) does not
+        self._lost_in_a_row += 1 if isinstance(exc, (AssociationAborted, ConnectionFailed)) else MAX_LOST_IN_A_ROW
+        self._stack.__exit__(type(exc), exc, exc.__traceback__)  # aborts the association
+        self._stack, self.channel = ExitStack(), None
+        return [FileResult(flight.path, FAILED, f"{exc} (the association was lost with this file in flight"
+                           f"{_odd_elements_note(flight.info)})", sop_instance=flight.info.sop_instance,
+                           size=flight.size) for flight in flights]
 
     def _open(self) -> bool:
         if self._lost_in_a_row >= MAX_LOST_IN_A_ROW:
@@ -365,8 +401,21 @@ class _LazyAssociation:
         return False
 
 
-def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompress: bool = False) -> FileResult:
-    """Send one checked file over `channel` and decode the answer.
+@dataclass
+class _InFlight:
+    """A file whose C-STORE-RQ is sent: what its result needs once the response comes."""
+
+    path: str
+    info: DicomFile
+    size: int
+    #: The transfer syntax it went in.
+    syntax: str
+
+
+def submit_file(channel: Channel, path: str, data: bytes, info: DicomFile,
+                decompress: bool = False) -> FileResult | tuple[int, _InFlight]:
+    """Send one checked file's C-STORE-RQ over `channel`: (its message ID, what its result needs), or its
+    result when it cannot be sent (the peer accepts none of the syntaxes it could go in).
 
     The syntax it goes in, and its bytes in that syntax, follow the one rule every path that hands an instance
     on uses (:mod:`dicomscu.files.sending`): its own bytes when its transfer syntax was accepted (unless
@@ -392,7 +441,12 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
     message_id = channel.next_message_id()
     command = dimse.c_store_rq(message_id, info.sop_class, info.sop_instance)
     channel.send_encoded(context.context_id, command, sent, "C-STORE")
-    response = channel.receive(message_id, "C-STORE").command
+    return message_id, _InFlight(path, info, len(data), context.transfer_syntax)
+
+
+def file_result(response, flight: _InFlight) -> FileResult:
+    """A file's result from the C-STORE-RSP to it."""
+    info = flight.info
     status = decode(response.Status, "store")
     outcome = {SUCCESS: OK, WARNING: WARNED}.get(status.category, FAILED)
     message = ""
@@ -401,12 +455,12 @@ def send_file(channel: Channel, path: str, data: bytes, info: DicomFile, decompr
         message = f"C-STORE {'warning' if outcome == WARNED else 'failed'}: {status}"
         message += f" ({detail})" if detail else ""
     notes = [info.warning] if info.warning else []
-    if info.odd_fragments and context.transfer_syntax == info.transfer_syntax:
+    if info.odd_fragments and flight.syntax == info.transfer_syntax:
         notes.append(f"{len(info.odd_fragments)} odd-length pixel data fragment(s) padded to an even length "
                      "(PS3.5 A.4), as peers require")
     for note in notes:
         message = f"{message}; {note}" if message else note
-    return FileResult(path, outcome, message, status, info.sop_instance, len(data), info.sop_class)
+    return FileResult(flight.path, outcome, message, status, info.sop_instance, flight.size, info.sop_class)
 
 
 def _name(uid: str) -> str:

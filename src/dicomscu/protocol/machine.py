@@ -161,6 +161,11 @@ class Association:
         """Part of a PDU has been received (the rest is owed within the network timeout)."""
         return bool(self._buffer)
 
+    @property
+    def has_input(self) -> bool:
+        """Bytes, events or the end of the connection are here, not yet taken by :meth:`next_event`."""
+        return bool(self._buffer or self._events or self._closed)
+
     def set_sink_factory(self, open_sink, spill_over: int = 0) -> None:
         """Data sets past `spill_over` bytes go to ``open_sink(context_id, command)`` (a DataSink), or stay in
         memory when it gives None."""

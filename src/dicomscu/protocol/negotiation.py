@@ -64,9 +64,10 @@ def agreed(request: pdus.AssociateRQ, accept: pdus.AssociateAC) -> tuple[list[Ac
 
 
 def answer(request: pdus.AssociateRQ, supported: Mapping[str, Sequence[str]], max_length: int,
-           roles_allowed: Iterable[str] = ()) -> pdus.AssociateAC:
+           roles_allowed: Iterable[str] = (), window: int = 1) -> pdus.AssociateAC:
     """The A-ASSOCIATE-AC we send for `request`: `supported` maps abstract syntax -> transfer syntaxes;
-    the requestor may take the roles it asks for on the classes in `roles_allowed`."""
+    the requestor may take the roles it asks for on the classes in `roles_allowed`, and have up to `window`
+    operations outstanding when it asked for an asynchronous operations window (answered only then)."""
     results = []
     for cx in request.contexts:
         ours = supported.get(cx.abstract_syntax)
@@ -78,7 +79,10 @@ def answer(request: pdus.AssociateRQ, supported: Mapping[str, Sequence[str]], ma
                        pdus.ContextResult(cx.context_id, pdus.TRANSFER_SYNTAXES_NOT_SUPPORTED))
     allowed = set(roles_allowed)
     roles = tuple(role for role in request.user.roles if role.sop_class in allowed)
-    user = pdus.UserInformation(max_length, IMPLEMENTATION_CLASS, IMPLEMENTATION_VERSION, roles=roles)
+    asked = request.user.async_window
+    granted = None if asked is None else (_smaller(asked[0], max(window, 1)), 1)  # we perform one at a time
+    user = pdus.UserInformation(max_length, IMPLEMENTATION_CLASS, IMPLEMENTATION_VERSION, async_window=granted,
+                                roles=roles)
     return pdus.AssociateAC(request.called_ae, request.calling_ae, tuple(results), user,
                             protocol_version=1)
 
@@ -93,3 +97,17 @@ def requestor_roles(request: pdus.AssociateRQ, accept: pdus.AssociateAC) -> dict
         if mine is not None:
             agreed_roles[role.sop_class] = (mine.scu and role.scu, mine.scp and role.scp)
     return agreed_roles
+
+
+def _smaller(one: int, other: int) -> int:
+    """The smaller of two window sizes, where 0 means unlimited (PS3.7 D.3.3.3)."""
+    return max(one, other) if 0 in (one, other) else min(one, other)
+
+
+def window(request: pdus.AssociateRQ, accept: pdus.AssociateAC) -> int:
+    """How many operations the requestor may have outstanding at once, as agreed (PS3.7 D.3.3.3): 1 unless
+    both sides sent an asynchronous operations window; never more than the requestor asked for, and never
+    unlimited (0 from both sides counts as 1: nothing bounds it, so nothing is assumed)."""
+    if request.user.async_window is None or accept.user.async_window is None:
+        return 1
+    return _smaller(request.user.async_window[0], accept.user.async_window[0]) or 1

@@ -29,7 +29,7 @@ from dicomscu.files.instances import InstanceWriter, discard, remove_partial_fil
 from dicomscu.files.probe import BadFile, even_fragments, odd_fragments, probe, valid_uid
 from dicomscu.files.sending import offered_to, payload, syntax_to_send
 from dicomscu.files.spool import Spool
-from dicomscu.operations.provider import Provider
+from dicomscu.operations.provider import Later, Provider
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol.messages import Message
 from dicomscu.protocol.negotiation import Proposal
@@ -45,6 +45,9 @@ from dicomscu.transport.peer import TLS, Peer
 LOGGER = logging.getLogger("dicomscu.server")
 #: On SIGTERM or Ctrl-C, associations under way get this long to finish before they are aborted.
 STOP_GRACE = 10.0
+#: C-STOREs a requestor may have outstanding on one association, when it proposes an asynchronous operations
+#: window (PS3.7 D.3.3.3): their rows are then written in one transaction, their responses sent in one write.
+WINDOW = 64
 #: (0008,0058) Failed SOP Instance UID List, returned with a retrieval's final status (PS3.4 C.4.2.1.4).
 FAILED_UIDS = "FailedSOPInstanceUIDList"
 
@@ -104,7 +107,7 @@ def accept_policy(config: ServerConfig) -> AcceptPolicy:
     supported[uids.STORAGE_COMMITMENT_PUSH] = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE)
     return AcceptPolicy(config.aetitle, supported, roles_allowed=frozenset(STORAGE_UIDS),
                         require_calling=tuple(config.require_calling), max_associations=config.max_associations,
-                        max_dataset=config.max_size)
+                        max_dataset=config.max_size, window=WINDOW)
 
 
 class Pacs:
@@ -208,7 +211,16 @@ class Pacs:
             return None
 
     def store(self, sop_class: str, sop_instance: str, data: bytes | bytearray | Spool, syntax: str) -> int:
-        """Check, write and index one received instance; the C-STORE status.
+        """Check, write and index one received instance; the C-STORE status (:meth:`store_later`, its row
+        written before this returns)."""
+        outcome = self.store_later(sop_class, sop_instance, data, syntax)
+        return outcome if isinstance(outcome, int) else outcome()
+
+    def store_later(self, sop_class: str, sop_instance: str, data: bytes | bytearray | Spool,
+                    syntax: str) -> "int | Later":
+        """Check, write and index one received instance: the C-STORE status when it is refused or failed,
+        else what writes its row and gives the status (the file is in place, its row staged: an association
+        with an asynchronous window answers several C-STOREs after one transaction).
 
         The file and its row are one unit: the file is written under a temporary
         name (outside the write lock: associations storing at once write at once),
@@ -282,8 +294,9 @@ class Pacs:
             return None, 0xA900  # its identifying UIDs are not UIDs
         return row, 0x0000
 
-    def _keep(self, row: dict, sop_instance: str, put: Callable[[str], None]) -> int:
-        """Put the instance's file in place (`put(path)`) and index it, as one unit; the status.
+    def _keep(self, row: dict, sop_instance: str, put: Callable[[str], None]) -> "int | Later":
+        """Put the instance's file in place (`put(path)`) and stage its row: the status when that fails, else
+        what writes the row (with every row staged) and gives the status.  File and row are one unit.
 
         Under `--no-overwrite` the check for an instance already kept is made under the same lock as the
         write: of several associations sending one new SOP Instance UID at once, exactly one is told
@@ -305,6 +318,10 @@ class Pacs:
             inside = self.storage + os.sep  # (the writer names every file inside the storage)
             row["path"] = path[len(inside):] if path.startswith(inside) else os.path.relpath(path, self.storage)
             batch = self.index.stage(row)
+        return lambda: self._written(batch, sop_instance, path, earlier)
+
+    def _written(self, batch, sop_instance: str, path: str, earlier: str | None) -> int:
+        """The status of an instance whose file is in place and row staged in `batch`, once that is written."""
         try:  # outside the lock: associations storing at once share one transaction (Index.commit)
             self.index.commit(batch)
         except sqlite3.Error as exc:  # "database or disk is full" is not an OSError
@@ -383,7 +400,7 @@ class QueryRetrieve(Provider):
     """Answers C-ECHO, C-STORE, C-FIND, C-GET and C-MOVE for one :class:`Pacs`."""
 
     def __init__(self, pacs: Pacs) -> None:
-        super().__init__(pacs.store, open_sink=pacs.spool)
+        super().__init__(pacs.store_later, open_sink=pacs.spool)
         self.pacs = pacs
         self.handlers.update({dimse.C_FIND_RQ: self.find, dimse.C_GET_RQ: self.get, dimse.C_MOVE_RQ: self.move,
                               dimse.N_ACTION_RQ: self.commit})

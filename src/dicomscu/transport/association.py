@@ -121,6 +121,7 @@ def connect(peer: Peer, address: str) -> socket.socket:
 def request_pdu(peer: Peer, proposals: Sequence[Proposal], roles: Sequence[pdus.RoleSelection] = (),
                 identity: pdus.UserIdentity | None = None) -> pdus.AssociateRQ:
     user = pdus.UserInformation(peer.max_pdu, negotiation.IMPLEMENTATION_CLASS, negotiation.IMPLEMENTATION_VERSION,
+                                async_window=(peer.window, 1) if peer.window > 1 else None,
                                 roles=tuple(roles), identity=identity)
     return pdus.AssociateRQ(peer.called_ae, peer.calling_ae, negotiation.number(proposals), user)
 
@@ -167,10 +168,13 @@ def open_channel(peer: Peer, proposals: Sequence[Proposal], *, roles: Sequence[p
         link.abort()
         raise AssociationRejected(f"{peer}: association accepted but every presentation context was refused "
                                   f"({_describe_contexts(refused)})")
-    LOGGER.info("association with %s established: %d of %d contexts accepted, peer max PDU %s",
-                peer, len(accepted), len(proposals), accept.user.max_length)
+    window = negotiation.window(request, accept)
+    LOGGER.info("association with %s established: %d of %d contexts accepted, peer max PDU %s%s",
+                peer, len(accepted), len(proposals), accept.user.max_length,
+                f", up to {window} operations outstanding" if peer.window > 1 else "")
     return Channel(link, accepted, name=str(peer), dimse_timeout=peer.timeouts.dimse, refused=refused,
-                   roles=negotiation.requestor_roles(request, accept), release_timeout=peer.timeouts.association)
+                   roles=negotiation.requestor_roles(request, accept), release_timeout=peer.timeouts.association,
+                   window=window)
 
 
 @contextmanager

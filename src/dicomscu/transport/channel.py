@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Sequence
+from typing import Callable, Collection, Sequence
 
 from dicomscu.errors import AssociationAborted, PeerTimeout
 from dicomscu.protocol import machine as m
@@ -54,8 +54,10 @@ class Channel:
 
     def __init__(self, link: Link, accepted: Sequence[AcceptedContext], *, name: str, dimse_timeout: float,
                  refused: Sequence[ProposedContext] = (), roles: dict | None = None,
-                 release_timeout: float = RELEASE_TIMEOUT) -> None:
+                 release_timeout: float = RELEASE_TIMEOUT, window: int = 1) -> None:
         self.link = link
+        #: Operations the requestor may have outstanding at once (the asynchronous operations window agreed).
+        self.window = window
         self.release_timeout = release_timeout
         self.name = name
         self.dimse_timeout = dimse_timeout
@@ -70,6 +72,9 @@ class Channel:
         #: Requests that arrived while we awaited a response of our own (PS3.7 allows either side to
         #: request): handed out by the next :meth:`poll` or :meth:`receive_any`, in arrival order.
         self._deferred: deque[Message] = deque()
+        #: Responses held back (:meth:`send_later`): (context ID, what makes the command set).
+        self._held: list[tuple[int, Callable[[], bytes]]] = []
+        self._held_what = "response"
 
     def __str__(self) -> str:
         return self.name
@@ -104,10 +109,42 @@ class Channel:
     # -- DIMSE -----------------------------------------------------------------------------------------
     def send_encoded(self, context_id: int, command: bytes, dataset, what: str) -> None:
         """Send a message whose command set is encoded (:mod:`dicomscu.protocol.commands`)."""
+        self._check_open(what)
+        self._send(self.link.core.send_message(context_id, command, dataset), what)
+
+    def send_later(self, context_id: int, make_command: Callable[[], bytes], what: str) -> None:
+        """Hold back a response (no data set) until :meth:`send_held`: `make_command` is called then, after
+        the work it reports on (an index transaction, say) can be done for all those held at once."""
+        self._held.append((context_id, make_command))
+        self._held_what = what
+
+    @property
+    def holding(self) -> int:
+        """Responses held back by :meth:`send_later`."""
+        return len(self._held)
+
+    def send_held(self) -> None:
+        """Make every response held back and send them, in the order of their requests, in one write; when
+        the association cannot carry them any more, they are still made (the work they report is done)."""
+        held, self._held = self._held, []
+        if not held:
+            return
+        still_open = self.link.core.state in ("Sta6", "Sta8")
+        buffers = []
+        for context_id, make_command in held:
+            command = make_command()  # made even when it cannot be sent: the work it reports is done
+            if still_open:
+                buffers.extend(self.link.core.send_message(context_id, command, None))
+        self._check_open(self._held_what)
+        self._send(buffers, self._held_what)
+
+    def _check_open(self, what: str) -> None:
         if self.link.core.state not in ("Sta6", "Sta8"):
             raise AssociationAborted(f"{self.name}: the association is over; the {what} cannot be sent")
+
+    def _send(self, buffers, what: str) -> None:
         try:
-            self.link.send(self.link.core.send_message(context_id, command, dataset))
+            self.link.send(buffers)
         except LinkFailed as exc:
             self.link.abort()
             error = PeerTimeout if exc.timed_out else AssociationAborted
@@ -121,19 +158,26 @@ class Channel:
             raise PeerTimeout(f"{self.name}: no {what} response within {self.dimse_timeout:g} s (DIMSE timeout)")
         return message
 
-    def receive(self, message_id: int, what: str) -> Message:
-        """The response to `message_id`; anything else is a protocol error (abort)."""
+    def receive(self, message_id: int | Collection[int], what: str) -> Message:
+        """The response to `message_id` (or to any of several outstanding at once, which a peer may answer
+        in any order); anything else is a protocol error (abort)."""
         message = self.receive_any(what)
         command = message.command
         if not command.is_response or command.Status is None:
             self.abort()
             raise AssociationAborted(f"{self.name}: the peer sent a {command.name} without a status while we "
                                      f"waited for the {what} response (protocol error)")
-        if command.MessageIDBeingRespondedTo != message_id:
+        awaited = (message_id,) if isinstance(message_id, int) else message_id
+        if command.MessageIDBeingRespondedTo not in awaited:
             self.abort()
+            expected = message_id if isinstance(message_id, int) else "any outstanding"
             raise AssociationAborted(f"{self.name}: the {what} response answers message "
-                                     f"{command.MessageIDBeingRespondedTo}, not {message_id} (protocol error)")
+                                     f"{command.MessageIDBeingRespondedTo}, not {expected} (protocol error)")
         return message
+
+    def input_ready(self) -> bool:
+        """Something from the peer is here to be read without waiting (another request, say)."""
+        return bool(self._deferred) or self.link.input_ready()
 
     def poll(self, seconds: float, *, fresh: bool = False) -> Message | None:
         """The next message within `seconds`, or None (to drain after a cancel, or look for a C-CANCEL);

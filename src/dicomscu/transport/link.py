@@ -121,6 +121,10 @@ class Link:
                 continue
             core.receive_data(self._view[:received] if received else b"")
 
+    def input_ready(self) -> bool:
+        """Something to read now, without waiting: in the core, or on the connection."""
+        return self.core.has_input or self._ready_now()
+
     def _ready_now(self) -> bool:
         """Non-blocking check for data (a zero wait: is there a C-CANCEL?)."""
         if _is_tls(self.sock) and self.sock.pending():  # type: ignore[attr-defined]

@@ -63,6 +63,8 @@ class AcceptPolicy:
     max_dataset: int | None = None
     #: How long an established association may stay silent before we abort it.
     idle_timeout: float = 60.0
+    #: Operations a requestor may have outstanding, when it proposes an asynchronous operations window.
+    window: int = 1
 
 
 def rejection(request: pdus.AssociateRQ, policy: AcceptPolicy, established: int) -> pdus.AssociateRJ | None:
@@ -226,11 +228,13 @@ class Listener:
             link.close()
             return
         try:
-            accept = negotiation.answer(request, policy.supported, policy.max_pdu, policy.roles_allowed)
+            accept = negotiation.answer(request, policy.supported, policy.max_pdu, policy.roles_allowed,
+                                        policy.window)
             link.send(link.core.accept(accept))
             accepted, refused = negotiation.agreed(request, accept)
             channel = Channel(link, accepted, name=f"{request.calling_ae}@{where}", dimse_timeout=policy.idle_timeout,
-                              refused=refused, roles=negotiation.requestor_roles(request, accept))
+                              refused=refused, roles=negotiation.requestor_roles(request, accept),
+                              window=negotiation.window(request, accept))
             with self._lock:
                 self._channels.add(channel)
             LOGGER.info("association from %s established: %d of %d contexts accepted", channel, len(accepted),

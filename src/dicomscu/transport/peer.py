@@ -150,6 +150,9 @@ class TLS:
 #: Hosts under this name are providers served in memory (:mod:`dicomscu.transport.memory`); ``.invalid``
 #: never resolves (RFC 2606), so no real host can be taken for one.
 IN_MEMORY_SUFFIX = ".memory.invalid"
+#: The largest asynchronous operations window we propose: the responses a peer may owe us then stay far
+#: below a socket's receive buffer, so that neither side can block the other's writes.
+MAX_WINDOW = 256
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,10 @@ class Peer:
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_pdu: int = DEFAULT_MAX_PDU
     tls: TLS | None = None
+    #: C-STOREs that may be outstanding at once on one association (PS3.7 D.3.3.3 asynchronous operations
+    #: window).  1, the default, proposes no window: some systems drop an association that proposes one.
+    #: More is proposed as asked, and used as far as the peer agrees (a peer that does not answer gives 1).
+    window: int = 1
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -172,6 +179,8 @@ class Peer:
         object.__setattr__(self, "calling_ae", check_ae_title(self.calling_ae, "calling AE title"))
         if self.max_pdu != 0 and not 4096 <= self.max_pdu <= (1 << 26):
             raise UsageError(f"{self.max_pdu} must be 0 (unlimited) or between 4096 and 67108864", option="max_pdu")
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or not 1 <= self.window <= MAX_WINDOW:
+            raise UsageError(f"{self.window!r} must be a whole number from 1 to {MAX_WINDOW}", option="window")
 
     def __str__(self) -> str:
         return f"{self.called_ae}@{self.host}:{self.port}"
