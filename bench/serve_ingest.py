@@ -3,7 +3,7 @@
 Orthanc, and serve again with 100,000 instances already in its index.
 
 usage: python bench/serve_ingest.py [--files 2000] [--repeat 3] [--archive 100000] [--no-orthanc] [--dir DIR]
-                                   [--jobs N]
+                                   [--jobs N] [--window 32]
 
 Each receiver gets a fresh storage per run, on the same file system; the sender is ``dicomscu --store`` (one
 association), timed as a whole process (best of R).  storescp ``--ignore`` (receives, writes nothing) is the
@@ -13,7 +13,10 @@ when that costs what an empty archive does.  ``--dir /dev/shm`` puts every stora
 the receivers' CPU, without the file system's noise (creating a file costs 0.4-0.9 ms on this machine's disk,
 and varies run to run more than the receivers differ).  ``--jobs N`` sends over N associations at once
 (storescp then forks one process per association; serve's associations share index transactions by group
-commit).  Prints times, ratios and serve's peak RSS; asserts nothing.
+commit).  The sender asks every receiver for an asynchronous operations window of ``--window`` C-STOREs
+(``dicomscu --store --window``): serve grants it, storescp and Orthanc answer none and are sent one at a time,
+as every sender does with them; serve one at a time (``--window 1``) is measured too.  Prints times, ratios and
+serve's peak RSS; asserts nothing.
 """
 
 from __future__ import annotations
@@ -38,12 +41,15 @@ from serve_scale import fill, peak_rss_mb  # noqa: E402
 
 #: --jobs: associations the sender opens at once.
 JOBS = 1
+#: --window: C-STOREs the sender may have outstanding on an association, where the receiver agrees.
+WINDOW = 32
 
 
-def send(folder: Path, port: int, called: str = "ANY-SCP") -> float:
+def send(folder: Path, port: int, called: str = "ANY-SCP", window: int | None = None) -> float:
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dicomscu", "--store", "--call", called, "-j", str(JOBS), "127.0.0.1",
-                    str(port), str(folder)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "dicomscu", "--store", "--call", called, "-j", str(JOBS), "--window",
+                    str(WINDOW if window is None else window), "127.0.0.1", str(port), str(folder)],
+                   check=True, capture_output=True)
     return time.perf_counter() - began
 
 
@@ -60,7 +66,7 @@ def storescp(folder: Path, *extra: str) -> float:
             server.wait()
 
 
-def serve(folder: Path, archive: int = 0) -> tuple[float, float]:
+def serve(folder: Path, archive: int = 0, window: int | None = None) -> tuple[float, float]:
     """(seconds, serve's peak RSS in MB)."""
     with tempfile.TemporaryDirectory(dir=BASE) as out:
         storage = Path(out) / "storage"
@@ -72,7 +78,7 @@ def serve(folder: Path, archive: int = 0) -> tuple[float, float]:
                                    str(storage)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for_port(port, server, timeout=60)
-            seconds = send(folder, port)
+            seconds = send(folder, port, window=window)
             return seconds, peak_rss_mb(server.pid)
         finally:
             server.terminate()
@@ -96,9 +102,10 @@ def main() -> int:
     parser.add_argument("--no-orthanc", action="store_true")
     parser.add_argument("--dir", default=str(HERE), help="where the receivers' storages go (default: bench/)")
     parser.add_argument("--jobs", type=int, default=1, help="associations the sender opens at once")
+    parser.add_argument("--window", type=int, default=32, help="C-STOREs outstanding, where the receiver agrees")
     args = parser.parse_args()
-    global BASE, JOBS
-    BASE, JOBS = args.dir, args.jobs
+    global BASE, JOBS, WINDOW
+    BASE, JOBS, WINDOW = args.dir, args.jobs, args.window
     ensure_bytecode()
     from dicomscu.sample import write_bench_set
 
@@ -112,7 +119,9 @@ def main() -> int:
         runs.setdefault("storescp --ignore (floor)", []).append(storescp(folder, "--ignore"))
         runs.setdefault("storescp (writes files)", []).append(storescp(folder))
         seconds, rss["serve"] = serve(folder)
-        runs.setdefault("serve (writes and indexes)", []).append(seconds)
+        runs.setdefault(f"serve (writes and indexes, window {WINDOW})", []).append(seconds)
+        if WINDOW > 1:
+            runs.setdefault("serve, one at a time (--window 1)", []).append(serve(folder, window=1)[0])
         if args.archive:
             seconds, rss["archive"] = serve(folder, args.archive)
             runs.setdefault(f"serve into {args.archive:,} indexed", []).append(seconds)
@@ -121,9 +130,10 @@ def main() -> int:
     best = {name: min(times) for name, times in runs.items()}
     writes = best["storescp (writes files)"]
     associations = "one association" if JOBS == 1 else f"{JOBS} associations at once"
-    print(f"{args.files} small files, {associations}, best of {args.repeat} (whole sending process)")
+    print(f"{args.files} small files, {associations}, best of {args.repeat} (whole sending process, "
+          f"dicomscu --store --window {WINDOW})")
     for name, seconds in best.items():
-        print(f"  {name:36} {seconds:7.2f} s   {seconds / writes:5.2f}x storescp writing")
+        print(f"  {name:44} {seconds:7.2f} s   {seconds / writes:5.2f}x storescp writing")
     print(f"  serve peak RSS: {rss.get('serve', 0):.0f} MB (empty), {rss.get('archive', 0):.0f} MB (into the archive)")
     return 0
 
