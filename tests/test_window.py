@@ -7,7 +7,9 @@ received, writes their rows in one transaction and answers each only after its r
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -262,3 +264,6 @@ def test_serve_by_command_line_with_a_window_keeps_every_file_whole(tmp_path, da
         server.wait(timeout=20)
     sent = dataset_digests(_files(dataset_dir) + sorted((dataset_dir / "big").iterdir()))
     assert dataset_digests(storage.rglob("*.dcm")) == sent
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {stat.S_IMODE(path.stat().st_mode) for path in storage.rglob("*.dcm")} == {0o666 & ~umask}

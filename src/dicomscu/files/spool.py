@@ -19,7 +19,7 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from dicomscu.files.instances import FILE_MODE, PARTIAL_SUFFIX, discard, file_header, partial_prefix
+from dicomscu.files.instances import PARTIAL_SUFFIX, discard, file_header, partial_prefix
 
 
 #: Numbers this process's temporary names (with its pid: unique without mkstemp's random names and retries).
@@ -32,7 +32,7 @@ def _create(folder: str, prefix: str) -> tuple[int, str]:
     while True:
         path = os.path.join(folder, f"{prefix}{os.getpid()}-{next(_NUMBERS)}{PARTIAL_SUFFIX}")
         try:
-            return os.open(path, flags, 0o600), path
+            return os.open(path, flags, 0o666), path  # (less the umask: FILE_MODE, as open() gives)
         except FileExistsError:  # left by an earlier process of the same pid: the next number
             continue
 
@@ -62,8 +62,8 @@ class Spool:
         self.size = 0
         #: The first write failure (a full disk, say), kept for the owner: a sink never raises.
         self.error: OSError | None = None
+        self._placed = False
         try:
-            os.fchmod(self._handle, FILE_MODE)  # (the umask's mode, as open() gives: not 0600)
             _write_all(self._handle, header)
         except OSError as exc:
             self.error = exc
@@ -88,9 +88,10 @@ class Spool:
             self.error = self.error or exc
 
     def discard(self) -> None:
-        """Drop the file (the instance was refused, or never arrived whole)."""
+        """Drop the file (the instance was refused, or never arrived whole); nothing once it is placed."""
         self.finish()
-        discard(self.path)
+        if not self._placed:
+            discard(self.path)
 
     @contextmanager
     def mapped(self) -> Iterator[memoryview]:
@@ -153,3 +154,4 @@ class Spool:
         except FileNotFoundError:  # a series' first file: its folders are made now
             os.makedirs(os.path.dirname(path), exist_ok=True)
             os.replace(self.path, path)
+        self._placed = True

@@ -108,41 +108,40 @@ class Provider:
                              None, "C-ECHO-RSP")
 
     def store(self, channel: Channel, message: Message) -> None:
-        """Check the request against its context, store the data set, answer with the callback's status."""
+        """Store the request's data set and answer with its status: at once, or, with an asynchronous window,
+        held back (:meth:`serve`) so that the work "stored" waits for is done for several at once."""
         request = message.command
         sop_class, sop_instance = request.AffectedSOPClassUID or "", request.AffectedSOPInstanceUID or ""
+        outcome = self._stored(channel, message, sop_class, sop_instance)
+
+        def response() -> bytes:
+            status = outcome if isinstance(outcome, int) else _settled(outcome, sop_instance)
+            return dimse.c_store_rsp(request.MessageID or 0, sop_class, sop_instance, status)
+
+        if channel.window > 1 and (channel.holding or not isinstance(outcome, int)):  # (answers keep their order)
+            channel.send_later(message.context_id, response, "C-STORE-RSP")
+        else:
+            channel.send_encoded(message.context_id, response(), None, "C-STORE-RSP")
+
+    def _stored(self, channel: Channel, message: Message, sop_class: str, sop_instance: str) -> "int | Later":
+        """Check the request against its context and hand the data set to `on_store`: the status, or what
+        makes it."""
         context = channel.context_for_id(message.context_id)
         data = message.sink if message.sink is not None else message.dataset
         if self.on_store is None or context.abstract_syntax != sop_class:
-            status = 0x0122  # Refused: SOP Class not supported (on this context)
-        elif message.oversize:
+            return 0x0122  # Refused: SOP Class not supported (on this context)
+        if message.oversize:
             LOGGER.warning("refused %s: its data set is larger than the limit this server keeps", sop_instance)
-            status = 0xA700  # Refused: out of resources
-        elif data is None:
-            status = 0xC000  # a C-STORE-RQ without a data set: cannot understand
-        else:
-            try:
-                outcome = self.on_store(sop_class, sop_instance, data, context.transfer_syntax)
-            except Exception as exc:  # a bug must not kill the association
-                LOGGER.exception("storing %s failed: %s", sop_instance, exc)
-                outcome = 0x0110  # Processing failure
-                if message.sink is not None:
-                    message.sink.discard()  # whatever on_store made of it, nothing half kept
-            if not isinstance(outcome, int):
-                later = outcome
-
-                def response() -> bytes:
-                    return dimse.c_store_rsp(request.MessageID or 0, sop_class, sop_instance,
-                                             _settled(later, sop_instance))
-
-                if channel.window > 1:
-                    channel.send_later(message.context_id, response, "C-STORE-RSP")
-                else:
-                    channel.send_encoded(message.context_id, response(), None, "C-STORE-RSP")
-                return
-            status = outcome
-        channel.send_encoded(message.context_id, dimse.c_store_rsp(request.MessageID or 0, sop_class, sop_instance,
-                                                                   status), None, "C-STORE-RSP")
+            return 0xA700  # Refused: out of resources
+        if data is None:
+            return 0xC000  # a C-STORE-RQ without a data set: cannot understand
+        try:
+            return self.on_store(sop_class, sop_instance, data, context.transfer_syntax)
+        except Exception as exc:  # a bug must not kill the association
+            LOGGER.exception("storing %s failed: %s", sop_instance, exc)
+            if message.sink is not None:
+                message.sink.discard()  # whatever on_store made of it, nothing half kept
+            return 0x0110  # Processing failure
 
     def cancel_outside_operation(self, channel: Channel, message: Message) -> None:
         """A C-CANCEL-RQ for nothing under way (it raced the final response): nothing to answer (PS3.7 9.3.2.3)."""
