@@ -10,8 +10,9 @@ association), timed as a whole process (best of R).  storescp ``--ignore`` (rece
 floor: what is left above it is the receiver's own work.  "into an archive" pre-fills serve's index with
 --archive rows (as bench/serve_scale.py does) before the same files are sent: ingest is flat in archive size
 when that costs what an empty archive does.  ``--dir /dev/shm`` puts every storage in memory: what is left is
-the receivers' CPU, without the file system's noise (creating a file costs 0.4-0.9 ms on this machine's disk,
-and varies run to run more than the receivers differ).  ``--jobs N`` sends over N associations at once
+the receivers' CPU, without the file system's noise (creating a file costs 0.07-0.9 ms on this machine's disk,
+and varies run to run more than the receivers differ).  Each run starts after ``sync``: the files of the run
+before it, or the archive's index just filled, are not written back during it.  ``--jobs N`` sends over N associations at once
 (storescp then forks one process per association; serve's associations share index transactions by group
 commit).  The sender asks every receiver for an asynchronous operations window of ``--window`` C-STOREs
 (``dicomscu --store --window``): serve grants it, storescp and Orthanc answer none and are sent one at a time,
@@ -22,6 +23,8 @@ serve's peak RSS; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,6 +42,14 @@ from peers import Orthanc, free_port, wait_for_port  # noqa: E402
 from serve_scale import fill, peak_rss_mb  # noqa: E402
 
 
+@contextlib.contextmanager
+def _storage():
+    """A fresh folder for one receiver's run, removed only when the whole benchmark ends: on an ext4 without
+    a journal (this machine's), an inode freed in the last minutes is not reused, and each file created
+    scans past them (``recently_deleted``), so the files one run removed would slow the next run's creates."""
+    yield tempfile.mkdtemp(dir=BASE)
+
+
 #: --jobs: associations the sender opens at once.
 JOBS = 1
 #: --window: C-STOREs the sender may have outstanding on an association, where the receiver agrees.
@@ -46,6 +57,7 @@ WINDOW = 32
 
 
 def send(folder: Path, port: int, called: str = "ANY-SCP", window: int | None = None) -> float:
+    os.sync()  # what an earlier run (or the archive's fill) left dirty is written back before, not during, this one
     began = time.perf_counter()
     subprocess.run([sys.executable, "-m", "dicomscu", "--store", "--call", called, "-j", str(JOBS), "--window",
                     str(WINDOW if window is None else window), "127.0.0.1", str(port), str(folder)],
@@ -54,7 +66,7 @@ def send(folder: Path, port: int, called: str = "ANY-SCP", window: int | None = 
 
 
 def storescp(folder: Path, *extra: str) -> float:
-    with tempfile.TemporaryDirectory(dir=BASE) as out:
+    with _storage() as out:
         port = free_port()
         forks = ["--fork"] if JOBS > 1 else []  # (one association at a time otherwise)
         server = subprocess.Popen(["/usr/bin/storescp", *extra, *forks, "-od", out, str(port)])
@@ -68,7 +80,7 @@ def storescp(folder: Path, *extra: str) -> float:
 
 def serve(folder: Path, archive: int = 0, window: int | None = None) -> tuple[float, float]:
     """(seconds, serve's peak RSS in MB)."""
-    with tempfile.TemporaryDirectory(dir=BASE) as out:
+    with _storage() as out:
         storage = Path(out) / "storage"
         storage.mkdir()
         if archive:
@@ -86,7 +98,7 @@ def serve(folder: Path, archive: int = 0, window: int | None = None) -> tuple[fl
 
 
 def orthanc(folder: Path) -> float:
-    with tempfile.TemporaryDirectory(dir=BASE) as out:
+    with _storage() as out:
         peer = Orthanc(Path(out))
         try:
             return send(folder, peer.dicom_port, "ORTHANC")
@@ -105,7 +117,13 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=32, help="C-STOREs outstanding, where the receiver agrees")
     args = parser.parse_args()
     global BASE, JOBS, WINDOW
-    BASE, JOBS, WINDOW = args.dir, args.jobs, args.window
+    JOBS, WINDOW = args.jobs, args.window
+    with tempfile.TemporaryDirectory(dir=args.dir) as runs:
+        BASE = runs
+        return _measure(args)
+
+
+def _measure(args) -> int:
     ensure_bytecode()
     from dicomscu.sample import write_bench_set
 
