@@ -267,3 +267,41 @@ def test_serve_by_command_line_with_a_window_keeps_every_file_whole(tmp_path, da
     umask = os.umask(0)
     os.umask(umask)
     assert {stat.S_IMODE(path.stat().st_mode) for path in storage.rglob("*.dcm")} == {0o666 & ~umask}
+
+
+def test_within_one_window_a_duplicate_is_refused_an_echo_waits_its_turn_and_answers_keep_their_order(tmp_path,
+                                                                                                     dataset_dir):
+    """Raw requests on one association with a window, sent before any answer is read: A, A again, B, then a
+    C-ECHO.  Under --no-overwrite the second A is refused 0x0111 though A's row was only staged; the echo
+    is answered after the three C-STOREs; each answer is in its request's place."""
+    from dicomscu.files.probe import probe
+    from dicomscu.protocol.negotiation import Proposal
+    from dicomscu.transport.association import associate
+    from dicomscu.uids import VERIFICATION
+
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(tmp_path / "storage"), overwrite=False))
+    server.start()
+    try:
+        first, second = (probe(path.read_bytes()) for path in _files(dataset_dir, 2))
+        data = {info.sop_instance: path.read_bytes()[info.dataset_offset:]
+                for info, path in zip((first, second), _files(dataset_dir, 2))}
+        peer = Peer("127.0.0.1", server.port, called_ae="DICOMSCU", window=8)
+        with associate(peer, [Proposal(first.sop_class, [first.transfer_syntax]),
+                              Proposal(VERIFICATION, [IMPLICIT_VR_LE])]) as channel:
+            assert channel.window == 8
+            context = channel.context_for(first.sop_class, first.transfer_syntax).context_id
+            sent = []
+            for info in (first, first, second):
+                message_id = channel.next_message_id()
+                channel.send_encoded(context, dimse.c_store_rq(message_id, info.sop_class, info.sop_instance),
+                                     data[info.sop_instance], "C-STORE")
+                sent.append(message_id)
+            echo_id = channel.next_message_id()
+            channel.send_encoded(channel.context_for(VERIFICATION).context_id, dimse.c_echo_rq(echo_id), None,
+                                 "C-ECHO")
+            answers = [channel.receive_any("response").command for _ in range(4)]
+        assert [a.MessageIDBeingRespondedTo for a in answers] == [*sent, echo_id]
+        assert [a.Status for a in answers] == [0x0000, 0x0111, 0x0000, 0x0000]
+        assert server.index.count() == 2
+    finally:
+        server.stop()
