@@ -305,3 +305,29 @@ def test_within_one_window_a_duplicate_is_refused_an_echo_waits_its_turn_and_ans
         assert server.index.count() == 2
     finally:
         server.stop()
+
+
+def test_a_requestor_that_asks_for_a_window_but_waits_for_each_answer_is_answered_at_once(pacs, dataset_dir):
+    """pynetdicom proposes a window (16) and then sends one C-STORE at a time, waiting for each answer: serve
+    holds nothing it has no reason to (no request waiting), so each is answered within pynetdicom's 5 s
+    DIMSE timeout, not when the window would fill."""
+    from pynetdicom import AE
+    from pynetdicom.pdu_primitives import AsynchronousOperationsWindowNegotiation
+
+    ae = AE(ae_title="PYNET")
+    ae.dimse_timeout = 5
+    ae.add_requested_context(SC, IMPLICIT_VR_LE)
+    window = AsynchronousOperationsWindowNegotiation()
+    window.maximum_number_operations_invoked = 16
+    window.maximum_number_operations_performed = 1
+    assoc = ae.associate("127.0.0.1", pacs.port, ae_title="DICOMSCU", ext_neg=[window])
+    assert assoc.is_established
+    try:
+        agreed = [item for item in assoc.acceptor.user_information
+                  if isinstance(item, AsynchronousOperationsWindowNegotiation)]
+        assert [(i.maximum_number_operations_invoked, i.maximum_number_operations_performed) for i in agreed] \
+            == [(16, 1)]
+        statuses = [assoc.send_c_store(str(path)).Status for path in _files(dataset_dir, 8)]
+    finally:
+        assoc.release()
+    assert statuses == [0] * 8 and pacs.index.count() == 8
