@@ -652,3 +652,61 @@ def test_closing_the_index_writes_the_rows_staged_first(tmp_path):
     again = Index(str(tmp_path / "index.sqlite"))
     assert again.path_of("1.2.3") == "a/3.dcm" and again.count() == 1
     again.close()
+
+
+def test_adoption_after_a_kill_holds_one_folder_at_a_time_not_every_indexed_path(tmp_path, sample):
+    """The start after a kill looks for files without a row.  Over an index of 200,000 rows it asks the index
+    folder by folder by the files' names, instead of holding every indexed path: its memory does not grow with
+    the archive (the set of 200,000 paths alone took over 20 MB)."""
+    import tracemalloc
+
+    from dicomscu.server.index import _INSERT, COLUMNS, Index
+
+    storage = tmp_path / "storage"
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(storage)))
+    server.start()
+    try:
+        assert dicomscu.store(peer_of(server), [str(p) for p in sample]).stored == len(sample)
+    finally:
+        server.stop()
+    orphan = sorted(storage.rglob("*.dcm"))[0]
+    index = Index(str(storage / "index.sqlite"))
+    index._db.execute("DELETE FROM instances WHERE sop_uid = ?", (orphan.stem,))  # the kill came before its row
+    rows = [[{"sop_uid": f"1.2.3.{n}", "study_uid": f"1.2.3.{n // 100}", "series_uid": f"1.2.3.{n // 10}",
+              "patient_id": f"P{n // 1000}", "path": f"1.2.3.{n // 100}/1.2.3.{n // 10}/1.2.3.{n}.dcm"}.get(c, "")
+             for c in COLUMNS] for n in range(200_000)]
+    index._db.execute("BEGIN")
+    index._db.executemany(_INSERT, rows)
+    index._db.execute("COMMIT")
+    del rows
+    tracemalloc.start()
+    try:
+        adopted = index.adopt(str(storage))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert adopted.indexed == 1 and index.path_of(orphan.stem) == os.path.relpath(orphan, storage)
+    assert peak < 4 << 20, f"{peak / 1e6:.1f} MB"
+    index.close()
+
+
+def test_a_file_indexed_under_another_name_or_an_absolute_path_is_known_to_adoption(tmp_path, sample):
+    """--reindex indexes files wherever and however they are named (copied in by hand), and older indexes hold
+    absolute paths: adoption must know such a file by its row, never take it for a stray copy of itself."""
+    from dicomscu.server.index import Index
+
+    storage = tmp_path / "storage"
+    handmade = storage / "by-hand" / "IM0001.dcm"
+    handmade.parent.mkdir(parents=True)
+    shutil.copy(sample[0], handmade)
+    absolute = storage / "old" / "x" / f"{pydicom.dcmread(sample[1]).SOPInstanceUID}.dcm"
+    absolute.parent.mkdir(parents=True)
+    shutil.copy(sample[1], absolute)
+    index = Index(str(storage / "index.sqlite"))
+    assert index.reindex(str(storage)).indexed == 2
+    index._db.execute("UPDATE instances SET path = ? WHERE path = ?",
+                      (str(absolute), os.path.relpath(absolute, storage)))
+    adopted = index.adopt(str(storage))
+    assert (adopted.indexed, adopted.dropped) == (0, [])
+    assert handmade.exists() and absolute.exists() and index.count() == 2
+    index.close()

@@ -177,10 +177,18 @@ class Reindexed:
 
 
 def _instance_files(storage: str) -> Iterator[str]:
+    for folder, names in _instance_folders(storage):
+        for name in names:
+            yield os.path.join(folder, name)
+
+
+def _instance_folders(storage: str) -> Iterator[tuple[str, list[str]]]:
+    """(folder, its ``.dcm`` file names, sorted) for each folder under `storage` that holds any: one folder's
+    names in memory at a time."""
     for folder, _, names in os.walk(storage):
-        for name in sorted(names):
-            if name.endswith(".dcm"):
-                yield os.path.join(folder, name)
+        files = sorted(name for name in names if name.endswith(".dcm"))
+        if files:
+            yield folder, files
 
 
 def _row_of_file(path: str) -> dict[str, str]:
@@ -202,6 +210,11 @@ def _read_stored(path: str, storage: str, result: Reindexed) -> tuple[dict[str, 
         return None
     row["path"] = os.path.relpath(path, storage)
     return row, modified
+
+
+def _same_file(one: str, other: str) -> bool:
+    """Whether two paths name one file (an index path joined to the storage may be absolute: older indexes)."""
+    return os.path.normpath(one) == os.path.normpath(other)
 
 
 def _modified(path: str) -> float:
@@ -390,7 +403,6 @@ class Index:
         named in the result.
         """
         result = Reindexed()
-        newest: dict[str, tuple[float, str]] = {}
         rebuilt = self.path + REBUILD_SUFFIX
         discard(rebuilt)
         fresh = schema.connect(rebuilt)
@@ -404,14 +416,17 @@ class Index:
                 if found is None:
                     continue
                 row, modified = found
-                uid = row["sop_uid"]
-                if uid in newest:
-                    older = min(newest[uid], (modified, path))
+                # a file of an instance already met: the new index itself says where (memory stays flat in the
+                # number of files); the newer file is kept
+                earlier = fresh.execute("SELECT path FROM instances WHERE sop_uid = ?", (row["sop_uid"],)).fetchone()
+                if earlier is not None:
+                    earlier_path = os.path.join(storage, earlier[0])
+                    older = min((_modified(earlier_path), earlier_path), (modified, path))
                     result.dropped.append(older[1])
                     if older[1] == path:
                         continue
-                newest[uid] = (modified, path)
                 fresh.execute(_INSERT, [row.get(c, "") for c in COLUMNS])
+            result.indexed = fresh.execute("SELECT COALESCE(SUM(study_instances), 0) FROM studies").fetchone()[0]
             fresh.execute("COMMIT")
         finally:
             fresh.close()
@@ -419,7 +434,6 @@ class Index:
         self._swap_in(rebuilt)
         for path in result.dropped:
             discard(path)
-        result.indexed = len(newest)
         return result
 
     def _swap_in(self, rebuilt: str) -> None:
@@ -438,17 +452,15 @@ class Index:
         rename and its row), so that the index and the files agree again; of two files of one instance the
         newer is kept, as :meth:`reindex` does.  Unreadable files are left in place and counted."""
         result = Reindexed()
-        with self._lock:
-            known = {path for (path,) in self._db.execute("SELECT path FROM instances")}
-        for path in _instance_files(storage):
-            if os.path.relpath(path, storage) in known:
-                continue
+        for path in self._unknown_files(storage):
             found = _read_stored(path, storage, result)
             if found is None:
                 continue
             row, modified = found
             earlier = self.path_of(row["sop_uid"])
             earlier_path = os.path.join(storage, earlier) if earlier is not None else None
+            if earlier_path is not None and _same_file(earlier_path, path):
+                continue  # indexed under a name that is not its UID (files indexed by --reindex)
             if earlier_path is not None and _modified(earlier_path) > modified:
                 discard(path)  # an older copy of an instance indexed elsewhere
                 result.dropped.append(path)
@@ -459,6 +471,24 @@ class Index:
                 result.dropped.append(earlier_path)
             result.indexed += 1
         return result
+
+    def _unknown_files(self, storage: str) -> Iterator[str]:
+        """The ``.dcm`` files under `storage` that no row points at, asked folder by folder: a file is named
+        after its SOP Instance UID, so a folder's names are looked up by the instances' key, in chunks (memory
+        stays flat in the archive's size; a file named otherwise is looked up by what it holds)."""
+        for folder, names in _instance_folders(storage):
+            uids = [name[:-4] for name in names]
+            indexed: dict[str, str] = {}
+            for start in range(0, len(uids), _MOST_SQL_VALUES):
+                chunk = uids[start:start + _MOST_SQL_VALUES]
+                marks = ", ".join("?" for _ in chunk)
+                with self._lock:
+                    indexed.update(self._db.execute(f"SELECT sop_uid, path FROM instances WHERE sop_uid IN ({marks})",
+                                                    chunk).fetchall())
+            for uid, name in zip(uids, names):
+                path = os.path.join(folder, name)
+                if uid not in indexed or not _same_file(os.path.join(storage, indexed[uid]), path):
+                    yield path
 
     def instance_rows(self, column: str, values: list[str], columns: typing.Sequence[str] = COLUMNS) -> list[dict[str, str]]:
         """`columns` of the instances rows whose `column` (``study_uid`` or ``series_uid``: indexed;
