@@ -53,7 +53,8 @@ def run_demo(argv: list[str]) -> int:
             host = ["127.0.0.1", str(port), "--call", "DICOMSCU"]
             steps = [
                 ("C-ECHO: is the server up?", [*host], "success"),
-                ("C-STORE: send the study", ["--store", *host, "-r", str(root / "study")], "5 of 5 file(s) stored"),
+                ("C-STORE: send the study (up to 8 outstanding at once: the server grants a window)",
+                 ["--store", *host, "--window", "8", "-r", str(root / "study")], "5 of 5 file(s) stored"),
                 ("C-FIND: which studies are there?", ["--find", "--study", "--studyroot", *host, "-k", "PatientName",
                                                        "-k", "StudyInstanceUID",
                                                        "-k", "StudyDate", "-k", "ModalitiesInStudy",
