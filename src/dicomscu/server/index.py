@@ -212,6 +212,19 @@ def _read_stored(path: str, storage: str, result: Reindexed) -> tuple[dict[str, 
     return row, modified
 
 
+#: Bytes read from a file's head for its SOP Instance UID (the file meta and group 0008 fit).
+_HEAD = 64 * 1024
+
+
+def _sop_uid_of(path: str) -> str | None:
+    """The SOP Instance UID a stored file holds, from its head; None when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return probe(handle.read(_HEAD), complete=False).sop_instance or None
+    except (OSError, BadFile):
+        return None
+
+
 def _same_file(one: str, other: str) -> bool:
     """Whether two paths name one file (an index path joined to the storage may be absolute: older indexes)."""
     return os.path.normpath(one) == os.path.normpath(other)
@@ -487,7 +500,11 @@ class Index:
                                                     chunk).fetchall())
             for uid, name in zip(uids, names):
                 path = os.path.join(folder, name)
-                if uid not in indexed or not _same_file(os.path.join(storage, indexed[uid]), path):
+                known = indexed.get(uid)
+                if known is None:  # new, or named otherwise (indexed by --reindex): what it holds says
+                    held = _sop_uid_of(path)
+                    known = self.path_of(held) if held else None
+                if known is None or not _same_file(os.path.join(storage, known), path):
                     yield path
 
     def instance_rows(self, column: str, values: list[str], columns: typing.Sequence[str] = COLUMNS) -> list[dict[str, str]]:
