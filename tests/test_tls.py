@@ -115,6 +115,11 @@ def test_serve_over_tls(pki, tmp_path, dataset_dir):
         assert store.returncode == 0, store.stderr
         find = run_dicomscu("--find", "--image", "--studyroot", *base, "--format", "csv")
         assert find.returncode == 0 and len(find.stdout.splitlines()) == 4
+        windowed = run_dicomscu("--store", *base, "--window", "16", "-D", str(dataset_dir / "small"))
+        assert windowed.returncode == 0 and "60 of 60" in windowed.stdout, windowed.stderr
+        assert "up to 16 operations outstanding" in windowed.stderr  # granted over TLS as over TCP
+        find = run_dicomscu("--find", "--image", "--studyroot", *base, "--format", "csv")
+        assert len(find.stdout.splitlines()) == 61
         no_client_cert = run_dicomscu("localhost", str(port), "--call", "DICOMSCU", "--tls-ca", str(pki / "ca.crt"),
                                       "--timeout", "5")
         assert no_client_cert.returncode != 0 and "Traceback" not in no_client_cert.stderr
