@@ -228,6 +228,9 @@ def _web_request(request: Request, ns: argparse.Namespace, environ, url: str | N
         url, files = ns.positionals[0], list(ns.positionals[1:])
     if ns.port is not None:
         raise UsageError("a DICOMweb URL carries its own port: drop -p/--port")
+    if ns.window is not None:
+        raise UsageError("--window is a DIMSE association's (C-STOREs outstanding at once): with a DICOMweb URL, "
+                         "-j N sends N STOW-RS requests at once")
     token = _token(ns.token_file, environ) or (setting("token") if setting else None)
     request.files = list(ns.input) + list(files or [])
     request.web = WebPeer.parse(url, token=token, tls=_tls(ns) or (_profile_tls(setting) if setting else None),
