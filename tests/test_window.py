@@ -333,3 +333,41 @@ def test_a_requestor_that_asks_for_a_window_but_waits_for_each_answer_is_answere
     finally:
         assoc.release()
     assert statuses == [0] * 8 and pacs.index.count() == 8
+
+
+def test_ctrl_c_with_a_window_in_flight_ends_at_once_and_the_journal_resends_at_most_the_window(pacs,
+                                                                                                dataset_dir,
+                                                                                                tmp_path):
+    """Interrupted with up to 8 C-STOREs outstanding: exit 130 promptly; what was in flight was never
+    confirmed, so it is not in the journal and goes again, and nothing else does."""
+    import signal
+    import subprocess
+    import sys
+
+    received: list[str] = []
+    stage = pacs.index.stage
+
+    def slow(row):  # each instance kept, slowly
+        time.sleep(0.03)
+        received.append(row["sop_uid"])
+        return stage(row)
+
+    pacs.index.stage = slow
+    journal = tmp_path / "journal.sqlite"
+    args = ["--store", "--window", "8", "--call", "DICOMSCU", "127.0.0.1", str(pacs.port), "--journal", str(journal),
+            str(dataset_dir / "small")]
+    process = subprocess.Popen([sys.executable, "-m", "dicomscu", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while len(received) < 12 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    began = time.monotonic()
+    process.communicate(timeout=30)
+    assert process.returncode == 130 and time.monotonic() - began < 5
+    first = len(received)
+    assert 0 < first < 60
+    again = run_dicomscu(*args)
+    assert again.returncode == 0, again.stderr
+    assert len(set(received)) == 60 and pacs.index.count() == 60
+    assert len(received) - 60 <= 8, len(received) - 60  # sent twice: at most what was in flight
