@@ -21,14 +21,9 @@ import time
 from pathlib import Path
 
 import measure
+from dicomscu.transport.ports import free_port
 
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ensure_data(directory: Path) -> Path:

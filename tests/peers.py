@@ -18,13 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from dicomscu.transport.ports import free_port  # noqa: F401 (for the tests: outside the ephemeral range, see there)
+
 DCMTK = Path("/usr/bin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,10 @@ from pathlib import Path
 
 from dicomscu.sample import STUDY, SampleSpec, write_sample
 from dicomscu.server.embedded import serve
+from dicomscu.transport.ports import free_port
 
 #: One patient, one study: a CT series of 3 and an MR series of 2 small images.
 SAMPLE = SampleSpec(patients=1, studies=1, series=2, count=5, modalities=("CT", "MR"), matrix=64)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_demo(argv: list[str]) -> int:
