@@ -21,7 +21,7 @@ from dicomscu.operations.results import FAILED, OK
 from dicomscu.protocol import commands as dimse
 from dicomscu.protocol import negotiation
 from dicomscu.protocol import pdu as pdus
-from dicomscu.server.pacs import WINDOW, Pacs, ServerConfig
+from dicomscu.server.pacs import Pacs, ServerConfig
 from dicomscu.transport.association import request_pdu
 from dicomscu.transport.channel import AssociationEnded
 from dicomscu.transport.listener import AcceptPolicy, Listener
@@ -246,7 +246,8 @@ def test_pynetdicom_storage_scp_gets_every_file_when_asked_for_a_window(dataset_
 
 
 def test_serve_by_command_line_with_a_window_keeps_every_file_whole(tmp_path, dataset_dir):
-    """The whole path a user takes: serve as a process, ``--store --window``, the data sets unchanged."""
+    """The whole path a user takes: serve as a process granting 4 (``serve --window 4``), ``--store --window
+    128``, the data sets unchanged."""
     from conftest import dataset_digests
     from peers import free_port, wait_for_port
     import subprocess
@@ -255,12 +256,13 @@ def test_serve_by_command_line_with_a_window_keeps_every_file_whole(tmp_path, da
     port = free_port()
     storage = tmp_path / "storage"
     server = subprocess.Popen([sys.executable, "-m", "dicomscu", "serve", "--port", str(port), "--storage",
-                               str(storage)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               str(storage), "--window", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, server)
-        done = run_dicomscu("--store", "--window", str(WINDOW * 2), "127.0.0.1", str(port),
+        done = run_dicomscu("--store", "--window", "128", "-D", "127.0.0.1", str(port),
                             str(dataset_dir / "small"), str(dataset_dir / "big"))
         assert done.returncode == 0, done.stderr
+        assert "up to 4 operations outstanding" in done.stderr  # serve's --window: what it grants
     finally:
         server.terminate()
         server.wait(timeout=20)

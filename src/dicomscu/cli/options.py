@@ -231,6 +231,9 @@ SERVE_SECTIONS: list[tuple[str, list[Option]]] = [
                    "rejected (A-ASSOCIATE-RJ, transient: local limit exceeded). A connection\n"
                    "that sends no A-ASSOCIATE-RQ within 10 s, or takes more than 30 s\n"
                    "over the rest of a PDU, is dropped; a TLS handshake has 10 s."),
+        _flag("--window", metavar="N", default="64", api="window",
+              help="C-STOREs a requestor may have outstanding when it proposes an\n"
+                   "asynchronous operations window (default 64; 1: one at a time)."),
         _flag("--http", metavar="PORT", api="http_port",
               help="Also serve DICOMweb on this port: QIDO-RS, WADO-RS and STOW-RS under\n"
                    "http://HOST:PORT/dicom-web, over the same index and storage, under the\n"

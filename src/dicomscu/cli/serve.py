@@ -66,6 +66,7 @@ def parse_serve(argv: Sequence[str]) -> ServeRequest:
         overwrite=not ns.no_overwrite,
         max_size=_size(ns.max_size, "--max-size"),
         max_associations=_positive(_int(ns.max_associations, "--max-associations"), "--max-associations"),
+        window=_positive(_int(ns.window, "--window"), "--window"),
         http_port=check_port(_int(ns.http, "--http"), "--http") if ns.http is not None else None,
         tls=TLS(cert=ns.tls_cert, key=ns.tls_key, ca=ns.tls_ca) if ns.tls_cert or ns.tls_key or ns.tls_ca else None,
         http_bind=ns.http_bind.strip(),

@@ -45,9 +45,6 @@ from dicomscu.transport.peer import TLS, Peer
 LOGGER = logging.getLogger("dicomscu.server")
 #: On SIGTERM or Ctrl-C, associations under way get this long to finish before they are aborted.
 STOP_GRACE = 10.0
-#: C-STOREs a requestor may have outstanding on one association, when it proposes an asynchronous operations
-#: window (PS3.7 D.3.3.3): their rows are then written in one transaction, their responses sent in one write.
-WINDOW = 64
 #: (0008,0058) Failed SOP Instance UID List, returned with a retrieval's final status (PS3.4 C.4.2.1.4).
 FAILED_UIDS = "FailedSOPInstanceUIDList"
 
@@ -73,6 +70,9 @@ class ServerConfig:
     overwrite: bool = True
     #: Associations established at once; one more is rejected (transient, local limit exceeded).
     max_associations: int = 32
+    #: C-STOREs a requestor may have outstanding when it proposes an asynchronous operations window
+    #: (PS3.7 D.3.3.3): their rows are then written in one transaction, their responses sent in one write.
+    window: int = 64
     #: A C-STORE data set larger than this (bytes) is refused with 0xA700 and never held in memory.
     max_size: int = 4 << 30
     #: TLS (our certificate and key, the CA clients must be signed by), or None for plain TCP.
@@ -107,7 +107,7 @@ def accept_policy(config: ServerConfig) -> AcceptPolicy:
     supported[uids.STORAGE_COMMITMENT_PUSH] = (uids.EXPLICIT_VR_LE, uids.IMPLICIT_VR_LE)
     return AcceptPolicy(config.aetitle, supported, roles_allowed=frozenset(STORAGE_UIDS),
                         require_calling=tuple(config.require_calling), max_associations=config.max_associations,
-                        max_dataset=config.max_size, window=WINDOW)
+                        max_dataset=config.max_size, window=config.window)
 
 
 class Pacs:
