@@ -78,6 +78,8 @@ def test_the_command_line_takes_window_and_refuses_nonsense(tmp_path):
     assert refused.returncode != 0 and "--window" in refused.stderr and "Traceback" not in refused.stderr
     web = run_inprocess("--store", "--window", "8", "http://127.0.0.1:1/dicom-web", str(tmp_path))
     assert web.returncode == 2 and "-j N" in web.stderr  # a URL: said, not ignored
+    pdu = run_inprocess("--store", "--max-pdu", "16384", "http://127.0.0.1:1/dicom-web", str(tmp_path))
+    assert pdu.returncode == 2 and "no PDUs" in pdu.stderr
     profile = tmp_path / "profiles.toml"
     profile.write_text('[pacs]\nhost = "127.0.0.1"\nport = 1\nwindow = "x"\n')
     wrong = run_inprocess("--echo", "--config", str(profile), "@pacs")

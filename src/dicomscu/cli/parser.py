@@ -231,6 +231,8 @@ def _web_request(request: Request, ns: argparse.Namespace, environ, url: str | N
     if ns.window is not None:
         raise UsageError("--window is a DIMSE association's (C-STOREs outstanding at once): with a DICOMweb URL, "
                          "-j N sends N STOW-RS requests at once")
+    if ns.max_pdu is not None:
+        raise UsageError("--max-pdu is a DIMSE association's: a DICOMweb URL has no PDUs (drop it)")
     token = _token(ns.token_file, environ) or (setting("token") if setting else None)
     request.files = list(ns.input) + list(files or [])
     request.web = WebPeer.parse(url, token=token, tls=_tls(ns) or (_profile_tls(setting) if setting else None),
