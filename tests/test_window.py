@@ -61,10 +61,27 @@ def test_a_peer_that_answers_no_window_or_unlimited_leaves_one_or_what_we_asked(
     assert negotiation.window(_request((16, 1)), unlimited) == 16
 
 
-def test_no_window_is_proposed_unless_asked_for():
+def test_no_window_is_proposed_unless_asked_for_and_only_to_store(pacs):
     proposals = [negotiation.Proposal(SC, [IMPLICIT_VR_LE])]
     assert request_pdu(Peer("127.0.0.1", 104), proposals).user.async_window is None
-    assert request_pdu(Peer("127.0.0.1", 104, window=12), proposals).user.async_window == (12, 1)
+    assert request_pdu(Peer("127.0.0.1", 104), proposals, window=12).user.async_window == (12, 1)
+    # a Peer's window is for its C-STOREs: an echo or a query to the same peer proposes none
+    asked: list = []
+    answer = negotiation.answer
+
+    def recording(request, *args, **kwargs):
+        asked.append(request.user.async_window)
+        return answer(request, *args, **kwargs)
+
+    negotiation.answer = recording
+    try:
+        peer = Peer("127.0.0.1", pacs.port, called_ae="DICOMSCU", window=12)
+        assert dicomscu.echo(peer).status.ok
+        query = dicomscu.build_query("studyroot", "study", ["PatientID"])
+        assert dicomscu.find(peer, query).ok
+    finally:
+        negotiation.answer = answer
+    assert asked == [None, None]
 
 
 @pytest.mark.parametrize("bad", [0, -1, 257, 2.5, True])
@@ -293,7 +310,7 @@ def test_within_one_window_a_duplicate_is_refused_an_echo_waits_its_turn_and_ans
                 for info, path in zip((first, second), _files(dataset_dir, 2))}
         peer = Peer("127.0.0.1", server.port, called_ae="DICOMSCU", window=8)
         with associate(peer, [Proposal(first.sop_class, [first.transfer_syntax]),
-                              Proposal(VERIFICATION, [IMPLICIT_VR_LE])]) as channel:
+                              Proposal(VERIFICATION, [IMPLICIT_VR_LE])], window=peer.window) as channel:
             assert channel.window == 8
             context = channel.context_for(first.sop_class, first.transfer_syntax).context_id
             sent = []

@@ -389,7 +389,7 @@ class _LazyAssociation:
             if attempt:
                 time.sleep(REOPEN_BACKOFF * 2 ** (attempt - 1))
             try:
-                self.channel = self._stack.enter_context(associate(self.peer, self.contexts))
+                self.channel = self._stack.enter_context(associate(self.peer, self.contexts, window=self.peer.window))
             except AssociationRejected as exc:  # the peer's answer will not change
                 self.error = exc
                 return False

@@ -119,9 +119,11 @@ def connect(peer: Peer, address: str) -> socket.socket:
 
 
 def request_pdu(peer: Peer, proposals: Sequence[Proposal], roles: Sequence[pdus.RoleSelection] = (),
-                identity: pdus.UserIdentity | None = None) -> pdus.AssociateRQ:
+                identity: pdus.UserIdentity | None = None, window: int = 1) -> pdus.AssociateRQ:
+    """The A-ASSOCIATE-RQ for `peer`; an asynchronous operations window of `window` is proposed only when it
+    is more than 1 (only C-STORE asks for one: :attr:`Peer.window <dicomscu.transport.peer.Peer.window>`)."""
     user = pdus.UserInformation(peer.max_pdu, negotiation.IMPLEMENTATION_CLASS, negotiation.IMPLEMENTATION_VERSION,
-                                async_window=(peer.window, 1) if peer.window > 1 else None,
+                                async_window=(window, 1) if window > 1 else None,
                                 roles=tuple(roles), identity=identity)
     return pdus.AssociateRQ(peer.called_ae, peer.calling_ae, negotiation.number(proposals), user)
 
@@ -157,10 +159,10 @@ def _negotiate(link: Link, peer: Peer, request: pdus.AssociateRQ) -> pdus.Associ
 
 
 def open_channel(peer: Peer, proposals: Sequence[Proposal], *, roles: Sequence[pdus.RoleSelection] = (),
-                 identity: pdus.UserIdentity | None = None) -> Channel:
+                 identity: pdus.UserIdentity | None = None, window: int = 1) -> Channel:
     """An established association with `peer`, or a :class:`~dicomscu.errors.DicomscuError` saying why not."""
     address = peer.host if peer.host.endswith(IN_MEMORY_SUFFIX) else resolve(peer.host, peer.port)
-    request = request_pdu(peer, proposals, roles, identity)
+    request = request_pdu(peer, proposals, roles, identity, window)
     link = Link(connect(peer, address), m.Association(m.REQUESTOR, peer.max_pdu), peer.timeouts.network)
     accept = _negotiate(link, peer, request)
     accepted, refused = negotiation.agreed(request, accept)
@@ -168,24 +170,24 @@ def open_channel(peer: Peer, proposals: Sequence[Proposal], *, roles: Sequence[p
         link.abort()
         raise AssociationRejected(f"{peer}: association accepted but every presentation context was refused "
                                   f"({_describe_contexts(refused)})")
-    window = negotiation.window(request, accept)
+    agreed = negotiation.window(request, accept)
     LOGGER.info("association with %s established: %d of %d contexts accepted, peer max PDU %s%s",
                 peer, len(accepted), len(proposals), accept.user.max_length,
-                f", up to {window} operations outstanding" if peer.window > 1 else "")
+                f", up to {agreed} operations outstanding" if window > 1 else "")
     return Channel(link, accepted, name=str(peer), dimse_timeout=peer.timeouts.dimse, refused=refused,
                    roles=negotiation.requestor_roles(request, accept), release_timeout=peer.timeouts.association,
-                   window=window)
+                   window=agreed)
 
 
 @contextmanager
 def associate(peer: Peer, proposals: Sequence[Proposal], *, roles: Sequence[pdus.RoleSelection] = (),
-              identity: pdus.UserIdentity | None = None) -> Iterator[Channel]:
+              identity: pdus.UserIdentity | None = None, window: int = 1) -> Iterator[Channel]:
     """Open an association with `peer` proposing `proposals`; release it on exit.
 
     On an exception inside the block the association is aborted instead (or, if
     the peer asked to release, answered).
     """
-    channel = open_channel(peer, proposals, roles=roles, identity=identity)
+    channel = open_channel(peer, proposals, roles=roles, identity=identity, window=window)
     try:
         yield channel
     except BaseException:

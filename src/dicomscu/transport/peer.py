@@ -168,7 +168,8 @@ class Peer:
     tls: TLS | None = None
     #: C-STOREs that may be outstanding at once on one association (PS3.7 D.3.3.3 asynchronous operations
     #: window).  1, the default, proposes no window: some systems drop an association that proposes one.
-    #: More is proposed as asked, and used as far as the peer agrees (a peer that does not answer gives 1).
+    #: More is proposed as asked, on the associations that store only (no other operation would use it), and
+    #: used as far as the peer agrees (a peer that does not answer gives 1).
     window: int = 1
 
     def __post_init__(self) -> None:
