@@ -40,6 +40,32 @@ def stored_files(server: Pacs) -> list[Path]:
     return sorted(Path(server.storage).rglob("*.dcm"))
 
 
+def stored_storage(storage: Path, files: list[Path]) -> Path:
+    """`storage` after a serve stored `files` into it and stopped cleanly."""
+    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(storage)))
+    server.start()
+    try:
+        assert dicomscu.store(peer_of(server), [str(p) for p in files]).stored == len(files)
+    finally:
+        server.stop()
+    return storage
+
+
+def slowed_writes(index, seconds: float) -> set[str]:
+    """Make each index transaction of `index` take `seconds` longer; the SOP Instance UIDs written so far,
+    kept up to date (what a store may say "stored" of)."""
+    write_rows = index.write_rows
+    written: set[str] = set()
+
+    def slow(rows):
+        time.sleep(seconds)
+        write_rows(rows)
+        written.update(row["sop_uid"] for row in rows)
+
+    index.write_rows = slow
+    return written
+
+
 @pytest.fixture
 def sample(tmp_path) -> list[Path]:
     spec = SampleSpec(patients=2, studies=1, series=2, images=2, modalities=("CT", "MR"), matrix=16)
@@ -121,13 +147,7 @@ def test_a_row_that_cannot_be_written_takes_its_file_with_it(pacs, sample):
 
 
 def test_partial_files_are_removed_at_start_and_paths_survive_a_move(tmp_path, sample):
-    storage = tmp_path / "storage"
-    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(storage)))
-    server.start()
-    try:
-        assert dicomscu.store(peer_of(server), [str(p) for p in sample]).stored == len(sample)
-    finally:
-        server.stop()
+    storage = stored_storage(tmp_path / "storage", sample)
     from dicomscu.server.pacs import CLEAN_NAME
 
     (storage / CLEAN_NAME).unlink()  # as a kill leaves the storage: no clean-stop mark, so the start walks it
@@ -589,16 +609,8 @@ def test_associations_storing_at_once_share_index_transactions_and_each_hears_st
 
     pacs = Pacs(ServerConfig(storage=str(tmp_path / "archive")))
     instances = _instances(dataset_dir, 40)
-    write_rows = pacs.index.write_rows
-    written: set[str] = set()
+    written = slowed_writes(pacs.index, 0.05)
     told_before_written = []
-
-    def slow(rows):
-        time.sleep(0.05)
-        write_rows(rows)
-        written.update(row["sop_uid"] for row in rows)
-
-    pacs.index.write_rows = slow
 
     def association(share):
         for sop_class, sop_instance, data, syntax in share:
@@ -662,13 +674,7 @@ def test_adoption_after_a_kill_holds_one_folder_at_a_time_not_every_indexed_path
 
     from dicomscu.server.index import _INSERT, COLUMNS, Index
 
-    storage = tmp_path / "storage"
-    server = Pacs(ServerConfig(port=0, host="127.0.0.1", storage=str(storage)))
-    server.start()
-    try:
-        assert dicomscu.store(peer_of(server), [str(p) for p in sample]).stored == len(sample)
-    finally:
-        server.stop()
+    storage = stored_storage(tmp_path / "storage", sample)
     orphan = sorted(storage.rglob("*.dcm"))[0]
     index = Index(str(storage / "index.sqlite"))
     index._db.execute("DELETE FROM instances WHERE sop_uid = ?", (orphan.stem,))  # the kill came before its row

@@ -29,6 +29,7 @@ from dicomscu.uids import IMPLICIT_VR_LE
 
 from conftest import run_dicomscu, run_inprocess
 from peers import StoreSCP, storage_scp
+from test_serve_integrity import slowed_writes
 
 SC = "1.2.840.10008.5.1.4.1.1.7"
 
@@ -118,16 +119,8 @@ def _files(dataset_dir: Path, count: int | None = None) -> list[Path]:
 def test_serve_writes_a_window_of_rows_in_one_transaction_and_answers_each_after_its_row(pacs, dataset_dir):
     """A slow transaction (20 ms) lets requests pile up: 60 instances take far fewer transactions than 60,
     and every "stored" the client hears is for a row already written."""
-    write_rows = pacs.index.write_rows
-    written: set[str] = set()
+    written = slowed_writes(pacs.index, 0.02)
     heard_before_written: list[str] = []
-
-    def slow(rows):
-        time.sleep(0.02)
-        write_rows(rows)
-        written.update(row["sop_uid"] for row in rows)
-
-    pacs.index.write_rows = slow
 
     def heard(result):
         if result.outcome == OK and result.sop_instance not in written:

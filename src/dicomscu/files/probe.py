@@ -230,6 +230,17 @@ def _looks_like_raw_dataset(data: memoryview) -> bool:
     return 0x0002 < group <= 0x0010 and element <= 0x00FF
 
 
+#: Bytes of a file read to learn what it is without reading it whole (the file meta and group 0008 fit).
+HEAD_SIZE = 64 * 1024
+
+
+def probe_head(path: str) -> "DicomFile":
+    """:func:`probe` of the file at `path`'s first :data:`HEAD_SIZE` bytes (its UIDs and transfer syntax,
+    not a proof that it is whole); raises OSError or :class:`BadFile`."""
+    with open(path, "rb") as handle:
+        return probe(handle.read(HEAD_SIZE), complete=False)
+
+
 def probe(data: bytes | bytearray | memoryview, *, complete: bool = True, read: Sequence[int] = ()) -> DicomFile:
     """Parse `data` (a whole file, or its head when `complete` is False).
 

@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from dicomscu.errors import AssociationAborted, DicomscuError, OperationFailed, UsageError
 from dicomscu.files.inputs import InputProblem, Paths, as_paths, expand
-from dicomscu.files.probe import BadFile, probe
+from dicomscu.files.probe import BadFile, probe_head
 from dicomscu.operations.commitment import (ALL_COMMITTED, REQUEST_COMMITMENT, SOME_FAILED, BadCommitment,
                                             EventReport, Failure, Reference, action_information, read_event)
 from dicomscu.operations.options import COMMIT_BATCH, COMMIT_TIMEOUT, CommitOptions, given
@@ -50,8 +50,6 @@ LOGGER = logging.getLogger("dicomscu.commit")
 
 #: With a listener for reports, our association is released after this long without a report on it.
 QUIET_ON_ASSOCIATION = 2.0
-#: Bytes read per file to learn its SOP Class and Instance UIDs.
-HEAD_SIZE = 64 * 1024
 SYNTAXES = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
 
 
@@ -182,8 +180,7 @@ def references_in(paths: Paths, recursive: bool = False,
                 on_problem(entry.path, entry.reason)
             continue
         try:
-            with open(entry, "rb") as handle:
-                info = probe(handle.read(HEAD_SIZE), complete=False)
+            info = probe_head(entry)
         except OSError as exc:
             if on_problem:
                 on_problem(entry, f"cannot read: {exc.strerror or exc}")

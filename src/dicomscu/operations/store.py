@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 from dicomscu.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DicomscuError
 from dicomscu.files.inputs import InputProblem, Paths, as_paths, expand
-from dicomscu.files.probe import BadFile, DicomFile, probe
+from dicomscu.files.probe import BadFile, DicomFile, probe, probe_head
 from dicomscu.files.sending import offered_to, payload, syntax_to_send
 from dicomscu.operations.options import JournalLike, StoreOptions, given
 from dicomscu.operations.status import SUCCESS, WARNING, decode
@@ -47,8 +47,6 @@ from dicomscu.uids import (
 
 #: PS3.8 9.3.2.2: at most 128 presentation contexts (odd IDs 1..255) per association.
 MAX_CONTEXTS = 128
-#: Bytes read per file while planning: enough for the file meta and group 0008.
-HEAD_SIZE = 64 * 1024
 CONVERTIBLE = frozenset(CONVERTIBLE_SYNTAXES)
 #: After the peer aborts or drops the association: reopen it (up to 3 tries, 0.5 s then 1 s backoff),
 #: but stop after 3 files in a row lost that way (a peer that aborts on everything).
@@ -83,8 +81,7 @@ def plan(paths: Sequence[str], recursive: bool = False) -> Plan:
         if isinstance(entry, InputProblem):
             continue
         try:
-            with open(entry, "rb") as handle:
-                info = probe(handle.read(HEAD_SIZE), complete=False)
+            info = probe_head(entry)
             total_bytes += os.stat(entry).st_size
         except (OSError, BadFile):
             continue  # reported by the sending pass, once

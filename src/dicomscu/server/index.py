@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from dicomscu.files.instances import discard
-from dicomscu.files.probe import BadFile, probe
+from dicomscu.files.probe import BadFile, probe, probe_head
 from dicomscu.server import schema
 from dicomscu.server.matching import RANGE_VRS, WILDCARD_VRS, key_text, matches
 from dicomscu.server.stored_keys import all_match, read_stored, returned, stored_keys
@@ -80,6 +80,8 @@ _CHARSET = 0x00080005
 _TEXT = {"PN", "LO", "SH"}  # VRs whose text may use the Specific Character Set
 COLUMNS = list(dict.fromkeys([column for column, _, _ in ATTRIBUTES.values()] + ["transfer_syntax", "path"]))
 
+#: The instances indexed, from the studies' counts (a row per study read, not one per instance).
+_COUNT = "SELECT COALESCE(SUM(study_instances), 0) FROM studies"
 _INSERT = f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 
 
@@ -212,15 +214,10 @@ def _read_stored(path: str, storage: str, result: Reindexed) -> tuple[dict[str, 
     return row, modified
 
 
-#: Bytes read from a file's head for its SOP Instance UID (the file meta and group 0008 fit).
-_HEAD = 64 * 1024
-
-
 def _sop_uid_of(path: str) -> str | None:
     """The SOP Instance UID a stored file holds, from its head; None when it cannot be read."""
     try:
-        with open(path, "rb") as handle:
-            return probe(handle.read(_HEAD), complete=False).sop_instance or None
+        return probe_head(path).sop_instance or None
     except (OSError, BadFile):
         return None
 
@@ -395,7 +392,7 @@ class Index:
     def count(self) -> int:
         """The instances indexed (from the studies' counts: a row per study read, not one per instance)."""
         with self._lock:
-            return self._db.execute("SELECT COALESCE(SUM(study_instances), 0) FROM studies").fetchone()[0]
+            return self._db.execute(_COUNT).fetchone()[0]
 
     def rows(self, where: dict[str, str] | None = None) -> list[dict[str, str]]:
         """Rows whose columns equal `where` (exact SQL prefilter)."""
@@ -439,7 +436,7 @@ class Index:
                     if older[1] == path:
                         continue
                 fresh.execute(_INSERT, [row.get(c, "") for c in COLUMNS])
-            result.indexed = fresh.execute("SELECT COALESCE(SUM(study_instances), 0) FROM studies").fetchone()[0]
+            result.indexed = fresh.execute(_COUNT).fetchone()[0]
             fresh.execute("COMMIT")
         finally:
             fresh.close()
@@ -491,13 +488,7 @@ class Index:
         stays flat in the archive's size; a file named otherwise is looked up by what it holds)."""
         for folder, names in _instance_folders(storage):
             uids = [name[:-4] for name in names]
-            indexed: dict[str, str] = {}
-            for start in range(0, len(uids), _MOST_SQL_VALUES):
-                chunk = uids[start:start + _MOST_SQL_VALUES]
-                marks = ", ".join("?" for _ in chunk)
-                with self._lock:
-                    indexed.update(self._db.execute(f"SELECT sop_uid, path FROM instances WHERE sop_uid IN ({marks})",
-                                                    chunk).fetchall())
+            indexed = {row["sop_uid"]: row["path"] for row in self.instance_rows("sop_uid", uids, ("sop_uid", "path"))}
             for uid, name in zip(uids, names):
                 path = os.path.join(folder, name)
                 known = indexed.get(uid)
@@ -508,9 +499,9 @@ class Index:
                     yield path
 
     def instance_rows(self, column: str, values: list[str], columns: typing.Sequence[str] = COLUMNS) -> list[dict[str, str]]:
-        """`columns` of the instances rows whose `column` (``study_uid`` or ``series_uid``: indexed;
-        ``patient_id``: through the studies the patient's row holds) is one of `values`, in the order they were
-        stored within each."""
+        """`columns` of the instances rows whose `column` (``sop_uid``, ``study_uid`` or ``series_uid``:
+        indexed; ``patient_id``: through the studies the patient's row holds) is one of `values`, in the order
+        they were stored within each, asked in chunks of :data:`_MOST_SQL_VALUES`."""
         found: list[dict[str, str]] = []
         for start in range(0, len(values), _MOST_SQL_VALUES):
             chunk = values[start:start + _MOST_SQL_VALUES]
